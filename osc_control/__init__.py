@@ -1,0 +1,1 @@
+"""OSC control of a running engine: server, address space, parameter store."""

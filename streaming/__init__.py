@@ -1,0 +1,1 @@
+"""Real-time plumbing: chunk scheduling with lookahead, the Streamer, resampling."""

@@ -1,0 +1,1 @@
+"""ONNX -> TensorRT engine building (profiles, precision, cache)."""
