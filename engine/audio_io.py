@@ -1,0 +1,710 @@
+"""Audio files in and out: validated, streamed in bounded memory, written atomically.
+
+Reading goes through :class:`AudioReader`, which decodes one block at a time, so a
+30-minute file never sits in memory whole. Every problem with an input file becomes
+one :class:`AudioInputError` line that names the path and what is allowed: missing,
+unreadable, not audio, truncated, empty, sample rate out of range, NaN/Inf samples.
+
+libsndfile reads a truncated WAV or AIFF without complaint (it just returns fewer
+samples), so :func:`probe` walks the RIFF/RF64/AIFF chunks itself and compares the
+data size the header declares with the bytes actually present; for Ogg it checks
+that the stream ends with its end-of-stream page.
+
+Writing goes through :class:`AtomicAudioWriter`: it validates everything before any
+work, writes to a hidden temporary file in the target directory and renames it onto
+the target only on success, so a failure never leaves a half-written output file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+import secrets
+import stat
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioInputError, AudioOutputError
+
+log = logging.getLogger(__name__)
+
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 192_000
+READ_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".aif", ".aiff")
+WRITE_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+
+_READ_HINT = f"supported: WAV, FLAC, MP3, Ogg Vorbis/Opus, AIFF ({', '.join(READ_EXTENSIONS)})"
+_RATE_HINT = f"allowed: {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
+# extension -> (libsndfile major format, default subtype)
+_WRITE_FORMATS = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".aiff": ("AIFF", "PCM_16"),
+    ".aif": ("AIFF", "PCM_16"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+_MP3_SAMPLE_RATES = (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
+# libsndfile texts that mislead once we know the file exists and is a regular file
+_UNHELPFUL_ERRORS = ("Format not recognised", "does not exist or is not a regular file", "System error")
+# WAV format tags whose bytes per frame is block_align: PCM, IEEE float, A-law, mu-law, extensible
+_WAV_LINEAR_TAGS = (0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE)
+# AIFC compression types stored as plain samples: bytes per sample (0: the COMM sample size decides)
+_AIFC_SAMPLE_BYTES = {
+    b"in24": 3,
+    b"42ni": 3,
+    b"in32": 4,
+    b"23ni": 4,
+    b"fl32": 4,
+    b"FL32": 4,
+    b"fl64": 8,
+    b"FL64": 8,
+}
+_AIFC_SAMPLE_BYTES.update(dict.fromkeys((b"ulaw", b"ULAW", b"alaw", b"ALAW"), 1))
+_AIFC_SAMPLE_BYTES.update(dict.fromkeys((b"NONE", b"twos", b"sowt", b"raw "), 0))
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`probe` learnt about an audio file; ``frames`` counts samples per channel."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str  # libsndfile major format, e.g. "WAV", "FLAC", "MP3"
+    subtype: str  # libsndfile subtype, e.g. "PCM_16", "VORBIS"
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _seconds(frames: int, sample_rate: int) -> str:
+    return f"{frames / sample_rate:.3f} s"
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _libsndfile_detail(exc: Exception) -> str:
+    """libsndfile's own text of an error, on one line, without its "Error :" prefix."""
+    text = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
+    text = _one_line(text).removeprefix("Error :").strip()
+    return text.rstrip(".") or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- container checks
+
+
+def _truncation_message(
+    path: Path, kind: str, declared: int, present: int, sample_rate: float, found: str = "are present"
+) -> str:
+    rate = max(sample_rate, 1.0)
+    return (
+        f"audio input {str(path)!r} is truncated: its {kind} header declares {declared} samples "
+        f"({declared / rate:.3f} s) but only {present} samples ({present / rate:.3f} s) {found}; "
+        f"re-export or copy the file again"
+    )
+
+
+def _chunks(f: BinaryIO, start: int, file_size: int, endian: str) -> Iterator[tuple[bytes, int, int]]:
+    """Yield ``(chunk_id, body_offset, declared_size)`` of IFF-style chunks; stops at the end of the file."""
+    pos = start
+    for _ in range(10_000):  # a bound against pathological files
+        if pos + 8 > file_size:
+            return
+        f.seek(pos)
+        chunk_id, size = struct.unpack(endian + "4sI", f.read(8))
+        yield chunk_id, pos + 8, size
+        pos += 8 + size + (size & 1)
+
+
+def _check_wav(f: BinaryIO, path: Path, file_size: int, magic: bytes) -> None:
+    endian = ">" if magic == b"RIFX" else "<"
+    ds64_data_size = None
+    fmt = None  # (format_tag, sample_rate, byte_rate, block_align)
+    fact_frames = None
+    for chunk_id, body, size in _chunks(f, 12, file_size, endian):
+        if chunk_id == b"ds64" and size >= 16 and body + 16 <= file_size:
+            f.seek(body)
+            ds64_data_size = struct.unpack("<QQ", f.read(16))[1]
+        elif chunk_id == b"fmt " and size >= 16 and body + 16 <= file_size:
+            f.seek(body)
+            tag, _channels, rate, byte_rate, block_align = struct.unpack(endian + "HHIIH", f.read(14))
+            fmt = (tag, rate, byte_rate, block_align)
+        elif chunk_id == b"fact" and size >= 4 and body + 4 <= file_size:
+            f.seek(body)
+            fact_frames = struct.unpack(endian + "I", f.read(4))[0]
+        elif chunk_id == b"data":
+            if size == 0xFFFFFFFF and ds64_data_size is not None:
+                size = ds64_data_size
+            elif size in (0, 0xFFFFFFFF):
+                return  # length left open by a streaming writer: nothing declared to check against
+            present = file_size - body
+            if fmt is None or present >= size:
+                return
+            tag, rate, byte_rate, block_align = fmt
+            if tag in _WAV_LINEAR_TAGS and block_align > 0:
+                declared_frames, present_frames = size // block_align, present // block_align
+            else:  # compressed: estimate from the byte rate, prefer the exact count of a fact chunk
+                per_byte = rate / byte_rate if byte_rate else 0.0
+                declared_frames = fact_frames if fact_frames is not None else int(size * per_byte)
+                present_frames = int(declared_frames * present / size)
+            if present_frames < declared_frames:
+                kind = "RF64" if magic in (b"RF64", b"BW64") else "WAV"
+                raise AudioInputError(_truncation_message(path, kind, declared_frames, present_frames, rate))
+            return
+        if body + size > file_size:
+            raise AudioInputError(
+                f"audio input {str(path)!r} is truncated: its WAV chunk {chunk_id.decode('latin-1')!r} declares {size} "
+                f"bytes but the file ends after {file_size - body}; re-export or copy the file again"
+            )
+
+
+def _extended_to_float(raw: bytes) -> float:
+    """Decode the 80-bit IEEE extended float that AIFF uses for its sample rate."""
+    exponent = ((raw[0] & 0x7F) << 8 | raw[1]) - 16383
+    mantissa = int.from_bytes(raw[2:10], "big")
+    return math.ldexp(mantissa, exponent - 63) if mantissa else 0.0
+
+
+def _check_aiff(f: BinaryIO, path: Path, file_size: int, is_aifc: bool) -> None:
+    comm = None  # (channels, declared_frames, sample_size_bits, sample_rate, compression)
+    ssnd = None  # (data_offset, declared_bytes)
+    for chunk_id, body, size in _chunks(f, 12, file_size, ">"):
+        if chunk_id == b"COMM" and size >= 18 and body + 18 <= file_size:
+            f.seek(body)
+            raw = f.read(min(size, 22))
+            channels, frames, bits = struct.unpack(">hIh", raw[:8])
+            compression = raw[18:22] if is_aifc and len(raw) >= 22 else b"NONE"
+            comm = (channels, frames, bits, _extended_to_float(raw[8:18]), compression)
+        elif chunk_id == b"SSND" and size >= 8 and body + 8 <= file_size:
+            f.seek(body)
+            offset = struct.unpack(">I", f.read(4))[0]
+            ssnd = (body + 8 + offset, size - 8 - offset)
+    if comm is None or ssnd is None:
+        return  # libsndfile decides whether this is readable at all
+    channels, declared_frames, bits, rate, compression = comm
+    data_offset, declared_bytes = ssnd
+    present_bytes = max(0, min(file_size - data_offset, declared_bytes))
+    if compression in _AIFC_SAMPLE_BYTES and channels > 0:
+        per_sample = _AIFC_SAMPLE_BYTES[compression] or (bits + 7) // 8
+        present_frames = present_bytes // (per_sample * channels)
+    elif declared_bytes > 0:  # compressed AIFC: assume a constant bit rate
+        present_frames = int(declared_frames * present_bytes / declared_bytes)
+    else:
+        return
+    if present_frames < declared_frames:
+        raise AudioInputError(_truncation_message(path, "AIFF", declared_frames, present_frames, rate))
+
+
+def _check_ogg(f: BinaryIO, path: Path, file_size: int) -> None:
+    """A complete Ogg stream ends with a whole page that carries the end-of-stream flag."""
+    tail_start = max(0, file_size - 140_000)  # a page is at most 65,307 bytes: room for the last two
+    f.seek(tail_start)
+    tail = f.read()
+    pos = tail.rfind(b"OggS")
+    while pos >= 0:  # the last complete page; a page cut off by the end of the file is skipped
+        if pos + 27 <= len(tail) and tail[pos + 4] == 0:  # stream structure version 0
+            n_segments = tail[pos + 26]
+            lacing = tail[pos + 27 : pos + 27 + n_segments]
+            if len(lacing) == n_segments and pos + 27 + n_segments + sum(lacing) <= len(tail):
+                if tail[pos + 5] & 0x04:  # end-of-stream flag
+                    return
+                break
+        pos = tail.rfind(b"OggS", 0, pos)
+    raise AudioInputError(
+        f"audio input {str(path)!r} is truncated: the Ogg stream ends without its end-of-stream page; "
+        f"re-export or copy the file again"
+    )
+
+
+def _check_container(path: Path) -> None:
+    """Raise AudioInputError when a WAV/RF64/AIFF/Ogg header promises more audio than the file holds."""
+    with open(path, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if len(head) < 12:
+            return
+        try:
+            if head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64") and head[8:12] == b"WAVE":
+                _check_wav(f, path, file_size, head[:4])
+            elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                _check_aiff(f, path, file_size, head[8:12] == b"AIFC")
+            elif head[:4] == b"OggS":
+                _check_ogg(f, path, file_size)
+        except struct.error:
+            return  # a header too mangled to measure: libsndfile decides whether it is audio at all
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _open_checked(path: str | os.PathLike[str]) -> tuple[sf.SoundFile, AudioInfo]:
+    """Validate ``path`` and open it with libsndfile; the caller closes the returned SoundFile."""
+    path = Path(path)
+    name = repr(str(path))
+    try:
+        status = path.stat()
+        if stat.S_ISDIR(status.st_mode):
+            raise AudioInputError(
+                f"audio input {name} is a directory; pass an audio file inside it; {_READ_HINT}"
+            )
+        if not stat.S_ISREG(status.st_mode):
+            raise AudioInputError(
+                f"audio input {name} is not a regular file (a pipe or device?); save it to a file first"
+            )
+        if status.st_size == 0:
+            raise AudioInputError(f"audio input {name} is an empty file (0 bytes), not audio; {_READ_HINT}")
+        _check_container(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise AudioInputError(
+            f"audio input {name} does not exist; pass the path of an audio file; {_READ_HINT}"
+        ) from None
+    except PermissionError:
+        raise AudioInputError(
+            f"audio input {name} is not readable (permission denied); check the permissions of the file and its folders"
+        ) from None
+    except OSError as exc:
+        raise AudioInputError(
+            f"audio input {name} cannot be read: {_one_line(exc.strerror or exc)}"
+        ) from None
+    try:
+        handle = sf.SoundFile(path)
+    except sf.LibsndfileError as exc:
+        detail = _libsndfile_detail(exc)
+        detail = "" if any(text in detail for text in _UNHELPFUL_ERRORS) else f" (libsndfile: {detail})"
+        raise AudioInputError(
+            f"audio input {name} is not a recognised audio file{detail}; {_READ_HINT}"
+        ) from None
+    except (sf.SoundFileError, RuntimeError, OSError) as exc:
+        raise AudioInputError(
+            f"audio input {name} cannot be opened: {_libsndfile_detail(exc)}; {_READ_HINT}"
+        ) from None
+    info = AudioInfo(
+        path, int(handle.samplerate), int(handle.channels), int(handle.frames), handle.format, handle.subtype
+    )
+    problem = None
+    if info.frames <= 0:
+        problem = f"audio input {name} contains no audio (0 samples); pass a file with at least one sample"
+    elif not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+        problem = (
+            f"audio input {name} has sample rate {info.sample_rate} Hz; {_RATE_HINT}; "
+            f"resample it first, e.g. ffmpeg -i IN -ar 48000 OUT.wav"
+        )
+    if problem is not None:
+        handle.close()
+        raise AudioInputError(problem)
+    return handle, info
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Check an audio file without decoding it.
+
+    Args:
+        path: the file; its format is detected from its content, not its extension.
+
+    Returns:
+        :class:`AudioInfo` with sample rate (Hz), channels and frames (samples per channel).
+
+    Raises:
+        AudioInputError: missing, a directory, unreadable, not audio, truncated WAV/AIFF/Ogg,
+            0 samples, or a sample rate outside ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``.
+    """
+    handle, info = _open_checked(path)
+    handle.close()
+    return info
+
+
+class AudioReader:
+    """Decode an audio file block by block (context manager).
+
+    Args:
+        path: the input file, validated as in :func:`probe`.
+        block_frames: samples per channel in each block (the last one may be shorter).
+        mono: average the channels into one.
+
+    Raises:
+        AudioInputError: as :func:`probe`.
+        ValueError: ``block_frames`` < 1.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, block_frames: int = 65536, mono: bool = True) -> None:
+        if (
+            isinstance(block_frames, bool)
+            or not isinstance(block_frames, numbers.Integral)
+            or block_frames < 1
+        ):
+            raise ValueError(f"block_frames must be an integer >= 1 sample, got {block_frames!r}")
+        self.block_frames = int(block_frames)
+        self.mono = mono
+        self._file, self.info = _open_checked(path)
+        self.downmixed = mono and self.info.channels > 1
+        self.frames_read = 0
+        self._started = False
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Yield float32 blocks: ``(n,)`` when mono, else ``(channels, n)``; values as decoded.
+
+        Each call starts again from the beginning of the file (ValueError if the format cannot seek).
+
+        Raises:
+            AudioInputError: a NaN/Inf sample, a decoding error, or fewer samples than the header declares.
+        """
+        info, name = self.info, repr(str(self.info.path))
+        if self._file.closed:
+            raise ValueError(f"audio input {name} is closed; open a new AudioReader")
+        if self._started:
+            if not self._file.seekable():
+                raise ValueError(
+                    f"audio input {name} ({info.subtype}) cannot be read twice; open a new AudioReader"
+                )
+            self._file.seek(0)
+        self._started = True
+        self.frames_read = 0
+        while True:
+            try:
+                data = self._file.read(self.block_frames, dtype="float32", always_2d=True)
+            except (sf.SoundFileError, RuntimeError) as exc:
+                raise AudioInputError(
+                    f"audio input {name} could not be decoded after {self.frames_read} of {info.frames} samples "
+                    f"({_seconds(self.frames_read, info.sample_rate)} of {info.duration_s:.3f} s): "
+                    f"{_libsndfile_detail(exc)}; the file is truncated or corrupt"
+                ) from None
+            if data.shape[0] == 0:
+                break
+            if not np.isfinite(data).all():
+                self._raise_non_finite(data)
+            self.frames_read += data.shape[0]
+            if self.downmixed:
+                yield data.mean(axis=1, dtype=np.float32)
+            elif self.mono:
+                yield data[:, 0]
+            else:
+                yield np.ascontiguousarray(data.T)
+        if self.frames_read < info.frames:
+            raise AudioInputError(
+                _truncation_message(
+                    info.path,
+                    info.format,
+                    info.frames,
+                    self.frames_read,
+                    info.sample_rate,
+                    found="could be decoded",
+                )
+            )
+
+    def _raise_non_finite(self, data: np.ndarray) -> None:
+        frame, channel = np.argwhere(~np.isfinite(data))[0]
+        value = data[frame, channel]
+        index = self.frames_read + int(frame)
+        kind = "NaN" if np.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+        raise AudioInputError(
+            f"audio input {str(self.info.path)!r} contains {kind} at sample {index} "
+            f"({_seconds(index, self.info.sample_rate)}, channel {int(channel)}); samples must be finite, "
+            f"re-export the file"
+        )
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_audio(path: str | os.PathLike[str], *, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Read a whole file, validated as :class:`AudioReader` does.
+
+    Returns:
+        ``(audio, sample_rate)``: float32 ``(samples,)`` when mono, else ``(channels, samples)``; Hz.
+
+    Raises:
+        AudioInputError: as :class:`AudioReader`.
+    """
+    with AudioReader(path, mono=mono) as reader:
+        info = reader.info
+        shape = (info.frames,) if mono else (info.channels, info.frames)
+        audio = np.empty(shape, dtype=np.float32)
+        for block in reader.blocks():
+            end = reader.frames_read
+            audio[..., end - block.shape[-1] : end] = block
+    return audio, info.sample_rate
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _check_output(path: Path, sample_rate: int, channels: int, subtype: str | None) -> tuple[str, str]:
+    """Validate an output request; return ``(libsndfile format, subtype)``."""
+    name = repr(str(path))
+    ext = path.suffix.lower()
+    if ext not in _WRITE_FORMATS:
+        raise AudioOutputError(
+            f"audio output {name} has extension {ext or '(none)'!r}; allowed: {', '.join(WRITE_EXTENSIONS)}"
+        )
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
+        raise TypeError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
+        raise ValueError(f"channels must be an integer >= 1, got {channels!r}")
+    parent = path.parent
+    try:
+        if path.is_dir():
+            raise AudioOutputError(
+                f"audio output {name} is a directory; pass a file name such as {str(path / ('out' + ext))!r}"
+            )
+        if not parent.exists():
+            raise AudioOutputError(
+                f"audio output {name}: directory {str(parent)!r} does not exist; "
+                f"create it first: mkdir -p {parent}"
+            )
+        if not parent.is_dir():
+            raise AudioOutputError(f"audio output {name}: {str(parent)!r} is not a directory")
+    except PermissionError:
+        raise AudioOutputError(
+            f"audio output {name}: directory {str(parent)!r} cannot be accessed "
+            f"(permission denied); choose another output directory"
+        ) from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AudioOutputError(
+            f"audio output {name}: directory {str(parent)!r} is not writable; "
+            f"choose another output directory or fix its permissions"
+        )
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioOutputError(
+            f"audio output {name}: sample rate {sample_rate} Hz is out of range; {_RATE_HINT}"
+        )
+    fmt, default_subtype = _WRITE_FORMATS[ext]
+    if fmt == "MP3" and sample_rate not in _MP3_SAMPLE_RATES:
+        raise AudioOutputError(
+            f"audio output {name}: MP3 cannot store {sample_rate} Hz; allowed: "
+            f"{', '.join(map(str, _MP3_SAMPLE_RATES))} Hz; resample or write .wav/.flac instead"
+        )
+    if fmt == "MP3" and channels > 2:
+        raise AudioOutputError(
+            f"audio output {name}: MP3 holds 1 or 2 channels, got {channels}; write .wav or .flac instead"
+        )
+    subtype = default_subtype if subtype is None else subtype.upper()
+    if not sf.check_format(fmt, subtype):
+        raise AudioOutputError(
+            f"audio output {name}: subtype {subtype!r} cannot be written to {fmt}; allowed: "
+            f"{', '.join(sf.available_subtypes(fmt))}"
+        )
+    return fmt, subtype
+
+
+class AtomicAudioWriter:
+    """Write audio to a hidden temporary file and rename it onto ``path`` on success (context manager).
+
+    ``with`` commits when the block succeeds and aborts when it raises (the exception propagates).
+    A failure at any point removes the temporary file and leaves an existing file at ``path`` untouched.
+
+    Args:
+        path: final file; its extension (one of ``WRITE_EXTENSIONS``) picks the format.
+        sample_rate: Hz, in ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` (MP3: 8000..48000, MPEG rates only).
+        channels: channels of every block written.
+        subtype: libsndfile subtype; default PCM_16 for WAV/AIFF/FLAC, VORBIS for Ogg, MPEG_LAYER_III for MP3.
+
+    Raises:
+        AudioOutputError: bad extension, missing or read-only directory, ``path`` is a directory,
+            sample rate out of range, or a subtype/channel count the format cannot hold.
+        TypeError, ValueError: ``sample_rate`` not an integer, ``channels`` < 1.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], sample_rate: int, channels: int = 1, *, subtype: str | None = None
+    ) -> None:
+        self.path = Path(path)
+        self._file: sf.SoundFile | None = None
+        self._fd = -1
+        self._temp_path: Path | None = None
+        self._state = "open"
+        fmt, self.subtype = _check_output(self.path, sample_rate, channels, subtype)
+        self.sample_rate, self.channels = int(sample_rate), int(channels)
+        self.frames_written = 0
+        self.clipped_samples = 0
+        for _ in range(100):
+            temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+            try:  # created with the umask's permissions, unlike mkstemp's 0600
+                self._fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise AudioOutputError(
+                    f"audio output {str(self.path)!r}: cannot create a temporary file "
+                    f"next to it: {_one_line(exc.strerror or exc)}"
+                ) from None
+            self._temp_path = temp
+            break
+        else:  # pragma: no cover - 100 random collisions
+            raise AudioOutputError(f"audio output {str(self.path)!r}: no free temporary file name next to it")
+        try:
+            self._file = sf.SoundFile(
+                self._fd, "w", self.sample_rate, self.channels, self.subtype, format=fmt, closefd=False
+            )
+        except (sf.SoundFileError, RuntimeError, OSError) as exc:
+            self._discard()
+            raise AudioOutputError(
+                f"audio output {str(self.path)!r}: libsndfile cannot write {fmt}/{self.subtype} "
+                f"at {self.sample_rate} Hz with {self.channels} channels: {_libsndfile_detail(exc)}"
+            ) from None
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block``: float ``(n,)`` when mono, else ``(channels, n)``; clipped to [-1, 1].
+
+        Raises:
+            TypeError: not a floating-point array.
+            ValueError: wrong shape, NaN/Inf samples, or the writer is closed.
+            AudioOutputError: the disk write failed (the temporary file is removed).
+        """
+        if self._state != "open" or self._file is None:
+            raise ValueError(f"audio output {str(self.path)!r} is already {self._state}; open a new writer")
+        block = np.asarray(block)
+        if not np.issubdtype(block.dtype, np.floating):
+            raise TypeError(f"audio blocks must be float32 in [-1, 1], got dtype {block.dtype}")
+        if block.ndim == 1 and self.channels == 1:
+            block = block[np.newaxis, :]
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise ValueError(
+                f"audio blocks for {self.channels} channel(s) must have shape "
+                f"{'(n,) or ' if self.channels == 1 else ''}({self.channels}, n), got {block.shape}"
+            )
+        if not np.isfinite(block).all():
+            channel, sample = np.argwhere(~np.isfinite(block))[0]
+            raise ValueError(
+                f"audio block has a non-finite value ({block[channel, sample]}) at sample "
+                f"{self.frames_written + int(sample)}, channel {int(channel)}; samples must be finite"
+            )
+        block = block.astype(np.float32, copy=False)
+        over = np.abs(block) > 1.0
+        clipped = int(np.count_nonzero(over))
+        if clipped:
+            block = np.clip(block, -1.0, 1.0)
+        try:
+            self._file.write(np.ascontiguousarray(block.T))
+        except (sf.SoundFileError, RuntimeError, OSError) as exc:
+            self.abort()
+            raise AudioOutputError(
+                f"audio output {str(self.path)!r}: writing failed after {self.frames_written} "
+                f"samples: {_libsndfile_detail(exc)}"
+            ) from None
+        self.clipped_samples += clipped
+        self.frames_written += block.shape[1]
+
+    def commit(self) -> Path:
+        """Finish the file and atomically move it onto ``path``; returns ``path``.
+
+        Raises:
+            AudioOutputError: finishing or renaming failed (the temporary file is removed).
+            ValueError: the writer was aborted.
+        """
+        if self._state == "committed":
+            return self.path
+        if self._state != "open" or self._file is None or self._temp_path is None:
+            raise ValueError(f"audio output {str(self.path)!r} was aborted; open a new writer")
+        file, self._file = self._file, None
+        try:
+            file.close()
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            os.replace(self._temp_path, self.path)
+        except (sf.SoundFileError, RuntimeError, OSError) as exc:
+            self.abort()
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else _libsndfile_detail(exc)
+            raise AudioOutputError(f"audio output {str(self.path)!r} could not be saved: {detail}") from None
+        self._state = "committed"
+        self._temp_path = None
+        self._fsync_directory()
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; ``path`` is left as it was. Safe to call twice."""
+        if self._state == "committed":
+            return
+        self._state = "aborted"
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except (sf.SoundFileError, RuntimeError, OSError):
+                pass  # the file is deleted next; its header no longer matters
+            self._file = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._temp_path is not None:
+            self._temp_path.unlink(missing_ok=True)
+            self._temp_path = None
+
+    def _fsync_directory(self) -> None:
+        """Make the rename durable; best effort, as some filesystems refuse to fsync a directory."""
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> AtomicAudioWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:  # a writer dropped without commit() or abort() leaves no temporary file
+        if getattr(self, "_state", None) == "open":
+            self.abort()
+
+
+def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int) -> Path:
+    """Write a whole array atomically with :class:`AtomicAudioWriter`; logs a warning when samples clip.
+
+    Args:
+        path: output file, extension one of ``WRITE_EXTENSIONS``.
+        audio: float ``(samples,)`` or ``(channels, samples)`` in [-1, 1].
+        sample_rate: Hz.
+
+    Returns:
+        The final path.
+
+    Raises:
+        AudioOutputError, TypeError, ValueError: as :class:`AtomicAudioWriter`.
+    """
+    audio = np.asarray(audio)
+    if audio.ndim not in (1, 2):
+        raise ValueError(f"audio must be 1-D (samples,) or 2-D (channels, samples), got shape {audio.shape}")
+    channels = 1 if audio.ndim == 1 else audio.shape[0]
+    with AtomicAudioWriter(path, sample_rate, channels) as writer:
+        writer.write(audio)
+    if writer.clipped_samples:
+        log.warning(
+            "%s: %d samples were outside [-1, 1] and were clipped", writer.path, writer.clipped_samples
+        )
+    return writer.path

@@ -1,0 +1,1 @@
+"""Converters: the objects that turn input audio into converted audio, chunk by chunk."""

@@ -1,0 +1,112 @@
+"""The face every converter shows to the streaming engine.
+
+A converter works at its own ``sample_rate`` on a fixed grid of chunks of
+``chunk_samples``. For each chunk the caller (normally
+:class:`voxflip.streaming.Streamer`) hands over a window that holds
+``context_samples`` of history, the chunk itself and ``lookahead_samples`` of
+future input (zeros before the start of the stream and after its end). Because
+the grid is fixed, the output cannot depend on how the caller's audio arrived.
+
+``step`` returns whatever output the chunk completes: exactly
+``chunk_samples`` for a time-preserving converter, any number (including 0)
+for a converter that changes timing. ``finish`` returns what is left once the
+input has ended. All history lives in the state object from ``init_state``.
+
+``latency_samples`` is the worst-case delay from an input sample arriving to
+its converted output leaving ``step``: one chunk plus the lookahead.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass
+class ConverterReport:
+    """What a converter has to say about a finished run (shown by the CLI)."""
+
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class Converter(ABC):
+    """Base class of all converters (see the module docstring)."""
+
+    name: str = "converter"
+    sample_rate: int = 24_000
+    chunk_samples: int = 480
+    context_samples: int = 0
+    lookahead_samples: int = 0
+    #: True when the output has exactly as many samples as the input.
+    time_preserving: bool = True
+
+    @property
+    def latency_samples(self) -> int:
+        return self.chunk_samples + self.lookahead_samples
+
+    @property
+    def window_samples(self) -> int:
+        return self.context_samples + self.chunk_samples + self.lookahead_samples
+
+    @abstractmethod
+    def init_state(self) -> Any:
+        """A fresh state for a new stream."""
+
+    @abstractmethod
+    def step(self, window: np.ndarray, state: Any, *, input_end: int | None = None) -> np.ndarray:
+        """Convert one chunk.
+
+        Args:
+            window: ``(window_samples,)`` float64 samples at ``sample_rate``:
+                context, chunk, lookahead.
+            state: from :meth:`init_state`; updated in place.
+            input_end: absolute index of the first sample after the input,
+                once the caller knows where the input ends (the window then
+                holds zeros from there on); ``None`` while streaming.
+
+        Returns:
+            float32 mono output samples.
+        """
+
+    def finish(self, state: Any) -> np.ndarray:
+        """Output still owed after the last chunk (empty for most converters)."""
+        return np.zeros(0, np.float32)
+
+    def report(self, state: Any) -> ConverterReport:
+        """Warnings and statistics about the run so far."""
+        return ConverterReport()
+
+    def set_param(self, state: Any, name: str, value: float | str) -> None:
+        """Change a run-time parameter between chunks (OSC, presets)."""
+        raise ConfigError(f"converter {self.name!r} has no run-time parameter {name!r}")
+
+    def describe(self) -> str:
+        return f"{self.name} @ {self.sample_rate} Hz"
+
+
+class DelayConverter(Converter):
+    """Returns its input delayed by nothing but its own lookahead: the plumbing test converter.
+
+    Its output equals its input exactly, so any difference in a streamed result
+    is the streaming engine's fault.
+    """
+
+    def __init__(self, sample_rate: int = 24_000, chunk_samples: int = 480, lookahead_samples: int = 37) -> None:
+        self.name = "delay"
+        self.sample_rate = sample_rate
+        self.chunk_samples = chunk_samples
+        self.context_samples = 0
+        self.lookahead_samples = lookahead_samples
+
+    def init_state(self) -> dict[str, int]:
+        return {"chunks": 0}
+
+    def step(self, window: np.ndarray, state: dict[str, int], *, input_end: int | None = None) -> np.ndarray:
+        state["chunks"] += 1
+        return window[self.context_samples : self.context_samples + self.chunk_samples].astype(np.float32)

@@ -1,0 +1,140 @@
+"""The frame pipeline the WORLD converters share: analyse, tidy, transform, synthesise.
+
+Per chunk of ``chunk_frames`` frames:
+
+1. analyse the frames the window has just completed (:class:`WorldAnalyzer`);
+2. tidy F0 with one frame of lookahead: fill one-frame voicing gaps, drop
+   one-frame voiced blips, repair one-frame octave jumps;
+3. ``transform`` the tidy frames into output frames (the converter's own
+   business: a new F0 contour, dropped or repeated frames, ...);
+4. synthesise the output frames (:class:`SourceFilterSynth`, one frame behind).
+
+Analysis runs ``LOOKAHEAD_FRAMES`` frames ahead of synthesis: one for the tidy
+step, one because the synthesiser interpolates towards the next frame.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..features.world import AnalysisConfig, Frames, WorldAnalyzer
+from ..vocoder.source_filter import SourceFilterSynth, SynthConfig, SynthState
+from .base import Converter
+
+LOOKAHEAD_FRAMES = 2
+
+
+@dataclass
+class PipelineState:
+    """State shared by every WORLD converter; subclasses keep theirs in ``custom``."""
+
+    synth: SynthState
+    custom: Any
+    chunks: int = 0
+    tidy_prev: Frames | None = None   # last raw frame already tidied (context for the next)
+    tidy_pending: Frames | None = None  # raw frame waiting for its successor
+    frames_tidied: int = 0
+    frames_out: int = 0
+    finished: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class WorldPipelineConverter(Converter):
+    """Base of the WORLD converters; subclasses implement :meth:`transform`."""
+
+    def __init__(self, analysis: AnalysisConfig, chunk_frames: int) -> None:
+        if chunk_frames < 1:
+            raise ConfigError(f"chunk_frames={chunk_frames!r} must be >= 1")
+        self.analysis = analysis
+        self.analyzer = WorldAnalyzer(analysis)
+        self.synth = SourceFilterSynth(
+            SynthConfig(sample_rate=analysis.sample_rate, hop_samples=analysis.hop_samples, fft_size=analysis.fft_size)
+        )
+        self.sample_rate = analysis.sample_rate
+        self.hop_samples = analysis.hop_samples
+        self.chunk_frames = chunk_frames
+        self.chunk_samples = chunk_frames * analysis.hop_samples
+        margin = analysis.margin_samples
+        self.context_samples = margin
+        self.lookahead_samples = (LOOKAHEAD_FRAMES - 1) * analysis.hop_samples + margin + 1
+
+    # -- subclass hooks ---------------------------------------------------------------------------
+    @abstractmethod
+    def init_custom(self) -> Any:
+        """Converter-specific state."""
+
+    @abstractmethod
+    def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
+        """Map tidy input frames (``first_frame`` onwards) to output frames."""
+
+    def transform_finish(self, state: PipelineState) -> Frames:
+        """Output frames owed at the end of the input (after the last transform)."""
+        return Frames.empty(self.analysis.bins)
+
+    # -- Converter interface ----------------------------------------------------------------------
+    def init_state(self) -> PipelineState:
+        return PipelineState(synth=self.synth.init_state(), custom=self.init_custom())
+
+    def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
+        n = self.chunk_frames
+        k = state.chunks
+        c0 = k * self.chunk_samples
+        if k == 0:
+            first, count = 0, n + LOOKAHEAD_FRAMES
+        else:
+            first, count = k * n + LOOKAHEAD_FRAMES, n
+        raw = self.analyzer.analyze(np.asarray(window, dtype=np.float64), c0 - self.context_samples, first, count)
+        state.chunks += 1
+        tidy, tidy_first = self._tidy(raw, state)
+        end_frame = None if input_end is None else -(-input_end // self.hop_samples)
+        out = self.transform(tidy, tidy_first, state, end_frame)
+        audio, state.synth = self.synth.step(out.f0_hz, out.sp, out.ap, state.synth)
+        state.frames_out += len(out)
+        return audio
+
+    def finish(self, state: PipelineState) -> np.ndarray:
+        if state.finished:
+            return np.zeros(0, np.float32)
+        state.finished = True
+        out = self.transform_finish(state)
+        audio, state.synth = self.synth.step(out.f0_hz, out.sp, out.ap, state.synth)
+        state.frames_out += len(out)
+        return audio
+
+    # -- internals --------------------------------------------------------------------------------
+    def _tidy(self, raw: Frames, state: PipelineState) -> tuple[Frames, int]:
+        """Tidy every raw frame that now has a successor; returns (frames, index of the first)."""
+        bins = self.analysis.bins
+        pending = state.tidy_pending
+        seq = Frames.concat([pending, raw] if pending is not None else [raw], bins)
+        if len(seq) < 2:
+            state.tidy_pending = seq
+            return Frames.empty(bins), state.frames_tidied
+        prev = state.tidy_prev
+        ready = seq.slice(0, len(seq) - 1)
+        f0 = ready.f0_hz.copy()
+        nxt = seq.f0_hz[1:]
+        before = np.concatenate([[prev.f0_hz[0] if prev is not None else 0.0], seq.f0_hz[: len(seq) - 2]])
+        voiced_before = before > 0
+        voiced_next = nxt > 0
+        st = 12.0 * np.log2(np.maximum(f0, 1e-3))
+        st_before = 12.0 * np.log2(np.maximum(before, 1e-3))
+        st_next = 12.0 * np.log2(np.maximum(nxt, 1e-3))
+        neighbours_agree = voiced_before & voiced_next & (np.abs(st_before - st_next) < 2.0)
+        mean_neighbour = 2.0 ** ((st_before + st_next) / 24.0)
+        gap = (f0 <= 0) & neighbours_agree
+        jump = (f0 > 0) & neighbours_agree & (np.abs(st - (st_before + st_next) / 2.0) > 9.0)
+        blip = (f0 > 0) & ~voiced_before & ~voiced_next
+        f0 = np.where(gap | jump, mean_neighbour, f0)
+        f0 = np.where(blip, 0.0, f0)
+        tidy = Frames(f0, ready.periodicity, ready.level_db, ready.sp, ready.ap)
+        first = state.frames_tidied
+        state.frames_tidied += len(tidy)
+        state.tidy_prev = Frames(np.array([f0[-1]]), ready.periodicity[-1:], ready.level_db[-1:], ready.sp[-1:], ready.ap[-1:])
+        state.tidy_pending = seq.slice(len(seq) - 1, len(seq))
+        return tidy, first

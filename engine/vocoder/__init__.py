@@ -1,0 +1,1 @@
+"""Vocoders: turn frame parameters (F0, spectral envelope, aperiodicity) into audio."""
