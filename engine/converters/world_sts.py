@@ -1,0 +1,398 @@
+"""Speech -> singing with WORLD analysis/synthesis, driven by a melody.
+
+The speech is cut into syllable units as it arrives (causally, see
+:mod:`voxflip.engine.features.syllables`): each unit is an onset (the unvoiced
+consonants before a voiced nucleus, stop closures included), the nucleus, and,
+before a pause, a coda. Pauses between phrases are dropped.
+
+The output runs on the melody's clock. Note ``j`` takes unit ``j``: the onset
+is placed at the note start at its spoken speed (at most half the note), the
+coda at the note end, and the nucleus fills the rest -- its first and last
+``edge_ms`` (the consonant-vowel transitions) at spoken speed when there is
+room, the steady middle stretched or compressed. Voiced frames take the note's
+pitch with an optional portamento from the previous note (legato only) and a
+delayed vibrato; unvoiced frames stay unvoiced. Rests are silence.
+
+When the melody runs out while speech units remain, the melody is repeated
+(and the report says so, with counts); when notes remain after the last
+unit, the last vowel is held over them. A note is only sung once its unit is
+complete, so an offline render is the same whatever the block size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..features.syllables import SyllableConfig, SyllableTracker
+from ..features.world import AnalysisConfig, Frames
+from ..melody import Melody, Note
+from .base import ConverterReport
+from .frame_store import FrameStore
+from .world_pipeline import PipelineState, WorldPipelineConverter
+
+_SILENCE_POWER = 1e-14
+
+
+@dataclass(frozen=True)
+class WorldSTSConfig:
+    """Settings of the WORLD speech-to-singing converter.
+
+    Attributes:
+        chunk_ms: processing chunk, a multiple of the 5 ms hop.
+        transpose_semitones: added to every note.
+        vibrato_cents: vibrato depth (peak deviation); 0 disables it.
+        vibrato_hz: vibrato rate.
+        vibrato_delay_ms: vibrato starts this long after the note starts (then fades in over 100 ms).
+        portamento_ms: glide into a note that follows the previous one without a rest; 0 disables it.
+        edge_ms: length of the nucleus transitions kept at spoken speed.
+        max_onset_fraction: the onset consonants take at most this fraction of a note.
+    """
+
+    chunk_ms: float = 20.0
+    transpose_semitones: float = 0.0
+    vibrato_cents: float = 25.0
+    vibrato_hz: float = 5.5
+    vibrato_delay_ms: float = 200.0
+    portamento_ms: float = 30.0
+    edge_ms: float = 30.0
+    max_onset_fraction: float = 0.5
+    analysis: AnalysisConfig = AnalysisConfig()
+    syllables: SyllableConfig = SyllableConfig()
+
+    def __post_init__(self) -> None:
+        hop_ms = 1000.0 * self.analysis.hop_samples / self.analysis.sample_rate
+        ratio = self.chunk_ms / hop_ms
+        if self.chunk_ms <= 0 or abs(ratio - round(ratio)) > 1e-6:
+            raise ConfigError(f"sts.chunk_ms={self.chunk_ms!r} must be a positive multiple of the {hop_ms:g} ms hop")
+        if not 0.0 <= self.vibrato_cents <= 200.0:
+            raise ConfigError(f"sts.vibrato_cents={self.vibrato_cents!r} is outside 0..200 cents")
+        if not 0.5 <= self.vibrato_hz <= 12.0:
+            raise ConfigError(f"sts.vibrato_hz={self.vibrato_hz!r} is outside 0.5..12 Hz")
+        if not 0.0 <= self.portamento_ms <= 500.0:
+            raise ConfigError(f"sts.portamento_ms={self.portamento_ms!r} is outside 0..500 ms")
+        if not -24.0 <= self.transpose_semitones <= 24.0:
+            raise ConfigError(f"sts.transpose_semitones={self.transpose_semitones!r} is outside -24..24")
+        if not 0.0 < self.max_onset_fraction <= 0.9:
+            raise ConfigError(f"sts.max_onset_fraction={self.max_onset_fraction!r} is outside (0, 0.9]")
+
+
+@dataclass
+class Unit:
+    """A syllable of the source speech, in absolute source frame indices."""
+
+    onset: int      # first onset frame (== nucleus when there is no onset)
+    nucleus: int    # first nucleus frame
+    coda: int       # first coda frame (== end when there is no coda)
+    end: int        # one past the last frame
+
+    @property
+    def nucleus_frames(self) -> int:
+        return self.coda - self.nucleus
+
+
+@dataclass
+class _Slot:
+    """A note being sung: its frame span on the output clock and the unit it uses."""
+
+    note: Note
+    start: int
+    end: int
+    unit: Unit
+    held: bool  # True when it re-uses the last unit (melisma)
+    prev_midi: float | None
+
+
+@dataclass
+class STSState:
+    tracker: SyllableTracker
+    store: FrameStore
+    transpose_semitones: float
+    units: list[Unit] = field(default_factory=list)       # complete, not yet sung
+    current: Unit | None = None                            # nucleus still growing
+    pending_start: int | None = None                       # first unvoiced/closure frame since the last nucleus
+    last_sound: int = -1                                   # last frame that was not silence
+    frames_in: int = 0
+    out_frame: int = 0                                     # next output frame on the melody clock
+    note_index: int = 0                                    # next note of the current pass through the melody
+    repeat: int = 0                                        # completed passes through the melody
+    slot: _Slot | None = None
+    last_unit: Unit | None = None
+    last_midi: float | None = None
+    last_note_end: int = -1
+    input_ended: bool = False
+    units_total: int = 0
+    notes_sung: int = 0
+    notes_held: int = 0
+    last_frame: Frames | None = None
+
+
+class WorldSTSConverter(WorldPipelineConverter):
+    """Melody-driven speech-to-singing ``world`` (see the module docstring)."""
+
+    time_preserving = False
+
+    def __init__(self, melody: Melody, config: WorldSTSConfig | None = None) -> None:
+        config = config or WorldSTSConfig()
+        hop_ms = 1000.0 * config.analysis.hop_samples / config.analysis.sample_rate
+        super().__init__(config.analysis, round(config.chunk_ms / hop_ms))
+        self.config = config
+        self.melody = melody
+        self.name = "world"
+        self._frame_s = config.analysis.hop_samples / config.analysis.sample_rate
+        self._edge = max(1, round(config.edge_ms / 1000.0 / self._frame_s))
+
+    def describe(self) -> str:
+        return f"world STS @ {self.sample_rate} Hz, melody {self.melody.source} ({len(self.melody.notes)} notes)"
+
+    def init_custom(self) -> STSState:
+        return STSState(
+            tracker=SyllableTracker(self.config.syllables, self._frame_s),
+            store=FrameStore(self.analysis.bins),
+            transpose_semitones=self.config.transpose_semitones,
+        )
+
+    def set_param(self, state: PipelineState, name: str, value: float | str) -> None:
+        if name == "transpose":
+            value = float(value)
+            if not -24.0 <= value <= 24.0:
+                raise ConfigError(f"transpose={value!r} semitones is outside -24..24")
+            state.custom.transpose_semitones = value
+        else:
+            raise ConfigError(f"{self.name} has no parameter {name!r}; it has transpose")
+
+    # -- segmentation -------------------------------------------------------------------------------
+    def _segment(self, frames: Frames, first_frame: int, s: STSState, input_end_frame: int | None) -> None:
+        s.store.append(frames)
+        pause = s.tracker._pause
+        for i in range(len(frames)):
+            index = first_frame + i
+            if input_end_frame is not None and index >= input_end_frame:
+                break
+            f0 = float(frames.f0_hz[i])
+            event = s.tracker.update(f0 > 0, float(frames.level_db[i]), f0)
+            s.frames_in += 1
+            if not event.silent:
+                s.last_sound = index
+            if event.voiced:
+                if s.current is not None and not event.syllable_start:
+                    # The nucleus goes on (a short unvoiced gap inside it is absorbed).
+                    s.current.coda = s.current.end = index + 1
+                    s.pending_start = None
+                    continue
+                self._close_unit(s, end_at=None)
+                onset = s.pending_start if s.pending_start is not None else index
+                s.current = Unit(onset=onset, nucleus=index, coda=index + 1, end=index + 1)
+                s.pending_start = None
+            else:
+                if s.pending_start is None and not (event.silent and s.current is None):
+                    s.pending_start = index
+                if s.tracker.quiet_run >= pause and s.current is not None:
+                    # A pause: the sounds between the nucleus and the pause are its coda.
+                    self._close_unit(s, end_at=s.last_sound + 1)
+                    s.pending_start = None
+                elif s.tracker.quiet_run >= pause:
+                    s.pending_start = None
+
+    def _close_unit(self, s: STSState, end_at: int | None) -> None:
+        unit = s.current
+        if unit is None:
+            return
+        if end_at is not None and end_at > unit.coda:
+            unit.end = end_at
+        s.units.append(unit)
+        s.units_total += 1
+        s.current = None
+
+    # -- the melody clock ---------------------------------------------------------------------------
+    def _frame_of(self, seconds: float) -> int:
+        return int(round(seconds / self._frame_s))
+
+    def _next_slot(self, s: STSState) -> _Slot | None | str:
+        """The next note to sing with its unit; None to wait for input; "done" at the end."""
+        notes = self.melody.notes
+        if s.note_index >= len(notes):
+            if s.units:
+                s.repeat += 1
+                s.note_index = 0
+            elif s.input_ended and s.current is None:
+                return "done"
+            else:
+                return None
+        note = notes[s.note_index]
+        if s.units:
+            unit, held = s.units.pop(0), False
+        elif s.input_ended and s.current is None:
+            if s.last_unit is None:
+                unit, held = None, True
+            else:
+                unit, held = s.last_unit, True
+        else:
+            return None
+        offset = s.repeat * self.melody.span_s
+        start = self._frame_of(note.start_s + offset)
+        end = max(self._frame_of(note.end_s + offset), start + 1)
+        legato = s.last_note_end >= 0 and start - s.last_note_end <= 1
+        slot = _Slot(note, start, end, unit, held, s.last_midi if legato else None)  # type: ignore[arg-type]
+        s.note_index += 1
+        return slot
+
+    def _generate(self, s: STSState) -> Frames:
+        bins = self.analysis.bins
+        f0s: list[float] = []
+        sps: list[np.ndarray] = []
+        aps: list[np.ndarray] = []
+        silence_sp = np.full(bins, _SILENCE_POWER)
+        ones = np.ones(bins)
+        while True:
+            if s.slot is None:
+                slot = self._next_slot(s)
+                if slot is None or slot == "done":
+                    break
+                assert isinstance(slot, _Slot)
+                s.slot = slot
+                if not slot.held:
+                    s.notes_sung += 1
+                else:
+                    s.notes_held += 1
+                if slot.unit is not None:
+                    s.last_unit = slot.unit
+                    s.store.drop_before(slot.unit.onset)
+            slot = s.slot
+            while s.out_frame < slot.start:  # a rest before the note
+                f0s.append(0.0)
+                sps.append(silence_sp)
+                aps.append(ones)
+                s.out_frame += 1
+            while s.out_frame < slot.end:
+                pos = s.out_frame - slot.start
+                f0, sp, ap = self._sing_frame(slot, pos, s)
+                f0s.append(f0)
+                sps.append(sp)
+                aps.append(ap)
+                s.out_frame += 1
+            s.last_note_end = slot.end
+            s.last_midi = slot.note.midi_note + s.transpose_semitones
+            s.slot = None
+        if not f0s:
+            return Frames.empty(bins)
+        n = len(f0s)
+        return Frames(np.array(f0s), np.ones(n), np.zeros(n), np.stack(sps), np.stack(aps))
+
+    def _sing_frame(self, slot: _Slot, pos: int, s: STSState) -> tuple[float, np.ndarray, np.ndarray]:
+        bins = self.analysis.bins
+        unit = slot.unit
+        length = slot.end - slot.start
+        gain = (slot.note.velocity / 100.0) ** 2
+        if unit is None:  # nothing was ever said: sing silence
+            return 0.0, np.full(bins, _SILENCE_POWER), np.ones(bins)
+        if slot.held:
+            # Melisma: hold the steady middle of the last nucleus.
+            lo = unit.nucleus + unit.nucleus_frames // 4
+            hi = max(lo, unit.nucleus + (3 * unit.nucleus_frames) // 4 - 1)
+            src = lo + (hi - lo) * (pos / max(1, length - 1))
+            voiced = True
+        else:
+            onset_len = unit.nucleus - unit.onset
+            coda_len = unit.end - unit.coda
+            max_cons = int(self.config.max_onset_fraction * length)
+            o_len = min(onset_len, max_cons)
+            k_len = min(coda_len, max(0, int(0.6 * length) - o_len))
+            m_len = length - o_len - k_len
+            if pos < o_len:
+                src = unit.onset + pos * (onset_len / o_len)
+                voiced = False
+            elif pos >= length - k_len:
+                q = pos - (length - k_len)
+                src = unit.coda + q * (coda_len / k_len)
+                voiced = s.store.f0(min(int(src), unit.end - 1)) > 0
+            else:
+                src = unit.nucleus + self._stretch(pos - o_len, m_len, unit.nucleus_frames)
+                voiced = True
+        sp, ap = s.store.interpolate(src)
+        if not voiced:
+            return 0.0, sp * gain, ap
+        return self._pitch(slot, pos, s), sp * gain, ap
+
+    def _stretch(self, q: int, out_len: int, in_len: int) -> float:
+        """Source offset inside a nucleus of ``in_len`` frames for output frame ``q`` of ``out_len``."""
+        if in_len <= 1 or out_len <= 1:
+            return 0.0
+        edge = min(self._edge, in_len // 4)
+        if out_len >= 2 * edge + 2 and edge > 0:
+            if q < edge:
+                return float(q)
+            if q >= out_len - edge:
+                return float(in_len - (out_len - q))
+            mid_out = out_len - 2 * edge
+            mid_in = in_len - 2 * edge
+            return edge + (q - edge) * (mid_in - 1) / max(1, mid_out - 1)
+        return q * (in_len - 1) / (out_len - 1)
+
+    def _pitch(self, slot: _Slot, pos: int, s: STSState) -> float:
+        cfg = self.config
+        t = pos * self._frame_s
+        midi = slot.note.midi_note + s.transpose_semitones
+        if slot.prev_midi is not None and cfg.portamento_ms > 0:
+            glide_s = cfg.portamento_ms / 1000.0
+            if t < glide_s:
+                w = 0.5 - 0.5 * math.cos(math.pi * t / glide_s)
+                midi = slot.prev_midi + (midi - slot.prev_midi) * w
+        if cfg.vibrato_cents > 0:
+            delay = cfg.vibrato_delay_ms / 1000.0
+            if t > delay:
+                fade = min(1.0, (t - delay) / 0.1)
+                midi += fade * (cfg.vibrato_cents / 100.0) * math.sin(2.0 * math.pi * cfg.vibrato_hz * (t - delay))
+        return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+
+    # -- pipeline hooks -----------------------------------------------------------------------------
+    def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
+        s: STSState = state.custom
+        self._segment(frames, first_frame, s, input_end_frame)
+        out = self._generate(s)
+        if len(out):
+            s.last_frame = out.slice(len(out) - 1, len(out))
+        return out
+
+    def transform_finish(self, state: PipelineState) -> Frames:
+        s: STSState = state.custom
+        s.input_ended = True
+        self._close_unit(s, end_at=s.last_sound + 1)
+        out = self._generate(s)
+        tail = out.slice(len(out) - 1, len(out)) if len(out) else s.last_frame
+        if tail is None:
+            return out
+        # One more frame closes the synthesiser's last interval.
+        return Frames.concat([out, tail], self.analysis.bins)
+
+    def report(self, state: PipelineState) -> ConverterReport:
+        s: STSState = state.custom
+        m = self.melody
+        warnings: list[str] = list(state.warnings)
+        if s.input_ended:
+            if s.units_total == 0:
+                warnings.append(
+                    f"no syllables were found in the speech (is it silent?); the output is {m.span_s:.2f} s of silence"
+                )
+            elif s.repeat > 0:
+                extra = s.units_total - len(m.notes)
+                warnings.append(
+                    f"melody {m.source} is shorter than the speech: {len(m.notes)} notes ({m.span_s:.2f} s) for "
+                    f"{s.units_total} syllables, {extra} syllable(s) over; the melody was repeated "
+                    f"{s.repeat} more time(s) to sing them"
+                )
+            elif s.notes_held > 0:
+                warnings.append(
+                    f"the speech has {s.units_total} syllables but melody {m.source} has {len(m.notes)} notes: "
+                    f"the last vowel is held over the final {s.notes_held} note(s)"
+                )
+        stats = {
+            "syllables": float(s.units_total),
+            "notes": float(len(m.notes)),
+            "melody_repeats": float(s.repeat),
+            "notes_held": float(s.notes_held),
+        }
+        return ConverterReport(warnings=warnings, stats=stats)

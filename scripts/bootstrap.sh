@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Create .venv in the repository root and install voxflip into it (editable),
+# with the extras named in $1 (e.g. "dev"). Debian/Ubuntu packages it needs
+# (Python venv and headers, a C++ compiler for pyworld) are installed first
+# when missing, with sudo when not root. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+py="${PYTHON:-python3}"
+
+need=()
+command -v "$py" >/dev/null 2>&1 || need+=(python3)
+if command -v "$py" >/dev/null 2>&1; then
+  "$py" -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+  "$py" -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" \
+    >/dev/null 2>&1 || need+=(python3-dev)
+fi
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+for pkg in ${VOXFLIP_APT_PACKAGES:-}; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "voxflip: please install these Debian/Ubuntu packages first: ${need[*]}" >&2; exit 1
+  fi
+  echo "voxflip: installing system packages: ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "voxflip: creating .venv" >&2
+  "$py" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${pip[@]}" install -c constraints.txt --upgrade pip "setuptools>=77.0.3,<81" wheel
+echo "voxflip: installing voxflip${extras:+[$extras]} into .venv" >&2
+"${pip[@]}" install -c constraints.txt -e ".${extras:+[$extras]}"

@@ -1,0 +1,191 @@
+"""The Streamer: resample in, chunk, convert, resample out -- one object, all the state.
+
+``Streamer.process(block)`` takes mono float samples at the input rate, in
+blocks of any size, and returns whatever converted output is ready at the
+output rate. ``flush()`` ends the stream and returns the rest; ``reset()``
+starts a new one. Offline rendering is this same path driven by a file, so
+streamed and offline output are identical whatever the block size.
+
+Resampling uses pedalboard's ``StreamResampler``, whose output does not
+depend on block sizes either and is aligned with its input (its delay shows up
+as output held back until enough input has arrived; that delay is part of
+:attr:`Streamer.latency_s`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..engine.converters.base import Converter, ConverterReport
+from .chunker import Chunker
+
+
+def validate_block(block: Any) -> np.ndarray:
+    """Check one block of audio and return it as 1-D float32.
+
+    Accepts 1-D ``(samples,)`` or 2-D ``(channels, samples)`` float32/float64
+    arrays (2-D is downmixed to the channel mean).
+
+    Raises:
+        TypeError: not a float array.
+        ValueError: wrong number of dimensions, or NaN/Inf samples.
+    """
+    if not isinstance(block, np.ndarray):
+        raise TypeError(f"audio must be a numpy float32 array, got {type(block).__name__}")
+    if block.dtype not in (np.float32, np.float64):
+        raise TypeError(f"audio must be float32 (or float64) in [-1, 1], got dtype {block.dtype}")
+    if block.ndim == 2:
+        block = block.mean(axis=0)
+    elif block.ndim != 1:
+        raise ValueError(f"audio must be 1-D or 2-D: (samples,) or (channels, samples); got shape {block.shape}")
+    if block.size and not np.isfinite(block).all():
+        bad = int(np.argmax(~np.isfinite(block)))
+        kind = "NaN" if np.isnan(block[bad]) else "Inf"
+        raise ValueError(f"audio contains {kind} at sample {bad} of this block")
+    return block.astype(np.float32, copy=False)
+
+
+class _Resampler:
+    """A pedalboard StreamResampler for mono audio, or nothing when the rates match."""
+
+    def __init__(self, source_rate: int, target_rate: int) -> None:
+        self.source_rate = source_rate
+        self.target_rate = target_rate
+        self._impl = None
+        if source_rate != target_rate:
+            from pedalboard.io import StreamResampler
+
+            self._impl = StreamResampler(float(source_rate), float(target_rate), 1)
+
+    @property
+    def delay_s(self) -> float:
+        return 0.0 if self._impl is None else float(self._impl.input_latency) / self.source_rate
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        if self._impl is None or x.shape[0] == 0:
+            return x.astype(np.float32, copy=False)
+        return self._impl.process(x.astype(np.float32, copy=False)[None, :])[0]
+
+    def flush(self) -> np.ndarray:
+        if self._impl is None:
+            return np.zeros(0, np.float32)
+        return self._impl.process()[0]
+
+    def reset(self) -> None:
+        if self._impl is not None:
+            self._impl.reset()
+
+
+class Streamer:
+    """Drive a converter over a stream of arbitrary blocks (see the module docstring).
+
+    Args:
+        converter: any :class:`Converter`.
+        input_sample_rate: rate of the blocks given to :meth:`process`
+            (defaults to the converter's rate).
+        output_sample_rate: rate of what comes back (defaults to the input rate).
+    """
+
+    def __init__(
+        self, converter: Converter, input_sample_rate: int | None = None, output_sample_rate: int | None = None
+    ) -> None:
+        self.converter = converter
+        self.input_sample_rate = int(input_sample_rate or converter.sample_rate)
+        self.output_sample_rate = int(output_sample_rate or self.input_sample_rate)
+        self._in = _Resampler(self.input_sample_rate, converter.sample_rate)
+        self._out = _Resampler(converter.sample_rate, self.output_sample_rate)
+        self._chunker = Chunker(converter.chunk_samples, converter.context_samples, converter.lookahead_samples)
+        self.reset()
+
+    # -- public -------------------------------------------------------------------------------------
+    @property
+    def latency_s(self) -> float:
+        """Worst-case algorithmic delay: converter latency plus both resamplers."""
+        c = self.converter
+        return c.latency_samples / c.sample_rate + self._in.delay_s + self._out.delay_s
+
+    @property
+    def latency_samples(self) -> int:
+        """:attr:`latency_s` in samples at the output rate (rounded up)."""
+        return int(np.ceil(self.latency_s * self.output_sample_rate - 1e-9))
+
+    @property
+    def samples_in(self) -> int:
+        return self._samples_in
+
+    @property
+    def samples_out(self) -> int:
+        return self._samples_out
+
+    @property
+    def state(self) -> Any:
+        """The converter state (for run-time parameters and reports)."""
+        return self._state
+
+    def reset(self) -> None:
+        self._in.reset()
+        self._out.reset()
+        self._chunker.reset()
+        self._state = self.converter.init_state()
+        self._samples_in = 0
+        self._samples_out = 0
+        self._model_out = 0
+        self._flushed = False
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Feed one block (see :func:`validate_block`); return the output now ready."""
+        if self._flushed:
+            raise RuntimeError("this stream was flushed; call reset() before processing more audio")
+        x = validate_block(block)
+        self._samples_in += x.shape[0]
+        self._chunker.push(self._in.process(x))
+        y = self._run_chunks(input_end=None)
+        return self._emit(self._out.process(y))
+
+    def flush(self) -> np.ndarray:
+        """End the stream: return everything still owed. A second call returns nothing."""
+        if self._flushed:
+            return np.zeros(0, np.float32)
+        self._flushed = True
+        tail = self._in.flush()
+        if tail.shape[0]:
+            self._chunker.push(tail)
+        end = self._chunker.samples_in
+        self._chunker.pad_to_end()
+        y = self._run_chunks(input_end=end)
+        tail = self.converter.finish(self._state)
+        self._model_out += tail.shape[0]
+        y = np.concatenate([y, tail])
+        if self.converter.time_preserving:
+            # Chunks padded past the end produced output for the padding: drop it.
+            surplus = self._model_out - end
+            if surplus > 0:
+                y = y[: max(0, y.shape[0] - surplus)]
+                self._model_out -= surplus
+        out = np.concatenate([self._out.process(y), self._out.flush()])
+        if self.converter.time_preserving:
+            expected = round(self._samples_in * self.output_sample_rate / self.input_sample_rate)
+        else:
+            expected = round(self._model_out * self.output_sample_rate / self.converter.sample_rate)
+        missing = expected - (self._samples_out + out.shape[0])
+        if missing > 0:
+            out = np.concatenate([out, np.zeros(missing, np.float32)])
+        elif missing < 0:
+            out = out[: out.shape[0] + missing]
+        return self._emit(out)
+
+    def report(self) -> ConverterReport:
+        return self.converter.report(self._state)
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _run_chunks(self, input_end: int | None) -> np.ndarray:
+        outs = [self.converter.step(window, self._state, input_end=input_end) for _, window in self._chunker.windows()]
+        y = np.concatenate(outs).astype(np.float32, copy=False) if outs else np.zeros(0, np.float32)
+        self._model_out += y.shape[0]
+        return y
+
+    def _emit(self, y: np.ndarray) -> np.ndarray:
+        self._samples_out += y.shape[0]
+        return y.astype(np.float32, copy=False)

@@ -1,0 +1,144 @@
+"""Shared features: F0, WORLD analysis, log-mel, energy and the AlignSTS rhythm representation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voxflip.engine.errors import ConfigError
+from voxflip.engine.features.frames import frame_count, frame_matrix, pad_for_frames
+from voxflip.engine.features.mel import MelAnalyzer, MelConfig, hz_to_mel, mel_filterbank, mel_to_hz
+from voxflip.engine.features.pitch import PitchConfig, estimate_f0
+from voxflip.engine.features.rhythm import rhythm, rhythm_distance
+from voxflip.engine.features.world import AnalysisConfig, WorldAnalyzer
+
+RATE = 24_000
+
+
+def harmonic_tone(f0_hz: np.ndarray, rate: int = RATE, harmonics: int = 20, weights=None) -> np.ndarray:
+    phase = 2 * np.pi * np.cumsum(f0_hz) / rate
+    weights = weights or [1.0 / k for k in range(1, harmonics + 1)]
+    return (0.3 * sum(w * np.sin(k * phase) for k, w in enumerate(weights, start=1))).astype(np.float64)
+
+
+def test_f0_of_a_fast_glide_is_within_a_few_cents():
+    t = np.arange(2 * RATE) / RATE
+    f0 = 200 * 2 ** (0.5 * np.sin(2 * np.pi * 0.5 * t))  # +-6 semitones, up to 19 semitones per second
+    est = estimate_f0(harmonic_tone(f0), RATE, 120)
+    truth = f0[np.arange(est.shape[0]) * 120]
+    inner = slice(10, -10)
+    cents = 1200 * np.abs(np.log2(est[inner] / truth[inner]))
+    assert np.median(cents) < 3.0 and np.max(cents) < 25.0
+
+
+@pytest.mark.parametrize("f0_hz", [65.0, 110.0, 440.0, 1000.0])
+def test_f0_across_the_range(f0_hz):
+    est = estimate_f0(harmonic_tone(np.full(RATE, f0_hz)), RATE, 120)
+    assert np.all(np.abs(1200 * np.log2(est[10:-10] / f0_hz)) < 5.0)
+
+
+def test_f0_is_not_fooled_by_a_dominant_third_harmonic():
+    # Pharyngeal singing: the 3rd harmonic far above the others. YIN's first dip lies at a third
+    # of the period; the harmonic check must return the fundamental.
+    est = estimate_f0(harmonic_tone(np.full(RATE, 220.0), weights=[0.2, 0.1, 1.0, 0.1, 0.05]), RATE, 120)
+    assert np.median(est[10:-10]) == pytest.approx(220.0, rel=0.01)
+
+
+def test_silence_and_noise_are_unvoiced():
+    silence = np.zeros(RATE)
+    noise = np.random.default_rng(0).standard_normal(RATE) * 0.1
+    assert np.all(estimate_f0(silence, RATE, 120) == 0)
+    assert np.mean(estimate_f0(noise, RATE, 120) > 0) < 0.05
+
+
+def test_pitch_config_rejects_bad_ranges():
+    with pytest.raises(ConfigError, match="f0_min_hz"):
+        PitchConfig(f0_min_hz=500.0, f0_max_hz=100.0)
+
+
+def test_frame_matrix_on_a_segment_equals_the_whole_signal():
+    x = np.random.default_rng(1).standard_normal(5000)
+    padded, start, n = pad_for_frames(x, 120, 512)
+    whole = frame_matrix(padded, start, 0, n, 120, 512)
+    assert n == frame_count(5000, 120) == 42
+    # a segment holding just frames 10..14 (absolute samples 10*120-256 .. 14*120+256)
+    lo = 10 * 120 - 256
+    seg = x[lo : 14 * 120 + 256]
+    assert np.array_equal(frame_matrix(seg, lo, 10, 5, 120, 512), whole[10:15])
+    with pytest.raises(ValueError, match="need"):
+        frame_matrix(seg, lo, 9, 5, 120, 512)
+
+
+def test_world_analysis_of_a_segment_matches_the_whole_signal():
+    t = np.arange(RATE) / RATE
+    x = harmonic_tone(180 * 2 ** (0.2 * np.sin(2 * np.pi * 3 * t)))
+    analyzer = WorldAnalyzer(AnalysisConfig())
+    whole = analyzer.analyze_signal(x)
+    margin = analyzer.config.margin_samples
+    lo = 50 * 120 - margin
+    part = analyzer.analyze(x[lo : 60 * 120 + margin + 1], lo, 50, 10)
+    assert np.array_equal(part.f0_hz, whole.f0_hz[50:60])
+    # Bins 100 dB under the peak hold WORLD's random safeguard noise (1e-12 amplitude); compare the rest.
+    level = 10 * np.log10(whole.sp[50:60])
+    audible = level > level.max() - 100
+    assert np.allclose(10 * np.log10(part.sp)[audible], level[audible], atol=1e-3)
+
+
+def test_analysis_config_refuses_an_fft_too_small_for_the_floor():
+    with pytest.raises(ConfigError, match="fft_size"):
+        AnalysisConfig(fft_size=512, envelope_f0_floor_hz=71.0)
+
+
+def test_mel_scale_round_trips_and_is_linear_below_1khz():
+    hz = np.array([0.0, 200.0, 999.0, 1000.0, 4000.0, 11_000.0])
+    assert np.allclose(mel_to_hz(hz_to_mel(hz)), hz)
+    assert hz_to_mel(600.0) == pytest.approx(9.0)
+
+
+def test_mel_filterbank_has_unit_area_triangles_in_order():
+    cfg = MelConfig.for_sts()
+    fb = mel_filterbank(cfg)
+    assert fb.shape == (80, 257)
+    hz_per_bin = cfg.sample_rate / cfg.n_fft
+    areas = fb.sum(axis=1) * hz_per_bin
+    assert np.allclose(areas[20:], 1.0, rtol=0.1)  # narrow low bands are sampled too coarsely to integrate
+    peaks = np.argmax(fb, axis=1)
+    assert np.all(np.diff(peaks) >= 0)
+
+
+@pytest.mark.parametrize("config", [MelConfig.for_s2s(), MelConfig.for_sts()], ids=["s2s-16k", "sts-24k"])
+def test_log_mel_of_a_tone_peaks_in_the_band_of_the_tone(config):
+    rate = config.sample_rate
+    t = np.arange(rate) / rate
+    mel = MelAnalyzer(config).log_mel(0.5 * np.sin(2 * np.pi * 1500 * t))
+    assert mel.shape == (frame_count(rate, config.hop_samples), 80)
+    band = int(np.argmax(mel[mel.shape[0] // 2]))
+    edges = mel_to_hz(np.linspace(hz_to_mel(config.fmin_hz), hz_to_mel(config.fmax_hz), 82))
+    assert edges[band] < 1500 < edges[band + 2]
+
+
+def test_mel_config_checks_its_frame_setup():
+    with pytest.raises(ConfigError, match="win_samples"):
+        MelConfig(n_fft=256, win_samples=512)
+    with pytest.raises(ConfigError, match="fmax"):
+        MelConfig(fmax_hz=20_000.0)
+
+
+def test_rhythm_is_a_smoothed_step_at_the_mean_energy():
+    energy = np.concatenate([np.full(20, 0.01), np.full(30, 1.0), np.full(20, 0.02), np.full(10, 0.8)])
+    r = rhythm(energy)  # beta = 400, sigma = 1 frame, as in the paper
+    assert r.shape == energy.shape
+    assert np.all(r[2:18] < 0.01) and np.all(r[22:48] > 0.99)
+    assert 0.2 < r[20] < 0.8  # the Gaussian filter softens the edge
+    # relative loudness is gone: the 0.8 stretch is as "on" as the 1.0 stretch
+    assert abs(r[75] - r[35]) < 0.01
+
+
+def test_rhythm_of_a_constant_contour_is_one_half_and_distance_behaves():
+    assert np.allclose(rhythm(np.ones(10)), 0.5)
+    a = rhythm(np.abs(np.sin(np.linspace(0, 6, 100))))
+    assert rhythm_distance(a, a) == 0.0
+    assert rhythm_distance(a, 1 - a) > 0.5
+    assert rhythm_distance(a, a[::2]) < 0.2  # compared after stretching to a common length
+    with pytest.raises(ValueError, match="1-D"):
+        rhythm(np.ones((2, 3)))

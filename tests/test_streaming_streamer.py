@@ -1,0 +1,108 @@
+"""The Streamer's plumbing: any block size, any rate, reset, flush, bad blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voxflip.engine.converters.base import DelayConverter
+from voxflip.streaming.chunker import Chunker
+from voxflip.streaming.streamer import Streamer
+
+from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
+
+
+@pytest.fixture(scope="module")
+def noise() -> np.ndarray:
+    return (np.random.default_rng(7).standard_normal(24_000 + 13) * 0.1).astype(np.float32)
+
+
+@pytest.mark.parametrize("block", CHUNK_SIZES)
+def test_plumbing_returns_the_input_exactly_for_any_block_size(noise, block):
+    streamer = Streamer(DelayConverter(lookahead_samples=37))
+    out = stream_in_blocks(streamer, noise, block)
+    assert_allclose_report_first_mismatch(out, noise, atol=0.0, label=f"block={block}")
+
+
+@pytest.mark.parametrize("rate_in, rate_out", [(44_100, 44_100), (48_000, 16_000), (8_000, 192_000)])
+def test_resampled_stream_does_not_depend_on_block_size(noise, rate_in, rate_out):
+    reference = stream_in_blocks(Streamer(DelayConverter(), rate_in, rate_out), noise, 10**9)
+    assert reference.shape[0] == round(noise.shape[0] * rate_out / rate_in)
+    for block in (1, 65, 4096):
+        out = stream_in_blocks(Streamer(DelayConverter(), rate_in, rate_out), noise, block)
+        assert_allclose_report_first_mismatch(out, reference, atol=0.0, label=f"block={block}")
+
+
+@pytest.mark.parametrize("rate", [44_100, 48_000, 16_000])
+def test_resampling_round_trip_keeps_a_tone_in_place(rate):
+    """Through model rate and back, a tone keeps its level and lands within one sample of where it was.
+
+    (pedalboard's resampler places samples up to a fraction of a sample early for non-integer
+    ratios: 0.71 sample at 44.1 kHz, 16 microseconds.)"""
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    out = stream_in_blocks(Streamer(DelayConverter(), rate, rate), tone, 512)
+    middle = slice(2000, rate - 2000)
+    probe = np.exp(-2j * np.pi * 440 * t[middle])
+    ratio = np.mean(out[middle] * probe) / np.mean(tone[middle] * probe)
+    assert abs(abs(ratio) - 1.0) < 1e-3
+    assert abs(np.angle(ratio) / (2 * np.pi * 440) * rate) < 1.0
+
+
+def test_reset_makes_a_second_run_bit_identical(noise):
+    streamer = Streamer(DelayConverter(), 44_100, 22_050)
+    first = stream_in_blocks(streamer, noise, 333)
+    streamer.reset()
+    second = stream_in_blocks(streamer, noise, 333)
+    assert np.array_equal(first, second)
+
+
+def test_second_flush_returns_nothing_and_process_after_flush_is_refused(noise):
+    streamer = Streamer(DelayConverter())
+    head = streamer.process(noise[:1000])
+    assert head.shape[0] + streamer.flush().shape[0] == 1000
+    assert streamer.flush().shape[0] == 0
+    with pytest.raises(RuntimeError, match="call reset"):
+        streamer.process(noise[:10])
+
+
+def test_latency_adds_converter_and_resamplers():
+    conv = DelayConverter(sample_rate=24_000, chunk_samples=480, lookahead_samples=120)
+    assert Streamer(conv).latency_s == pytest.approx(600 / 24_000)
+    assert Streamer(conv, 48_000, 48_000).latency_s == pytest.approx(600 / 24_000 + 64 / 48_000 + 64 / 24_000)
+
+
+@pytest.mark.parametrize(
+    "block, exc, match",
+    [
+        (np.zeros((2, 3, 480), np.float32), ValueError, "1-D or 2-D"),
+        (np.zeros(480, np.int16), TypeError, "float32"),
+        ([0.0] * 480, TypeError, "numpy"),
+        (np.full(480, np.nan, np.float32), ValueError, "NaN"),
+        (np.array([0.0, np.inf], np.float32), ValueError, "Inf at sample 1"),
+    ],
+)
+def test_process_rejects_bad_audio(block, exc, match):
+    with pytest.raises(exc, match=match):
+        Streamer(DelayConverter()).process(block)
+
+
+def test_two_dimensional_blocks_are_downmixed():
+    stereo = np.stack([np.ones(960, np.float32), np.zeros(960, np.float32)])
+    out = stream_in_blocks(Streamer(DelayConverter()), stereo.T.copy().T, 10**9)
+    assert np.allclose(out, 0.5)
+
+
+def test_chunker_windows_sit_on_a_fixed_grid():
+    chunker = Chunker(chunk_samples=4, context_samples=2, lookahead_samples=3)
+    chunker.push(np.arange(1, 10, dtype=np.float64))  # samples 1..9 at indices 0..8
+    windows = list(chunker.windows())
+    assert [k for k, _ in windows] == [0]
+    assert windows[0][1].tolist() == [0, 0, 1, 2, 3, 4, 5, 6, 7]
+    chunker.push(np.arange(10, 12, dtype=np.float64))  # indices 9, 10
+    (k, w), = list(chunker.windows())
+    assert k == 1 and w.tolist() == [3, 4, 5, 6, 7, 8, 9, 10, 11]
+    chunker.pad_to_end()
+    (k, w), = list(chunker.windows())
+    assert k == 2 and w.tolist() == [7, 8, 9, 10, 11, 0, 0, 0, 0]
+    assert chunker.chunks_pending() == 0

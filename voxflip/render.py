@@ -1,0 +1,142 @@
+"""Offline rendering: a file through the streaming engine into another file.
+
+The file is read and converted block by block (bounded memory whatever its
+length) through the same :class:`~voxflip.streaming.Streamer` the live path
+uses, and written atomically: a failure leaves no output file behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .engine.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AtomicAudioWriter, AudioReader
+from .engine.converters.base import Converter
+from .engine.errors import ConfigError
+from .streaming.streamer import Streamer
+
+#: the block size offline rendering reads by default (samples at the input rate)
+DEFAULT_BLOCK_SIZE = 65_536
+#: peak level below which an input counts as silent
+SILENCE_PEAK_DBFS = -80.0
+
+
+@dataclass
+class RenderResult:
+    """What a render did, for the summary line and for tests."""
+
+    input_path: Path
+    output_path: Path
+    converter: str
+    input_seconds: float
+    output_seconds: float
+    input_sample_rate: int
+    output_sample_rate: int
+    wall_seconds: float
+    latency_ms: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def speed(self) -> float:
+        """Times faster than real time."""
+        return self.input_seconds / self.wall_seconds if self.wall_seconds > 0 else math.inf
+
+    def summary(self) -> str:
+        return (
+            f"{self.converter}: {self.input_path.name} ({self.input_seconds:.2f} s) -> {self.output_path} "
+            f"({self.output_seconds:.2f} s, {self.output_sample_rate} Hz) in {self.wall_seconds:.2f} s, "
+            f"{self.speed:.1f}x real time, latency {self.latency_ms:.1f} ms"
+        )
+
+
+def render_file(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    converter: Converter,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    output_sample_rate: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    gain_db: float = 0.0,
+) -> RenderResult:
+    """Convert one file.
+
+    Args:
+        input_path: any file :mod:`voxflip.engine.audio_io` reads.
+        output_path: where to write; the extension picks the format.
+        converter: from :func:`voxflip.engine.registry.make_converter`.
+        block_size: samples per read (the streaming block size); the output does not depend on it.
+        output_sample_rate: defaults to the input's rate.
+        progress: called with ``(samples_done, samples_total)`` after each block.
+        gain_db: output gain in dB, -60..+24.
+
+    Returns:
+        A :class:`RenderResult`.
+
+    Raises:
+        AudioInputError, AudioOutputError, ConfigError: bad input, output or options.
+    """
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ConfigError(f"--block-size {block_size!r} must be a whole number of samples >= 1")
+    if not -60.0 <= gain_db <= 24.0:
+        raise ConfigError(f"--gain {gain_db!r} dB is outside -60..24 dB")
+    gain = 10.0 ** (gain_db / 20.0)
+    in_path = Path(input_path)
+    out_path = Path(output_path)
+    started = time.perf_counter()
+    with AudioReader(in_path, block_frames=block_size) as reader:
+        info = reader.info
+        rate_out = int(output_sample_rate or info.sample_rate)
+        if not MIN_SAMPLE_RATE <= rate_out <= MAX_SAMPLE_RATE:
+            raise ConfigError(f"--sample-rate {rate_out} is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+        if out_path.resolve() == in_path.resolve():
+            raise ConfigError(f"output {str(out_path)!r} is the input file; write to another path")
+        streamer = Streamer(converter, info.sample_rate, rate_out)
+        warnings: list[str] = []
+        if reader.downmixed:
+            warnings.append(f"{in_path.name} has {info.channels} channels; they were mixed down to mono")
+        peak = 0.0
+        with AtomicAudioWriter(out_path, rate_out, 1) as writer:
+            done = 0
+            for block in reader.blocks():
+                peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+                writer.write(gain * streamer.process(block))
+                done += block.shape[0]
+                if progress is not None:
+                    progress(done, info.frames)
+            writer.write(gain * streamer.flush())
+            out_frames = writer.frames_written
+            clipped = writer.clipped_samples
+        peak_db = 20.0 * math.log10(peak) if peak > 0 else -math.inf
+        if peak_db < SILENCE_PEAK_DBFS:
+            warnings.append(
+                f"{in_path.name} is silent (peak {peak_db:.0f} dBFS, below {SILENCE_PEAK_DBFS:.0f}); the output is silent too"
+            )
+        if clipped:
+            warnings.append(f"{clipped} output samples were clipped to [-1, 1]")
+        warnings.extend(streamer.report().warnings)
+    wall = time.perf_counter() - started
+    return RenderResult(
+        input_path=in_path,
+        output_path=out_path,
+        converter=converter.name,
+        input_seconds=info.frames / info.sample_rate,
+        output_seconds=out_frames / rate_out,
+        input_sample_rate=info.sample_rate,
+        output_sample_rate=rate_out,
+        wall_seconds=wall,
+        latency_ms=1000.0 * streamer.latency_s,
+        warnings=warnings,
+    )
+
+
+def print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"voxflip: warning: {w}", file=sys.stderr)
