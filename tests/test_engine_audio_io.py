@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from voxflip.engine.audio_io import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,

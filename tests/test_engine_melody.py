@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mido
 import pytest
+
 from voxflip.engine.errors import MelodyError
 from voxflip.engine.melody import (
     Melody,

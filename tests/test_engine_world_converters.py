@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
 
 from voxflip.engine.converters.world_s2s import WorldS2SConverter
 from voxflip.engine.converters.world_sts import WorldSTSConverter
 from voxflip.engine.melody import Melody, Note, load_melody
 from voxflip.streaming.streamer import Streamer
-
-from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
 
 # Streamed output equals offline output exactly: the converters see the same windows on a
 # fixed chunk grid whatever the block size. The tolerance allows float32 rounding only.

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
 
 from voxflip.engine.converters.base import DelayConverter
 from voxflip.streaming.chunker import Chunker
 from voxflip.streaming.streamer import Streamer
-
-from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
 
 
 @pytest.fixture(scope="module")
