@@ -54,6 +54,7 @@ class _Resampler:
         self.source_rate = source_rate
         self.target_rate = target_rate
         self._impl = None
+        self._fed = False  # pedalboard's StreamResampler cannot flush before it has seen a sample
         if source_rate != target_rate:
             from pedalboard.io import StreamResampler
 
@@ -66,14 +67,16 @@ class _Resampler:
     def process(self, x: np.ndarray) -> np.ndarray:
         if self._impl is None or x.shape[0] == 0:
             return x.astype(np.float32, copy=False)
+        self._fed = True
         return self._impl.process(x.astype(np.float32, copy=False)[None, :])[0]
 
     def flush(self) -> np.ndarray:
-        if self._impl is None:
+        if self._impl is None or not self._fed:
             return np.zeros(0, np.float32)
         return self._impl.process()[0]
 
     def reset(self) -> None:
+        self._fed = False
         if self._impl is not None:
             self._impl.reset()
 

@@ -65,6 +65,8 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
     cases["truncated_flac"] = (tmp / "truncated.flac", "truncated or corrupt")
     sf.write(tmp / "empty.wav", np.zeros(0, np.float32), 24_000)
     cases["zero_length"] = (tmp / "empty.wav", "contains no audio (0 samples)")
+    sf.write(tmp / "one.wav", np.full(1, 0.5, np.float32), 44_100)
+    cases["one_sample"] = (tmp / "one.wav", "needs at least 5 ms")
     sf.write(tmp / "low.wav", np.zeros(4000, np.float32), 4_000)
     cases["rate_too_low"] = (tmp / "low.wav", "sample rate 4000 Hz")
     nan = np.zeros(24_000, np.float32)
@@ -78,7 +80,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "directory", "corrupt", "text_as_flac", "truncated_wav", "truncated_flac", "zero_length",
+    ["missing", "directory", "corrupt", "text_as_flac", "truncated_wav", "truncated_flac", "zero_length", "one_sample",
      "rate_too_low", "nan", "inf"],
 )
 @pytest.mark.parametrize("to", ["speech", "singing"])

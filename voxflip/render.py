@@ -19,13 +19,15 @@ import numpy as np
 
 from .engine.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AtomicAudioWriter, AudioReader
 from .engine.converters.base import Converter
-from .engine.errors import ConfigError
+from .engine.errors import AudioInputError, ConfigError
 from .streaming.streamer import Streamer
 
 #: the block size offline rendering reads by default (samples at the input rate)
 DEFAULT_BLOCK_SIZE = 65_536
 #: peak level below which an input counts as silent
 SILENCE_PEAK_DBFS = -80.0
+#: shortest input worth converting: one 5 ms analysis frame
+MIN_INPUT_S = 0.005
 
 
 @dataclass
@@ -93,6 +95,11 @@ def render_file(
     started = time.perf_counter()
     with AudioReader(in_path, block_frames=block_size) as reader:
         info = reader.info
+        if info.frames / info.sample_rate < MIN_INPUT_S:
+            raise AudioInputError(
+                f"audio input {str(in_path)!r} is {1000 * info.frames / info.sample_rate:.2f} ms long "
+                f"({info.frames} samples); voxflip needs at least {1000 * MIN_INPUT_S:.0f} ms (one analysis frame)"
+            )
         rate_out = int(output_sample_rate or info.sample_rate)
         if not MIN_SAMPLE_RATE <= rate_out <= MAX_SAMPLE_RATE:
             raise ConfigError(f"--sample-rate {rate_out} is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
@@ -120,7 +127,7 @@ def render_file(
                 f"{in_path.name} is silent (peak {peak_db:.0f} dBFS, below {SILENCE_PEAK_DBFS:.0f}); the output is silent too"
             )
         if clipped:
-            warnings.append(f"{clipped} output samples were clipped to [-1, 1]")
+            warnings.append(f"{clipped} output samples were clipped to [-1, 1]; lower the level with --gain, e.g. --gain -6")
         warnings.extend(streamer.report().warnings)
     wall = time.perf_counter() - started
     return RenderResult(
