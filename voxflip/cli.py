@@ -70,6 +70,51 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--gain", type=_finite_float, default=0.0, metavar="DB", help="output gain in dB (default 0)")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    devices = sub.add_parser("devices", help="list audio devices", description="List the audio devices PortAudio sees.")
+    devices.set_defaults()
+
+    live = sub.add_parser(
+        "live",
+        help="convert live, from a microphone or a file played in real time",
+        description="Convert live: a microphone to the speakers (full duplex through PortAudio), or a file played in "
+                    "real time into another file (--input-file/--output-file). Ctrl-C stops and prints a summary.",
+    )
+    live.add_argument("--to", required=True, choices=["speech", "singing"], help="target: speech or singing")
+    live.add_argument("--method", help="world-nodur (default) or world-dur for --to speech; world for --to singing")
+    live.add_argument("--melody", help="tune for --to singing (a file melody plays from the start of the stream)")
+    live.add_argument("--transpose", type=_finite_float, default=0.0, metavar="SEMITONES")
+    live.add_argument("--tempo", type=_finite_float, default=1.0, metavar="FACTOR")
+    live.add_argument("--duration", type=_finite_float, metavar="AMOUNT", help="world-dur shortening 0..1")
+    live.add_argument("--chunk-ms", type=_finite_float, default=10.0, metavar="MS",
+                      help="converter chunk, a multiple of 5 ms (default 10 live: less latency, more per-call overhead)")
+    live.add_argument("--input-device", type=int, metavar="ID", help="input device id (see voxflip devices)")
+    live.add_argument("--output-device", type=int, metavar="ID", help="output device id (see voxflip devices)")
+    live.add_argument("--sample-rate", type=_positive_int, metavar="HZ", help="device rate (default: 48000, or the input file's)")
+    live.add_argument("--block-size", type=_positive_int, default=256, metavar="N", help="frames per device callback (default 256)")
+    live.add_argument("--channels", type=_positive_int, default=1, metavar="N", help="device channels (default 1)")
+    live.add_argument("--fx", metavar="PRESET", help="effect preset JSON (pre- and post-effects around the converter)")
+    live.add_argument("--on-overload", choices=["silence", "dry"], default="silence",
+                      help="what an xrun plays: silence (default) or the dry input")
+    live.add_argument("--mix", type=_finite_float, default=1.0, help="dry/wet 0..1 (0 = the input, delayed like the output)")
+    live.add_argument("--gain", type=_finite_float, default=0.0, metavar="DB", help="output gain in dB")
+    live.add_argument("--stats-json", metavar="PATH", help="write the run's latency and counters as JSON here at the end")
+    live.add_argument("--input-file", help="play this file through the live engine instead of a microphone")
+    live.add_argument("--output-file", help="with --input-file: write the live output here")
+    live.add_argument("--fast", action="store_true", help="with --input-file: as fast as possible instead of real time")
+    live.add_argument("--seconds", type=_finite_float, metavar="S", help="with devices: stop after S seconds")
+    live.add_argument("-q", "--quiet", action="store_true", help="no status line")
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure latency, speed, memory and start-up per converter and block size",
+        description="Benchmark each converter at 10, 20 and 40 ms device blocks on one CPU core.",
+    )
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--converters", default="world-nodur,world-dur,world", help="comma-separated (default: all)")
+    bench.add_argument("--block-ms", default="10,20,40", help="comma-separated device block sizes in ms")
+    bench.add_argument("--rate", type=_positive_int, default=48_000, help="device sample rate (default 48000)")
+    bench.add_argument("--seconds", type=_finite_float, default=20.0, help="audio per configuration (default 20 s)")
+
     demo = sub.add_parser(
         "demo",
         help="render the bundled example both ways",
@@ -159,6 +204,96 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from .live import format_devices, list_devices
+
+    print(format_devices(list_devices()))
+    return 0
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from .engine.melody import load_melody
+    from .engine.registry import make_converter
+    from .live import build_processor, check_block_size, run_live_devices, run_live_file, summary
+    from .streaming.live import LiveEngine, prefill_blocks_for
+
+    if (args.input_file is None) != (args.output_file is None):
+        raise EngineError("--input-file and --output-file go together")
+    if args.fast and args.input_file is None:
+        raise EngineError("--fast only applies to --input-file")
+    melody = None
+    if args.melody is not None:
+        if args.to != "singing":
+            raise EngineError("--melody only applies to --to singing")
+        melody = load_melody(args.melody, tempo_factor=args.tempo)
+    converter = make_converter(args.to, args.method, melody=melody, chunk_ms=args.chunk_ms, duration=args.duration,
+                               transpose_semitones=args.transpose)
+    rate = args.sample_rate
+    if rate is None and args.input_file is not None:
+        from .engine.audio_io import probe
+
+        rate = probe(args.input_file).sample_rate
+    rate = rate or 48_000
+    block = check_block_size(args.block_size)
+    processor = build_processor(converter, rate, args.fx)
+    prefill = prefill_blocks_for(converter.chunk_samples / converter.sample_rate, rate, block)
+    engine = LiveEngine(processor, rate, block, channels_in=args.channels, channels_out=args.channels,
+                        on_overload=args.on_overload, prefill_blocks=prefill)
+    engine.warm_up()
+    processor.set_mix(args.mix)
+    processor.set_gain_db(args.gain)
+    processor.reset_ramps()
+    try:
+        if args.input_file is not None:
+            extra = run_live_file(engine, args.input_file, args.output_file, realtime=not args.fast, quiet=args.quiet)
+        else:
+            extra = run_live_devices(engine, input_device=args.input_device, output_device=args.output_device,
+                                     duration_s=args.seconds, quiet=args.quiet)
+    finally:
+        if not args.quiet:
+            print(file=sys.stderr)
+    print(summary(engine, extra))
+    if args.stats_json:
+        import json
+
+        stats = {"sample_rate": rate, "block_size": block, "declared_latency_samples": engine.latency_samples,
+                 "processor_latency_samples": processor.latency_samples, "prefill_blocks": engine.prefill_blocks,
+                 "xruns": engine.stats.xruns, "input_overruns": engine.stats.input_overruns,
+                 "device_flags": engine.stats.device_flags, "worker_errors": engine.stats.worker_errors,
+                 "blocks": engine.stats.blocks_out, **extra}
+        with open(args.stats_json, "w") as f:
+            json.dump(stats, f, indent=2)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from .bench import CONVERTERS, format_table, run_bench
+
+    converters = [c.strip() for c in args.converters.split(",") if c.strip()]
+    unknown = [c for c in converters if c not in CONVERTERS]
+    if unknown:
+        raise EngineError(f"--converters: unknown {', '.join(unknown)}; allowed: {', '.join(CONVERTERS)}")
+    try:
+        block_ms = [float(b) for b in args.block_ms.split(",") if b.strip()]
+    except ValueError:
+        raise EngineError(f"--block-ms {args.block_ms!r} must be comma-separated numbers of ms") from None
+    if not block_ms or any(not 1 <= b <= 500 for b in block_ms):
+        raise EngineError(f"--block-ms {args.block_ms!r}: each block must be 1..500 ms")
+
+    def progress(r) -> None:
+        print(f"bench: {r.converter} at {r.block_ms:g} ms: RTF p50 {r.rtf_p50:.2f}", file=sys.stderr)
+
+    results = run_bench(converters, block_ms, args.rate, args.seconds, progress=progress)
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        print(format_table(results))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -170,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_render(args)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "devices":
+            return _cmd_devices(args)
+        if args.command == "live":
+            return _cmd_live(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         parser.error(f"unknown command {args.command!r}")
     except EngineError as exc:
         if args.debug:

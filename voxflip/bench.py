@@ -1,0 +1,128 @@
+"""`voxflip bench`: per converter and block size, what live use costs on this machine.
+
+Each configuration runs in a fresh Python process pinned to one CPU core, so
+the start-up time and peak memory are the live path's own. The child streams
+the bundled speech example (resampled to the device rate, looped to the
+requested length) through the same constant-rate processor `voxflip live`
+uses, one device block at a time, and reports:
+
+- declared latency: the processor's latency plus the live engine's one block;
+- per-block compute time p50 / p99 and the real-time factor (compute time over
+  block duration; p50 and p99 and the mean);
+- peak RSS of the process;
+- start-up: from launching the process to the first block of output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+CONVERTERS = ("world-nodur", "world-dur", "world")
+BLOCK_MS = (10, 20, 40)
+
+
+@dataclass
+class BenchResult:
+    converter: str
+    block_ms: float
+    device_rate: int
+    declared_latency_ms: float
+    compute_p50_ms: float
+    compute_p99_ms: float
+    rtf_p50: float
+    rtf_p99: float
+    rtf_mean: float
+    peak_rss_mb: float
+    startup_s: float
+    seconds: float
+    core: int | None
+
+
+def _child(converter: str, block_ms: float, device_rate: int, seconds: float, core: int | None, launched: float) -> None:
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+    import resource
+    from importlib.resources import files
+
+    import numpy as np
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    from .engine.melody import Melody, Note
+    from .engine.registry import make_converter
+    from .streaming.realtime import RealtimeStreamer
+    from .streaming.streamer import Streamer
+
+    speech, rate = sf.read(str(files("voxflip") / "data" / "arctic_a0007.wav"), dtype="float32")
+    speech = resample_poly(speech, device_rate, rate).astype(np.float32)
+    reps = int(np.ceil(seconds * device_rate / speech.shape[0]))
+    audio = np.tile(speech, reps)[: int(seconds * device_rate)]
+    if converter == "world":
+        notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
+        conv = make_converter("singing", "world", melody=Melody(notes, "bench"))
+    else:
+        conv = make_converter("speech", converter)
+    processor = RealtimeStreamer(Streamer(conv, device_rate, device_rate), device_rate)
+    block = int(round(block_ms * device_rate / 1000))
+    declared = (processor.latency_samples + block) / device_rate
+    times = []
+    first_output = None
+    for i in range(0, audio.shape[0] - block + 1, block):
+        t0 = time.perf_counter()
+        out = processor.process(audio[i : i + block])
+        times.append(time.perf_counter() - t0)
+        if first_output is None and np.any(out != 0):
+            first_output = time.time()
+    t = np.array(times)
+    block_s = block / device_rate
+    result = BenchResult(
+        converter=converter, block_ms=block_ms, device_rate=device_rate,
+        declared_latency_ms=1000 * declared,
+        compute_p50_ms=1000 * float(np.percentile(t, 50)), compute_p99_ms=1000 * float(np.percentile(t, 99)),
+        rtf_p50=float(np.percentile(t, 50)) / block_s, rtf_p99=float(np.percentile(t, 99)) / block_s,
+        rtf_mean=float(t.mean()) / block_s,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        startup_s=(first_output or time.time()) - launched,
+        seconds=seconds, core=core,
+    )
+    print(json.dumps(asdict(result)))
+
+
+def run_bench(converters=CONVERTERS, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
+              core: int | None = 0, progress=None) -> list[BenchResult]:
+    results = []
+    for conv in converters:
+        for ms in block_ms:
+            launched = time.time()
+            cmd = [sys.executable, "-m", "voxflip.bench", "--child", conv, str(ms), str(device_rate), str(seconds),
+                   "-1" if core is None else str(core), repr(launched)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"benchmark of {conv} at {ms} ms failed: {done.stderr.strip()[-500:]}")
+            results.append(BenchResult(**json.loads(done.stdout.strip().splitlines()[-1])))
+            if progress is not None:
+                progress(results[-1])
+    return results
+
+
+def format_table(results: list[BenchResult]) -> str:
+    head = ("| converter | block | declared latency | compute p50 / p99 | RTF p50 / p99 / mean | peak RSS | start-up |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |")
+    rows = [
+        f"| {r.converter} | {r.block_ms:g} ms | {r.declared_latency_ms:.1f} ms | {r.compute_p50_ms:.2f} / "
+        f"{r.compute_p99_ms:.2f} ms | {r.rtf_p50:.2f} / {r.rtf_p99:.2f} / {r.rtf_mean:.2f} | {r.peak_rss_mb:.0f} MB | "
+        f"{r.startup_s:.2f} s |"
+        for r in results
+    ]
+    return "\n".join([head, *rows])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        conv, ms, rate, secs, core, launched = sys.argv[2:8]
+        _child(conv, float(ms), int(rate), float(secs), None if core == "-1" else int(core), float(launched))

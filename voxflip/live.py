@@ -1,0 +1,207 @@
+"""`voxflip live` and `voxflip devices`: the live path's front door.
+
+Builds the converter (and effect chain), wraps it for constant-rate device I/O,
+and runs it full duplex through PortAudio (pyaudio, callback mode) or paced
+from a file. The live path imports no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .engine.errors import AudioInputError, ConfigError, EngineError
+from .streaming.live import LiveEngine, run_file
+from .streaming.realtime import RealtimeStreamer
+
+DEFAULT_BLOCK = 256
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the C libraries' chatter (ALSA probing every card) while PortAudio starts."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def open_pyaudio():
+    try:
+        import pyaudio
+    except ImportError:
+        raise EngineError(
+            'live audio needs pyaudio (and Debian\'s portaudio19-dev). Install it with: pip install -e ".[live]"'
+        ) from None
+    with _quiet_stderr():
+        return pyaudio, pyaudio.PyAudio()
+
+
+@dataclass(frozen=True)
+class Device:
+    index: int
+    name: str
+    host_api: str
+    max_input_channels: int
+    max_output_channels: int
+    default_sample_rate: float
+    low_input_latency_s: float
+    low_output_latency_s: float
+
+
+def list_devices() -> list[Device]:
+    _, pa = open_pyaudio()
+    try:
+        devices = []
+        for i in range(pa.get_device_count()):
+            d = pa.get_device_info_by_index(i)
+            api = pa.get_host_api_info_by_index(d["hostApi"])["name"]
+            devices.append(Device(i, d["name"], api, d["maxInputChannels"], d["maxOutputChannels"],
+                                  d["defaultSampleRate"], d["defaultLowInputLatency"], d["defaultLowOutputLatency"]))
+        return devices
+    finally:
+        pa.terminate()
+
+
+def format_devices(devices: list[Device]) -> str:
+    if not devices:
+        return "no audio devices found (no sound card, or no audio server such as JACK or PulseAudio running)"
+    lines = [f"{'id':>3}  {'in':>3} {'out':>3}  {'rate':>7}  {'host API':<28} name"]
+    for d in devices:
+        lines.append(f"{d.index:>3}  {d.max_input_channels:>3} {d.max_output_channels:>3}  {d.default_sample_rate:>7.0f}  "
+                     f"{d.host_api:<28} {d.name}")
+    return "\n".join(lines)
+
+
+def build_processor(converter, sample_rate: int, fx_preset: str | None = None) -> RealtimeStreamer:
+    """Converter (and the effects of a preset around it) as a constant-rate processor at the device rate."""
+    from .streaming.streamer import Streamer
+
+    if fx_preset is None:
+        return RealtimeStreamer(Streamer(converter, sample_rate, sample_rate), sample_rate)
+    from .streaming.effects import load_preset
+
+    chain = load_preset(fx_preset, converter=converter)
+    chain.sample_rate = sample_rate
+    return RealtimeStreamer(chain, sample_rate)
+
+
+def run_live_devices(
+    engine: LiveEngine,
+    *,
+    input_device: int | None,
+    output_device: int | None,
+    status_interval_s: float = 0.5,
+    duration_s: float | None = None,
+    quiet: bool = False,
+) -> dict[str, float]:
+    """Run ``engine`` full duplex on PortAudio devices until Ctrl-C (or ``duration_s``)."""
+    pyaudio, pa = open_pyaudio()
+    stream = None
+    try:
+        kwargs = dict(format=pyaudio.paFloat32, channels=engine.channels_in, rate=engine.sample_rate, input=True,
+                      output=True, frames_per_buffer=engine.block_size, stream_callback=engine.pyaudio_callback)
+        if input_device is not None:
+            kwargs["input_device_index"] = input_device
+        if output_device is not None:
+            kwargs["output_device_index"] = output_device
+        engine.start()
+        try:
+            with _quiet_stderr():
+                stream = pa.open(**kwargs)
+        except (OSError, ValueError) as exc:
+            raise EngineError(
+                f"cannot open the audio device(s) (input {input_device}, output {output_device}) at "
+                f"{engine.sample_rate} Hz, {engine.channels_in} channel(s), {engine.block_size}-frame blocks: {exc}; "
+                "see `voxflip devices`"
+            ) from None
+        device_in = stream.get_input_latency()
+        device_out = stream.get_output_latency()
+        if not quiet:
+            print(f"voxflip live: declared latency {1000 * engine.latency_s:.1f} ms + device buffers "
+                  f"{1000 * device_in:.1f} ms in / {1000 * device_out:.1f} ms out; Ctrl-C stops", file=sys.stderr)
+        started = time.monotonic()
+        try:
+            while stream.is_active():
+                time.sleep(status_interval_s)
+                if not quiet:
+                    print("\r" + engine.status_line(), end="", file=sys.stderr, flush=True)
+                if duration_s is not None and time.monotonic() - started >= duration_s:
+                    break
+        except KeyboardInterrupt:
+            pass
+        return {"device_input_latency_s": device_in, "device_output_latency_s": device_out,
+                "seconds": time.monotonic() - started}
+    finally:
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.stop_stream()
+                stream.close()
+        engine.stop()
+        pa.terminate()
+
+
+def run_live_file(engine: LiveEngine, input_path: str, output_path: str, *, realtime: bool = True,
+                  quiet: bool = False) -> dict[str, float]:
+    """Play ``input_path`` through the live engine in real time (or as fast as possible) into ``output_path``."""
+    from .engine.audio_io import AtomicAudioWriter, AudioReader
+
+    with AudioReader(input_path, block_frames=engine.block_size * 16) as reader:
+        if reader.info.sample_rate != engine.sample_rate:
+            raise AudioInputError(
+                f"audio input {input_path!r} is at {reader.info.sample_rate} Hz but the live engine runs at "
+                f"{engine.sample_rate} Hz; pass --sample-rate {reader.info.sample_rate}"
+            )
+        stop = threading.Event()
+        started = time.monotonic()
+        last = [started]
+
+        def status(index: int) -> None:
+            now = time.monotonic()
+            if not quiet and now - last[0] >= 0.5:
+                last[0] = now
+                print("\r" + engine.status_line(), end="", file=sys.stderr, flush=True)
+
+        engine.start()
+        try:
+            with AtomicAudioWriter(output_path, engine.sample_rate, 1) as writer:
+                try:
+                    run_file(engine, reader.blocks(), writer.write, realtime=realtime, on_block=status, stop=stop)
+                except KeyboardInterrupt:
+                    stop.set()
+                    raise
+        finally:
+            engine.stop()
+        return {"seconds": time.monotonic() - started}
+
+
+def summary(engine: LiveEngine, extra: dict[str, float]) -> str:
+    p50, p99 = engine.stats.rtf_percentiles()
+    s = engine.stats
+    return (
+        f"voxflip live: {s.blocks_out} blocks ({s.blocks_out * engine.block_size / engine.sample_rate:.1f} s) at "
+        f"{engine.sample_rate} Hz, declared latency {1000 * engine.latency_s:.1f} ms, RTF p50 {p50:.2f} p99 {p99:.2f}, "
+        f"xruns {s.xruns}, input overruns {s.input_overruns}, device flags {s.device_flags}, "
+        f"worker errors {s.worker_errors}, silence inserted {engine.processor.gap_samples / engine.sample_rate:.2f} s"
+    )
+
+
+def check_block_size(block_size: int) -> int:
+    if not 16 <= block_size <= 16384:
+        raise ConfigError(f"--block-size {block_size} is outside 16..16384 frames")
+    return block_size
