@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Quick start, line 2: install voxflip with its test extras into .venv and run the
 # CPU test suite. Extra arguments go to pytest (e.g. -m slow, -k streamer).
+# The live-audio tests need PortAudio and a JACK server (dummy backend): their
+# Debian packages are installed here too, and the tests start JACK themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh dev
+VOXFLIP_APT_PACKAGES="portaudio19-dev jackd2 ${VOXFLIP_APT_PACKAGES:-}" bash scripts/bootstrap.sh dev,live
 exec .venv/bin/python -m pytest "$@"

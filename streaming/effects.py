@@ -590,6 +590,11 @@ class Chain:
             _check_nyquist(plugin, {param: coerced}, self.sample_rate, plugin_name)
         _set_param(plugin, param, coerced, plugin_name)
 
+    @property
+    def streamer(self) -> Streamer | None:
+        """The Streamer running the converter (None before the first call or without a converter)."""
+        return self._streamer
+
     # -- internals ----------------------------------------------------------------------------------
     def _get_streamer(self, rate: int) -> Streamer:
         if self._streamer is None or self._streamer.input_sample_rate != rate:
@@ -689,8 +694,9 @@ def load_preset(path: str | Path, *, converter: Converter | None = None) -> Chai
     """Build a :class:`Chain` from a JSON preset (format in docs/effects.md).
 
     Args:
-        path: the preset file. Relative ``plugin_path`` and impulse-response
-            paths are taken from the preset's folder.
+        path: the preset file, or the name of a bundled preset (``"hall"``).
+            Relative ``plugin_path`` and impulse-response paths are taken
+            from the preset's folder.
         converter: goes between ``pre`` and ``post``; without one the preset is
             just its effects.
 
@@ -701,6 +707,8 @@ def load_preset(path: str | Path, *, converter: Converter | None = None) -> Chai
             that is missing or cannot be loaded, a name used twice.
     """
     path = Path(path)
+    if not path.is_file() and str(path) in bundled_presets():
+        path = bundled_presets()[str(path)]
     if not path.is_file():
         shipped = ", ".join(bundled_presets()) or "none"
         raise ConfigError(f"preset file {str(path)!r} does not exist; bundled presets: {shipped}")

@@ -47,7 +47,7 @@ def validate_block(block: Any) -> np.ndarray:
     return block.astype(np.float32, copy=False)
 
 
-class _Resampler:
+class MonoResampler:
     """A pedalboard StreamResampler for mono audio, or nothing when the rates match."""
 
     def __init__(self, source_rate: int, target_rate: int) -> None:
@@ -97,8 +97,8 @@ class Streamer:
         self.converter = converter
         self.input_sample_rate = int(input_sample_rate or converter.sample_rate)
         self.output_sample_rate = int(output_sample_rate or self.input_sample_rate)
-        self._in = _Resampler(self.input_sample_rate, converter.sample_rate)
-        self._out = _Resampler(converter.sample_rate, self.output_sample_rate)
+        self._in = MonoResampler(self.input_sample_rate, converter.sample_rate)
+        self._out = MonoResampler(converter.sample_rate, self.output_sample_rate)
         self._chunker = Chunker(converter.chunk_samples, converter.context_samples, converter.lookahead_samples)
         self.reset()
 

@@ -6,7 +6,10 @@ the bundled speech example (resampled to the device rate, looped to the
 requested length) through the same constant-rate processor `voxflip live`
 uses, one device block at a time, and reports:
 
-- declared latency: the processor's latency plus the live engine's one block;
+- algorithmic latency: converter chunk + lookahead + resampling (what the
+  converter needs to see before it can answer);
+- declared latency: that plus the live engine's output prefill (the time the
+  worker may take for one block; at least one block, at least one chunk);
 - per-block compute time p50 / p99 and the real-time factor (compute time over
   block duration; p50 and p99 and the mean);
 - peak RSS of the process;
@@ -31,6 +34,7 @@ class BenchResult:
     converter: str
     block_ms: float
     device_rate: int
+    algorithmic_latency_ms: float
     declared_latency_ms: float
     compute_p50_ms: float
     compute_p99_ms: float
@@ -43,33 +47,32 @@ class BenchResult:
     core: int | None
 
 
-def _child(converter: str, block_ms: float, device_rate: int, seconds: float, core: int | None, launched: float) -> None:
+def _child(converter: str, block_ms: float, device_rate: int, signal_path: str, core: int | None,
+           launched: float) -> None:
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
     import resource
-    from importlib.resources import files
 
     import numpy as np
-    import soundfile as sf
-    from scipy.signal import resample_poly
 
     from .engine.melody import Melody, Note
     from .engine.registry import make_converter
+    from .live import LIVE_CHUNK_MS
+    from .streaming.live import prefill_blocks_for
     from .streaming.realtime import RealtimeStreamer
     from .streaming.streamer import Streamer
 
-    speech, rate = sf.read(str(files("voxflip") / "data" / "arctic_a0007.wav"), dtype="float32")
-    speech = resample_poly(speech, device_rate, rate).astype(np.float32)
-    reps = int(np.ceil(seconds * device_rate / speech.shape[0]))
-    audio = np.tile(speech, reps)[: int(seconds * device_rate)]
+    audio = np.load(signal_path)
+    seconds = audio.shape[0] / device_rate
     if converter == "world":
         notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
-        conv = make_converter("singing", "world", melody=Melody(notes, "bench"))
+        conv = make_converter("singing", "world", melody=Melody(notes, "bench"), chunk_ms=LIVE_CHUNK_MS)
     else:
-        conv = make_converter("speech", converter)
+        conv = make_converter("speech", converter, chunk_ms=LIVE_CHUNK_MS)
     processor = RealtimeStreamer(Streamer(conv, device_rate, device_rate), device_rate)
     block = int(round(block_ms * device_rate / 1000))
-    declared = (processor.latency_samples + block) / device_rate
+    prefill = prefill_blocks_for(conv.chunk_samples / conv.sample_rate, device_rate, block)
+    declared = (processor.latency_samples + prefill * block) / device_rate
     times = []
     first_output = None
     for i in range(0, audio.shape[0] - block + 1, block):
@@ -82,6 +85,7 @@ def _child(converter: str, block_ms: float, device_rate: int, seconds: float, co
     block_s = block / device_rate
     result = BenchResult(
         converter=converter, block_ms=block_ms, device_rate=device_rate,
+        algorithmic_latency_ms=1000 * processor.latency_samples / device_rate,
         declared_latency_ms=1000 * declared,
         compute_p50_ms=1000 * float(np.percentile(t, 50)), compute_p99_ms=1000 * float(np.percentile(t, 99)),
         rtf_p50=float(np.percentile(t, 50)) / block_s, rtf_p99=float(np.percentile(t, 99)) / block_s,
@@ -93,28 +97,49 @@ def _child(converter: str, block_ms: float, device_rate: int, seconds: float, co
     print(json.dumps(asdict(result)))
 
 
+def _bench_signal(device_rate: int, seconds: float, folder: str) -> str:
+    """The bundled speech at the device rate, looped to ``seconds``, saved as .npy for the children."""
+    from importlib.resources import files
+
+    import numpy as np
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    speech, rate = sf.read(str(files("voxflip") / "data" / "arctic_a0007.wav"), dtype="float32")
+    speech = resample_poly(speech, device_rate, rate).astype(np.float32)
+    reps = int(np.ceil(seconds * device_rate / speech.shape[0]))
+    path = os.path.join(folder, f"bench_{device_rate}.npy")
+    np.save(path, np.tile(speech, reps)[: int(seconds * device_rate)])
+    return path
+
+
 def run_bench(converters=CONVERTERS, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
               core: int | None = 0, progress=None) -> list[BenchResult]:
+    import tempfile
+
     results = []
-    for conv in converters:
-        for ms in block_ms:
-            launched = time.time()
-            cmd = [sys.executable, "-m", "voxflip.bench", "--child", conv, str(ms), str(device_rate), str(seconds),
-                   "-1" if core is None else str(core), repr(launched)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"benchmark of {conv} at {ms} ms failed: {done.stderr.strip()[-500:]}")
-            results.append(BenchResult(**json.loads(done.stdout.strip().splitlines()[-1])))
-            if progress is not None:
-                progress(results[-1])
+    with tempfile.TemporaryDirectory() as folder:
+        signal = _bench_signal(device_rate, seconds, folder)
+        for conv in converters:
+            for ms in block_ms:
+                launched = time.time()
+                cmd = [sys.executable, "-m", "voxflip.bench", "--child", conv, str(ms), str(device_rate), signal,
+                       "-1" if core is None else str(core), repr(launched)]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"benchmark of {conv} at {ms} ms failed: {done.stderr.strip()[-500:]}")
+                results.append(BenchResult(**json.loads(done.stdout.strip().splitlines()[-1])))
+                if progress is not None:
+                    progress(results[-1])
     return results
 
 
 def format_table(results: list[BenchResult]) -> str:
-    head = ("| converter | block | declared latency | compute p50 / p99 | RTF p50 / p99 / mean | peak RSS | start-up |\n"
-            "| --- | --- | --- | --- | --- | --- | --- |")
+    head = ("| converter | block | algorithmic / declared latency | compute p50 / p99 | RTF p50 / p99 / mean "
+            "| peak RSS | start-up |\n| --- | --- | --- | --- | --- | --- | --- |")
     rows = [
-        f"| {r.converter} | {r.block_ms:g} ms | {r.declared_latency_ms:.1f} ms | {r.compute_p50_ms:.2f} / "
+        f"| {r.converter} | {r.block_ms:g} ms | {r.algorithmic_latency_ms:.1f} / {r.declared_latency_ms:.1f} ms | "
+        f"{r.compute_p50_ms:.2f} / "
         f"{r.compute_p99_ms:.2f} ms | {r.rtf_p50:.2f} / {r.rtf_p99:.2f} / {r.rtf_mean:.2f} | {r.peak_rss_mb:.0f} MB | "
         f"{r.startup_s:.2f} s |"
         for r in results
@@ -124,5 +149,5 @@ def format_table(results: list[BenchResult]) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        conv, ms, rate, secs, core, launched = sys.argv[2:8]
-        _child(conv, float(ms), int(rate), float(secs), None if core == "-1" else int(core), float(launched))
+        conv, ms, rate, signal, core, launched = sys.argv[2:8]
+        _child(conv, float(ms), int(rate), signal, None if core == "-1" else int(core), float(launched))

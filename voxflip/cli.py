@@ -68,6 +68,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="read and stream the input in blocks of N samples (default 65536); the output does not depend on it")
     render.add_argument("--sample-rate", type=_positive_int, metavar="HZ", help="output sample rate (default: the input's)")
     render.add_argument("--gain", type=_finite_float, default=0.0, metavar="DB", help="output gain in dB (default 0)")
+    render.add_argument("--fx", metavar="PRESET",
+                        help="effect preset JSON: pre-effects before the converter, post-effects after (see docs/effects.md)")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     devices = sub.add_parser("devices", help="list audio devices", description="List the audio devices PortAudio sees.")
@@ -85,7 +87,7 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--transpose", type=_finite_float, default=0.0, metavar="SEMITONES")
     live.add_argument("--tempo", type=_finite_float, default=1.0, metavar="FACTOR")
     live.add_argument("--duration", type=_finite_float, metavar="AMOUNT", help="world-dur shortening 0..1")
-    live.add_argument("--chunk-ms", type=_finite_float, default=10.0, metavar="MS",
+    live.add_argument("--chunk-ms", type=_finite_float, default=None, metavar="MS",
                       help="converter chunk, a multiple of 5 ms (default 10 live: less latency, more per-call overhead)")
     live.add_argument("--input-device", type=int, metavar="ID", help="input device id (see voxflip devices)")
     live.add_argument("--output-device", type=int, metavar="ID", help="output device id (see voxflip devices)")
@@ -168,6 +170,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             output_sample_rate=args.sample_rate,
             progress=progress,
             gain_db=args.gain,
+            fx_preset=args.fx,
         )
     finally:
         if bar is not None:
@@ -214,7 +217,14 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 def _cmd_live(args: argparse.Namespace) -> int:
     from .engine.melody import load_melody
     from .engine.registry import make_converter
-    from .live import build_processor, check_block_size, run_live_devices, run_live_file, summary
+    from .live import (
+        LIVE_CHUNK_MS,
+        build_processor,
+        check_block_size,
+        run_live_devices,
+        run_live_file,
+        summary,
+    )
     from .streaming.live import LiveEngine, prefill_blocks_for
 
     if (args.input_file is None) != (args.output_file is None):
@@ -226,8 +236,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
         if args.to != "singing":
             raise EngineError("--melody only applies to --to singing")
         melody = load_melody(args.melody, tempo_factor=args.tempo)
-    converter = make_converter(args.to, args.method, melody=melody, chunk_ms=args.chunk_ms, duration=args.duration,
-                               transpose_semitones=args.transpose)
+    converter = make_converter(args.to, args.method, melody=melody, chunk_ms=args.chunk_ms or LIVE_CHUNK_MS,
+                               duration=args.duration, transpose_semitones=args.transpose)
     rate = args.sample_rate
     if rate is None and args.input_file is not None:
         from .engine.audio_io import probe

@@ -20,6 +20,8 @@ from .streaming.live import LiveEngine, run_file
 from .streaming.realtime import RealtimeStreamer
 
 DEFAULT_BLOCK = 256
+#: converter chunk for live use: 10 ms keeps the algorithmic latency of live S2S at 40 ms
+LIVE_CHUNK_MS = 10.0
 
 
 @contextlib.contextmanager

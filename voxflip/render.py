@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .engine.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AtomicAudioWriter, AudioReader
-from .engine.converters.base import Converter
+from .engine.converters.base import Converter, ConverterReport
 from .engine.errors import AudioInputError, ConfigError
-from .streaming.streamer import Streamer
+from .streaming.streamer import MonoResampler, Streamer
 
 #: the block size offline rendering reads by default (samples at the input rate)
 DEFAULT_BLOCK_SIZE = 65_536
@@ -67,6 +67,7 @@ def render_file(
     output_sample_rate: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     gain_db: float = 0.0,
+    fx_preset: str | os.PathLike[str] | None = None,
 ) -> RenderResult:
     """Convert one file.
 
@@ -78,6 +79,8 @@ def render_file(
         output_sample_rate: defaults to the input's rate.
         progress: called with ``(samples_done, samples_total)`` after each block.
         gain_db: output gain in dB, -60..+24.
+        fx_preset: an effect preset (JSON): its pre-effects run before the converter and its
+            post-effects after it, at the input's rate; their tails are rendered at the end.
 
     Returns:
         A :class:`RenderResult`.
@@ -105,7 +108,27 @@ def render_file(
             raise ConfigError(f"--sample-rate {rate_out} is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
         if out_path.resolve() == in_path.resolve():
             raise ConfigError(f"output {str(out_path)!r} is the input file; write to another path")
-        streamer = Streamer(converter, info.sample_rate, rate_out)
+        if fx_preset is None:
+            streamer = Streamer(converter, info.sample_rate, rate_out)
+            process, flush, latency_s = streamer.process, streamer.flush, streamer.latency_s
+            report = streamer.report
+        else:
+            from .streaming.effects import load_preset
+
+            chain = load_preset(fx_preset, converter=converter)
+            chain.sample_rate = info.sample_rate
+            resample = MonoResampler(info.sample_rate, rate_out)
+            latency_s = chain.latency_s + resample.delay_s
+
+            def process(block: np.ndarray) -> np.ndarray:
+                return resample.process(chain.process(block))
+
+            def flush() -> np.ndarray:
+                return np.concatenate([resample.process(chain.flush()), resample.flush()])
+
+            def report() -> ConverterReport:
+                return chain.streamer.report() if chain.streamer is not None else ConverterReport()
+
         warnings: list[str] = []
         if reader.downmixed:
             warnings.append(f"{in_path.name} has {info.channels} channels; they were mixed down to mono")
@@ -114,11 +137,11 @@ def render_file(
             done = 0
             for block in reader.blocks():
                 peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
-                writer.write(gain * streamer.process(block))
+                writer.write(gain * process(block))
                 done += block.shape[0]
                 if progress is not None:
                     progress(done, info.frames)
-            writer.write(gain * streamer.flush())
+            writer.write(gain * flush())
             out_frames = writer.frames_written
             clipped = writer.clipped_samples
         peak_db = 20.0 * math.log10(peak) if peak > 0 else -math.inf
@@ -128,7 +151,7 @@ def render_file(
             )
         if clipped:
             warnings.append(f"{clipped} output samples were clipped to [-1, 1]; lower the level with --gain, e.g. --gain -6")
-        warnings.extend(streamer.report().warnings)
+        warnings.extend(report().warnings)
     wall = time.perf_counter() - started
     return RenderResult(
         input_path=in_path,
@@ -139,7 +162,7 @@ def render_file(
         input_sample_rate=info.sample_rate,
         output_sample_rate=rate_out,
         wall_seconds=wall,
-        latency_ms=1000.0 * streamer.latency_s,
+        latency_ms=1000.0 * latency_s,
         warnings=warnings,
     )
 

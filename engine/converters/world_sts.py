@@ -240,14 +240,18 @@ class WorldSTSConverter(WorldPipelineConverter):
         s.note_index += 1
         return slot
 
-    def _generate(self, s: STSState) -> Frames:
+    def _generate(self, s: STSState, budget: int | None = None) -> Frames:
+        """Output frames for every note whose unit is ready, at most ``budget`` of them.
+
+        A completed unit can release a whole long note at once; live, that would be one slow
+        chunk. The budget spreads it over the following chunks (up to twice real time)."""
         bins = self.analysis.bins
         f0s: list[float] = []
         sps: list[np.ndarray] = []
         aps: list[np.ndarray] = []
         silence_sp = np.full(bins, _SILENCE_POWER)
         ones = np.ones(bins)
-        while True:
+        while budget is None or len(f0s) < budget:
             if s.slot is None:
                 slot = self._next_slot(s)
                 if slot is None or slot == "done":
@@ -262,18 +266,21 @@ class WorldSTSConverter(WorldPipelineConverter):
                     s.last_unit = slot.unit
                     s.store.drop_before(slot.unit.onset)
             slot = s.slot
-            while s.out_frame < slot.start:  # a rest before the note
+            limit = slot.end if budget is None else min(slot.end, s.out_frame + budget - len(f0s))
+            while s.out_frame < min(slot.start, limit):  # a rest before the note
                 f0s.append(0.0)
                 sps.append(silence_sp)
                 aps.append(ones)
                 s.out_frame += 1
-            while s.out_frame < slot.end:
+            while s.out_frame < limit:
                 pos = s.out_frame - slot.start
                 f0, sp, ap = self._sing_frame(slot, pos, s)
                 f0s.append(f0)
                 sps.append(sp)
                 aps.append(ap)
                 s.out_frame += 1
+            if s.out_frame < slot.end:
+                break  # out of budget: the note goes on in the next chunk
             s.last_note_end = slot.end
             s.last_midi = slot.note.midi_note + s.transpose_semitones
             s.slot = None
@@ -352,7 +359,7 @@ class WorldSTSConverter(WorldPipelineConverter):
     def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
         s: STSState = state.custom
         self._segment(frames, first_frame, s, input_end_frame)
-        out = self._generate(s)
+        out = self._generate(s, budget=2 * self.chunk_frames)
         if len(out):
             s.last_frame = out.slice(len(out) - 1, len(out))
         return out

@@ -116,25 +116,27 @@ def yin_frames(frames: np.ndarray, sample_rate: int, config: PitchConfig) -> tup
     # below the threshold at a fraction of the period. If a multiple of the
     # chosen lag is much more periodic, the chosen lag was a harmonic.
     rows = np.arange(num_frames)
+    padded = np.concatenate([cmnd, np.ones((num_frames, 1))], axis=1)  # index max_lag + 1 is "aperiodic"
     lag = best + min_lag
-    for multiple in (2, 3, 4):
-        cand = lag * multiple
-        inside = cand <= max_lag - 1
-        c = np.clip(cand, 0, max_lag - 1)
-        # refine to the local minimum next to the multiple (the harmonic lag is rounded)
-        window = np.stack([cmnd[rows, np.clip(c + k, 1, max_lag)] for k in (-1, 0, 1)], axis=1)
-        c = np.clip(c + np.argmin(window, axis=1) - 1, 1, max_lag)
-        better = inside & (cmnd[rows, lag] > 0.05) & (cmnd[rows, c] < 0.5 * cmnd[rows, lag])
-        lag = np.where(better, c, lag)
+    at_lag = padded[rows, lag]
+    multiples = lag[:, None] * np.array([2, 3, 4])[None, :]
+    inside = multiples <= max_lag - 1
+    near = np.minimum(multiples, max_lag - 1)[:, :, None] + np.array([-1, 0, 1])[None, None, :]
+    values = padded[rows[:, None, None], near]
+    refined = near[rows[:, None], np.arange(3)[None, :], np.argmin(values, axis=2)]
+    refined_value = np.where(inside, values.min(axis=2), np.inf)
+    better = (at_lag[:, None] > 0.05) & (refined_value < 0.5 * at_lag[:, None])
+    pick = np.argmin(np.where(better, refined_value, np.inf), axis=1)
+    lag = np.where(better.any(axis=1), refined[rows, pick], lag)
 
     # Parabolic interpolation around the chosen lag.
-    left = cmnd[rows, np.clip(lag - 1, 0, max_lag)]
-    mid = cmnd[rows, lag]
-    right = cmnd[rows, np.clip(lag + 1, 0, max_lag)]
+    left = padded[rows, lag - 1]
+    mid = padded[rows, lag]
+    right = padded[rows, lag + 1]
     denom = left - 2.0 * mid + right
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / denom, 0.0)
-    shift = np.clip(shift, -0.5, 0.5)
+    shift = np.minimum(np.maximum(shift, -0.5), 0.5)
     shift = np.where((lag > min_lag) & (lag < max_lag), shift, 0.0)
     period = lag + shift
 
@@ -142,7 +144,7 @@ def yin_frames(frames: np.ndarray, sample_rate: int, config: PitchConfig) -> tup
     level_db = 20.0 * np.log10(rms + 1e-12)
     voiced = (mid < config.voicing_threshold) & (level_db > config.silence_db)
     f0 = np.where(voiced, sample_rate / period, 0.0)
-    return f0, 1.0 - np.clip(mid, 0.0, 1.0)
+    return f0, 1.0 - np.minimum(np.maximum(mid, 0.0), 1.0)
 
 
 def estimate_f0(

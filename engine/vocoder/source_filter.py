@@ -157,14 +157,14 @@ class SourceFilterSynth:
         if crossings.size:
             # Fractional position of each pulse: how far before sample `k` the phase crossed.
             over = phase[crossings] - np.floor(phase[crossings])
-            delay = np.clip(over / rate[crossings], 0.0, 1.0)
+            delay = np.minimum(over / rate[crossings], 1.0)
             start = crossings
             # Envelope at the pulse, interpolated inside the interval of sample `start`
             # (never the previous one, which an earlier call may already have closed).
             j = start // hop
-            w = np.clip((start - delay) / hop - j, 0.0, 1.0)[:, None]
+            w = np.maximum((start - delay) / hop - j, 0.0)[:, None]
             env = sp_all[j] * (1.0 - w) + sp_all[j + 1] * w
-            aper = np.clip(ap_all[j] * (1.0 - w) + ap_all[j + 1] * w, 0.0, 1.0)
+            aper = np.minimum(ap_all[j] * (1.0 - w) + ap_all[j + 1] * w, 1.0)
             period = 1.0 / rate[crossings]
             pulse_voiced = voiced[crossings]
             # The pulse lies `delay` samples before `start`: advance its response by that much.

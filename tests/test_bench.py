@@ -1,0 +1,60 @@
+"""Benchmarks (pytest-benchmark): opt-in with `pytest -m bench --benchmark-only`.
+
+Speed is claimed in docs/performance.md from `voxflip bench`; these give the same
+per-chunk numbers with pytest-benchmark's statistics and history. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voxflip.engine.melody import Melody, Note
+from voxflip.engine.registry import make_converter
+from voxflip.streaming.realtime import RealtimeStreamer
+from voxflip.streaming.ring_buffer import RingBuffer
+from voxflip.streaming.streamer import Streamer
+
+pytestmark = pytest.mark.bench
+
+
+def _processor(name: str, rate: int = 48_000) -> RealtimeStreamer:
+    if name == "world":
+        notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(200))
+        conv = make_converter("singing", "world", melody=Melody(notes, "bench"), chunk_ms=10)
+    else:
+        conv = make_converter("speech", name, chunk_ms=10)
+    return RealtimeStreamer(Streamer(conv, rate, rate), rate)
+
+
+@pytest.mark.parametrize("name", ["world-nodur", "world-dur", "world"])
+def test_bench_20ms_block(benchmark, example_speech, name):
+    from scipy.signal import resample_poly
+
+    audio, rate = example_speech
+    x = resample_poly(audio, 3, 1).astype(np.float32)
+    processor = _processor(name)
+    block = 960
+    position = [0]
+
+    def one_block():
+        i = position[0]
+        if i + block > x.shape[0]:
+            i = 0
+        position[0] = i + block
+        return processor.process(x[i : i + block])
+
+    benchmark.extra_info["block_ms"] = 20
+    benchmark.pedantic(one_block, rounds=400, warmup_rounds=20)
+
+
+def test_bench_ring_buffer_callback_copy(benchmark):
+    ring = RingBuffer(1 << 16)
+    block = np.zeros(512, np.float32)  # 256 stereo frames
+    out = np.zeros(512, np.float32)
+
+    def copy_in_and_out():
+        ring.write(block, 2)
+        ring.read_into(out, 2)
+
+    benchmark(copy_in_and_out)

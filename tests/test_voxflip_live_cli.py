@@ -1,0 +1,99 @@
+"""`voxflip live` from a file, `voxflip devices`, `voxflip render --fx`, `voxflip bench` options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voxflip.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def speech_48k(tmp_path: Path, example_speech) -> Path:
+    from scipy.signal import resample_poly
+
+    audio, rate = example_speech
+    path = tmp_path / "speech48.wav"
+    sf.write(path, resample_poly(audio[: rate * 2], 3, 1).astype(np.float32), 48_000)
+    return path
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_live_from_a_file_writes_input_plus_latency_and_a_summary(tmp_path: Path, speech_48k: Path, capsys):
+    pytest.importorskip("voxflip.streaming._ringbuffer")
+    out = tmp_path / "live.wav"
+    stats = tmp_path / "stats.json"
+    code, stdout, stderr = run(["live", "--to", "speech", "--input-file", str(speech_48k), "--output-file", str(out),
+                                "--fast", "-q", "--stats-json", str(stats)], capsys)
+    assert code == 0, stderr
+    facts = json.loads(stats.read_text())
+    assert sf.info(out).frames == sf.info(speech_48k).frames + facts["declared_latency_samples"]
+    assert facts["xruns"] == 0 and facts["worker_errors"] == 0
+    assert "declared latency" in stdout and "xruns 0" in stdout
+
+
+def test_live_mix_zero_from_a_file_is_the_input_delayed(tmp_path: Path, speech_48k: Path, capsys):
+    out, stats = tmp_path / "live.wav", tmp_path / "stats.json"
+    code, _, stderr = run(["live", "--to", "speech", "--mix", "0", "--input-file", str(speech_48k), "--output-file",
+                           str(out), "--fast", "-q", "--stats-json", str(stats)], capsys)
+    assert code == 0, stderr
+    lat = json.loads(stats.read_text())["declared_latency_samples"]
+    x, _ = sf.read(speech_48k, dtype="float32")
+    y, _ = sf.read(out, dtype="float32")
+    assert np.max(np.abs(y[lat:] - x)) < 1e-3  # 16-bit files
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--input-file", "x.wav"], "go together"),
+        (["--fast"], "only applies to --input-file"),
+        (["--block-size", "8"], "outside 16..16384"),
+        (["--mix", "2"], "outside 0..1"),
+        (["--fx", "no-such-preset"], "bundled presets"),
+    ],
+)
+def test_live_bad_options(capsys, extra, expected):
+    code, _, stderr = run(["live", "--to", "speech", *extra], capsys)
+    assert code == 2 and expected in stderr, stderr
+
+
+def test_live_refuses_a_file_at_another_rate(tmp_path: Path, speech_48k: Path, capsys):
+    code, _, stderr = run(["live", "--to", "speech", "--sample-rate", "44100", "--input-file", str(speech_48k),
+                           "--output-file", str(tmp_path / "o.wav")], capsys)
+    assert code == 2 and "--sample-rate 48000" in stderr
+
+
+def test_devices_lists_something_or_says_why(capsys):
+    pytest.importorskip("pyaudio", reason="pyaudio is in the live extra")
+    code, out, _ = run(["devices"], capsys)
+    assert code == 0
+    assert "host API" in out or "no audio devices found" in out
+
+
+def test_render_with_an_effect_preset_adds_its_tail(tmp_path: Path, example_speech_path: Path, capsys):
+    plain, wet = tmp_path / "plain.wav", tmp_path / "wet.wav"
+    assert run(["render", str(example_speech_path), "-o", str(plain), "--to", "speech", "-q"], capsys)[0] == 0
+    code, _, stderr = run(["render", str(example_speech_path), "-o", str(wet), "--to", "speech", "--fx", "hall",
+                           "-q"], capsys)
+    assert code == 0, stderr
+    assert sf.info(wet).frames > sf.info(plain).frames  # the reverb tail
+
+
+@pytest.mark.parametrize("extra, expected", [(["--converters", "nope"], "unknown nope"),
+                                            (["--block-ms", "0"], "1..500 ms")])
+def test_bench_bad_options(capsys, extra, expected):
+    code, _, stderr = run(["bench", *extra], capsys)
+    assert code == 2 and expected in stderr
