@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..engine.params import ParamChange
 from .realtime import RealtimeStreamer
 from .ring_buffer import RingBuffer
 
@@ -57,14 +58,6 @@ class LiveStats:
     def rtf_percentiles(self) -> tuple[float, float]:
         values = np.fromiter(self.chunk_rtf, dtype=np.float64) if self.chunk_rtf else np.zeros(1)
         return float(np.percentile(values, 50)), float(np.percentile(values, 99))
-
-
-@dataclass(frozen=True)
-class ParamChange:
-    """A run-time parameter change, applied by the worker between blocks."""
-
-    name: str
-    value: float | str
 
 
 class LiveEngine:

@@ -8,7 +8,8 @@ from helpers import CHUNK_SIZES
 
 from voxflip.engine.converters.base import DelayConverter
 from voxflip.engine.converters.world_s2s import WorldS2SConverter
-from voxflip.streaming.live import LiveEngine, ParamChange, prefill_blocks_for, run_file
+from voxflip.engine.params import ParamChange
+from voxflip.streaming.live import LiveEngine, prefill_blocks_for, run_file
 from voxflip.streaming.realtime import RealtimeStreamer
 from voxflip.streaming.streamer import Streamer
 
