@@ -62,7 +62,7 @@ def test_live_mix_zero_from_a_file_is_the_input_delayed(tmp_path: Path, speech_4
         (["--fast"], "only applies to --input-file"),
         (["--block-size", "8"], "outside 16..16384"),
         (["--mix", "2"], "outside 0..1"),
-        (["--fx", "no-such-preset"], "bundled presets"),
+        (["--fx", "no-such-preset"], "is not a bundled preset"),
     ],
 )
 def test_live_bad_options(capsys, extra, expected):

@@ -83,7 +83,8 @@ def get_parser() -> argparse.ArgumentParser:
     )
     live.add_argument("--to", required=True, choices=["speech", "singing"], help="target: speech or singing")
     live.add_argument("--method", help="world-nodur (default) or world-dur for --to speech; world for --to singing")
-    live.add_argument("--melody", help="tune for --to singing (a file melody plays from the start of the stream)")
+    live.add_argument("--melody", help="tune for singing (it plays from the start of the stream); without one, "
+                                       "singing follows live notes (OSC /voxflip/note)")
     live.add_argument("--transpose", type=_finite_float, default=0.0, metavar="SEMITONES")
     live.add_argument("--tempo", type=_finite_float, default=1.0, metavar="FACTOR")
     live.add_argument("--duration", type=_finite_float, metavar="AMOUNT", help="world-dur shortening 0..1")
@@ -100,6 +101,9 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--mix", type=_finite_float, default=1.0, help="dry/wet 0..1 (0 = the input, delayed like the output)")
     live.add_argument("--gain", type=_finite_float, default=0.0, metavar="DB", help="output gain in dB")
     live.add_argument("--stats-json", metavar="PATH", help="write the run's latency and counters as JSON here at the end")
+    live.add_argument("--osc", metavar="HOST:PORT", help="listen for OSC control (docs/osc.md); HOST defaults to 127.0.0.1")
+    live.add_argument("--osc-allow", metavar="CIDR[,CIDR...]", help="only accept OSC from these networks")
+    live.add_argument("--osc-reply", metavar="HOST:PORT", help="also push /voxflip/status there every second")
     live.add_argument("--input-file", help="play this file through the live engine instead of a microphone")
     live.add_argument("--output-file", help="with --input-file: write the live output here")
     live.add_argument("--fast", action="store_true", help="with --input-file: as fast as possible instead of real time")
@@ -215,11 +219,13 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    from .engine.converters.world_sts import WorldSTSConfig
+    from .engine.converters.world_sts_live import LiveNotesSTSConverter
     from .engine.melody import load_melody
     from .engine.registry import make_converter
     from .live import (
         LIVE_CHUNK_MS,
-        build_processor,
+        build_controller,
         check_block_size,
         run_live_devices,
         run_live_file,
@@ -231,13 +237,19 @@ def _cmd_live(args: argparse.Namespace) -> int:
         raise EngineError("--input-file and --output-file go together")
     if args.fast and args.input_file is None:
         raise EngineError("--fast only applies to --input-file")
-    melody = None
+    chunk_ms = args.chunk_ms or LIVE_CHUNK_MS
+    speech = make_converter("speech", args.method if args.to == "speech" else None, chunk_ms=chunk_ms,
+                            duration=args.duration, transpose_semitones=args.transpose)
     if args.melody is not None:
-        if args.to != "singing":
-            raise EngineError("--melody only applies to --to singing")
-        melody = load_melody(args.melody, tempo_factor=args.tempo)
-    converter = make_converter(args.to, args.method, melody=melody, chunk_ms=args.chunk_ms or LIVE_CHUNK_MS,
-                               duration=args.duration, transpose_semitones=args.transpose)
+        singing = make_converter("singing", args.method if args.to == "singing" else None, chunk_ms=chunk_ms,
+                                 melody=load_melody(args.melody, tempo_factor=args.tempo),
+                                 transpose_semitones=args.transpose)
+    else:
+        if args.tempo != 1.0:
+            raise EngineError("--tempo scales a melody file; live notes have their own tempo")
+        if args.to == "singing" and args.method not in (None, "world"):
+            raise EngineError(f"--method {args.method!r} does not convert to singing; use world")
+        singing = LiveNotesSTSConverter(WorldSTSConfig(chunk_ms=chunk_ms, transpose_semitones=args.transpose))
     rate = args.sample_rate
     if rate is None and args.input_file is not None:
         from .engine.audio_io import probe
@@ -245,14 +257,16 @@ def _cmd_live(args: argparse.Namespace) -> int:
         rate = probe(args.input_file).sample_rate
     rate = rate or 48_000
     block = check_block_size(args.block_size)
-    processor = build_processor(converter, rate, args.fx)
-    prefill = prefill_blocks_for(converter.chunk_samples / converter.sample_rate, rate, block)
+    controller = build_controller(speech, singing, args.to, rate, args.fx)
+    processor = controller.realtime
+    prefill = prefill_blocks_for(chunk_ms / 1000.0, rate, block)
     engine = LiveEngine(processor, rate, block, channels_in=args.channels, channels_out=args.channels,
-                        on_overload=args.on_overload, prefill_blocks=prefill)
+                        on_overload=args.on_overload, prefill_blocks=prefill, apply_param=controller.apply)
     engine.warm_up()
     processor.set_mix(args.mix)
     processor.set_gain_db(args.gain)
     processor.reset_ramps()
+    osc = _start_osc(args, engine) if args.osc else None
     try:
         if args.input_file is not None:
             extra = run_live_file(engine, args.input_file, args.output_file, realtime=not args.fast, quiet=args.quiet)
@@ -260,9 +274,14 @@ def _cmd_live(args: argparse.Namespace) -> int:
             extra = run_live_devices(engine, input_device=args.input_device, output_device=args.output_device,
                                      duration_s=args.seconds, quiet=args.quiet)
     finally:
+        if osc is not None:
+            osc.stop()
         if not args.quiet:
             print(file=sys.stderr)
     print(summary(engine, extra))
+    if osc is not None:
+        counters = ", ".join(f"{k} {v}" for k, v in osc.counters.items() if v)
+        print(f"voxflip live: OSC messages: {counters or 'none'}")
     if args.stats_json:
         import json
 
@@ -270,10 +289,38 @@ def _cmd_live(args: argparse.Namespace) -> int:
                  "processor_latency_samples": processor.latency_samples, "prefill_blocks": engine.prefill_blocks,
                  "xruns": engine.stats.xruns, "input_overruns": engine.stats.input_overruns,
                  "device_flags": engine.stats.device_flags, "worker_errors": engine.stats.worker_errors,
-                 "blocks": engine.stats.blocks_out, **extra}
+                 "blocks": engine.stats.blocks_out, "osc": dict(osc.counters) if osc is not None else None, **extra}
         with open(args.stats_json, "w") as f:
             json.dump(stats, f, indent=2)
     return 0
+
+
+def _start_osc(args: argparse.Namespace, engine):
+    try:
+        from .osc_control.server import OscServer, parse_bind, parse_cidrs
+    except ImportError:
+        raise EngineError('OSC control needs python-osc. Install it with: pip install -e ".[osc]"') from None
+    try:
+        host, port = parse_bind(args.osc)
+        allow = parse_cidrs(args.osc_allow) if args.osc_allow else None
+        reply = parse_bind(args.osc_reply) if args.osc_reply else None
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
+
+    def status() -> dict[str, float]:
+        p50, p99 = engine.stats.rtf_percentiles()
+        return {"latency_ms": 1000.0 * engine.latency_s, "rtf_p50": p50, "rtf_p99": p99, "xruns": engine.stats.xruns}
+
+    server = OscServer(engine.params, host=host, port=port, allow=allow, status=status, reply_to=reply)
+    try:
+        server.start()
+    except OSError as exc:
+        raise EngineError(f"--osc {args.osc}: cannot listen there: {exc.strerror or exc}") from None
+    if not args.quiet:
+        where = f"{server.address[0]}:{server.address[1]}"
+        print(f"voxflip live: OSC on {where}" + (f", allowed {args.osc_allow}" if args.osc_allow else ""),
+              file=sys.stderr)
+    return server
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from .engine.errors import AudioInputError, ConfigError, EngineError
 from .streaming.live import LiveEngine, run_file
-from .streaming.realtime import RealtimeStreamer
 
 DEFAULT_BLOCK = 256
 #: converter chunk for live use: 10 ms keeps the algorithmic latency of live S2S at 40 ms
@@ -90,17 +89,13 @@ def format_devices(devices: list[Device]) -> str:
     return "\n".join(lines)
 
 
-def build_processor(converter, sample_rate: int, fx_preset: str | None = None) -> RealtimeStreamer:
-    """Converter (and the effects of a preset around it) as a constant-rate processor at the device rate."""
-    from .streaming.streamer import Streamer
+def build_controller(speech, singing, mode: str, sample_rate: int, fx_preset: str | None = None,
+                     preset_dir: str | None = None):
+    """The live chain: converters for both directions (the active one by ``mode``) and effects."""
+    from .streaming.live_control import LiveController
 
-    if fx_preset is None:
-        return RealtimeStreamer(Streamer(converter, sample_rate, sample_rate), sample_rate)
-    from .streaming.effects import load_preset
-
-    chain = load_preset(fx_preset, converter=converter)
-    chain.sample_rate = sample_rate
-    return RealtimeStreamer(chain, sample_rate)
+    converters = {"speech": speech, "singing": singing}
+    return LiveController(converters, mode, sample_rate, preset=fx_preset, preset_dir=preset_dir)
 
 
 def run_live_devices(
@@ -199,7 +194,8 @@ def summary(engine: LiveEngine, extra: dict[str, float]) -> str:
         f"voxflip live: {s.blocks_out} blocks ({s.blocks_out * engine.block_size / engine.sample_rate:.1f} s) at "
         f"{engine.sample_rate} Hz, declared latency {1000 * engine.latency_s:.1f} ms, RTF p50 {p50:.2f} p99 {p99:.2f}, "
         f"xruns {s.xruns}, input overruns {s.input_overruns}, device flags {s.device_flags}, "
-        f"worker errors {s.worker_errors}, silence inserted {engine.processor.gap_samples / engine.sample_rate:.2f} s"
+        f"worker errors {s.worker_errors}, silence inserted {engine.processor.gap_samples / engine.sample_rate:.2f} s, "
+        f"late output dropped {s.late_samples_dropped / engine.sample_rate:.2f} s"
     )
 
 

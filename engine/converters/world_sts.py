@@ -22,16 +22,16 @@ complete, so an offline render is the same whatever the block size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..features.syllables import SyllableConfig, SyllableTracker
+from ..features.syllables import SyllableConfig
 from ..features.world import AnalysisConfig, Frames
 from ..melody import Melody, Note
 from .base import ConverterReport
-from .frame_store import FrameStore
+from .sts_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
 
 _SILENCE_POWER = 1e-14
@@ -81,20 +81,6 @@ class WorldSTSConfig:
 
 
 @dataclass
-class Unit:
-    """A syllable of the source speech, in absolute source frame indices."""
-
-    onset: int      # first onset frame (== nucleus when there is no onset)
-    nucleus: int    # first nucleus frame
-    coda: int       # first coda frame (== end when there is no coda)
-    end: int        # one past the last frame
-
-    @property
-    def nucleus_frames(self) -> int:
-        return self.coda - self.nucleus
-
-
-@dataclass
 class _Slot:
     """A note being sung: its frame span on the output clock and the unit it uses."""
 
@@ -108,14 +94,8 @@ class _Slot:
 
 @dataclass
 class STSState:
-    tracker: SyllableTracker
-    store: FrameStore
+    units: UnitTracker
     transpose_semitones: float
-    units: list[Unit] = field(default_factory=list)       # complete, not yet sung
-    current: Unit | None = None                            # nucleus still growing
-    pending_start: int | None = None                       # first unvoiced/closure frame since the last nucleus
-    last_sound: int = -1                                   # last frame that was not silence
-    frames_in: int = 0
     out_frame: int = 0                                     # next output frame on the melody clock
     note_index: int = 0                                    # next note of the current pass through the melody
     repeat: int = 0                                        # completed passes through the melody
@@ -124,7 +104,6 @@ class STSState:
     last_midi: float | None = None
     last_note_end: int = -1
     input_ended: bool = False
-    units_total: int = 0
     notes_sung: int = 0
     notes_held: int = 0
     last_frame: Frames | None = None
@@ -150,8 +129,7 @@ class WorldSTSConverter(WorldPipelineConverter):
 
     def init_custom(self) -> STSState:
         return STSState(
-            tracker=SyllableTracker(self.config.syllables, self._frame_s),
-            store=FrameStore(self.analysis.bins),
+            units=UnitTracker(self.config.syllables, self._frame_s, self.analysis.bins),
             transpose_semitones=self.config.transpose_semitones,
         )
 
@@ -164,49 +142,6 @@ class WorldSTSConverter(WorldPipelineConverter):
         else:
             raise ConfigError(f"{self.name} has no parameter {name!r}; it has transpose")
 
-    # -- segmentation -------------------------------------------------------------------------------
-    def _segment(self, frames: Frames, first_frame: int, s: STSState, input_end_frame: int | None) -> None:
-        s.store.append(frames)
-        pause = s.tracker._pause
-        for i in range(len(frames)):
-            index = first_frame + i
-            if input_end_frame is not None and index >= input_end_frame:
-                break
-            f0 = float(frames.f0_hz[i])
-            event = s.tracker.update(f0 > 0, float(frames.level_db[i]), f0)
-            s.frames_in += 1
-            if not event.silent:
-                s.last_sound = index
-            if event.voiced:
-                if s.current is not None and not event.syllable_start:
-                    # The nucleus goes on (a short unvoiced gap inside it is absorbed).
-                    s.current.coda = s.current.end = index + 1
-                    s.pending_start = None
-                    continue
-                self._close_unit(s, end_at=None)
-                onset = s.pending_start if s.pending_start is not None else index
-                s.current = Unit(onset=onset, nucleus=index, coda=index + 1, end=index + 1)
-                s.pending_start = None
-            else:
-                if s.pending_start is None and not (event.silent and s.current is None):
-                    s.pending_start = index
-                if s.tracker.quiet_run >= pause and s.current is not None:
-                    # A pause: the sounds between the nucleus and the pause are its coda.
-                    self._close_unit(s, end_at=s.last_sound + 1)
-                    s.pending_start = None
-                elif s.tracker.quiet_run >= pause:
-                    s.pending_start = None
-
-    def _close_unit(self, s: STSState, end_at: int | None) -> None:
-        unit = s.current
-        if unit is None:
-            return
-        if end_at is not None and end_at > unit.coda:
-            unit.end = end_at
-        s.units.append(unit)
-        s.units_total += 1
-        s.current = None
-
     # -- the melody clock ---------------------------------------------------------------------------
     def _frame_of(self, seconds: float) -> int:
         return int(round(seconds / self._frame_s))
@@ -214,18 +149,19 @@ class WorldSTSConverter(WorldPipelineConverter):
     def _next_slot(self, s: STSState) -> _Slot | None | str:
         """The next note to sing with its unit; None to wait for input; "done" at the end."""
         notes = self.melody.notes
+        units = s.units
         if s.note_index >= len(notes):
-            if s.units:
+            if units.units:
                 s.repeat += 1
                 s.note_index = 0
-            elif s.input_ended and s.current is None:
+            elif s.input_ended and units.current is None:
                 return "done"
             else:
                 return None
         note = notes[s.note_index]
-        if s.units:
-            unit, held = s.units.pop(0), False
-        elif s.input_ended and s.current is None:
+        if units.units:
+            unit, held = units.take(), False
+        elif s.input_ended and units.current is None:
             if s.last_unit is None:
                 unit, held = None, True
             else:
@@ -264,7 +200,7 @@ class WorldSTSConverter(WorldPipelineConverter):
                     s.notes_held += 1
                 if slot.unit is not None:
                     s.last_unit = slot.unit
-                    s.store.drop_before(slot.unit.onset)
+                    s.units.store.drop_before(slot.unit.onset)
             slot = s.slot
             limit = slot.end if budget is None else min(slot.end, s.out_frame + budget - len(f0s))
             while s.out_frame < min(slot.start, limit):  # a rest before the note
@@ -315,11 +251,11 @@ class WorldSTSConverter(WorldPipelineConverter):
             elif pos >= length - k_len:
                 q = pos - (length - k_len)
                 src = unit.coda + q * (coda_len / k_len)
-                voiced = s.store.f0(min(int(src), unit.end - 1)) > 0
+                voiced = s.units.store.f0(min(int(src), unit.end - 1)) > 0
             else:
                 src = unit.nucleus + self._stretch(pos - o_len, m_len, unit.nucleus_frames)
                 voiced = True
-        sp, ap = s.store.interpolate(src)
+        sp, ap = s.units.store.interpolate(src)
         if not voiced:
             return 0.0, sp * gain, ap
         return self._pitch(slot, pos, s), sp * gain, ap
@@ -358,7 +294,7 @@ class WorldSTSConverter(WorldPipelineConverter):
     # -- pipeline hooks -----------------------------------------------------------------------------
     def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
         s: STSState = state.custom
-        self._segment(frames, first_frame, s, input_end_frame)
+        s.units.feed(frames, first_frame, input_end_frame)
         out = self._generate(s, budget=2 * self.chunk_frames)
         if len(out):
             s.last_frame = out.slice(len(out) - 1, len(out))
@@ -367,7 +303,7 @@ class WorldSTSConverter(WorldPipelineConverter):
     def transform_finish(self, state: PipelineState) -> Frames:
         s: STSState = state.custom
         s.input_ended = True
-        self._close_unit(s, end_at=s.last_sound + 1)
+        s.units.close()
         out = self._generate(s)
         tail = out.slice(len(out) - 1, len(out)) if len(out) else s.last_frame
         if tail is None:
@@ -379,25 +315,26 @@ class WorldSTSConverter(WorldPipelineConverter):
         s: STSState = state.custom
         m = self.melody
         warnings: list[str] = list(state.warnings)
+        total = s.units.total
         if s.input_ended:
-            if s.units_total == 0:
+            if total == 0:
                 warnings.append(
                     f"no syllables were found in the speech (is it silent?); the output is {m.span_s:.2f} s of silence"
                 )
             elif s.repeat > 0:
-                extra = s.units_total - len(m.notes)
+                extra = total - len(m.notes)
                 warnings.append(
                     f"melody {m.source} is shorter than the speech: {len(m.notes)} notes ({m.span_s:.2f} s) for "
-                    f"{s.units_total} syllables, {extra} syllable(s) over; the melody was repeated "
+                    f"{total} syllables, {extra} syllable(s) over; the melody was repeated "
                     f"{s.repeat} more time(s) to sing them"
                 )
             elif s.notes_held > 0:
                 warnings.append(
-                    f"the speech has {s.units_total} syllables but melody {m.source} has {len(m.notes)} notes: "
+                    f"the speech has {total} syllables but melody {m.source} has {len(m.notes)} notes: "
                     f"the last vowel is held over the final {s.notes_held} note(s)"
                 )
         stats = {
-            "syllables": float(s.units_total),
+            "syllables": float(total),
             "notes": float(len(m.notes)),
             "melody_repeats": float(s.repeat),
             "notes_held": float(s.notes_held),

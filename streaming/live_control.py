@@ -1,0 +1,180 @@
+"""What the live worker does with run-time parameter changes (OSC, presets).
+
+A :class:`LiveController` owns the live signal chain -- pre-effects, the
+converter of the current mode, post-effects (a :class:`~.effects.Chain`) -- and
+the constant-rate :class:`~.realtime.RealtimeStreamer` around it. The worker
+calls :meth:`LiveController.apply` between blocks; a bad value raises a
+``ConfigError`` that the worker logs and ignores, so nothing reaches the
+audio thread.
+
+- ``mode``: ``speech`` / ``singing`` swap the converter (the new one starts on
+  the current input; its output arrives exactly when the old one's runs out, so
+  the timing does not move); ``bypass`` crossfades to the delayed dry input.
+- ``mix``, ``gain``: ramped by the RealtimeStreamer (no clicks).
+- ``note``: to the singing converter (live notes); ``transpose``: to both;
+  ``duration``: to ``world-dur``.
+- ``fx``: a parameter of a named plugin in the chain; ``preset``: rebuild the
+  chain's effects from a preset name (bundled, or in the preset folder).
+
+Latency is declared once, when the engine starts. Converters of both modes have
+the same latency (both are WORLD pipelines on the same grid). A preset whose
+plugins hold back audio (a look-ahead limiter) shifts the output by that much
+when it is loaded mid-stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.converters.base import Converter
+from ..engine.errors import ConfigError
+from ..engine.params import ParamChange
+from .effects import Chain, bundled_presets, load_preset
+from .realtime import RealtimeStreamer
+
+log = logging.getLogger(__name__)
+
+MODES = ("speech", "singing", "bypass")
+
+
+class _ChainProcessor:
+    """The active Chain as a RealtimeStreamer processor; the chain can be swapped between blocks."""
+
+    def __init__(self, chain: Chain, latency_s: float) -> None:
+        self.chain = chain
+        self._latency_s = latency_s
+        self.pending: list[tuple[str, object]] = []  # converter parameters for a chain not started yet
+
+    @property
+    def latency_s(self) -> float:
+        return self._latency_s
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        out = self.chain.process(block)
+        if self.pending and self.chain.streamer is not None:
+            converter, state = self.chain.converter, self.chain.streamer.state
+            for name, value in self.pending:
+                converter.set_param(state, name, value)
+            self.pending.clear()
+        return out
+
+    def reset(self) -> None:
+        self.chain.reset()
+
+
+class LiveController:
+    """The live chain and its run-time parameters (see the module docstring).
+
+    Args:
+        converters: the converter per mode (``"speech"`` and/or ``"singing"``).
+        mode: the starting mode.
+        sample_rate: the device rate.
+        preset: an effect preset name or path, or None.
+        preset_dir: a folder of presets that ``preset`` changes may name.
+    """
+
+    def __init__(self, converters: dict[str, Converter], mode: str, sample_rate: int, *,
+                 preset: str | None = None, preset_dir: str | Path | None = None) -> None:
+        if mode not in converters:
+            raise ConfigError(f"mode {mode!r} has no converter; available: {', '.join(converters)}")
+        self.converters = converters
+        self.sample_rate = int(sample_rate)
+        self.preset_dir = Path(preset_dir) if preset_dir is not None else None
+        self.mode = mode
+        self.preset = preset
+        self._sticky: dict[str, dict[str, object]] = {m: {} for m in converters}  # re-applied after a swap
+        chain = self._build(converters[mode], preset)
+        self._processor = _ChainProcessor(chain, chain.latency_s)
+        self.realtime = RealtimeStreamer(self._processor, self.sample_rate)
+
+    @property
+    def chain(self) -> Chain:
+        return self._processor.chain
+
+    def _build(self, converter: Converter, preset: str | None) -> Chain:
+        if preset is None:
+            chain = Chain([converter], sample_rate=self.sample_rate)
+        else:
+            chain = load_preset(self._preset_path(preset), converter=converter)
+            chain.sample_rate = self.sample_rate
+        return chain
+
+    def _preset_path(self, name: str) -> str:
+        if self.preset_dir is not None:
+            candidate = self.preset_dir / f"{name}.json"
+            if candidate.is_file():
+                return str(candidate)
+        if name in bundled_presets() or Path(name).is_file():
+            return name
+        where = f" or in {self.preset_dir}" if self.preset_dir is not None else ""
+        raise ConfigError(f"preset {name!r} is not a bundled preset ({', '.join(bundled_presets())}){where}")
+
+    # -- the worker's entry point --------------------------------------------------------------------
+    def apply(self, change: ParamChange) -> None:
+        """Apply one change; raises ConfigError (logged and ignored by the worker) when it cannot."""
+        name, value = change.name, change.value
+        rt = self.realtime
+        if name == "mode":
+            self._set_mode(str(value))
+        elif name == "mix":
+            rt.set_mix(float(value))
+        elif name == "gain":
+            rt.set_gain_db(float(value))
+        elif name == "note":
+            self._converter_param("singing", "note", value)
+        elif name == "transpose":
+            for mode in self.converters:
+                self._converter_param(mode, "transpose", value)
+        elif name == "duration":
+            self._converter_param("speech", "duration", value)
+        elif name == "fx":
+            plugin, param, v = value
+            self.chain.set_parameter(plugin, param, v)
+        elif name == "preset":
+            self._load_preset(str(value))
+        else:
+            raise ConfigError(f"unknown parameter {name!r}")
+
+    def _set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        if mode == "bypass":
+            self.realtime.set_bypass(True)
+            return
+        if mode not in self.converters:
+            raise ConfigError(f"mode {mode!r} is not available: this engine was started with {', '.join(self.converters)}")
+        self.realtime.set_bypass(False)
+        if mode != self.mode:
+            self.mode = mode
+            self._swap(self._build(self.converters[mode], self.preset))
+
+    def _load_preset(self, name: str) -> None:
+        chain = self._build(self.converters[self.mode], name)  # raises before anything changes
+        self.preset = name
+        self._swap(chain)
+
+    def _swap(self, chain: Chain) -> None:
+        self._processor.chain = chain
+        self._processor.pending = list(self._sticky[self.mode].items())
+
+    def _converter_param(self, mode: str, name: str, value) -> None:
+        converter = self.converters.get(mode)
+        if converter is None:
+            raise ConfigError(f"{name} needs a {mode} converter; this engine has {', '.join(self.converters)}")
+        if mode != self.mode:
+            if name == "note":
+                return  # notes only mean something to the converter that is singing now
+            converter.set_param(converter.init_state(), name, value)  # validate now, apply after a swap
+            self._sticky[mode][name] = value
+            return
+        streamer = self.chain.streamer
+        if streamer is None:
+            converter.set_param(converter.init_state(), name, value)
+            self._processor.pending.append((name, value))
+        else:
+            converter.set_param(streamer.state, name, value)
+        if name != "note":
+            self._sticky[mode][name] = value
