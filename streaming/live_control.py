@@ -41,27 +41,88 @@ MODES = ("speech", "singing", "bypass")
 
 
 class _ChainProcessor:
-    """The active Chain as a RealtimeStreamer processor; the chain can be swapped between blocks."""
+    """The active Chain as a RealtimeStreamer processor; chains are swapped between blocks.
 
-    def __init__(self, chain: Chain, latency_s: float) -> None:
+    A new chain needs a converter's worth of input before it answers. So that a swap
+    leaves no gap, the old chain keeps running until it has answered for every sample
+    that came in before the swap; then the new chain's output takes over, crossfaded
+    over ``fade`` samples. This needs both converters to keep time (output sample i
+    answers input sample i); otherwise the swap is immediate and the RealtimeStreamer
+    fills the wait with silence.
+    """
+
+    def __init__(self, chain: Chain, latency_s: float, fade: int) -> None:
         self.chain = chain
         self._latency_s = latency_s
+        self.fade = max(1, fade)
         self.pending: list[tuple[str, object]] = []  # converter parameters for a chain not started yet
+        self._in = 0       # input samples fed to the current chain
+        self._out = 0      # output samples it has produced
+        self._old: Chain | None = None
+        self._old_in = 0
+        self._old_out = 0
+        self._splice = 0   # old-chain output index where the new chain's output starts
+        self._old_tail = np.zeros(0, np.float32)
+        self._new_buf = np.zeros(0, np.float32)
 
     @property
     def latency_s(self) -> float:
         return self._latency_s
 
+    @property
+    def swapping(self) -> bool:
+        return self._old is not None
+
+    @property
+    def started(self) -> bool:
+        """Whether the current chain has processed audio (before that, its first call resets it)."""
+        return self._in > 0
+
+    def swap(self, chain: Chain) -> None:
+        keeps_time = (self.chain.converter is not None and self.chain.converter.time_preserving
+                      and chain.converter is not None and chain.converter.time_preserving)
+        if keeps_time and self._old is None:
+            self._old, self._old_in, self._old_out = self.chain, self._in, self._out
+            self._splice = self._in
+            self._old_tail = np.zeros(0, np.float32)
+            self._new_buf = np.zeros(0, np.float32)
+        self.chain = chain
+        self._in = self._out = 0
+
     def process(self, block: np.ndarray) -> np.ndarray:
         out = self.chain.process(block)
+        self._in += block.shape[0]
+        self._out += out.shape[0]
         if self.pending and self.chain.streamer is not None:
             converter, state = self.chain.converter, self.chain.streamer.state
             for name, value in self.pending:
                 converter.set_param(state, name, value)
             self.pending.clear()
-        return out
+        if self._old is None:
+            return out
+        return self._splice_block(block, out)
+
+    def _splice_block(self, block: np.ndarray, new: np.ndarray) -> np.ndarray:
+        old = self._old.process(block)
+        start = self._old_out
+        self._old_out += old.shape[0]
+        before = old[: max(0, min(old.shape[0], self._splice - start))]
+        lo = max(0, self._splice - start)
+        hi = max(lo, min(old.shape[0], self._splice + self.fade - start))
+        self._old_tail = np.concatenate([self._old_tail, old[lo:hi]])
+        self._new_buf = np.concatenate([self._new_buf, new])
+        parts = [before]
+        if self._old_tail.shape[0] >= self.fade and self._new_buf.shape[0] >= self.fade:
+            ramp = (np.arange(self.fade, dtype=np.float32) + 0.5) / self.fade
+            parts.append(self._old_tail[: self.fade] * (1.0 - ramp) + self._new_buf[: self.fade] * ramp)
+            parts.append(self._new_buf[self.fade :])
+            self._old = None
+            self._old_tail = self._new_buf = np.zeros(0, np.float32)
+        return np.concatenate(parts).astype(np.float32, copy=False)
 
     def reset(self) -> None:
+        self._old = None
+        self._in = self._out = 0
         self.chain.reset()
 
 
@@ -87,7 +148,7 @@ class LiveController:
         self.preset = preset
         self._sticky: dict[str, dict[str, object]] = {m: {} for m in converters}  # re-applied after a swap
         chain = self._build(converters[mode], preset)
-        self._processor = _ChainProcessor(chain, chain.latency_s)
+        self._processor = _ChainProcessor(chain, chain.latency_s, fade=round(0.005 * self.sample_rate))
         self.realtime = RealtimeStreamer(self._processor, self.sample_rate)
 
     @property
@@ -157,7 +218,7 @@ class LiveController:
         self._swap(chain)
 
     def _swap(self, chain: Chain) -> None:
-        self._processor.chain = chain
+        self._processor.swap(chain)
         self._processor.pending = list(self._sticky[self.mode].items())
 
     def _converter_param(self, mode: str, name: str, value) -> None:
@@ -171,8 +232,8 @@ class LiveController:
             self._sticky[mode][name] = value
             return
         streamer = self.chain.streamer
-        if streamer is None:
-            converter.set_param(converter.init_state(), name, value)
+        if streamer is None or not self._processor.started:
+            converter.set_param(converter.init_state(), name, value)  # validate now, apply after its first block
             self._processor.pending.append((name, value))
         else:
             converter.set_param(streamer.state, name, value)

@@ -70,7 +70,7 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
 
     time_preserving = True
 
-    def __init__(self, config: WorldSTSConfig | None = None, *, max_wait_ms: float = 1500.0,
+    def __init__(self, config: WorldSTSConfig | None = None, *, max_wait_ms: float = 1000.0,
                  wait_ms: float = 150.0) -> None:
         config = config or WorldSTSConfig()
         hop_ms = 1000.0 * config.analysis.hop_samples / config.analysis.sample_rate
@@ -205,8 +205,13 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
             sp, ap = tracker.store.interpolate(unit.onset + coda_pos)
             s.pos = coda_pos + 1.0
             return 0.0, sp * s.velocity**2, ap
-        available = (tracker.store.end - 1 if s.unit_growing else unit.coda - 1) - unit.onset
-        position = min(s.pos, float(max(available, onset_len)))
+        if s.unit_growing:
+            # the speaker is still saying it: follow, and wait on the newest frame
+            position = min(s.pos, float(max(tracker.store.end - 1 - unit.onset, onset_len)))
+        else:
+            # a finished vowel is sustained on its steady part (60% in), not on its fading end
+            hold = onset_len + int(0.6 * unit.nucleus_frames)
+            position = min(s.pos, float(max(hold, onset_len)))
         s.pos += 1.0
         sp, ap = tracker.store.interpolate(unit.onset + position)
         gain = s.velocity**2
