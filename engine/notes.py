@@ -1,0 +1,231 @@
+"""Notes and melodies: the validated, monophonic note model that every melody reader builds.
+
+A `Melody` is a tuple of monophonic `Note`s with times in seconds from the start of the file's
+timeline (so leading rests count); `to_monophonic` reduces any notes to one line, as a monophonic
+synth with last-onset priority would play them. Invalid values raise `MelodyError` with one line
+naming the value and what is allowed.
+
+The private helpers `_build_note`, `_finish` and `_check_file` are shared by the readers
+(:mod:`.melody` for MIDI, :mod:`.musicxml`, :mod:`.note_list`), so every format reports problems
+the same way. Import the public names from :mod:`.melody`, which re-exports them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import numbers
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import MelodyError
+
+PathLike = str | os.PathLike[str]
+
+MIN_NOTE_S = 0.010  # notes shorter than this (after monophonic cutting) are dropped
+DEFAULT_VELOCITY = 100
+SAME_ONSET_S = 1e-6  # notes starting closer than this form one chord
+EXTENSIONS = (".mid", ".midi", ".musicxml", ".xml", ".mxl", ".csv", ".json")
+
+
+def _note_problem(start_s: float, end_s: float, midi_note: float, velocity: int) -> str | None:
+    """Describe what is wrong with these note values, or return None when they are valid."""
+    for name, value in (("start_s", start_s), ("end_s", end_s), ("midi_note", midi_note)):
+        if not math.isfinite(value):
+            return f"{name}={value!r} is not a finite number; use a real number"
+    if start_s < 0:
+        return f"start_s={start_s!r} is negative; times are seconds from the start of the tune, >= 0"
+    if end_s <= start_s:
+        return f"end_s={end_s!r} is not after start_s={start_s!r}; each note needs end_s > start_s"
+    if not 0 <= midi_note <= 127:
+        return f"midi_note={midi_note!r} is outside the MIDI range 0..127"
+    if isinstance(velocity, bool) or not isinstance(velocity, numbers.Integral) or not 1 <= velocity <= 127:
+        return f"velocity={velocity!r} is not a whole number in 1..127"
+    return None
+
+
+@dataclass(frozen=True)
+class Note:
+    """One note: `start_s` <= t < `end_s` in seconds, a (possibly fractional) MIDI pitch and a velocity.
+
+    Raises:
+        MelodyError: a time is negative or not finite, end_s <= start_s, midi_note is outside
+            0..127 or velocity outside 1..127.
+    """
+
+    start_s: float
+    end_s: float
+    midi_note: float
+    velocity: int = DEFAULT_VELOCITY
+
+    def __post_init__(self) -> None:
+        problem = _note_problem(self.start_s, self.end_s, self.midi_note, self.velocity)
+        if problem:
+            raise MelodyError(problem)
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the note in seconds."""
+        return self.end_s - self.start_s
+
+    @property
+    def f0_hz(self) -> float:
+        """Fundamental frequency in Hz, equal temperament with A4 (MIDI 69) = 440 Hz."""
+        return 440.0 * 2.0 ** ((self.midi_note - 69.0) / 12.0)
+
+
+def _check_transpose(semitones: float, source: str) -> None:
+    if isinstance(semitones, bool) or not math.isfinite(semitones):
+        raise MelodyError(
+            f"{source}: transpose_semitones={semitones!r} is not a finite number; "
+            "use semitones such as -2 or 3.5"
+        )
+
+
+def _check_tempo_factor(factor: float, source: str) -> None:
+    if isinstance(factor, bool) or not math.isfinite(factor) or factor <= 0:
+        raise MelodyError(
+            f"{source}: tempo_factor={factor!r} must be a finite number > 0 "
+            "(2.0 plays twice as fast, 0.5 half as fast)"
+        )
+
+
+@dataclass(frozen=True)
+class Melody:
+    """A monophonic tune: `notes` sorted by start and non-overlapping; `source` names it in messages.
+
+    Raises:
+        MelodyError: there are no notes, or two notes overlap or are out of order
+            (pass them through `to_monophonic` first).
+    """
+
+    notes: tuple[Note, ...]
+    source: str
+    _starts: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        notes = tuple(self.notes)
+        object.__setattr__(self, "notes", notes)
+        if not notes:
+            raise MelodyError(f"{self.source}: the melody has no notes; it needs at least one")
+        for index, (earlier, later) in enumerate(itertools.pairwise(notes)):
+            if later.start_s < earlier.end_s:
+                raise MelodyError(
+                    f"{self.source}: note {index + 1} starts at {later.start_s!r} s, before note {index} "
+                    f"ends at {earlier.end_s!r} s; notes must be sorted and non-overlapping (use to_monophonic)"
+                )
+        object.__setattr__(self, "_starts", tuple(note.start_s for note in notes))
+
+    @property
+    def span_s(self) -> float:
+        """End of the last note in seconds, counted from time 0 (leading rests included)."""
+        return self.notes[-1].end_s
+
+    def transposed(self, semitones: float) -> Melody:
+        """Return the melody shifted by `semitones` (fractions allowed).
+
+        Raises:
+            MelodyError: `semitones` is not finite, or a note would leave MIDI 0..127.
+        """
+        _check_transpose(semitones, self.source)
+        if semitones == 0:
+            return self
+        low = min(note.midi_note for note in self.notes)
+        high = max(note.midi_note for note in self.notes)
+        if low + semitones < 0 or high + semitones > 127:
+            raise MelodyError(
+                f"{self.source}: transpose_semitones={semitones!r} moves notes {low:g}..{high:g} to "
+                f"{low + semitones:g}..{high + semitones:g}, outside MIDI 0..127; "
+                f"use a transpose between {-low:g} and {127 - high:g}"
+            )
+        notes = tuple(replace(note, midi_note=note.midi_note + semitones) for note in self.notes)
+        return Melody(notes, self.source)
+
+    def with_tempo(self, factor: float) -> Melody:
+        """Return the melody played `factor` times as fast: every time is divided by `factor`.
+
+        Raises:
+            MelodyError: `factor` is not a finite number > 0.
+        """
+        _check_tempo_factor(factor, self.source)
+        if factor == 1:
+            return self
+        notes = tuple(
+            replace(note, start_s=note.start_s / factor, end_s=note.end_s / factor) for note in self.notes
+        )
+        return Melody(notes, self.source)
+
+    def note_at(self, time_s: float) -> Note | None:
+        """Return the note sounding at `time_s` (start inclusive, end exclusive), None in rests.
+
+        Raises:
+            ValueError: `time_s` is NaN.
+        """
+        if math.isnan(time_s):
+            raise ValueError(f"time_s={time_s!r} is not a number; use seconds from the start of the melody")
+        index = bisect.bisect_right(self._starts, time_s) - 1
+        if index >= 0 and time_s < self.notes[index].end_s:
+            return self.notes[index]
+        return None
+
+
+def to_monophonic(notes: Iterable[Note]) -> tuple[Note, ...]:
+    """Reduce notes to one line, as a monophonic synth with last-onset priority would play them.
+
+    Rules, in order: notes shorter than `MIN_NOTE_S` (10 ms) are dropped first, so they never cut
+    another note; notes are sorted by start; of notes starting together (within `SAME_ONSET_S`, a
+    chord) the highest is kept (the longer one on a tie); a note still sounding when the next note
+    starts is cut at that start; notes left shorter than 10 ms by the cut are dropped.
+
+    Returns:
+        The notes sorted by start and non-overlapping, possibly empty.
+    """
+    ordered = sorted(
+        (note for note in notes if note.duration_s >= MIN_NOTE_S - 1e-9), key=lambda note: note.start_s
+    )
+    kept: list[Note] = []
+    first = 0
+    while first < len(ordered):
+        last = first + 1
+        while last < len(ordered) and ordered[last].start_s - ordered[first].start_s <= SAME_ONSET_S:
+            last += 1
+        kept.append(max(ordered[first:last], key=lambda note: (note.midi_note, note.end_s)))
+        first = last
+    result: list[Note] = []
+    for index, note in enumerate(kept):
+        end_s = note.end_s if index + 1 == len(kept) else min(note.end_s, kept[index + 1].start_s)
+        if end_s - note.start_s >= MIN_NOTE_S - 1e-9:
+            result.append(note if end_s == note.end_s else replace(note, end_s=end_s))
+    return tuple(result)
+
+
+def _build_note(where: str, start_s: float, end_s: float, midi_note: float, velocity: int) -> Note:
+    problem = _note_problem(start_s, end_s, midi_note, velocity)
+    if problem:
+        raise MelodyError(f"{where}: {problem}")
+    return Note(start_s, end_s, midi_note, velocity)
+
+
+def _finish(notes: list[Note], source: str, why_empty: str) -> Melody:
+    if not notes:
+        raise MelodyError(f"{source}: the melody is empty: {why_empty}")
+    mono = to_monophonic(notes)
+    if not mono:
+        raise MelodyError(
+            f"{source}: the melody is empty: every note is shorter than "
+            f"{MIN_NOTE_S * 1000:g} ms; a melody needs at least one longer note"
+        )
+    return Melody(mono, source)
+
+
+def _check_file(path: PathLike) -> tuple[str, Path]:
+    source = os.fspath(path)
+    file = Path(source)
+    if file.is_dir():
+        raise MelodyError(f"{source}: is a directory; pass a melody file ({', '.join(EXTENSIONS)})")
+    if not file.exists():
+        raise MelodyError(f"{source}: melody file not found; check the path")
+    return source, file
