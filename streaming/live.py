@@ -56,7 +56,17 @@ class LiveStats:
     chunk_rtf: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
 
     def rtf_percentiles(self) -> tuple[float, float]:
-        values = np.fromiter(self.chunk_rtf, dtype=np.float64) if self.chunk_rtf else np.zeros(1)
+        """p50 and p99 of the recent per-block real-time factors (safe to call from any thread)."""
+        for _ in range(3):
+            try:
+                values = np.array(tuple(self.chunk_rtf), dtype=np.float64)
+                break
+            except RuntimeError:  # the worker appended while we copied
+                continue
+        else:
+            return float("nan"), float("nan")
+        if values.size == 0:
+            return 0.0, 0.0
         return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
