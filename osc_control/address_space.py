@@ -28,6 +28,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "out_of_range",     # right type, outside the allowed range or set
     "not_allowed",      # sender outside the allowlist (server), or a preset name that is not a plain name
     "queue_full",       # valid, but the engine's parameter queue had no room (server)
+    "rate_limited",     # more datagrams per second than the server takes (server); dropped unread
 )
 
 MODES: tuple[str, ...] = ("speech", "singing", "bypass")

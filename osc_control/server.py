@@ -187,7 +187,7 @@ class OscServer:
                  allow: Sequence[str] | None = None,
                  status: Callable[[], dict[str, float]] | None = None,
                  reply_to: tuple[str, int] | None = None, reply_interval_s: float = 1.0,
-                 log_interval_s: float = 1.0) -> None:
+                 log_interval_s: float = 1.0, max_rate: float = 1000.0, burst: int = 200) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"OSC host {host!r} must be a non-empty address or host name, e.g. '127.0.0.1'")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -210,6 +210,14 @@ class OscServer:
             raise ValueError(f"reply_interval_s={reply_interval_s!r} must be a number of seconds >= 0.01")
         if not (isinstance(log_interval_s, int | float) and math.isfinite(log_interval_s) and log_interval_s >= 0):
             raise ValueError(f"log_interval_s={log_interval_s!r} must be a number of seconds >= 0")
+        if not (isinstance(max_rate, int | float) and max_rate > 0 and isinstance(burst, int) and burst >= 1):
+            raise ValueError(f"max_rate={max_rate!r} must be > 0 datagrams per second and burst={burst!r} >= 1")
+        # A token bucket in front of everything: a flood must not take the interpreter from the
+        # audio worker. Datagrams over the rate are dropped unread (counted as rate_limited).
+        self._max_rate = float(max_rate)
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._tokens_at = time.monotonic()
         self._queue = queue
         self._host = host
         self._port = port
@@ -306,8 +314,16 @@ class OscServer:
     # --- server thread ---
 
     def _admit(self, client_address: Any) -> bool:
-        """The allowlist, before any parsing (called by the socket server)."""
+        """The rate limit and the allowlist, before any parsing (called by the socket server)."""
         self._count("datagrams")
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._max_rate)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            self._reject(Rejection("rate_limited", f"more than {self._max_rate:g} datagrams per second; dropped unread"),
+                         _sender(client_address))
+            return False
+        self._tokens -= 1.0
         if self._networks is None:
             return True
         try:
@@ -324,6 +340,12 @@ class OscServer:
         return False
 
     def _on_datagram(self, data: bytes, client_address: Any) -> None:
+        try:
+            self._handle_datagram(data, client_address)
+        finally:
+            time.sleep(0)  # hand the interpreter to the audio worker between datagrams (matters in a flood)
+
+    def _handle_datagram(self, data: bytes, client_address: Any) -> None:
         sender = _sender(client_address)
         try:
             problem = _check_datagram(data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxflip.engine.converters.world_s2s import WorldS2SConverter, WorldS2SConfig
+from voxflip.engine.converters.world_s2s import WorldS2SConfig, WorldS2SConverter
 from voxflip.engine.converters.world_sts import WorldSTSConfig
 from voxflip.engine.converters.world_sts_live import LiveNotesSTSConverter
 from voxflip.engine.errors import ConfigError

@@ -96,6 +96,8 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--block-size", type=_positive_int, default=256, metavar="N", help="frames per device callback (default 256)")
     live.add_argument("--channels", type=_positive_int, default=1, metavar="N", help="device channels (default 1)")
     live.add_argument("--fx", metavar="PRESET", help="effect preset JSON (pre- and post-effects around the converter)")
+    live.add_argument("--safety-ms", type=_finite_float, default=5.0, metavar="MS",
+                      help="scheduling margin added to the worker's prefill (default 5 ms; 0 = tightest, risks xruns)")
     live.add_argument("--on-overload", choices=["silence", "dry"], default="silence",
                       help="what an xrun plays: silence (default) or the dry input")
     live.add_argument("--mix", type=_finite_float, default=1.0, help="dry/wet 0..1 (0 = the input, delayed like the output)")
@@ -259,7 +261,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     block = check_block_size(args.block_size)
     controller = build_controller(speech, singing, args.to, rate, args.fx)
     processor = controller.realtime
-    prefill = prefill_blocks_for(chunk_ms / 1000.0, rate, block)
+    prefill = prefill_blocks_for(chunk_ms / 1000.0, rate, block, margin_s=args.safety_ms / 1000.0)
     engine = LiveEngine(processor, rate, block, channels_in=args.channels, channels_out=args.channels,
                         on_overload=args.on_overload, prefill_blocks=prefill, apply_param=controller.apply)
     engine.warm_up()
