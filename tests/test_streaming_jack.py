@@ -191,6 +191,8 @@ def test_click_delay_through_voxflip_live_equals_declared_latency_plus_device_bu
     measured = [d - loop[0] for d in through]
     assert len(measured) >= 4, f"too few clicks came back: {through}"
     off = [m - expected for m in measured]
+    print(f"\n{'engine path' if mix == 0 else 'world-nodur'}: declared {stats['declared_latency_samples']} + device "
+          f"{device} = {expected} samples; measured {measured}")
     assert all(abs(o) <= PERIOD for o in off), (
         f"measured {measured} vs declared {stats['declared_latency_samples']} + device {device} = {expected}"
     )
