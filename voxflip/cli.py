@@ -103,7 +103,7 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--mix", type=_finite_float, default=1.0, help="dry/wet 0..1 (0 = the input, delayed like the output)")
     live.add_argument("--gain", type=_finite_float, default=0.0, metavar="DB", help="output gain in dB")
     live.add_argument("--stats-json", metavar="PATH", help="write the run's latency and counters as JSON here at the end")
-    live.add_argument("--osc", metavar="HOST:PORT", help="listen for OSC control (docs/osc.md); HOST defaults to 127.0.0.1")
+    live.add_argument("--osc", metavar="HOST:PORT", help="listen for OSC control (docs/osc.md); a bare PORT means 127.0.0.1:PORT")
     live.add_argument("--osc-allow", metavar="CIDR[,CIDR...]", help="only accept OSC from these networks")
     live.add_argument("--osc-reply", metavar="HOST:PORT", help="also push /voxflip/status there every second")
     live.add_argument("--input-file", help="play this file through the live engine instead of a microphone")
@@ -302,8 +302,9 @@ def _start_osc(args: argparse.Namespace, engine):
         from .osc_control.server import OscServer, parse_bind, parse_cidrs
     except ImportError:
         raise EngineError('OSC control needs python-osc. Install it with: pip install -e ".[osc]"') from None
+    bind = f"127.0.0.1:{args.osc}" if args.osc.isdigit() else args.osc  # a bare port stays on loopback
     try:
-        host, port = parse_bind(args.osc)
+        host, port = parse_bind(bind)
         allow = parse_cidrs(args.osc_allow) if args.osc_allow else None
         reply = parse_bind(args.osc_reply) if args.osc_reply else None
     except ValueError as exc:
@@ -318,6 +319,11 @@ def _start_osc(args: argparse.Namespace, engine):
         server.start()
     except OSError as exc:
         raise EngineError(f"--osc {args.osc}: cannot listen there: {exc.strerror or exc}") from None
+    from .osc_control.server import is_loopback_host
+
+    if not is_loopback_host(host) and not args.osc_allow:
+        print(f"voxflip live: warning: OSC listens on {host}, reachable from other machines; "
+              "limit who may send with --osc-allow CIDR", file=sys.stderr)
     if not args.quiet:
         where = f"{server.address[0]}:{server.address[1]}"
         print(f"voxflip live: OSC on {where}" + (f", allowed {args.osc_allow}" if args.osc_allow else ""),
