@@ -1,0 +1,1 @@
+"""Training data: the manifest format, corpus loaders, the synthetic corpus, cached features."""
