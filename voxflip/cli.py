@@ -123,6 +123,34 @@ def get_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=_positive_int, default=48_000, help="device sample rate (default 48000)")
     bench.add_argument("--seconds", type=_finite_float, default=20.0, help="audio per configuration (default 20 s)")
 
+    corpus = sub.add_parser("corpus", help="training data: import, synthesise, check, compute features",
+                            description="Build and inspect training manifests (docs/data.md).")
+    csub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION")
+    c_import = csub.add_parser("import", help="write a manifest for a corpus on disk",
+                               description="Read a corpus in its published layout and write a manifest.")
+    c_import.add_argument("kind", help="nhss, nus48e, dsing, popbutfy or pairs")
+    c_import.add_argument("root", help="the corpus folder")
+    c_import.add_argument("-o", "--output", required=True, help="manifest to write (.jsonl)")
+    c_import.add_argument("--seed", type=int, default=0, help="split seed for corpora without their own split")
+    c_check = csub.add_parser("check", help="find missing, broken or mismatched clips",
+                              description="Check every entry of a manifest; training skips what this reports.")
+    c_check.add_argument("manifest")
+    c_check.add_argument("--workers", type=_positive_int, default=1)
+    c_check.add_argument("--max-duration-ratio", type=_finite_float, default=4.0, metavar="R",
+                         help="flag pairs whose sung/spoken durations differ by more than R times (default 4)")
+    c_synth = csub.add_parser("synth", help="make a paired speech/singing corpus with Festival and music21",
+                              description="Generate paired speech and singing of the same sentences (docs/data.md).")
+    c_synth.add_argument("--out", required=True, help="output folder (resumable)")
+    c_synth.add_argument("--minutes", type=_finite_float, required=True, help="minutes of speech to generate")
+    c_synth.add_argument("--seed", type=int, default=0)
+    c_synth.add_argument("--workers", type=_positive_int, default=1)
+    c_feat = csub.add_parser("features", help="compute and cache features for a manifest",
+                             description="Log-mel, F0, energy, rhythm and phone labels per frame, cached by config.")
+    c_feat.add_argument("manifest")
+    c_feat.add_argument("--preset", default="s2s", choices=["s2s", "sts"], help="frame setup (default s2s: 16 kHz)")
+    c_feat.add_argument("--cache-dir", help="default: features/ next to the manifest")
+    c_feat.add_argument("--workers", type=_positive_int, default=1)
+
     demo = sub.add_parser(
         "demo",
         help="render the bundled example both ways",
@@ -359,6 +387,76 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Bar:
+    """A tqdm bar on stderr that appears only for work longer than a second."""
+
+    def __init__(self, desc: str, unit: str = "it") -> None:
+        self.desc, self.unit, self.bar = desc, unit, None
+
+    def __call__(self, done: float, total: float) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, delay=1.0, file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    action = args.corpus_command
+    if action is None:
+        raise EngineError("voxflip corpus needs an action: import, check, synth or features")
+    if action == "import":
+        from .trainer.data.corpora import load_corpus
+        from .trainer.data.manifest import write_manifest
+
+        entries = load_corpus(args.kind, args.root, split_seed=args.seed)
+        path = write_manifest(args.output, entries)
+        splits = {s: sum(e.split == s for e in entries) for s in ("train", "valid", "test")}
+        print(f"{args.kind}: {len(entries)} entries ({', '.join(f'{k} {v}' for k, v in splits.items())}) -> {path}")
+        return 0
+    if action == "check":
+        from .trainer.data.check import check_manifest
+
+        bar = _Bar("checking", "clip")
+        try:
+            report = check_manifest(args.manifest, max_duration_ratio=args.max_duration_ratio,
+                                    workers=args.workers, progress=bar)
+        finally:
+            bar.close()
+        print(report.format())
+        return 0
+    if action == "synth":
+        from .trainer.data.synth import make_synthetic_corpus
+
+        bar = _Bar("synthesising", "s")
+        try:
+            manifest = make_synthetic_corpus(args.out, args.minutes, seed=args.seed, workers=args.workers,
+                                             progress=bar)
+        finally:
+            bar.close()
+        print(f"synthetic corpus: {manifest}")
+        return 0
+    if action == "features":
+        from .trainer.data.features import FeatureConfig, compute_features
+
+        bar = _Bar("features", "clip")
+        try:
+            report = compute_features(args.manifest, config=FeatureConfig.preset(args.preset),
+                                      cache_dir=args.cache_dir, workers=args.workers, progress=bar)
+        finally:
+            bar.close()
+        print(f"features ({args.preset}): {report.computed} computed, {report.cached} cached, "
+              f"{len(report.failed)} failed -> {report.folder}")
+        for entry_id, problem in list(report.failed.items())[:10]:
+            print(f"  {entry_id}: {problem}", file=sys.stderr)
+        return 0
+    raise EngineError(f"unknown corpus action {action!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -376,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_live(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "corpus":
+            return _cmd_corpus(args)
         parser.error(f"unknown command {args.command!r}")
     except EngineError as exc:
         if args.debug:
