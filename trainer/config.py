@@ -1,0 +1,153 @@
+"""Training configuration: one TOML file per run, one table per concern, strict keys.
+
+```toml
+[data]
+manifest = "data/synth/manifest.jsonl"   # relative to the config file
+features = "s2s"                          # feature preset (voxflip corpus features)
+
+[model]                                    # S2SFlowConfig fields
+hidden = 128
+
+[train]                                    # TrainConfig fields
+max_steps = 20000
+```
+
+Unknown tables or keys fail with the list of valid ones. ``--set train.lr=2e-4`` overrides
+are parsed as TOML values and type-checked against the field's default. The resolved
+configuration is saved next to the run's checkpoints (``config.toml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..engine.errors import ConfigError
+from .models.s2s_flow import S2SFlowConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifest: str = ""
+    features: str = "s2s"
+    cache_dir: str = ""            # default: features/ next to the manifest
+    max_frames: int = 800          # longer utterances are cropped (random offset, seeded)
+    min_frames: int = 20
+
+    def __post_init__(self) -> None:
+        if self.max_frames < self.min_frames or self.min_frames < 1:
+            raise ConfigError(f"data.max_frames={self.max_frames} must be >= data.min_frames={self.min_frames} >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    lr: float = 1e-4               # the S2S paper's learning rate
+    batch_size: int = 8
+    max_steps: int = 20_000
+    warmup_steps: int = 200
+    grad_clip: float = 5.0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    valid_every: int = 500
+    keep_checkpoints: int = 3
+    init_from: str = ""            # fine-tuning: start from this checkpoint's weights (not its optimiser)
+    threads: int = 0               # torch threads per process; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.batch_size < 1 or self.max_steps < 1 or self.checkpoint_every < 1:
+            raise ConfigError("train.lr must be > 0 and train.batch_size, max_steps, checkpoint_every >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: S2SFlowConfig = field(default_factory=S2SFlowConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    base_dir: str = "."
+
+    def manifest_path(self) -> Path:
+        path = Path(self.data.manifest)
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+
+_TABLES = {"data": DataConfig, "model": S2SFlowConfig, "train": TrainConfig}
+
+
+def _coerce(table: str, key: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{table}.{key}={value!r} must be {kind.__name__} (like the default {default!r})")
+    return value
+
+
+def _build(table: str, cls: type, values: dict[str, Any]) -> Any:
+    defaults = {f.name: getattr(cls(), f.name) for f in fields(cls)}
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ConfigError(f"[{table}] has unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(defaults)}")
+    return cls(**{k: _coerce(table, k, v, defaults[k]) for k, v in values.items()})
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["train.lr=2e-4", "model.hidden=64"]`` -> nested dict of TOML-parsed values."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set {item!r} must look like TABLE.KEY=VALUE, e.g. train.lr=2e-4")
+        dotted, text = item.split("=", 1)
+        table, key = dotted.split(".", 1)
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare string
+        out.setdefault(table, {})[key] = value
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    raw: dict[str, Any] = {}
+    base = "."
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config {str(path)!r} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        base = str(path.resolve().parent)
+    unknown = sorted(set(raw) - set(_TABLES))
+    if unknown:
+        raise ConfigError(f"unknown table(s) {', '.join(unknown)}; valid tables: {', '.join(_TABLES)}")
+    for table, values in parse_overrides(overrides or []).items():
+        if table not in _TABLES:
+            raise ConfigError(f"--set {table}.*: unknown table; valid tables: {', '.join(_TABLES)}")
+        raw.setdefault(table, {}).update(values)
+    built = {t: _build(t, cls, raw.get(t, {})) for t, cls in _TABLES.items()}
+    return RunConfig(base_dir=base, **built)
+
+
+def to_toml(config: RunConfig) -> str:
+    lines = []
+    for table in _TABLES:
+        lines.append(f"[{table}]")
+        for key, value in dataclasses.asdict(getattr(config, table)).items():
+            if isinstance(value, str):
+                lines.append(f'{key} = "{value}"')
+            elif isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            else:
+                lines.append(f"{key} = {value!r}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def with_manifest_absolute(config: RunConfig) -> RunConfig:
+    """The same config with the manifest path resolved (for saving next to a run)."""
+    return replace(config, data=replace(config.data, manifest=str(config.manifest_path().resolve())))

@@ -1,0 +1,205 @@
+"""`voxflip train CONFIG`: train the S2S flow model, resumable, logged, multi-process ready.
+
+- Checkpoints (``run_dir/checkpoints/step_XXXXXXXX.pt``) are written atomically every
+  ``train.checkpoint_every`` steps and at the end; the newest ``keep_checkpoints`` are kept.
+  They hold the model, the optimiser, the step, the position in the data order and every
+  random generator's state, so a killed run resumed from its last checkpoint continues
+  exactly as if it had not stopped (a test checks bit-identical weights).
+- TensorBoard curves go to ``run_dir/tb``; a progress bar to stderr; the resolved
+  configuration to ``run_dir/config.toml``.
+- Under ``torchrun --nproc_per_node=N voxflip train ...`` every process takes its share of
+  each batch (DistributedDataParallel, gloo on CPU, nccl on GPU); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..engine.errors import ConfigError
+from .config import RunConfig, to_toml, with_manifest_absolute
+from .dataset import BatchOrder, PairData, collate, load_pairs
+from .models.s2s_flow import S2SFlow
+
+log = logging.getLogger(__name__)
+_CKPT = re.compile(r"step_(\d{8})\.pt$")
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    folder = run_dir / "checkpoints"
+    found = sorted(p for p in folder.glob("step_*.pt") if _CKPT.search(p.name)) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def _save(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _prune(run_dir: Path, keep: int) -> None:
+    found = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    for old in found[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def build_model(config: RunConfig, data: PairData) -> S2SFlow:
+    model_cfg = replace(config.model, n_phones=max(1, len(data.phones)))
+    model = S2SFlow(model_cfg)
+    mean, std = data.mel_stats()
+    model.set_mel_stats(mean, std)
+    return model
+
+
+def load_checkpoint(path: str | Path) -> tuple[S2SFlow, dict]:
+    """A model (eval mode) and the checkpoint's payload."""
+    from .models.s2s_flow import S2SFlowConfig
+
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model = S2SFlow(S2SFlowConfig(**payload["model_config"]))
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, payload
+
+
+def _valid_loss(model: torch.nn.Module, data: PairData, batch_size: int) -> float | None:
+    if not data.valid:
+        return None
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for i in range(0, min(len(data.valid), 4 * batch_size), batch_size):
+            batch = collate(data.valid[i : i + batch_size])
+            losses.append(float(model(**batch)["loss"]))
+    model.train()
+    return float(np.mean(losses))
+
+
+def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progress: bool = True,
+          stop_after: int | None = None) -> Path:
+    """Train until ``train.max_steps`` (or ``stop_after`` more steps); returns the last checkpoint."""
+    run_dir = Path(run_dir)
+    tc = config.train
+    rank, world = _dist()
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(to_toml(with_manifest_absolute(config)))
+    manifest = config.manifest_path()
+    if not manifest.is_file():
+        raise ConfigError(f"data.manifest {str(manifest)!r} does not exist (paths are relative to the config file)")
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()  # rank 0 computes the features first
+    data = load_pairs(manifest, preset=config.data.features, cache_dir=config.data.cache_dir or None,
+                      max_frames=config.data.max_frames, min_frames=config.data.min_frames)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
+
+    random.seed(tc.seed)
+    np.random.seed(tc.seed)
+    torch.manual_seed(tc.seed)
+    model = build_model(config, data)
+    if tc.init_from:
+        init, _ = load_checkpoint(tc.init_from)
+        model.load_state_dict(init.state_dict())
+    optimiser = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.98), eps=1e-9)
+    order = BatchOrder(len(data.train), tc.batch_size // world if world > 1 else tc.batch_size, tc.seed, rank, world)
+    step, epoch, index = 0, 0, 0
+    last = latest_checkpoint(run_dir) if resume else None
+    if last is not None:
+        payload = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(payload["model"])
+        optimiser.load_state_dict(payload["optimizer"])
+        step, epoch, index = payload["step"], payload["epoch"], payload["index"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        np.random.set_state(payload["rng"]["numpy"])
+        random.setstate(payload["rng"]["python"])
+        if rank == 0:
+            log.info("resumed from %s (step %d)", last, step)
+    wrapped: torch.nn.Module = model
+    if world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+
+    writer = None
+    if rank == 0:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run_dir / "tb"))
+        except ImportError:
+            log.warning("tensorboard is not installed: no curves (pip install -e '.[train]')")
+    bar = None
+    if rank == 0 and progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tc.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
+    target = tc.max_steps if stop_after is None else min(tc.max_steps, step + stop_after)
+    checkpoint = last
+    model.train()
+    started = time.perf_counter()
+    while step < target:
+        batch = collate([data.train[i] for i in order.batch(epoch, index)])
+        index += 1
+        if index >= order.per_epoch:
+            epoch, index = epoch + 1, 0
+        lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup_steps))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        out = wrapped(**batch)
+        optimiser.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optimiser.step()
+        step += 1
+        if rank == 0:
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(out['loss']):.3f}", nll=f"{float(out['nll']):.3f}")
+            if writer is not None and (step % tc.log_every == 0 or step == 1):
+                for key, value in out.items():
+                    writer.add_scalar(f"train/{key}", float(value.detach()), step)
+                writer.add_scalar("train/lr", lr, step)
+                writer.add_scalar("train/grad_norm", float(grad_norm), step)
+            if writer is not None and step % tc.valid_every == 0:
+                valid = _valid_loss(model, data, tc.batch_size)
+                if valid is not None:
+                    writer.add_scalar("valid/loss", valid, step)
+            if step % tc.checkpoint_every == 0 or step == target:
+                checkpoint = run_dir / "checkpoints" / f"step_{step:08d}.pt"
+                _save(checkpoint, {
+                    "model": model.state_dict(), "optimizer": optimiser.state_dict(),
+                    "model_config": model.cfg.to_dict(), "phones": data.phones,
+                    "step": step, "epoch": epoch, "index": index,
+                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                    "train_config": to_toml(with_manifest_absolute(config)),
+                })
+                _prune(run_dir, tc.keep_checkpoints)
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    if world > 1:
+        torch.distributed.barrier()
+    if rank == 0:
+        log.info("trained to step %d in %.0f s", step, time.perf_counter() - started)
+    return checkpoint if checkpoint is not None else run_dir
