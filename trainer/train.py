@@ -75,6 +75,7 @@ def load_checkpoint(path: str | Path) -> tuple[S2SFlow, dict]:
     model = S2SFlow(S2SFlowConfig(**payload["model_config"]))
     model.load_state_dict(payload["model"])
     model.eval()
+    model.flow.refresh_inverse()
     return model, payload
 
 

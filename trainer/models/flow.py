@@ -49,6 +49,14 @@ class InvConv1x1(nn.Module):
         super().__init__()
         w = torch.linalg.qr(torch.randn(channels, channels))[0]
         self.weight = nn.Parameter(w)
+        # The inverse matrix, computed once for inference and export (ONNX has no matrix inverse).
+        self.register_buffer("inv_weight", torch.eye(channels), persistent=False)
+        self.inverse_ready = False
+
+    def refresh_inverse(self) -> None:
+        with torch.no_grad():
+            self.inv_weight.copy_(torch.linalg.inv(self.weight))
+        self.inverse_ready = True
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         z = torch.einsum("ij,bjt->bit", self.weight, x) * mask
@@ -56,7 +64,8 @@ class InvConv1x1(nn.Module):
         return z, logdet
 
     def inverse(self, z: Tensor) -> Tensor:
-        return torch.einsum("ij,bjt->bit", torch.linalg.inv(self.weight), z)
+        inv = self.inv_weight if self.inverse_ready else torch.linalg.inv(self.weight)
+        return torch.einsum("ij,bjt->bit", inv, z)
 
 
 class AffineCoupling(nn.Module):
@@ -116,6 +125,18 @@ class FlowDecoder(nn.Module):
             z = inv.inverse(z)
             z = norm.inverse(z)
         return z
+
+    def refresh_inverse(self) -> None:
+        """Compute the 1x1 convolutions' inverses once (before inference or export; after training)."""
+        for inv in self.invconvs:
+            inv.refresh_inverse()
+
+    def train(self, mode: bool = True) -> FlowDecoder:
+        super().train(mode)
+        if mode:
+            for inv in self.invconvs:
+                inv.inverse_ready = False  # training changes the weights: recompute inverses when asked
+        return self
 
     def init_state(self, batch: int = 1, device: torch.device | None = None) -> list[list[Tensor]]:
         return [c.net.init_cache(batch, device) for c in self.couplings]

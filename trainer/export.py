@@ -1,0 +1,166 @@
+"""`voxflip export CHECKPOINT -o model.onnx`: the S2S flow model as a streaming ONNX graph.
+
+``model.onnx`` takes one chunk of singing log-mel frames, the same number of standard
+normal noise frames and the streaming state, and returns the speech log-mel frames
+(the ``nodur`` conversion), the prior mean/log-scale and log-durations of the same
+frames (for ``dur``), and the new state::
+
+    (mel [1, 80, n], noise [1, 80, n], state_in.*) -> (speech_mel [1, 80, n], mu, logs, log_dur, state_out.*)
+
+Outputs lag inputs by ``lookahead_frames`` (the encoder's lookahead, done by delay).
+``model.decoder.onnx`` is the flow alone, ``(z [1, 80, m], state_in.flow*) ->
+(speech_mel, state_out.flow*)``, which ``dur`` runs on the prior expanded by the
+predicted durations. ``model.manifest.json`` records what the engine checks on load:
+format version, opset, the mel setup, chunking, lookahead, noise scale, the state
+tensors' names and shapes, and a hash of the model configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..engine.features.mel import MelConfig
+from .models.s2s_flow import S2SFlow
+
+FORMAT_VERSION = 1
+OPSET = 17
+
+
+class _StepGraph(nn.Module):
+    """The whole streaming step with flat tensor state (what the ONNX graph holds)."""
+
+    def __init__(self, model: S2SFlow) -> None:
+        super().__init__()
+        self.model = model
+        self.n_enc = len(model.encoder.blocks)
+        self.flow_shape = [len(c.net.convs) for c in model.flow.couplings]
+
+    def forward(self, mel: Tensor, noise: Tensor, *state: Tensor):
+        m = self.model
+        enc_state = list(state[: self.n_enc])
+        dur_state = list(state[self.n_enc : self.n_enc + 2])
+        flat_flow = list(state[self.n_enc + 2 :])
+        flow_state, k = [], 0
+        for n in self.flow_shape:
+            flow_state.append(flat_flow[k : k + n])
+            k += n
+        h, enc_state = m.encoder.step(m.normalise(mel), enc_state)
+        mu, logs = m.prior(h).chunk(2, dim=1)
+        log_dur, dur_state = m.duration.step(h, dur_state)
+        z = mu + torch.exp(logs) * noise * m.cfg.noise_scale
+        x, flow_state = m.flow.inverse_step(z, flow_state)
+        out = [m.denormalise(x), mu, logs, log_dur, *enc_state, *dur_state]
+        for caches in flow_state:
+            out.extend(caches)
+        return tuple(out)
+
+
+class _DecoderGraph(nn.Module):
+    def __init__(self, model: S2SFlow) -> None:
+        super().__init__()
+        self.model = model
+        self.flow_shape = [len(c.net.convs) for c in model.flow.couplings]
+
+    def forward(self, z: Tensor, *state: Tensor):
+        flow_state, k = [], 0
+        for n in self.flow_shape:
+            flow_state.append(list(state[k : k + n]))
+            k += n
+        x, flow_state = self.model.flow.inverse_step(z, flow_state)
+        out = [self.model.denormalise(x)]
+        for caches in flow_state:
+            out.extend(caches)
+        return tuple(out)
+
+
+def state_spec(model: S2SFlow) -> tuple[list[str], list[list[int]]]:
+    """Names and shapes of the step graph's state tensors (batch 1), in input order."""
+    names, shapes = [], []
+    for i, cache in enumerate(model.encoder.init_state()):
+        names.append(f"enc{i}")
+        shapes.append(list(cache.shape))
+    for i, cache in enumerate(model.duration.init_state()):
+        names.append(f"dur{i}")
+        shapes.append(list(cache.shape))
+    for b, caches in enumerate(model.flow.init_state()):
+        for i, cache in enumerate(caches):
+            names.append(f"flow{b}_{i}")
+            shapes.append(list(cache.shape))
+    return names, shapes
+
+
+def config_hash(model: S2SFlow) -> str:
+    text = json.dumps({"model": model.cfg.to_dict(), "mel": asdict(MelConfig.for_s2s())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) -> Path:
+    """Write ``output`` (the step graph), ``*.decoder.onnx`` and ``*.manifest.json``; returns the manifest."""
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise ValueError(f"-o {str(output)!r} must end in .onnx")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    model.flow.refresh_inverse()
+    names, shapes = state_spec(model)
+    n_mels = model.cfg.n_mels
+    state = [torch.zeros(s) for s in shapes]
+    step = _StepGraph(model).eval()  # a wrapper in training mode would put the flow back into training
+    mel = torch.randn(1, n_mels, 4) - 5.0
+    noise = torch.randn(1, n_mels, 4)
+    inputs = ["mel", "noise", *[f"state_in.{n}" for n in names]]
+    outputs = ["speech_mel", "mu", "logs", "log_dur", *[f"state_out.{n}" for n in names]]
+    dynamic = {"mel": {2: "frames"}, "noise": {2: "frames"}, "speech_mel": {2: "frames"}, "mu": {2: "frames"},
+               "logs": {2: "frames"}, "log_dur": {1: "frames"}}
+    torch.onnx.export(step, (mel, noise, *state), str(output), input_names=inputs, output_names=outputs,
+                      dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    flow_names = [n for n in names if n.startswith("flow")]
+    flow_state = [s for n, s in zip(names, state, strict=True) if n.startswith("flow")]
+    decoder_path = output.with_suffix(".decoder.onnx")
+    model.flow.refresh_inverse()
+    torch.onnx.export(_DecoderGraph(model).eval(), (torch.randn(1, n_mels, 3), *flow_state), str(decoder_path),
+                      input_names=["z", *[f"state_in.{n}" for n in flow_names]],
+                      output_names=["speech_mel", *[f"state_out.{n}" for n in flow_names]],
+                      dynamic_axes={"z": {2: "frames"}, "speech_mel": {2: "frames"}}, opset_version=OPSET,
+                      dynamo=False)
+    mel_cfg = MelConfig.for_s2s()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": "s2s-flow",
+        "onnx_opset": OPSET,
+        "files": {"step": output.name, "decoder": decoder_path.name},
+        "sample_rate": mel_cfg.sample_rate,
+        "hop_samples": mel_cfg.hop_samples,
+        "mel": asdict(mel_cfg),
+        "chunk_frames": chunk_frames,
+        "lookahead_frames": model.cfg.lookahead,
+        "noise_scale": model.cfg.noise_scale,
+        "state": [{"name": n, "shape": s} for n, s in zip(names, shapes, strict=True)],
+        "config_hash": config_hash(model),
+        "model_config": model.cfg.to_dict(),
+    }
+    manifest_path = output.with_suffix(".manifest.json")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest_path
+
+
+def torch_step_reference(model: S2SFlow, mel: np.ndarray, noise: np.ndarray, chunk: int) -> np.ndarray:
+    """Speech mel from the torch step graph run chunk by chunk (for parity tests)."""
+    step = _StepGraph(model.eval()).eval()
+    model.flow.refresh_inverse()
+    _, shapes = state_spec(model)
+    state = [torch.zeros(s) for s in shapes]
+    outs = []
+    with torch.no_grad():
+        for i in range(0, mel.shape[2], chunk):
+            res = step(torch.from_numpy(mel[:, :, i : i + chunk]), torch.from_numpy(noise[:, :, i : i + chunk]), *state)
+            outs.append(res[0].numpy())
+            state = list(res[4:])
+    return np.concatenate(outs, axis=2)
