@@ -136,8 +136,8 @@ def get_parser() -> argparse.ArgumentParser:
                               description="Check every entry of a manifest; training skips what this reports.")
     c_check.add_argument("manifest")
     c_check.add_argument("--workers", type=_positive_int, default=1)
-    c_check.add_argument("--max-duration-ratio", type=_finite_float, default=4.0, metavar="R",
-                         help="flag pairs whose sung/spoken durations differ by more than R times (default 4)")
+    c_check.add_argument("--max-duration-ratio", type=_finite_float, default=5.0, metavar="R",
+                         help="flag pairs whose sung/spoken durations differ by more than R times (default 5)")
     c_synth = csub.add_parser("synth", help="make a paired speech/singing corpus with Festival and music21",
                               description="Generate paired speech and singing of the same sentences (docs/data.md).")
     c_synth.add_argument("--out", required=True, help="output folder (resumable)")
