@@ -7,6 +7,8 @@ so a new system is one entry in :data:`METHODS`.
 from __future__ import annotations
 
 from dataclasses import replace
+from importlib.resources import files
+from pathlib import Path
 
 from .converters.base import Converter
 from .converters.world_s2s import WorldS2SConfig, WorldS2SConverter
@@ -16,9 +18,14 @@ from .melody import Melody
 
 #: direction -> method names, the first being the default
 METHODS: dict[str, tuple[str, ...]] = {
-    "speech": ("world-nodur", "world-dur"),
+    "speech": ("world-nodur", "world-dur", "flow-nodur", "flow-dur"),
     "singing": ("world",),
 }
+
+
+def default_flow_model() -> Path:
+    """The S2S flow model shipped in the package (``voxflip/data/models/s2s_flow``)."""
+    return Path(str(files("voxflip") / "data" / "models" / "s2s_flow" / "model.manifest.json"))
 
 
 def default_method(to: str) -> str:
@@ -42,6 +49,7 @@ def make_converter(
     transpose_semitones: float = 0.0,
     vibrato_cents: float | None = None,
     portamento_ms: float | None = None,
+    model_path: str | Path | None = None,
 ) -> Converter:
     """Build a converter.
 
@@ -53,6 +61,7 @@ def make_converter(
         duration: ``world-dur`` shortening amount 0..1.
         transpose_semitones: applied to the melody (singing) or the speech contour (speech).
         vibrato_cents, portamento_ms: singing options.
+        model_path: a flow model exported by ``voxflip export`` (default: the shipped one).
 
     Raises:
         ConfigError: unknown direction or method, missing or unexpected melody, bad values.
@@ -66,6 +75,22 @@ def make_converter(
             raise ConfigError("a melody only applies to --to singing; singing -> speech needs none")
         if vibrato_cents is not None or portamento_ms is not None:
             raise ConfigError("vibrato and portamento only apply to --to singing")
+        if method.startswith("flow"):
+            from .converters.flow_s2s import FlowS2SConverter
+
+            if duration is not None:
+                raise ConfigError("--duration applies to world-dur; flow-dur predicts its durations")
+            path = Path(model_path) if model_path is not None else default_flow_model()
+            if model_path is None and not path.is_file():
+                raise ConfigError(
+                    "no flow model is shipped with this installation; train one (voxflip train) and export it "
+                    "(voxflip export CHECKPOINT -o model.onnx), then pass --model model.onnx"
+                )
+            hop_ms = 10.0
+            chunk = None if chunk_ms is None else max(1, round(chunk_ms / hop_ms))
+            return FlowS2SConverter(path, method, chunk_frames=chunk, transpose_semitones=transpose_semitones)
+        if model_path is not None:
+            raise ConfigError("--model applies to the flow methods (flow-nodur, flow-dur)")
         s2s = WorldS2SConfig(transpose_semitones=transpose_semitones)
         if chunk_ms is not None:
             s2s = replace(s2s, chunk_ms=chunk_ms)

@@ -53,8 +53,10 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("input", help="audio file: wav, flac, mp3, ogg or aiff, 8-192 kHz, any channel count")
     render.add_argument("-o", "--output", required=True, help="output file; the extension picks the format")
     render.add_argument("--to", required=True, choices=["speech", "singing"], help="target: speech or singing")
-    render.add_argument("--method", help="world-nodur (default) or world-dur for --to speech; world for --to singing")
+    render.add_argument("--method", help="--to speech: world-nodur (default), world-dur, flow-nodur, flow-dur; "
+                                         "--to singing: world")
     render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, or a .csv/.json note list")
+    render.add_argument("--model", help="flow model (model.onnx from voxflip export) for --method flow-nodur/flow-dur")
     render.add_argument("--transpose", type=_finite_float, default=0.0, metavar="SEMITONES",
                         help="shift the melody (singing) or the speaking pitch (speech) by semitones")
     render.add_argument("--tempo", type=_finite_float, default=1.0, metavar="FACTOR",
@@ -151,6 +153,19 @@ def get_parser() -> argparse.ArgumentParser:
     c_feat.add_argument("--cache-dir", help="default: features/ next to the manifest")
     c_feat.add_argument("--workers", type=_positive_int, default=1)
 
+    train = sub.add_parser("train", help="train the S2S flow model (docs/models.md)",
+                           description="Train from a TOML config; resumes from the run folder's last checkpoint.")
+    train.add_argument("config", help="TOML config (configs/tiny.toml runs in a minute)")
+    train.add_argument("--run-dir", required=True, help="checkpoints, TensorBoard curves and config.toml go here")
+    train.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="override a config value")
+    train.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
+    train.add_argument("--steps", type=_positive_int, help="stop after this many more steps (the config's max_steps still caps)")
+    export = sub.add_parser("export", help="export a checkpoint to a streaming ONNX model",
+                            description="Write model.onnx (+ model.decoder.onnx, model.manifest.json) from a checkpoint.")
+    export.add_argument("checkpoint")
+    export.add_argument("-o", "--output", required=True, help="model.onnx path")
+    export.add_argument("--chunk-frames", type=_positive_int, default=2, help="frames per streaming chunk (default 2 = 20 ms)")
+
     demo = sub.add_parser(
         "demo",
         help="render the bundled example both ways",
@@ -181,6 +196,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         transpose_semitones=args.transpose,
         vibrato_cents=args.vibrato_cents,
         portamento_ms=args.portamento_ms,
+        model_path=args.model,
     )
     bar = None
 
@@ -457,6 +473,37 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     raise EngineError(f"unknown corpus action {action!r}")
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    try:
+        from .trainer.config import load_config
+        from .trainer.train import train
+    except ImportError as exc:
+        raise EngineError(f'training needs torch (pinned): pip install -e ".[train]" ({exc})') from None
+    logging.basicConfig(level=logging.INFO, format="voxflip train: %(message)s")
+    config = load_config(args.config, args.set)
+    checkpoint = train(config, args.run_dir, resume=not args.no_resume, stop_after=args.steps)
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from .trainer.export import export_onnx
+        from .trainer.train import load_checkpoint
+    except ImportError as exc:
+        raise EngineError(f'export needs torch and onnx: pip install -e ".[train]" ({exc})') from None
+    from pathlib import Path
+
+    if not Path(args.checkpoint).is_file():
+        raise EngineError(f"checkpoint {args.checkpoint!r} does not exist")
+    model, _ = load_checkpoint(args.checkpoint)
+    manifest = export_onnx(model, args.output, chunk_frames=args.chunk_frames)
+    print(f"exported: {args.output} (+ decoder, manifest {manifest})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -476,6 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_bench(args)
         if args.command == "corpus":
             return _cmd_corpus(args)
+        if args.command == "train":
+            return _cmd_train(args)
+        if args.command == "export":
+            return _cmd_export(args)
         parser.error(f"unknown command {args.command!r}")
     except EngineError as exc:
         if args.debug:

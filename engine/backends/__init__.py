@@ -1,0 +1,1 @@
+"""Model backends: run exported models (ONNX Runtime here; TensorRT through trt_build's plans)."""

@@ -1,0 +1,99 @@
+"""Run a streaming step graph exported by ``voxflip export`` with ONNX Runtime (no torch).
+
+The artifact is ``model.onnx`` + ``model.decoder.onnx`` + ``model.manifest.json``. Loading
+checks the manifest against this engine (format version, model kind, mel setup, the
+state tensors the graph takes) and refuses a mismatch with an
+:class:`~voxflip.engine.errors.ArtifactMismatchError` that says what differs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactMismatchError, ConfigError
+from ..features.mel import MelConfig
+
+FORMAT_VERSION = 1
+
+
+def _session(path: Path, threads: int):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError('flow models need onnxruntime. Install it with: pip install -e ".[train]" '
+                          '(or pip install onnxruntime)') from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+class OnnxStepModel:
+    """The exported S2S flow model: ``step`` on the main graph, ``decode`` on the decoder graph."""
+
+    def __init__(self, manifest_path: str | Path, *, threads: int = 1) -> None:
+        path = Path(manifest_path)
+        if path.suffix == ".onnx":
+            path = path.with_suffix(".manifest.json")
+        if not path.is_file():
+            raise ConfigError(f"model manifest {str(path)!r} does not exist; export one with: voxflip export CHECKPOINT -o model.onnx")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ArtifactMismatchError(f"{path}: not valid JSON ({exc.msg})") from None
+        self.manifest = manifest
+        self.path = path
+        if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != "s2s-flow":
+            raise ArtifactMismatchError(
+                f"{path} is format {manifest.get('format_version')!r} of model {manifest.get('model')!r}; this voxflip "
+                f"reads format {FORMAT_VERSION} of 's2s-flow'. Re-export it: voxflip export CHECKPOINT -o model.onnx"
+            )
+        expected = asdict(MelConfig.for_s2s())
+        if manifest.get("mel") != expected:
+            raise ArtifactMismatchError(
+                f"{path} was exported for the mel setup {manifest.get('mel')!r}; this engine computes {expected!r}"
+            )
+        self.mel = MelConfig(**manifest["mel"])
+        self.chunk_frames = int(manifest["chunk_frames"])
+        self.lookahead_frames = int(manifest["lookahead_frames"])
+        self.n_mels = self.mel.n_mels
+        self.state_names = [s["name"] for s in manifest["state"]]
+        self.state_shapes = [tuple(s["shape"]) for s in manifest["state"]]
+        self._step = _session(path.parent / manifest["files"]["step"], threads)
+        wanted = {"mel", "noise", *(f"state_in.{n}" for n in self.state_names)}
+        got = {i.name for i in self._step.get_inputs()}
+        if wanted != got:
+            raise ArtifactMismatchError(f"{path}: the graph's inputs {sorted(got)} do not match the manifest's {sorted(wanted)}")
+        self._decoder_path = path.parent / manifest["files"]["decoder"]
+        self._decoder = None
+        self._threads = threads
+        self.flow_names = [n for n in self.state_names if n.startswith("flow")]
+
+    def init_state(self) -> dict[str, np.ndarray]:
+        return {n: np.zeros(s, np.float32) for n, s in zip(self.state_names, self.state_shapes, strict=True)}
+
+    def step(self, mel: np.ndarray, noise: np.ndarray, state: dict[str, np.ndarray]):
+        """``mel``, ``noise``: (frames, n_mels). Returns (speech_mel, mu, logs, log_dur, new state), frames first."""
+        feeds = {"mel": np.ascontiguousarray(mel.T[None], np.float32),
+                 "noise": np.ascontiguousarray(noise.T[None], np.float32)}
+        feeds.update({f"state_in.{n}": v for n, v in state.items()})
+        out = self._step.run(None, feeds)
+        new = dict(zip(self.state_names, out[4:], strict=True))
+        return out[0][0].T, out[1][0].T, out[2][0].T, out[3][0], new
+
+    def init_decoder_state(self) -> dict[str, np.ndarray]:
+        return {n: v for n, v in self.init_state().items() if n.startswith("flow")}
+
+    def decode(self, z: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The flow alone on latent frames ``z`` (frames, n_mels)."""
+        if self._decoder is None:
+            self._decoder = _session(self._decoder_path, self._threads)
+        feeds = {"z": np.ascontiguousarray(z.T[None], np.float32)}
+        feeds.update({f"state_in.{n}": state[n] for n in self.flow_names})
+        out = self._decoder.run(None, feeds)
+        return out[0][0].T, dict(zip(self.flow_names, out[1:], strict=True))
