@@ -217,22 +217,27 @@ class S2SFlow(nn.Module):
     # -- inference -------------------------------------------------------------------------------------
     @torch.no_grad()
     def infer(self, sing_mel: Tensor, *, dur: bool = False, noise_scale: float | None = None,
-              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Speech mel (un-normalised) for one or more singing mels of equal length.
+              generator: torch.Generator | None = None, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Speech mel (un-normalised) for one singing mel ``[1, n_mels, T]``.
 
-        Returns ``(speech_mel, source_index)``: the singing frame each output frame came from
-        (the identity for ``dur=False``)."""
+        ``nodur`` runs exactly what the streaming graph runs: the causal encoder over the mel
+        followed by ``lookahead`` zero frames, the flow over every one of its outputs, and the
+        first ``lookahead`` outputs (frames before the start) dropped -- so a stream and a whole
+        utterance agree. ``noise`` (``[1, n_mels, T + lookahead]``) replaces the random draw.
+        Returns ``(speech_mel, source_index)``: the singing frame each output frame came from."""
         scale = self.cfg.noise_scale if noise_scale is None else noise_scale
-        h = self.encoder(self.normalise(sing_mel))
+        look = self.cfg.lookahead
+        h = self.encoder.causal(nn.functional.pad(self.normalise(sing_mel), (0, look)))
         mu, logs = self.prior(h).chunk(2, dim=1)
+        if noise is None:
+            noise = torch.randn(mu.shape, generator=generator)
         if dur:
-            counts = torch.clamp(torch.round(torch.expm1(self.duration(h))), min=0).long()[0]
-            index = torch.repeat_interleave(torch.arange(mu.shape[2]), counts)
+            h_valid = h[:, :, look:]
+            counts = torch.clamp(torch.round(torch.expm1(self.duration.forward(h)[:, look:])), min=0).long()[0]
+            index = torch.repeat_interleave(torch.arange(h_valid.shape[2]), counts)
             if index.numel() == 0:
                 index = torch.zeros(1, dtype=torch.long)
-            mu, logs = mu[:, :, index], logs[:, :, index]
-        else:
-            index = torch.arange(mu.shape[2])
-        eps = torch.randn(mu.shape, generator=generator)
-        z = mu + torch.exp(logs) * eps * scale
-        return self.denormalise(self.flow.inverse(z)), index
+            mu, logs, noise = mu[:, :, look:][:, :, index], logs[:, :, look:][:, :, index], noise[:, :, : index.numel()]
+            return self.denormalise(self.flow.inverse(mu + torch.exp(logs) * noise * scale)), index
+        x = self.flow.inverse(mu + torch.exp(logs) * noise * scale)
+        return self.denormalise(x[:, :, look:]), torch.arange(sing_mel.shape[2])

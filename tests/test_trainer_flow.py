@@ -1,0 +1,220 @@
+"""The S2S flow model: training (resume, DDP), export (ONNX parity), and the flow converters."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch", reason="the train extra (torch) is needed")
+pytest.importorskip("onnxruntime", reason="the train extra (onnxruntime) is needed")
+
+from helpers import synth_from_plan  # noqa: E402
+
+from voxflip.trainer.config import load_config  # noqa: E402
+from voxflip.trainer.data.manifest import ManifestEntry, PhoneSpan, write_manifest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pair(i: int) -> tuple[list, list, list, list]:
+    vowels = ["a", "i", "u", "e"]
+    v1, v2 = vowels[i % 4], vowels[(i + 1) % 4]
+    f = 180.0 + 20 * i
+    speech = [("-", 0.05, 0), ("s", 0.06, 0), (v1, 0.15, f), ("s", 0.05, 0), (v2, 0.15, f * 0.9), ("-", 0.05, 0)]
+    sung = [("-", 0.05, 0), ("s", 0.06, 0), (v1, 0.45, f * 1.5), ("s", 0.05, 0), (v2, 0.5, f * 1.6), ("-", 0.05, 0)]
+
+    def phones(plan):
+        spans, t = [], 0.0
+        for kind, seconds, _ in plan:
+            spans.append(PhoneSpan({"-": "sil", "s": "s"}.get(kind, kind), t, t + seconds))
+            t += seconds
+        return spans
+
+    return speech, sung, phones(speech), phones(sung)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    entries = []
+    for i in range(8):
+        speech, sung, sp_ph, si_ph = _pair(i)
+        sf.write(root / f"{i}.speech.wav", synth_from_plan(speech, seed=i), 24_000)
+        sf.write(root / f"{i}.sing.wav", synth_from_plan(sung, seed=100 + i), 24_000)
+        entries.append(ManifestEntry(id=f"p{i}", text=f"pair {i}", singing=root / f"{i}.sing.wav",
+                                     speech=root / f"{i}.speech.wav", speech_phones=sp_ph, singing_phones=si_ph,
+                                     split="valid" if i == 7 else "train"))
+    return write_manifest(root / "manifest.jsonl", entries)
+
+
+def _config(manifest: Path, *extra: str):
+    return load_config(REPO / "configs" / "tiny.toml", [f'data.manifest="{manifest}"', *extra])
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def test_tiny_training_writes_checkpoints_config_and_curves(tiny_corpus: Path, tmp_path: Path):
+    from voxflip.trainer.train import train
+
+    ckpt = train(_config(tiny_corpus, "train.max_steps=6", "train.checkpoint_every=3"), tmp_path / "run",
+                 progress=False)
+    assert ckpt.name == "step_00000006.pt"
+    payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert payload["step"] == 6 and payload["phones"] == ["a", "e", "i", "s", "sil", "u"]
+    assert (tmp_path / "run" / "config.toml").read_text().count("[train]") == 1
+    assert any((tmp_path / "run" / "tb").iterdir())
+    assert all(torch.isfinite(v).all() for v in payload["model"].values() if v.is_floating_point())
+
+
+def test_training_lowers_the_loss(tiny_corpus: Path):
+    from voxflip.trainer.dataset import collate, load_pairs
+    from voxflip.trainer.train import build_model
+
+    config = _config(tiny_corpus)
+    data = load_pairs(config.manifest_path())
+    torch.manual_seed(0)
+    model = build_model(config, data)
+    batch = collate(data.train[:4])
+    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
+    first = float(model(**batch)["loss"])
+    for _ in range(30):
+        out = model(**batch)
+        optimiser.zero_grad()
+        out["loss"].backward()
+        optimiser.step()
+    assert float(model(**batch)["loss"]) < 0.7 * first
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path):
+    """Kill a training process after its step-4 checkpoint; the resumed run ends bit-identical."""
+    from voxflip.trainer.train import train
+
+    config = _config(tiny_corpus, "train.max_steps=8", "train.checkpoint_every=2")
+    reference = train(config, tmp_path / "straight", progress=False)
+
+    run = tmp_path / "killed"
+    code = (
+        "import sys, time\n"
+        "from voxflip.trainer.config import load_config\n"
+        "from voxflip.trainer.train import train\n"
+        f"config = load_config({str(REPO / 'configs' / 'tiny.toml')!r}, ['data.manifest=\"{tiny_corpus}\"', "
+        "'train.max_steps=1000', 'train.checkpoint_every=2'])\n"
+        f"train(config, {str(run)!r}, progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "step_00000004.pt").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-800:]
+        assert time.monotonic() < deadline, "no step-4 checkpoint within 2 minutes"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for later in sorted((run / "checkpoints").glob("step_*.pt")):
+        if later.name > "step_00000004.pt":
+            later.unlink()  # what the killed run wrote after step 4 is what a crash can lose
+    resumed = train(config, run, progress=False)
+    a, b = _weights(reference), _weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun not found")
+def test_torchrun_with_two_processes_trains_without_code_changes(tiny_corpus: Path, tmp_path: Path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "voxflip", "train", str(REPO / "configs" / "tiny.toml"),
+         "--run-dir", str(tmp_path / "ddp"), "--set", f'data.manifest="{tiny_corpus}"', "--set", "train.max_steps=4",
+         "--set", "train.checkpoint_every=2"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert (tmp_path / "ddp" / "checkpoints" / "step_00000004.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_corpus: Path, tmp_path_factory) -> Path:
+    from voxflip.trainer.export import export_onnx
+    from voxflip.trainer.train import load_checkpoint, train
+
+    run = tmp_path_factory.mktemp("run")
+    ckpt = train(_config(tiny_corpus, "train.max_steps=10", "train.checkpoint_every=10"), run, progress=False)
+    model, _ = load_checkpoint(ckpt)
+    export_onnx(model, run / "model.onnx")
+    return run
+
+
+# torch vs ONNX Runtime: one tolerance table for every backend (TensorRT adds its row on a GPU)
+ATOL_BY_BACKEND = {"onnxruntime": 1e-4}
+
+
+def test_onnx_step_matches_torch_and_chunked_matches_whole(exported: Path):
+    from voxflip.engine.backends.onnx_step import OnnxStepModel
+    from voxflip.trainer.export import torch_step_reference
+    from voxflip.trainer.train import load_checkpoint
+
+    model, _ = load_checkpoint(exported / "checkpoints" / "step_00000010.pt")
+    rng = np.random.default_rng(0)
+    mel = (rng.standard_normal((1, 80, 37)) - 5).astype(np.float32)
+    noise = rng.standard_normal((1, 80, 37)).astype(np.float32)
+    reference = torch_step_reference(model, mel, noise, chunk=2)
+    onnx = OnnxStepModel(exported / "model.onnx")
+    state = onnx.init_state()
+    outs = []
+    for i in range(0, 37, 3):
+        out, _, _, _, state = onnx.step(mel[0, :, i : i + 3].T, noise[0, :, i : i + 3].T, state)
+        outs.append(out)
+    assert np.max(np.abs(np.concatenate(outs).T - reference[0])) < ATOL_BY_BACKEND["onnxruntime"]
+    # the whole utterance through the offline model, with the same noise, is the stream shifted by the lookahead
+    look = model.cfg.lookahead
+    padded_noise = torch.from_numpy(np.concatenate([noise, np.zeros((1, 80, look), np.float32)], axis=2))
+    whole, _ = model.infer(torch.from_numpy(mel), noise=padded_noise)
+    assert np.max(np.abs(whole.numpy()[0, :, : 37 - look] - reference[0, :, look:])) < 1e-4
+
+
+def test_flow_converters_stream_the_same_at_any_block_size(exported: Path, example_speech):
+    from helpers import stream_in_blocks
+
+    from voxflip.engine.converters.flow_s2s import FlowS2SConverter
+    from voxflip.streaming.streamer import Streamer
+
+    audio, rate = example_speech
+    clip = audio[: rate]
+    for method in ("flow-nodur", "flow-dur"):
+        reference = stream_in_blocks(Streamer(FlowS2SConverter(exported / "model.onnx", method), rate), clip, 10**9)
+        for block in (7, 480):
+            out = stream_in_blocks(Streamer(FlowS2SConverter(exported / "model.onnx", method), rate), clip, block)
+            assert out.shape == reference.shape and np.max(np.abs(out - reference)) < 1e-6, (method, block)
+        if method == "flow-nodur":
+            assert reference.shape == clip.shape
+
+
+def test_a_mismatched_artifact_is_refused(exported: Path, tmp_path: Path):
+    from voxflip.engine.backends.onnx_step import OnnxStepModel
+    from voxflip.engine.errors import ArtifactMismatchError
+
+    bad = tmp_path / "model"
+    bad.mkdir()
+    for f in exported.glob("model.*"):
+        shutil.copy(f, bad / f.name)
+    manifest = json.loads((bad / "model.manifest.json").read_text())
+    manifest["mel"]["hop_samples"] = 200
+    (bad / "model.manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactMismatchError, match="mel setup"):
+        OnnxStepModel(bad / "model.onnx")
+    manifest["format_version"] = 99
+    (bad / "model.manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactMismatchError, match="Re-export"):
+        OnnxStepModel(bad / "model.onnx")
