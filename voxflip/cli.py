@@ -166,6 +166,18 @@ def get_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="model.onnx path")
     export.add_argument("--chunk-frames", type=_positive_int, default=2, help="frames per streaming chunk (default 2 = 20 ms)")
 
+    ev = sub.add_parser("eval", help="score systems on a manifest with the papers' metrics (docs/results.md)",
+                        description="Run systems over a manifest split and tabulate WER/CER/DNSMOS/SRMR/similarity "
+                                    "(singing->speech) or RCA/F0 RMSE/LSD/RRD/DNSMOS (speech->singing).")
+    ev.add_argument("--system", required=True, help="comma-separated: input, real, world-nodur, world-dur, flow-nodur, "
+                                                    "flow-dur, alt-tts | sts-input, sts-real, world")
+    ev.add_argument("--manifest", required=True)
+    ev.add_argument("--split", default="test", help="train, valid, test or all (default test)")
+    ev.add_argument("--out", default="eval/report.md", help="report path (.md; a .json and a _clips folder go next to it)")
+    ev.add_argument("--limit", type=_positive_int, help="only the first N entries of the split")
+    ev.add_argument("--workers", type=_positive_int, default=1)
+    ev.add_argument("--model", help="flow model for flow-nodur / flow-dur (default: the shipped one)")
+
     demo = sub.add_parser(
         "demo",
         help="render the bundled example both ways",
@@ -504,6 +516,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .trainer.eval.runner import evaluate
+
+    systems = [s.strip() for s in args.system.split(",") if s.strip()]
+    bar = _Bar("evaluating", "clip")
+    try:
+        result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit,
+                          workers=args.workers, model=args.model, progress=bar)
+    finally:
+        bar.close()
+    print(result.markdown())
+    for system, failed in result.failures.items():
+        for entry_id, why in list(failed.items())[:3]:
+            print(f"voxflip eval: {system} / {entry_id}: {why}", file=sys.stderr)
+    print(f"report: {args.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -525,6 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_corpus(args)
         if args.command == "train":
             return _cmd_train(args)
+        if args.command == "eval":
+            return _cmd_eval(args)
         if args.command == "export":
             return _cmd_export(args)
         parser.error(f"unknown command {args.command!r}")

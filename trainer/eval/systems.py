@@ -1,0 +1,119 @@
+"""The systems `voxflip eval` can name: each turns one manifest entry into converted audio.
+
+A system is one registration: a name, the task it is judged on (``s2s``: singing ->
+speech, scored against the lyrics; ``sts``: speech -> singing, scored against the
+melody and the real singing) and a function from an entry to ``(audio, sample_rate)``.
+Reference rows (``input`` and ``real``) give every table its floor and ceiling.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...engine.audio_io import read_audio
+from ...engine.errors import ConfigError
+from ...engine.notes import Melody, Note
+from ..data.manifest import ManifestEntry
+
+Runner = Callable[[ManifestEntry, dict], tuple[np.ndarray, int]]
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    task: str          # "s2s" | "sts"
+    description: str
+    run: Runner
+    needs: tuple[str, ...] = ()  # entry fields required: "singing", "speech", "notes", "text"
+
+
+SYSTEMS: dict[str, System] = {}
+
+
+def register(system: System) -> System:
+    if system.name in SYSTEMS:
+        raise ValueError(f"system {system.name!r} is registered twice")
+    SYSTEMS[system.name] = system
+    return system
+
+
+def get_system(name: str) -> System:
+    if name not in SYSTEMS:
+        raise ConfigError(f"system {name!r} is not one of {', '.join(SYSTEMS)}")
+    return SYSTEMS[name]
+
+
+def _convert(entry_audio: Path, converter) -> tuple[np.ndarray, int]:
+    from ...streaming.streamer import Streamer
+
+    audio, rate = read_audio(entry_audio)
+    streamer = Streamer(converter, rate, rate)
+    return np.concatenate([streamer.process(audio), streamer.flush()]), rate
+
+
+def _s2s(method: str) -> Runner:
+    def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+        from ...engine.registry import make_converter
+
+        model = options.get("model") if method.startswith("flow") else None
+        return _convert(entry.singing, make_converter("speech", method, model_path=model))
+
+    return run
+
+
+def melody_of(entry: ManifestEntry) -> Melody:
+    if not entry.notes:
+        raise ConfigError(f"entry {entry.id!r} has no notes: speech -> singing needs the melody in the manifest")
+    return Melody(tuple(Note(n.start_s, n.end_s, n.midi_note) for n in entry.notes), f"manifest:{entry.id}")
+
+
+def _sts_world(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+    from ...engine.registry import make_converter
+
+    return _convert(entry.speech, make_converter("singing", "world", melody=melody_of(entry)))
+
+
+def _identity(side: str) -> Runner:
+    def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+        return read_audio(getattr(entry, side))
+
+    return run
+
+
+def _alt_tts(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+    """The S2S paper's transcribe-and-synthesise baseline: pocketsphinx, then Festival."""
+    from .asr import transcribe
+
+    audio, rate = read_audio(entry.singing)
+    text = transcribe(audio, rate).strip()
+    if not text:
+        return np.zeros(rate // 2, np.float32), rate  # nothing recognised: half a second of silence
+    text2wave = shutil.which("text2wave")
+    if text2wave is None:
+        raise ConfigError("alt-tts needs Festival's text2wave (Debian package festival)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "tts.wav"
+        done = subprocess.run([text2wave, "-o", str(out)], input=text, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0 or not out.exists():
+            raise ConfigError(f"text2wave failed on {entry.id!r}: {done.stderr.strip()[-200:]}")
+        return read_audio(out)
+
+
+register(System("input", "s2s", "the input singing, unchanged (the floor)", _identity("singing"), ("singing",)))
+register(System("real", "s2s", "the real speech of the pair (the ceiling)", _identity("speech"), ("speech",)))
+register(System("identity", "s2s", "alias of input: the singing unchanged", _identity("singing"), ("singing",)))
+register(System("world-nodur", "s2s", "WORLD, speech intonation, sung timing", _s2s("world-nodur"), ("singing",)))
+register(System("world-dur", "s2s", "WORLD, speech intonation, shortened vowels", _s2s("world-dur"), ("singing",)))
+register(System("flow-nodur", "s2s", "the S2S flow model, sung timing", _s2s("flow-nodur"), ("singing",)))
+register(System("flow-dur", "s2s", "the S2S flow model, predicted durations", _s2s("flow-dur"), ("singing",)))
+register(System("alt-tts", "s2s", "transcribe (pocketsphinx) then synthesise (Festival)", _alt_tts, ("singing",)))
+register(System("sts-input", "sts", "the input speech, unchanged (the floor)", _identity("speech"), ("speech", "notes")))
+register(System("sts-real", "sts", "the real singing of the pair (the ceiling)", _identity("singing"), ("singing", "notes")))
+register(System("world", "sts", "WORLD speech -> singing on the manifest's melody", _sts_world, ("speech", "notes")))
