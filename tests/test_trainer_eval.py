@@ -1,0 +1,79 @@
+"""`voxflip eval`: systems run, clips are scored and cached, the table is written."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("pocketsphinx", reason="the eval extra is needed")
+pytest.importorskip("speechmos", reason="the eval extra is needed")
+
+from voxflip.cli import main  # noqa: E402
+from voxflip.engine.melody import load_melody  # noqa: E402
+from voxflip.engine.registry import make_converter  # noqa: E402
+from voxflip.streaming.streamer import Streamer  # noqa: E402
+from voxflip.trainer.data.manifest import ManifestEntry, NoteSpan, write_manifest  # noqa: E402
+
+TEXT = "And you always want to see it in the superlative degree."
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory, example_speech) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    audio, rate = example_speech
+    melody = load_melody(str(files("voxflip") / "data" / "tune.csv"))
+    streamer = Streamer(make_converter("singing", melody=melody), rate)
+    sung = np.concatenate([streamer.process(audio), streamer.flush()])
+    sf.write(root / "speech.wav", audio, rate)
+    sf.write(root / "sing.wav", sung, rate)
+    notes = [NoteSpan(n.start_s, n.end_s, n.midi_note) for n in melody.notes]
+    entries = [
+        ManifestEntry(id="arctic", text=TEXT, singing=root / "sing.wav", speech=root / "speech.wav", split="test",
+                      notes=notes),
+        ManifestEntry(id="nonotes", text=TEXT, singing=root / "sing.wav", speech=root / "speech.wav", split="test"),
+    ]
+    return write_manifest(root / "manifest.jsonl", entries)
+
+
+def test_s2s_eval_scores_every_system_and_resumes_from_its_cache(manifest: Path, tmp_path: Path, capsys):
+    out = tmp_path / "report.md"
+    argv = ["eval", "--system", "real,world-nodur", "--manifest", str(manifest), "--limit", "1", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    real, world = report["summary"]["real"], report["summary"]["world-nodur"]
+    assert real["wer"]["mean"] <= 0.1 and real["wer"]["n"] == 1  # pocketsphinx reads the real ARCTIC sentence
+    for metric in ("cer", "dnsmos_ovrl", "srmr", "spk_sim"):
+        assert metric in world and np.isfinite(world[metric]["mean"])
+    assert "| world-nodur |" in out.read_text()
+    assert (tmp_path / "report_clips" / "world-nodur" / "arctic.wav").exists()
+    started = time.perf_counter()
+    assert main(argv) == 0  # everything cached: no conversion, no scoring
+    assert time.perf_counter() - started < 5.0
+    capsys.readouterr()
+
+
+def test_sts_eval_scores_against_the_melody_and_says_what_it_could_not_score(manifest: Path, tmp_path: Path):
+    from voxflip.trainer.eval.runner import evaluate
+
+    result = evaluate(["world"], manifest, tmp_path / "sts.md")
+    summary = result.summary()["world"]
+    # RCA counts every frame the melody sounds, consonants (unvoiced in the output) included: 0.76 here
+    assert summary["rca"]["mean"] > 0.6 and summary["rca"]["n"] == 1
+    assert "lsd" in summary and "rrd" in summary
+    assert result.failures["world"] == {"nonotes": "entry has no notes"}
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--system", "world-nodur,world"], "mixes tasks"),
+    (["--system", "nope"], "is not one of"),
+    (["--system", "input", "--split", "valid"], "no entries in split"),
+])
+def test_bad_eval_options(manifest: Path, tmp_path: Path, capsys, argv, expected):
+    code = main(["eval", "--manifest", str(manifest), "--out", str(tmp_path / "r.md"), *argv])
+    assert code == 2 and expected in capsys.readouterr().err
