@@ -5,5 +5,5 @@
 # Debian packages are installed here too, and the tests start JACK themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VOXFLIP_APT_PACKAGES="portaudio19-dev jackd2 ${VOXFLIP_APT_PACKAGES:-}" bash scripts/bootstrap.sh dev,live,train,eval
+VOXFLIP_APT_PACKAGES="portaudio19-dev jackd2 festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts ${VOXFLIP_APT_PACKAGES:-}" bash scripts/bootstrap.sh dev,live,train,eval
 exec .venv/bin/python -m pytest "$@"
