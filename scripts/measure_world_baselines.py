@@ -19,6 +19,7 @@ import soundfile as sf
 
 from voxflip.engine.converters.world_s2s import WorldS2SConverter
 from voxflip.streaming.streamer import Streamer
+from voxflip.trainer.eval.metrics import held_pitch_fraction as held_fraction
 
 
 def praat_f0(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -26,18 +27,6 @@ def praat_f0(audio: np.ndarray, rate: int) -> np.ndarray:
         time_step=0.005, pitch_floor=75.0, pitch_ceiling=1000.0
     )
     return pitch.selected_array["frequency"]
-
-
-def held_fraction(f0: np.ndarray, frame_s: float = 0.005, tol: float = 0.3, min_s: float = 0.1) -> float:
-    voiced = f0 > 0
-    st = 12.0 * np.log2(np.where(voiced, f0, 1.0))
-    width = int(round(min_s / frame_s))
-    held = np.zeros(f0.shape[0], dtype=bool)
-    for i in range(f0.shape[0] - width + 1):
-        seg = slice(i, i + width)
-        if voiced[seg].all() and np.ptp(st[seg]) <= tol:
-            held[seg] = True
-    return float(held[voiced].mean()) if voiced.any() else 0.0
 
 
 def main() -> None:

@@ -16,18 +16,10 @@ from voxflip.streaming.streamer import Streamer
 ATOL_BY_CONVERTER = {"world-nodur": 1e-6, "world-dur": 1e-6, "world": 1e-6}
 
 
-def held_fraction(f0_hz: np.ndarray, frame_s: float, tolerance_semitones: float = 0.3, min_s: float = 0.1) -> float:
-    """Fraction of voiced frames inside a held-pitch stretch: voiced for at least ``min_s`` with the
-    pitch staying within ``tolerance_semitones`` (max - min) all along."""
-    voiced = f0_hz > 0
-    st = 12.0 * np.log2(np.where(voiced, f0_hz, 1.0))
-    width = int(round(min_s / frame_s))
-    held = np.zeros(f0_hz.shape[0], dtype=bool)
-    for i in range(f0_hz.shape[0] - width + 1):
-        seg = slice(i, i + width)
-        if voiced[seg].all() and np.ptp(st[seg]) <= tolerance_semitones:
-            held[seg] = True
-    return float(held[voiced].mean()) if voiced.any() else 0.0
+def held_fraction(f0_hz: np.ndarray, frame_s: float) -> float:
+    from voxflip.trainer.eval.metrics import held_pitch_fraction
+
+    return held_pitch_fraction(f0_hz, frame_s)
 
 
 def praat_f0(audio: np.ndarray, rate: int, step_s: float = 0.005) -> tuple[np.ndarray, np.ndarray]:

@@ -110,3 +110,24 @@ class DelayConverter(Converter):
     def step(self, window: np.ndarray, state: dict[str, int], *, input_end: int | None = None) -> np.ndarray:
         state["chunks"] += 1
         return window[self.context_samples : self.context_samples + self.chunk_samples].astype(np.float32)
+
+
+TRANSPOSE_RANGE = (-24.0, 24.0)
+
+
+def check_transpose(value: float | str, name: str = "transpose") -> float:
+    """A transposition in semitones, -24..24 (what every converter accepts)."""
+    value = float(value)
+    lo, hi = TRANSPOSE_RANGE
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value!r} semitones is outside {lo:g}..{hi:g}")
+    return value
+
+
+def check_chunk_ms(chunk_ms: float, hop_samples: int, sample_rate: int, name: str) -> int:
+    """A chunk length in ms that is a whole number of hops; returns the hops per chunk."""
+    hop_ms = 1000.0 * hop_samples / sample_rate
+    ratio = chunk_ms / hop_ms
+    if chunk_ms <= 0 or abs(ratio - round(ratio)) > 1e-6:
+        raise ConfigError(f"{name}={chunk_ms!r} must be a positive multiple of the {hop_ms:g} ms hop")
+    return round(ratio)

@@ -30,7 +30,7 @@ from ..features.pitch import PitchConfig, yin_frames
 from ..features.syllables import SyllableConfig, SyllableTracker
 from ..vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 from ..vocoder.source_filter import SynthState
-from .base import Converter, ConverterReport
+from .base import Converter, ConverterReport, check_transpose
 from .intonation import IntonationConfig, SpeechIntonation
 
 METHODS = ("flow-nodur", "flow-dur")
@@ -61,9 +61,7 @@ class FlowS2SConverter(Converter):
                  threads: int = 1, seed: int = 0, transpose_semitones: float = 0.0) -> None:
         if method not in METHODS:
             raise ConfigError(f"flow method {method!r} is not one of {', '.join(METHODS)}")
-        if not -24.0 <= transpose_semitones <= 24.0:
-            raise ConfigError(f"transpose={transpose_semitones!r} semitones is outside -24..24")
-        self.transpose_semitones = float(transpose_semitones)
+        self.transpose_semitones = check_transpose(transpose_semitones)
         self.model = OnnxStepModel(model_path, threads=threads)
         mel = self.model.mel
         self.name = method
@@ -98,10 +96,7 @@ class FlowS2SConverter(Converter):
 
     def set_param(self, state: FlowState, name: str, value: float | str) -> None:
         if name == "transpose":
-            value = float(value)
-            if not -24.0 <= value <= 24.0:
-                raise ConfigError(f"transpose={value!r} semitones is outside -24..24")
-            state.transpose_semitones = value
+            state.transpose_semitones = check_transpose(value)
         else:
             raise ConfigError(f"{self.name} has no parameter {name!r}; it has transpose")
 

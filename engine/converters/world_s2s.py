@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..features.syllables import SyllableConfig, SyllableTracker
 from ..features.world import AnalysisConfig, Frames
+from .base import check_chunk_ms, check_transpose
 from .intonation import IntonationConfig, SpeechIntonation
 from .world_pipeline import PipelineState, WorldPipelineConverter
 
@@ -47,12 +48,9 @@ class WorldS2SConfig:
     intonation: IntonationConfig = IntonationConfig()
 
     def __post_init__(self) -> None:
-        hop_ms = 1000.0 * self.analysis.hop_samples / self.analysis.sample_rate
-        ratio = self.chunk_ms / hop_ms
-        if self.chunk_ms <= 0 or abs(ratio - round(ratio)) > 1e-6:
-            raise ConfigError(f"s2s.chunk_ms={self.chunk_ms!r} must be a positive multiple of the {hop_ms:g} ms hop")
+        check_chunk_ms(self.chunk_ms, self.analysis.hop_samples, self.analysis.sample_rate, "s2s.chunk_ms")
         _check_duration(self.duration)
-        _check_transpose(self.transpose_semitones)
+        check_transpose(self.transpose_semitones)
 
 
 def _check_duration(value: float) -> float:
@@ -62,11 +60,6 @@ def _check_duration(value: float) -> float:
     return value
 
 
-def _check_transpose(value: float) -> float:
-    value = float(value)
-    if not -24.0 <= value <= 24.0:
-        raise ConfigError(f"transpose={value!r} semitones is outside -24..24")
-    return value
 
 
 @dataclass
@@ -91,8 +84,8 @@ class WorldS2SConverter(WorldPipelineConverter):
         if method not in METHODS:
             raise ConfigError(f"S2S WORLD method {method!r} is not one of {', '.join(METHODS)}")
         config = config or WorldS2SConfig()
-        hop_ms = 1000.0 * config.analysis.hop_samples / config.analysis.sample_rate
-        super().__init__(config.analysis, round(config.chunk_ms / hop_ms))
+        super().__init__(config.analysis, check_chunk_ms(config.chunk_ms, config.analysis.hop_samples,
+                                                         config.analysis.sample_rate, "s2s.chunk_ms"))
         self.config = config
         self.name = method
         self.time_preserving = method == "world-nodur"
@@ -117,7 +110,7 @@ class WorldS2SConverter(WorldPipelineConverter):
                 raise ConfigError("duration applies to world-dur only; world-nodur keeps the sung timing")
             custom.duration = _check_duration(float(value))
         elif name == "transpose":
-            custom.transpose_semitones = _check_transpose(float(value))
+            custom.transpose_semitones = check_transpose(float(value))
         else:
             raise ConfigError(f"{self.name} has no parameter {name!r}; it has duration, transpose")
 

@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..features.syllables import SyllableConfig
 from ..features.world import AnalysisConfig, Frames
 from ..melody import Melody, Note
-from .base import ConverterReport
+from .base import ConverterReport, check_chunk_ms, check_transpose
 from .sts_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
 
@@ -64,18 +64,14 @@ class WorldSTSConfig:
     syllables: SyllableConfig = SyllableConfig()
 
     def __post_init__(self) -> None:
-        hop_ms = 1000.0 * self.analysis.hop_samples / self.analysis.sample_rate
-        ratio = self.chunk_ms / hop_ms
-        if self.chunk_ms <= 0 or abs(ratio - round(ratio)) > 1e-6:
-            raise ConfigError(f"sts.chunk_ms={self.chunk_ms!r} must be a positive multiple of the {hop_ms:g} ms hop")
+        check_chunk_ms(self.chunk_ms, self.analysis.hop_samples, self.analysis.sample_rate, "sts.chunk_ms")
         if not 0.0 <= self.vibrato_cents <= 200.0:
             raise ConfigError(f"sts.vibrato_cents={self.vibrato_cents!r} is outside 0..200 cents")
         if not 0.5 <= self.vibrato_hz <= 12.0:
             raise ConfigError(f"sts.vibrato_hz={self.vibrato_hz!r} is outside 0.5..12 Hz")
         if not 0.0 <= self.portamento_ms <= 500.0:
             raise ConfigError(f"sts.portamento_ms={self.portamento_ms!r} is outside 0..500 ms")
-        if not -24.0 <= self.transpose_semitones <= 24.0:
-            raise ConfigError(f"sts.transpose_semitones={self.transpose_semitones!r} is outside -24..24")
+        check_transpose(self.transpose_semitones, "sts.transpose_semitones")
         if not 0.0 < self.max_onset_fraction <= 0.9:
             raise ConfigError(f"sts.max_onset_fraction={self.max_onset_fraction!r} is outside (0, 0.9]")
 
@@ -116,8 +112,8 @@ class WorldSTSConverter(WorldPipelineConverter):
 
     def __init__(self, melody: Melody, config: WorldSTSConfig | None = None) -> None:
         config = config or WorldSTSConfig()
-        hop_ms = 1000.0 * config.analysis.hop_samples / config.analysis.sample_rate
-        super().__init__(config.analysis, round(config.chunk_ms / hop_ms))
+        super().__init__(config.analysis, check_chunk_ms(config.chunk_ms, config.analysis.hop_samples,
+                                                         config.analysis.sample_rate, "sts.chunk_ms"))
         self.config = config
         self.melody = melody
         self.name = "world"
@@ -135,10 +131,7 @@ class WorldSTSConverter(WorldPipelineConverter):
 
     def set_param(self, state: PipelineState, name: str, value: float | str) -> None:
         if name == "transpose":
-            value = float(value)
-            if not -24.0 <= value <= 24.0:
-                raise ConfigError(f"transpose={value!r} semitones is outside -24..24")
-            state.custom.transpose_semitones = value
+            state.custom.transpose_semitones = check_transpose(value)
         else:
             raise ConfigError(f"{self.name} has no parameter {name!r}; it has transpose")
 

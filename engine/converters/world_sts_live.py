@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..features.world import Frames
-from .base import ConverterReport
+from .base import ConverterReport, check_chunk_ms, check_transpose
 from .sts_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
 from .world_sts import WorldSTSConfig
@@ -73,8 +73,8 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
     def __init__(self, config: WorldSTSConfig | None = None, *, max_wait_ms: float = 1000.0,
                  wait_ms: float = 150.0) -> None:
         config = config or WorldSTSConfig()
-        hop_ms = 1000.0 * config.analysis.hop_samples / config.analysis.sample_rate
-        super().__init__(config.analysis, round(config.chunk_ms / hop_ms))
+        super().__init__(config.analysis, check_chunk_ms(config.chunk_ms, config.analysis.hop_samples,
+                                                         config.analysis.sample_rate, "sts.chunk_ms"))
         if not 0 < max_wait_ms <= 10_000 or not 0 <= wait_ms <= 2000:
             raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be in (0, 10000] and wait_ms={wait_ms!r} in 0..2000")
         self.config = config
@@ -101,10 +101,7 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
                 raise ConfigError(f"note={value!r}: the note must be 0..127 and the velocity 0..1 (0 = off)")
             s.events.append((int(midi), float(velocity)))
         elif name == "transpose":
-            value = float(value)
-            if not -24.0 <= value <= 24.0:
-                raise ConfigError(f"transpose={value!r} semitones is outside -24..24")
-            s.transpose_semitones = value
+            s.transpose_semitones = check_transpose(value)
         else:
             raise ConfigError(f"{self.name} (live notes) has no parameter {name!r}; it has note, transpose")
 
