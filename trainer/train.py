@@ -153,7 +153,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
     if rank == 0 and progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=tc.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
+        bar = tqdm(total=tc.max_steps, initial=step, desc="training", unit="step", file=sys.stderr,
+                   mininterval=0.1 if sys.stderr.isatty() else 30.0)
     target = tc.max_steps if stop_after is None else min(tc.max_steps, step + stop_after)
     checkpoint = last
     model.train()

@@ -220,7 +220,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             from tqdm import tqdm
 
             bar = tqdm(total=total, unit="smp", unit_scale=True, delay=1.0, file=sys.stderr,
-                       desc=f"{converter.name}", leave=False)
+                       desc=f"{converter.name}", leave=False, mininterval=0.1 if sys.stderr.isatty() else 10.0)
         bar.update(done - bar.n)
 
     try:
@@ -425,7 +425,8 @@ class _Bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, delay=1.0, file=sys.stderr, leave=False)
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, delay=1.0, file=sys.stderr, leave=False,
+                            mininterval=0.1 if sys.stderr.isatty() else 10.0)  # a log file gets a line per 10 s
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
