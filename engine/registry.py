@@ -18,9 +18,12 @@ from .melody import Melody
 
 #: direction -> method names, the first being the default
 METHODS: dict[str, tuple[str, ...]] = {
-    "speech": ("world-nodur", "world-dur", "flow-nodur", "flow-dur"),
+    "speech": ("world-nodur", "world-dur", "flow", "flow-nodur", "flow-dur"),
     "singing": ("world",),
 }
+
+#: short names: ``flow`` is the flow model with its predicted speech durations
+ALIASES: dict[str, str] = {"flow": "flow-dur"}
 
 
 def default_flow_model() -> Path:
@@ -55,7 +58,7 @@ def make_converter(
 
     Args:
         to: ``"speech"`` (singing -> speech) or ``"singing"`` (speech -> singing).
-        method: one of ``METHODS[to]``; ``None`` takes the default.
+        method: one of ``METHODS[to]``; ``None`` takes the default; ``flow`` means ``flow-dur``.
         melody: required for ``to="singing"``, refused otherwise.
         chunk_ms: processing chunk (latency vs. per-call overhead); ``None`` keeps the default.
         duration: ``world-dur`` shortening amount 0..1.
@@ -75,6 +78,7 @@ def make_converter(
             raise ConfigError("a melody only applies to --to singing; singing -> speech needs none")
         if vibrato_cents is not None or portamento_ms is not None:
             raise ConfigError("vibrato and portamento only apply to --to singing")
+        method = ALIASES.get(method, method)
         if method.startswith("flow"):
             from .converters.flow_s2s import FlowS2SConverter
 

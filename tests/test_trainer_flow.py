@@ -218,3 +218,20 @@ def test_a_mismatched_artifact_is_refused(exported: Path, tmp_path: Path):
     (bad / "model.manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactMismatchError, match="Re-export"):
         OnnxStepModel(bad / "model.onnx")
+
+
+def test_method_flow_is_flow_dur_and_renders_from_the_command_line(exported: Path, example_speech, tmp_path: Path):
+    import soundfile as sf
+
+    from voxflip.cli import main
+    from voxflip.engine.registry import make_converter
+
+    assert make_converter("speech", "flow", model_path=exported / "model.onnx").name == "flow-dur"
+    audio, rate = example_speech
+    src = tmp_path / "in.wav"
+    sf.write(src, audio[: rate], rate)
+    out = tmp_path / "out.wav"
+    assert main(["render", str(src), "-o", str(out), "--to", "speech", "--method", "flow",
+                 "--model", str(exported / "model.onnx")]) == 0
+    rendered, out_rate = sf.read(out)
+    assert out_rate == rate and rendered.size > 0 and np.all(np.isfinite(rendered))

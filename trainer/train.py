@@ -175,8 +175,9 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
         step += 1
         if rank == 0:
             if bar is not None:
+                # postfix first, without its own refresh, so a log file gets a line per 30 s, not per step
+                bar.set_postfix(loss=f"{out['loss'].item():.3f}", nll=f"{out['nll'].item():.3f}", refresh=False)
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(out['loss']):.3f}", nll=f"{float(out['nll']):.3f}")
             if writer is not None and (step % tc.log_every == 0 or step == 1):
                 for key, value in out.items():
                     writer.add_scalar(f"train/{key}", float(value.detach()), step)
