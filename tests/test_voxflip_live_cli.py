@@ -93,7 +93,10 @@ def test_render_with_an_effect_preset_adds_its_tail(tmp_path: Path, example_spee
 
 
 @pytest.mark.parametrize("extra, expected", [(["--converters", "nope"], "unknown nope"),
-                                            (["--block-ms", "0"], "1..500 ms")])
+                                            (["--block-ms", "0"], "1..500 ms"),
+                                            (["--chunk-ms", "0"], "--chunk-ms 0 must be 1..500 ms"),
+                                            (["--model", "m.onnx"], "--model applies to the flow converters"),
+                                            (["--converters", "flow-dur", "--model", "missing.onnx"], "missing")])
 def test_bench_bad_options(capsys, extra, expected):
     code, _, stderr = run(["bench", *extra], capsys)
     assert code == 2 and expected in stderr

@@ -26,6 +26,8 @@ import time
 from dataclasses import asdict, dataclass
 
 CONVERTERS = ("world-nodur", "world-dur", "world")
+#: also accepted by name; they need a flow model (the shipped one, or ``model=``)
+FLOW_CONVERTERS = ("flow-nodur", "flow-dur", "flow")
 BLOCK_MS = (10, 20, 40)
 
 
@@ -33,6 +35,7 @@ BLOCK_MS = (10, 20, 40)
 class BenchResult:
     converter: str
     block_ms: float
+    chunk_ms: float
     device_rate: int
     algorithmic_latency_ms: float
     declared_latency_ms: float
@@ -47,8 +50,8 @@ class BenchResult:
     core: int | None
 
 
-def _child(converter: str, block_ms: float, device_rate: int, signal_path: str, core: int | None,
-           launched: float) -> None:
+def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, signal_path: str, core: int | None,
+           launched: float, model: str | None) -> None:
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
     import resource
@@ -57,7 +60,6 @@ def _child(converter: str, block_ms: float, device_rate: int, signal_path: str, 
 
     from .engine.melody import Melody, Note
     from .engine.registry import make_converter
-    from .live import LIVE_CHUNK_MS
     from .streaming.live import prefill_blocks_for
     from .streaming.realtime import RealtimeStreamer
     from .streaming.streamer import Streamer
@@ -66,9 +68,9 @@ def _child(converter: str, block_ms: float, device_rate: int, signal_path: str, 
     seconds = audio.shape[0] / device_rate
     if converter == "world":
         notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
-        conv = make_converter("singing", "world", melody=Melody(notes, "bench"), chunk_ms=LIVE_CHUNK_MS)
+        conv = make_converter("singing", "world", melody=Melody(notes, "bench"), chunk_ms=chunk_ms)
     else:
-        conv = make_converter("speech", converter, chunk_ms=LIVE_CHUNK_MS)
+        conv = make_converter("speech", converter, chunk_ms=chunk_ms, model_path=model)
     processor = RealtimeStreamer(Streamer(conv, device_rate, device_rate), device_rate)
     block = int(round(block_ms * device_rate / 1000))
     prefill = prefill_blocks_for(conv.chunk_samples / conv.sample_rate, device_rate, block)
@@ -84,7 +86,8 @@ def _child(converter: str, block_ms: float, device_rate: int, signal_path: str, 
     t = np.array(times)
     block_s = block / device_rate
     result = BenchResult(
-        converter=converter, block_ms=block_ms, device_rate=device_rate,
+        converter=converter, block_ms=block_ms, chunk_ms=1000 * conv.chunk_samples / conv.sample_rate,
+        device_rate=device_rate,
         algorithmic_latency_ms=1000 * processor.latency_samples / device_rate,
         declared_latency_ms=1000 * declared,
         compute_p50_ms=1000 * float(np.percentile(t, 50)), compute_p99_ms=1000 * float(np.percentile(t, 99)),
@@ -114,8 +117,14 @@ def _bench_signal(device_rate: int, seconds: float, folder: str) -> str:
 
 
 def run_bench(converters=CONVERTERS, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
-              core: int | None = 0, progress=None) -> list[BenchResult]:
+              core: int | None = 0, progress=None, chunk_ms: float | None = None,
+              model: str | None = None) -> list[BenchResult]:
+    """Benchmark each converter at each block size; ``chunk_ms`` defaults to the live one (10 ms)."""
     import tempfile
+
+    from .live import LIVE_CHUNK_MS
+
+    chunk = LIVE_CHUNK_MS if chunk_ms is None else chunk_ms
 
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -123,8 +132,8 @@ def run_bench(converters=CONVERTERS, block_ms=BLOCK_MS, device_rate: int = 48_00
         for conv in converters:
             for ms in block_ms:
                 launched = time.time()
-                cmd = [sys.executable, "-m", "voxflip.bench", "--child", conv, str(ms), str(device_rate), signal,
-                       "-1" if core is None else str(core), repr(launched)]
+                cmd = [sys.executable, "-m", "voxflip.bench", "--child", conv, str(ms), str(chunk), str(device_rate),
+                       signal, "-1" if core is None else str(core), repr(launched), model or ""]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise RuntimeError(f"benchmark of {conv} at {ms} ms failed: {done.stderr.strip()[-500:]}")
@@ -135,10 +144,10 @@ def run_bench(converters=CONVERTERS, block_ms=BLOCK_MS, device_rate: int = 48_00
 
 
 def format_table(results: list[BenchResult]) -> str:
-    head = ("| converter | block | algorithmic / declared latency | compute p50 / p99 | RTF p50 / p99 / mean "
+    head = ("| converter | block / chunk | algorithmic / declared latency | compute p50 / p99 | RTF p50 / p99 / mean "
             "| peak RSS | start-up |\n| --- | --- | --- | --- | --- | --- | --- |")
     rows = [
-        f"| {r.converter} | {r.block_ms:g} ms | {r.algorithmic_latency_ms:.1f} / {r.declared_latency_ms:.1f} ms | "
+        f"| {r.converter} | {r.block_ms:g} / {r.chunk_ms:g} ms | {r.algorithmic_latency_ms:.1f} / {r.declared_latency_ms:.1f} ms | "
         f"{r.compute_p50_ms:.2f} / "
         f"{r.compute_p99_ms:.2f} ms | {r.rtf_p50:.2f} / {r.rtf_p99:.2f} / {r.rtf_mean:.2f} | {r.peak_rss_mb:.0f} MB | "
         f"{r.startup_s:.2f} s |"
@@ -149,5 +158,6 @@ def format_table(results: list[BenchResult]) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        conv, ms, rate, signal, core, launched = sys.argv[2:8]
-        _child(conv, float(ms), int(rate), signal, None if core == "-1" else int(core), float(launched))
+        conv, ms, chunk, rate, signal, core, launched, model = sys.argv[2:10]
+        _child(conv, float(ms), float(chunk), int(rate), signal, None if core == "-1" else int(core), float(launched),
+               model or None)

@@ -120,8 +120,13 @@ def get_parser() -> argparse.ArgumentParser:
         description="Benchmark each converter at 10, 20 and 40 ms device blocks on one CPU core.",
     )
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    bench.add_argument("--converters", default="world-nodur,world-dur,world", help="comma-separated (default: all)")
+    bench.add_argument("--converters", default="world-nodur,world-dur,world",
+                       help="comma-separated: world-nodur, world-dur, world, flow-nodur, flow-dur "
+                            "(default: the three WORLD ones)")
     bench.add_argument("--block-ms", default="10,20,40", help="comma-separated device block sizes in ms")
+    bench.add_argument("--chunk-ms", type=_finite_float, default=None,
+                       help="converter chunk in ms (default: the live default, 10 ms)")
+    bench.add_argument("--model", default=None, help="flow model for flow-nodur/flow-dur (default: the shipped one)")
     bench.add_argument("--rate", type=_positive_int, default=48_000, help="device sample rate (default 48000)")
     bench.add_argument("--seconds", type=_finite_float, default=20.0, help="audio per configuration (default 20 s)")
 
@@ -391,12 +396,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from .bench import CONVERTERS, format_table, run_bench
+    from .bench import CONVERTERS, FLOW_CONVERTERS, format_table, run_bench
+    from .engine.registry import make_converter
 
     converters = [c.strip() for c in args.converters.split(",") if c.strip()]
-    unknown = [c for c in converters if c not in CONVERTERS]
-    if unknown:
-        raise EngineError(f"--converters: unknown {', '.join(unknown)}; allowed: {', '.join(CONVERTERS)}")
+    allowed = CONVERTERS + FLOW_CONVERTERS
+    unknown = [c for c in converters if c not in allowed]
+    if unknown or not converters:
+        raise EngineError(f"--converters {args.converters!r}: unknown {', '.join(unknown) or 'empty'}; "
+                          f"allowed: {', '.join(allowed)}")
+    if args.chunk_ms is not None and not 1 <= args.chunk_ms <= 500:
+        raise EngineError(f"--chunk-ms {args.chunk_ms:g} must be 1..500 ms")
+    flows = [c for c in converters if c in FLOW_CONVERTERS]
+    if flows:
+        make_converter("speech", flows[0], model_path=args.model)     # a missing or bad model fails here, once
+    elif args.model is not None:
+        raise EngineError("--model applies to the flow converters (flow-nodur, flow-dur)")
     try:
         block_ms = [float(b) for b in args.block_ms.split(",") if b.strip()]
     except ValueError:
@@ -407,7 +422,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     def progress(r) -> None:
         print(f"bench: {r.converter} at {r.block_ms:g} ms: RTF p50 {r.rtf_p50:.2f}", file=sys.stderr)
 
-    results = run_bench(converters, block_ms, args.rate, args.seconds, progress=progress)
+    results = run_bench(converters, block_ms, args.rate, args.seconds, progress=progress, chunk_ms=args.chunk_ms,
+                        model=args.model)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
