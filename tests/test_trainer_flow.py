@@ -235,3 +235,23 @@ def test_method_flow_is_flow_dur_and_renders_from_the_command_line(exported: Pat
                  "--model", str(exported / "model.onnx")]) == 0
     rendered, out_rate = sf.read(out)
     assert out_rate == rate and rendered.size > 0 and np.all(np.isfinite(rendered))
+
+
+def test_live_and_bench_run_the_flow_model(exported: Path, example_speech, tmp_path: Path):
+    import soundfile as sf
+
+    from voxflip.bench import run_bench
+    from voxflip.cli import main
+
+    pytest.importorskip("voxflip.streaming._ringbuffer")
+    audio, rate = example_speech
+    src, out, stats = tmp_path / "in.wav", tmp_path / "out.wav", tmp_path / "stats.json"
+    sf.write(src, audio[: rate], rate)
+    assert main(["live", "--to", "speech", "--method", "flow-nodur", "--model", str(exported / "model.onnx"),
+                 "--input-file", str(src), "--output-file", str(out), "--fast", "-q",
+                 "--stats-json", str(stats)]) == 0
+    facts = json.loads(stats.read_text())
+    assert sf.info(out).frames == rate + facts["declared_latency_samples"]
+    assert facts["xruns"] == 0 and facts["worker_errors"] == 0
+    (result,) = run_bench(["flow-dur"], [20], 16_000, 1.0, model=str(exported / "model.onnx"))
+    assert result.chunk_ms == 20 and result.rtf_p50 > 0

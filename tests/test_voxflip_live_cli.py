@@ -63,6 +63,7 @@ def test_live_mix_zero_from_a_file_is_the_input_delayed(tmp_path: Path, speech_4
         (["--block-size", "8"], "outside 16..16384"),
         (["--mix", "2"], "outside 0..1"),
         (["--fx", "no-such-preset"], "is not a bundled preset"),
+        (["--model", "m.onnx"], "--model applies to --to speech with a flow method"),
     ],
 )
 def test_live_bad_options(capsys, extra, expected):

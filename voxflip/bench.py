@@ -60,6 +60,7 @@ def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, s
 
     from .engine.melody import Melody, Note
     from .engine.registry import make_converter
+    from .live import LIVE_CHUNK_MS
     from .streaming.live import prefill_blocks_for
     from .streaming.realtime import RealtimeStreamer
     from .streaming.streamer import Streamer
@@ -68,9 +69,11 @@ def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, s
     seconds = audio.shape[0] / device_rate
     if converter == "world":
         notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
-        conv = make_converter("singing", "world", melody=Melody(notes, "bench"), chunk_ms=chunk_ms)
+        conv = make_converter("singing", "world", melody=Melody(notes, "bench"), chunk_ms=chunk_ms or LIVE_CHUNK_MS)
+    elif converter.startswith("flow"):
+        conv = make_converter("speech", converter, chunk_ms=chunk_ms or None, model_path=model)
     else:
-        conv = make_converter("speech", converter, chunk_ms=chunk_ms, model_path=model)
+        conv = make_converter("speech", converter, chunk_ms=chunk_ms or LIVE_CHUNK_MS)
     processor = RealtimeStreamer(Streamer(conv, device_rate, device_rate), device_rate)
     block = int(round(block_ms * device_rate / 1000))
     prefill = prefill_blocks_for(conv.chunk_samples / conv.sample_rate, device_rate, block)
@@ -119,12 +122,10 @@ def _bench_signal(device_rate: int, seconds: float, folder: str) -> str:
 def run_bench(converters=CONVERTERS, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
               core: int | None = 0, progress=None, chunk_ms: float | None = None,
               model: str | None = None) -> list[BenchResult]:
-    """Benchmark each converter at each block size; ``chunk_ms`` defaults to the live one (10 ms)."""
+    """Benchmark each converter at each block size; ``chunk_ms=None`` takes what ``voxflip live`` uses."""
     import tempfile
 
-    from .live import LIVE_CHUNK_MS
-
-    chunk = LIVE_CHUNK_MS if chunk_ms is None else chunk_ms
+    chunk = 0.0 if chunk_ms is None else chunk_ms     # 0: the child picks the live default
 
     results = []
     with tempfile.TemporaryDirectory() as folder:

@@ -53,8 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("input", help="audio file: wav, flac, mp3, ogg or aiff, 8-192 kHz, any channel count")
     render.add_argument("-o", "--output", required=True, help="output file; the extension picks the format")
     render.add_argument("--to", required=True, choices=["speech", "singing"], help="target: speech or singing")
-    render.add_argument("--method", help="--to speech: world-nodur (default), world-dur, flow-nodur, flow-dur; "
-                                         "--to singing: world")
+    render.add_argument("--method", help="--to speech: world-nodur (default), world-dur, flow (= flow-dur), "
+                                         "flow-nodur, flow-dur; --to singing: world")
     render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, or a .csv/.json note list")
     render.add_argument("--model", help="flow model (model.onnx from voxflip export) for --method flow-nodur/flow-dur")
     render.add_argument("--transpose", type=_finite_float, default=0.0, metavar="SEMITONES",
@@ -84,14 +84,18 @@ def get_parser() -> argparse.ArgumentParser:
                     "real time into another file (--input-file/--output-file). Ctrl-C stops and prints a summary.",
     )
     live.add_argument("--to", required=True, choices=["speech", "singing"], help="target: speech or singing")
-    live.add_argument("--method", help="world-nodur (default) or world-dur for --to speech; world for --to singing")
+    live.add_argument("--method", help="--to speech: world-nodur (default), world-dur, flow (= flow-dur), flow-nodur, "
+                                       "flow-dur; --to singing: world")
+    live.add_argument("--model", help="flow model (model.onnx from voxflip export) for the flow methods "
+                                      "(default: the shipped one)")
     live.add_argument("--melody", help="tune for singing (it plays from the start of the stream); without one, "
                                        "singing follows live notes (OSC /voxflip/note)")
     live.add_argument("--transpose", type=_finite_float, default=0.0, metavar="SEMITONES")
     live.add_argument("--tempo", type=_finite_float, default=1.0, metavar="FACTOR")
     live.add_argument("--duration", type=_finite_float, metavar="AMOUNT", help="world-dur shortening 0..1")
     live.add_argument("--chunk-ms", type=_finite_float, default=None, metavar="MS",
-                      help="converter chunk, a multiple of 5 ms (default 10 live: less latency, more per-call overhead)")
+                      help="converter chunk, a multiple of 5 ms (default 10 live: less latency, more per-call "
+                           "overhead; the flow methods keep their model's 20)")
     live.add_argument("--input-device", type=int, metavar="ID", help="input device id (see voxflip devices)")
     live.add_argument("--output-device", type=int, metavar="ID", help="output device id (see voxflip devices)")
     live.add_argument("--sample-rate", type=_positive_int, metavar="HZ", help="device rate (default: 48000, or the input file's)")
@@ -125,7 +129,7 @@ def get_parser() -> argparse.ArgumentParser:
                             "(default: the three WORLD ones)")
     bench.add_argument("--block-ms", default="10,20,40", help="comma-separated device block sizes in ms")
     bench.add_argument("--chunk-ms", type=_finite_float, default=None,
-                       help="converter chunk in ms (default: the live default, 10 ms)")
+                       help="converter chunk in ms (default: what voxflip live uses: 10 ms, the flow model's own 20)")
     bench.add_argument("--model", default=None, help="flow model for flow-nodur/flow-dur (default: the shipped one)")
     bench.add_argument("--rate", type=_positive_int, default=48_000, help="device sample rate (default 48000)")
     bench.add_argument("--seconds", type=_finite_float, default=20.0, help="audio per configuration (default 20 s)")
@@ -300,9 +304,14 @@ def _cmd_live(args: argparse.Namespace) -> int:
         raise EngineError("--input-file and --output-file go together")
     if args.fast and args.input_file is None:
         raise EngineError("--fast only applies to --input-file")
+    flow = args.to == "speech" and (args.method or "").startswith("flow")
+    if args.model is not None and not flow:
+        raise EngineError("--model applies to --to speech with a flow method (flow, flow-nodur, flow-dur)")
     chunk_ms = args.chunk_ms or LIVE_CHUNK_MS
-    speech = make_converter("speech", args.method if args.to == "speech" else None, chunk_ms=chunk_ms,
-                            duration=args.duration, transpose_semitones=args.transpose)
+    # the flow model keeps its own chunk (20 ms) unless told: one 10 ms frame per ONNX call costs more than it saves
+    speech = make_converter("speech", args.method if args.to == "speech" else None,
+                            chunk_ms=args.chunk_ms if flow else chunk_ms, duration=args.duration,
+                            transpose_semitones=args.transpose, model_path=args.model if flow else None)
     if args.melody is not None:
         singing = make_converter("singing", args.method if args.to == "singing" else None, chunk_ms=chunk_ms,
                                  melody=load_melody(args.melody, tempo_factor=args.tempo),
@@ -322,7 +331,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     block = check_block_size(args.block_size)
     controller = build_controller(speech, singing, args.to, rate, args.fx)
     processor = controller.realtime
-    prefill = prefill_blocks_for(chunk_ms / 1000.0, rate, block, margin_s=args.safety_ms / 1000.0)
+    chunk_s = max(c.chunk_samples / c.sample_rate for c in (speech, singing))
+    prefill = prefill_blocks_for(chunk_s, rate, block, margin_s=args.safety_ms / 1000.0)
     engine = LiveEngine(processor, rate, block, channels_in=args.channels, channels_out=args.channels,
                         on_overload=args.on_overload, prefill_blocks=prefill, apply_param=controller.apply)
     engine.warm_up()
