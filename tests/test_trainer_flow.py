@@ -218,6 +218,24 @@ def test_a_mismatched_artifact_is_refused(exported: Path, tmp_path: Path):
     (bad / "model.manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactMismatchError, match="Re-export"):
         OnnxStepModel(bad / "model.onnx")
+    shutil.copy(exported / "model.manifest.json", bad / "model.manifest.json")
+    (bad / "model.weights").unlink()
+    with pytest.raises(ArtifactMismatchError, match="weights file 'model.weights' is missing"):
+        OnnxStepModel(bad / "model.onnx")
+
+
+def test_the_two_graphs_store_the_flow_weights_once(exported: Path):
+    import onnx
+
+    def records(name: str) -> set[tuple]:
+        graph = onnx.load(str(exported / name), load_external_data=False)
+        assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer)
+        return {tuple((e.key, e.value) for e in t.external_data) for t in graph.graph.initializer}
+
+    step, decoder = records("model.onnx"), records("model.decoder.onnx")
+    assert decoder and decoder <= step        # every decoder weight is a record the step graph uses too
+    manifest = json.loads((exported / "model.manifest.json").read_text())
+    assert manifest["files"] == {"step": "model.onnx", "decoder": "model.decoder.onnx", "weights": "model.weights"}
 
 
 def test_method_flow_is_flow_dur_and_renders_from_the_command_line(exported: Path, example_speech, tmp_path: Path):

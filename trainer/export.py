@@ -10,7 +10,9 @@ frames (for ``dur``), and the new state::
 Outputs lag inputs by ``lookahead_frames`` (the encoder's lookahead, done by delay).
 ``model.decoder.onnx`` is the flow alone, ``(z [1, 80, m], state_in.flow*) ->
 (speech_mel, state_out.flow*)``, which ``dur`` runs on the prior expanded by the
-predicted durations. ``model.manifest.json`` records what the engine checks on load:
+predicted durations. The two graphs share one weights file, ``model.weights`` (ONNX
+external data): the flow's weights, which both graphs hold, are stored once.
+``model.manifest.json`` records what the engine checks on load:
 format version, opset, the mel setup, chunking, lookahead, noise scale, the state
 tensors' names and shapes, and a hash of the model configuration.
 """
@@ -130,12 +132,14 @@ def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) ->
                       output_names=["speech_mel", *[f"state_out.{n}" for n in flow_names]],
                       dynamic_axes={"z": {2: "frames"}, "speech_mel": {2: "frames"}}, opset_version=OPSET,
                       dynamo=False)
+    weights_path = output.with_suffix(".weights")
+    _share_weights(output, decoder_path, weights_path)
     mel_cfg = MelConfig.for_s2s()
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": "s2s-flow",
         "onnx_opset": OPSET,
-        "files": {"step": output.name, "decoder": decoder_path.name},
+        "files": {"step": output.name, "decoder": decoder_path.name, "weights": weights_path.name},
         "sample_rate": mel_cfg.sample_rate,
         "hop_samples": mel_cfg.hop_samples,
         "mel": asdict(mel_cfg),
@@ -149,6 +153,40 @@ def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) ->
     manifest_path = output.with_suffix(".manifest.json")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest_path
+
+
+def _share_weights(step_path: Path, decoder_path: Path, weights_path: Path) -> None:
+    """Move both graphs' initializers into one external-data file, storing identical tensors once.
+
+    The step graph's initializers are written to ``weights_path`` in order; every decoder
+    initializer whose type, shape and bytes equal one already written points at that
+    record, and the rest are appended. ONNX Runtime reads the file relative to each graph.
+    """
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    weights_path.unlink(missing_ok=True)
+    written: dict[tuple, tuple[int, int]] = {}
+    with open(weights_path, "wb") as sink:
+        for path in (step_path, decoder_path):
+            graph = onnx.load(str(path))
+            for tensor in graph.graph.initializer:
+                raw = onnx.numpy_helper.to_array(tensor).tobytes()
+                key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(raw).hexdigest())
+                if key not in written:
+                    pad = (-sink.tell()) % 64           # aligned records, so they can be memory-mapped
+                    sink.write(b"\0" * pad)
+                    written[key] = (sink.tell(), len(raw))
+                    sink.write(raw)
+                offset, length = written[key]
+                set_external_data(tensor, location=weights_path.name, offset=offset, length=length)
+                tensor.ClearField("raw_data")
+                tensor.ClearField("float_data")
+                tensor.ClearField("int64_data")
+                tensor.ClearField("int32_data")
+                tensor.ClearField("double_data")
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+            onnx.save_model(graph, str(path))
 
 
 def torch_step_reference(model: S2SFlow, mel: np.ndarray, noise: np.ndarray, chunk: int) -> np.ndarray:

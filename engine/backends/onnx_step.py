@@ -1,6 +1,7 @@
 """Run a streaming step graph exported by ``voxflip export`` with ONNX Runtime (no torch).
 
-The artifact is ``model.onnx`` + ``model.decoder.onnx`` + ``model.manifest.json``. Loading
+The artifact is ``model.onnx`` + ``model.decoder.onnx`` + ``model.manifest.json``, and
+``model.weights`` (the graphs' shared external data) from exports that write it. Loading
 checks the manifest against this engine (format version, model kind, mel setup, the
 state tensors the graph takes) and refuses a mismatch with an
 :class:`~voxflip.engine.errors.ArtifactMismatchError` that says what differs.
@@ -64,12 +65,19 @@ class OnnxStepModel:
         self.n_mels = self.mel.n_mels
         self.state_names = [s["name"] for s in manifest["state"]]
         self.state_shapes = [tuple(s["shape"]) for s in manifest["state"]]
-        self._step = _session(path.parent / manifest["files"]["step"], threads)
+        files = manifest.get("files", {})
+        for role in ("step", "decoder", "weights"):
+            if role in files and not (path.parent / files[role]).is_file():
+                raise ArtifactMismatchError(
+                    f"{path}: its {role} file {files[role]!r} is missing beside it; keep the files "
+                    f"{', '.join(sorted(files.values()))} and the manifest together"
+                )
+        self._step = _session(path.parent / files["step"], threads)
         wanted = {"mel", "noise", *(f"state_in.{n}" for n in self.state_names)}
         got = {i.name for i in self._step.get_inputs()}
         if wanted != got:
             raise ArtifactMismatchError(f"{path}: the graph's inputs {sorted(got)} do not match the manifest's {sorted(wanted)}")
-        self._decoder_path = path.parent / manifest["files"]["decoder"]
+        self._decoder_path = path.parent / files["decoder"]
         self._decoder = None
         self._threads = threads
         self.flow_names = [n for n in self.state_names if n.startswith("flow")]
