@@ -97,6 +97,43 @@ def test_training_lowers_the_loss(tiny_corpus: Path):
     assert float(model(**batch)["loss"]) < 0.7 * first
 
 
+def test_smoothed_duration_targets_keep_the_speech_length_and_expand_by_carrying_fractions():
+    from voxflip.trainer.models.s2s_flow import expand_counts, smooth_rate
+
+    counts = torch.tensor([[1.0, 0, 0, 2, 0, 0, 0, 1, 1, 0, 3, 0, 0, 0, 0, 0]])
+    mask = torch.ones_like(counts)
+    mask[0, 12:] = 0
+    counts = counts * mask
+    rate = smooth_rate(counts, mask, 5)
+    assert torch.all(rate[0, 12:] == 0) and float(rate.max()) < float(counts.max())
+    assert abs(float(rate.sum()) - float(counts.sum())) < 0.25 * float(counts.sum())   # only the edges lose
+    assert torch.equal(smooth_rate(counts, mask, 1), counts)
+    # 0.4 frames per frame, five times over, is two whole frames, not five roundings to zero
+    expanded = expand_counts(torch.log1p(torch.full((5,), 0.4)))
+    assert expanded.tolist() == [0, 0, 1, 0, 1] and int(expanded.sum()) == 2
+    with pytest.raises(ValueError, match="duration_smoothing=4"):     # ConfigError is a ValueError
+        from voxflip.trainer.models.s2s_flow import S2SFlowConfig
+
+        S2SFlowConfig(duration_smoothing=4)
+
+
+def test_duration_only_fine_tuning_changes_nothing_else(tiny_corpus: Path, tmp_path: Path):
+    from voxflip.trainer.config import ConfigError
+    from voxflip.trainer.train import train
+
+    base = train(_config(tiny_corpus, "train.max_steps=4", "train.checkpoint_every=4"), tmp_path / "base",
+                 progress=False)
+    tuned = train(_config(tiny_corpus, "train.max_steps=6", "train.checkpoint_every=6", 'train.trainable="duration"',
+                          f'train.init_from="{base}"'), tmp_path / "tuned", progress=False)
+    before, after = _weights(base), _weights(tuned)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("duration.") for k in changed), changed
+    with pytest.raises(ConfigError, match="set train.init_from"):
+        _config(tiny_corpus, 'train.trainable="duration"')
+    with pytest.raises(ConfigError, match="trainable='flow'"):
+        _config(tiny_corpus, 'train.trainable="flow"', f'train.init_from="{base}"')
+
+
 def test_a_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path):
     """Kill a training process after its step-4 checkpoint; the resumed run ends bit-identical."""
     from voxflip.trainer.train import train

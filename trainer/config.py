@@ -42,6 +42,9 @@ class DataConfig:
             raise ConfigError(f"data.max_frames={self.max_frames} must be >= data.min_frames={self.min_frames} >= 1")
 
 
+TRAINABLE = ("all", "duration")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
@@ -56,10 +59,16 @@ class TrainConfig:
     keep_checkpoints: int = 3
     init_from: str = ""            # fine-tuning: start from this checkpoint's weights (not its optimiser)
     threads: int = 0               # torch threads per process; 0 = torch's default
+    trainable: str = "all"         # "duration": only the duration predictor learns (with init_from)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.max_steps < 1 or self.checkpoint_every < 1:
             raise ConfigError("train.lr must be > 0 and train.batch_size, max_steps, checkpoint_every >= 1")
+        if self.trainable not in TRAINABLE:
+            raise ConfigError(f"train.trainable={self.trainable!r} is not one of {', '.join(TRAINABLE)}")
+        if self.trainable != "all" and not self.init_from:
+            raise ConfigError(f"train.trainable={self.trainable!r} trains one part of a trained model: "
+                              "set train.init_from to its checkpoint")
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,16 @@ class RunConfig:
         path = Path(self.data.manifest)
         return path if path.is_absolute() else Path(self.base_dir) / path
 
+    def init_path(self) -> Path | None:
+        """``train.init_from`` resolved like the manifest (relative to the config file); None when unset."""
+        if not self.train.init_from:
+            return None
+        path = Path(self.train.init_from)
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
 
 _TABLES = {"data": DataConfig, "model": S2SFlowConfig, "train": TrainConfig}
+_PATHS = {"data": ("manifest", "cache_dir"), "train": ("init_from",)}
 
 
 def _coerce(table: str, key: str, value: Any, default: Any) -> Any:
@@ -128,6 +145,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for table, values in parse_overrides(overrides or []).items():
         if table not in _TABLES:
             raise ConfigError(f"--set {table}.*: unknown table; valid tables: {', '.join(_TABLES)}")
+        for key in _PATHS.get(table, ()):
+            # a path in the file is relative to the file; one typed on the command line, to where it is typed
+            if isinstance(values.get(key), str) and values[key] and not Path(values[key]).is_absolute():
+                values[key] = str(Path.cwd() / values[key])
         raw.setdefault(table, {}).update(values)
     built = {t: _build(t, cls, raw.get(t, {})) for t, cls in _TABLES.items()}
     return RunConfig(base_dir=base, **built)
@@ -149,5 +170,7 @@ def to_toml(config: RunConfig) -> str:
 
 
 def with_manifest_absolute(config: RunConfig) -> RunConfig:
-    """The same config with the manifest path resolved (for saving next to a run)."""
-    return replace(config, data=replace(config.data, manifest=str(config.manifest_path().resolve())))
+    """The same config with the manifest and init_from paths resolved (for saving next to a run)."""
+    init = config.init_path()
+    return replace(config, data=replace(config.data, manifest=str(config.manifest_path().resolve())),
+                   train=replace(config.train, init_from=str(init.resolve()) if init is not None else ""))

@@ -79,17 +79,38 @@ def load_checkpoint(path: str | Path) -> tuple[S2SFlow, dict]:
     return model, payload
 
 
-def _valid_loss(model: torch.nn.Module, data: PairData, batch_size: int) -> float | None:
+def _train_mode(model: S2SFlow, trainable: str) -> None:
+    """Training mode for what learns; a frozen part stays in eval mode (no dropout), as at inference."""
+    if trainable == "all":
+        model.train()
+    else:
+        model.eval()
+        getattr(model, trainable).train()
+
+
+def _trainable_parameters(model: S2SFlow, trainable: str) -> list[torch.nn.Parameter]:
+    if trainable == "all":
+        return list(model.parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = list(getattr(model, trainable).parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _valid_scores(model: S2SFlow, data: PairData, batch_size: int, trainable: str) -> dict[str, float]:
     if not data.valid:
-        return None
+        return {}
     model.eval()
-    losses = []
+    scores: dict[str, list[float]] = {}
     with torch.no_grad():
         for i in range(0, min(len(data.valid), 4 * batch_size), batch_size):
             batch = collate(data.valid[i : i + batch_size])
-            losses.append(float(model(**batch)["loss"]))
-    model.train()
-    return float(np.mean(losses))
+            for key, value in model(**batch).items():
+                scores.setdefault(key, []).append(float(value))
+    _train_mode(model, trainable)
+    return {key: float(np.mean(values)) for key, values in scores.items()}
 
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progress: bool = True,
@@ -121,9 +142,12 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
     torch.manual_seed(tc.seed)
     model = build_model(config, data)
     if tc.init_from:
-        init, _ = load_checkpoint(tc.init_from)
+        init_path = config.init_path()
+        if not init_path.is_file():
+            raise ConfigError(f"train.init_from {str(init_path)!r} does not exist (paths are relative to the config file)")
+        init, _ = load_checkpoint(init_path)
         model.load_state_dict(init.state_dict())
-    optimiser = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.98), eps=1e-9)
+    optimiser = torch.optim.Adam(_trainable_parameters(model, tc.trainable), lr=tc.lr, betas=(0.9, 0.98), eps=1e-9)
     order = BatchOrder(len(data.train), tc.batch_size // world if world > 1 else tc.batch_size, tc.seed, rank, world)
     step, epoch, index = 0, 0, 0
     last = latest_checkpoint(run_dir) if resume else None
@@ -157,7 +181,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
                    mininterval=0.1 if sys.stderr.isatty() else 30.0)
     target = tc.max_steps if stop_after is None else min(tc.max_steps, step + stop_after)
     checkpoint = last
-    model.train()
+    _train_mode(model, tc.trainable)
     started = time.perf_counter()
     while step < target:
         batch = collate([data.train[i] for i in order.batch(epoch, index)])
@@ -170,7 +194,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
         out = wrapped(**batch)
         optimiser.zero_grad(set_to_none=True)
         out["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for g in optimiser.param_groups for p in g["params"]],
+                                                   tc.grad_clip)
         optimiser.step()
         step += 1
         if rank == 0:
@@ -184,9 +209,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
                 writer.add_scalar("train/lr", lr, step)
                 writer.add_scalar("train/grad_norm", float(grad_norm), step)
             if writer is not None and step % tc.valid_every == 0:
-                valid = _valid_loss(model, data, tc.batch_size)
-                if valid is not None:
-                    writer.add_scalar("valid/loss", valid, step)
+                for key, value in _valid_scores(model, data, tc.batch_size, tc.trainable).items():
+                    writer.add_scalar(f"valid/{key}", value, step)
             if step % tc.checkpoint_every == 0 or step == target:
                 checkpoint = run_dir / "checkpoints" / f"step_{step:08d}.pt"
                 _save(checkpoint, {

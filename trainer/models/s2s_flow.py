@@ -17,8 +17,9 @@ with the training set's mean and standard deviation (buffers of the model).
 - **Flow decoder** (:class:`~.flow.FlowDecoder`): speech mel -> latent; trained by
   maximum likelihood under the aligned prior.
 - **Duration predictor** (causal convolutions on the detached hidden states):
-  ``log(1 + d)`` of the speech frames each singing frame receives; ``dur``
-  inference expands the prior by it, ``nodur`` keeps the singing's timing (one
+  ``log(1 + d)`` of the speech frames each singing frame receives, ``d`` being
+  the MAST path's counts averaged over ``duration_smoothing`` frames; ``dur``
+  inference expands the prior by it (fractions carried from frame to frame), ``nodur`` keeps the singing's timing (one
   speech frame per singing frame).
 
 Inference samples the prior with ``noise_scale`` (the paper: 0.3) and inverts the flow.
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ...engine.errors import ConfigError
 from ..mast import mast
 from .flow import FlowDecoder
 from .layers import CausalConv1d, ResidualBlock
@@ -56,6 +58,11 @@ class S2SFlowConfig:
     duration_weight: float = 1.0
     likelihood_in_alignment: float = 1.0
     dropout: float = 0.1
+    duration_smoothing: int = 9     # frames of the moving average over the duration targets (1 = none)
+
+    def __post_init__(self) -> None:
+        if self.duration_smoothing < 1 or self.duration_smoothing % 2 == 0:
+            raise ConfigError(f"model.duration_smoothing={self.duration_smoothing!r} must be an odd number >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +132,31 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def smooth_rate(counts: Tensor, mask: Tensor, width: int) -> Tensor:
+    """Centred moving average of ``counts`` ``[b, T]`` over the valid frames of ``mask`` ``[b, T]``.
+
+    The MAST path gives each singing frame a whole number of speech frames (0 inside a held
+    vowel, 1-2 at consonants). Regressed in the log domain, such spikes are predicted near
+    their geometric mean and the summed durations come out far too short; their local
+    average (speech frames per singing frame) is smooth, and its sum is the speech length
+    up to the edges.
+    """
+    if width == 1:
+        return counts * mask
+    kernel = torch.ones(1, 1, width, dtype=counts.dtype, device=counts.device)
+    total = nn.functional.conv1d((counts * mask)[:, None], kernel, padding=width // 2)[:, 0]
+    weight = nn.functional.conv1d(mask[:, None], kernel, padding=width // 2)[:, 0]
+    return total / weight.clamp(min=1.0) * mask
+
+
+def expand_counts(log_dur: Tensor) -> Tensor:
+    """Whole speech frames per singing frame from predicted ``log(1 + d)`` ``[T]``, carrying fractions
+    forward (frame i gets ``floor(D_i) - floor(D_{i-1})`` with ``D`` the running sum), as the engine does."""
+    rate = torch.expm1(torch.clamp(log_dur.double(), min=0.0))
+    total = torch.floor(torch.cumsum(rate, 0))
+    return torch.diff(total, prepend=total.new_zeros(1)).long()
+
+
 class S2SFlow(nn.Module):
     """See the module docstring."""
 
@@ -189,10 +221,13 @@ class S2SFlow(nn.Module):
             n_sp = int(speech_len[i])
             targets[i] = torch.bincount(paths[i, :n_sp], minlength=t_si)[:t_si].float()
         log_dur = self.duration(h_si.detach())
-        loss_dur = _masked_mean((log_dur - torch.log1p(targets)) ** 2, m_si[:, 0])
+        rate = smooth_rate(targets, m_si[:, 0], cfg.duration_smoothing)
+        loss_dur = _masked_mean((log_dur - torch.log1p(rate)) ** 2, m_si[:, 0])
+        predicted = (torch.expm1(torch.clamp(log_dur.detach(), min=0.0)) * m_si[:, 0]).sum()
 
         total = loss_nll + cfg.ppg_weight * loss_ppg + cfg.duration_weight * loss_dur
-        return {"loss": total, "nll": loss_nll.detach(), "ppg": loss_ppg.detach(), "duration": loss_dur.detach()}
+        return {"loss": total, "nll": loss_nll.detach(), "ppg": loss_ppg.detach(), "duration": loss_dur.detach(),
+                "duration_ratio": predicted / speech_len.sum().clamp(min=1)}
 
     def _align(self, mu, logs, ppg_si, ppg_sp, z, sing_len, speech_len) -> Tensor:
         cfg = self.cfg
@@ -233,7 +268,7 @@ class S2SFlow(nn.Module):
             noise = torch.randn(mu.shape, generator=generator)
         if dur:
             h_valid = h[:, :, look:]
-            counts = torch.clamp(torch.round(torch.expm1(self.duration.forward(h)[:, look:])), min=0).long()[0]
+            counts = expand_counts(self.duration.forward(h)[0, look:])
             index = torch.repeat_interleave(torch.arange(h_valid.shape[2]), counts)
             if index.numel() == 0:
                 index = torch.zeros(1, dtype=torch.long)
