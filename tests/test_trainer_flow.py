@@ -261,6 +261,28 @@ def test_a_mismatched_artifact_is_refused(exported: Path, tmp_path: Path):
         OnnxStepModel(bad / "model.onnx")
 
 
+def test_the_encoder_graph_is_the_step_without_the_flow(exported: Path, tmp_path: Path):
+    from voxflip.engine.backends.onnx_step import OnnxStepModel
+
+    model = OnnxStepModel(exported / "model.onnx")
+    rng = np.random.default_rng(1)
+    mel = (rng.standard_normal((9, 80)) - 5).astype(np.float32)
+    _, mu, logs, log_dur, stepped = model.step(mel, np.zeros_like(mel), model.init_state())
+    e_mu, e_logs, e_dur, encoded = model.encode(mel, model.init_state())
+    assert max(np.abs(a - b).max() for a, b in ((mu, e_mu), (logs, e_logs), (log_dur, e_dur))) < 1e-5
+    assert all(np.allclose(encoded[n], stepped[n], atol=1e-5) for n in model.encoder_names)
+    # an artifact exported before the encoder graph existed runs the whole step instead
+    old = tmp_path / "old"
+    old.mkdir()
+    for f in exported.glob("model.*"):
+        shutil.copy(f, old / f.name)
+    manifest = json.loads((old / "model.manifest.json").read_text())
+    del manifest["files"]["encoder"]
+    (old / "model.manifest.json").write_text(json.dumps(manifest))
+    o_mu, _, _, _ = OnnxStepModel(old / "model.onnx").encode(mel, model.init_state())
+    assert np.abs(o_mu - mu).max() < 1e-6
+
+
 def test_the_two_graphs_store_the_flow_weights_once(exported: Path):
     import onnx
 
@@ -269,10 +291,12 @@ def test_the_two_graphs_store_the_flow_weights_once(exported: Path):
         assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer)
         return {tuple((e.key, e.value) for e in t.external_data) for t in graph.graph.initializer}
 
-    step, decoder = records("model.onnx"), records("model.decoder.onnx")
+    step, decoder, encoder = records("model.onnx"), records("model.decoder.onnx"), records("model.encoder.onnx")
     assert decoder and decoder <= step        # every decoder weight is a record the step graph uses too
+    assert encoder and encoder <= step
     manifest = json.loads((exported / "model.manifest.json").read_text())
-    assert manifest["files"] == {"step": "model.onnx", "decoder": "model.decoder.onnx", "weights": "model.weights"}
+    assert manifest["files"] == {"step": "model.onnx", "decoder": "model.decoder.onnx",
+                                 "encoder": "model.encoder.onnx", "weights": "model.weights"}
 
 
 def test_method_flow_is_flow_dur_and_renders_from_the_command_line(exported: Path, example_speech, tmp_path: Path):

@@ -10,8 +10,11 @@ frames (for ``dur``), and the new state::
 Outputs lag inputs by ``lookahead_frames`` (the encoder's lookahead, done by delay).
 ``model.decoder.onnx`` is the flow alone, ``(z [1, 80, m], state_in.flow*) ->
 (speech_mel, state_out.flow*)``, which ``dur`` runs on the prior expanded by the
-predicted durations. The two graphs share one weights file, ``model.weights`` (ONNX
-external data): the flow's weights, which both graphs hold, are stored once.
+predicted durations; ``model.encoder.onnx`` is the step without the flow,
+``(mel, state_in.enc*, state_in.dur*) -> (mu, logs, log_dur, state_out.enc*, state_out.dur*)``,
+so ``dur`` does not invert the flow on frames it then throws away. The three graphs share
+one weights file, ``model.weights`` (ONNX external data): a weight two graphs hold is
+stored once.
 ``model.manifest.json`` records what the engine checks on load:
 format version, opset, the mel setup, chunking, lookahead, noise scale, the state
 tensors' names and shapes, and a hash of the model configuration.
@@ -62,6 +65,22 @@ class _StepGraph(nn.Module):
         for caches in flow_state:
             out.extend(caches)
         return tuple(out)
+
+
+class _EncoderGraph(nn.Module):
+    """The step without the flow: prior and durations only (what ``dur`` needs per singing chunk)."""
+
+    def __init__(self, model: S2SFlow) -> None:
+        super().__init__()
+        self.model = model
+        self.n_enc = len(model.encoder.blocks)
+
+    def forward(self, mel: Tensor, *state: Tensor):
+        m = self.model
+        h, enc_state = m.encoder.step(m.normalise(mel), list(state[: self.n_enc]))
+        mu, logs = m.prior(h).chunk(2, dim=1)
+        log_dur, dur_state = m.duration.step(h, list(state[self.n_enc :]))
+        return (mu, logs, log_dur, *enc_state, *dur_state)
 
 
 class _DecoderGraph(nn.Module):
@@ -132,14 +151,23 @@ def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) ->
                       output_names=["speech_mel", *[f"state_out.{n}" for n in flow_names]],
                       dynamic_axes={"z": {2: "frames"}, "speech_mel": {2: "frames"}}, opset_version=OPSET,
                       dynamo=False)
+    encoder_names = [n for n in names if not n.startswith("flow")]
+    encoder_state = [s for n, s in zip(names, state, strict=True) if not n.startswith("flow")]
+    encoder_path = output.with_suffix(".encoder.onnx")
+    torch.onnx.export(_EncoderGraph(model).eval(), (mel, *encoder_state), str(encoder_path),
+                      input_names=["mel", *[f"state_in.{n}" for n in encoder_names]],
+                      output_names=["mu", "logs", "log_dur", *[f"state_out.{n}" for n in encoder_names]],
+                      dynamic_axes={"mel": {2: "frames"}, "mu": {2: "frames"}, "logs": {2: "frames"},
+                                    "log_dur": {1: "frames"}}, opset_version=OPSET, dynamo=False)
     weights_path = output.with_suffix(".weights")
-    _share_weights(output, decoder_path, weights_path)
+    _share_weights([output, decoder_path, encoder_path], weights_path)
     mel_cfg = MelConfig.for_s2s()
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": "s2s-flow",
         "onnx_opset": OPSET,
-        "files": {"step": output.name, "decoder": decoder_path.name, "weights": weights_path.name},
+        "files": {"step": output.name, "decoder": decoder_path.name, "encoder": encoder_path.name,
+                  "weights": weights_path.name},
         "sample_rate": mel_cfg.sample_rate,
         "hop_samples": mel_cfg.hop_samples,
         "mel": asdict(mel_cfg),
@@ -155,10 +183,10 @@ def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) ->
     return manifest_path
 
 
-def _share_weights(step_path: Path, decoder_path: Path, weights_path: Path) -> None:
-    """Move both graphs' initializers into one external-data file, storing identical tensors once.
+def _share_weights(graphs: list[Path], weights_path: Path) -> None:
+    """Move the graphs' initializers into one external-data file, storing identical tensors once.
 
-    The step graph's initializers are written to ``weights_path`` in order; every decoder
+    The first graph's initializers are written to ``weights_path`` in order; every later
     initializer whose type, shape and bytes equal one already written points at that
     record, and the rest are appended. ONNX Runtime reads the file relative to each graph.
     """
@@ -168,7 +196,7 @@ def _share_weights(step_path: Path, decoder_path: Path, weights_path: Path) -> N
     weights_path.unlink(missing_ok=True)
     written: dict[tuple, tuple[int, int]] = {}
     with open(weights_path, "wb") as sink:
-        for path in (step_path, decoder_path):
+        for path in graphs:
             graph = onnx.load(str(path))
             for tensor in graph.graph.initializer:
                 raw = onnx.numpy_helper.to_array(tensor).tobytes()

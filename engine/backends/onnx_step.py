@@ -66,7 +66,7 @@ class OnnxStepModel:
         self.state_names = [s["name"] for s in manifest["state"]]
         self.state_shapes = [tuple(s["shape"]) for s in manifest["state"]]
         files = manifest.get("files", {})
-        for role in ("step", "decoder", "weights"):
+        for role in ("step", "decoder", "encoder", "weights"):
             if role in files and not (path.parent / files[role]).is_file():
                 raise ArtifactMismatchError(
                     f"{path}: its {role} file {files[role]!r} is missing beside it; keep the files "
@@ -79,8 +79,11 @@ class OnnxStepModel:
             raise ArtifactMismatchError(f"{path}: the graph's inputs {sorted(got)} do not match the manifest's {sorted(wanted)}")
         self._decoder_path = path.parent / files["decoder"]
         self._decoder = None
+        self._encoder_path = path.parent / files["encoder"] if "encoder" in files else None
+        self._encoder = None
         self._threads = threads
         self.flow_names = [n for n in self.state_names if n.startswith("flow")]
+        self.encoder_names = [n for n in self.state_names if not n.startswith("flow")]
 
     def init_state(self) -> dict[str, np.ndarray]:
         return {n: np.zeros(s, np.float32) for n, s in zip(self.state_names, self.state_shapes, strict=True)}
@@ -93,6 +96,21 @@ class OnnxStepModel:
         out = self._step.run(None, feeds)
         new = dict(zip(self.state_names, out[4:], strict=True))
         return out[0][0].T, out[1][0].T, out[2][0].T, out[3][0], new
+
+    def encode(self, mel: np.ndarray, state: dict[str, np.ndarray]):
+        """The step without the flow: ``(mu, logs, log_dur, new state)``, frames first; the flow's
+        state entries pass through unchanged. Artifacts without an encoder graph run the whole step."""
+        if self._encoder_path is None:
+            _, mu, logs, log_dur, new = self.step(mel, np.zeros_like(mel), state)
+            return mu, logs, log_dur, new
+        if self._encoder is None:
+            self._encoder = _session(self._encoder_path, self._threads)
+        feeds = {"mel": np.ascontiguousarray(mel.T[None], np.float32)}
+        feeds.update({f"state_in.{n}": state[n] for n in self.encoder_names})
+        out = self._encoder.run(None, feeds)
+        new = dict(state)
+        new.update(zip(self.encoder_names, out[3:], strict=True))
+        return out[0][0].T, out[1][0].T, out[2][0], new
 
     def init_decoder_state(self) -> dict[str, np.ndarray]:
         return {n: v for n, v in self.init_state().items() if n.startswith("flow")}

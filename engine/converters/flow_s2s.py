@@ -127,8 +127,12 @@ class FlowS2SConverter(Converter):
         c0 = k * self.chunk_samples
         log_mel, f0, level = self._analyse(np.asarray(window, dtype=np.float64), c0 - self.context_samples, first, count)
         s.chunks += 1
-        noise = s.rng.standard_normal(log_mel.shape).astype(np.float32)
-        speech_mel, mu, logs, log_dur, s.model = self.model.step(log_mel.astype(np.float32), noise, s.model)
+        if self.name == "flow-nodur":
+            noise = s.rng.standard_normal(log_mel.shape).astype(np.float32)
+            speech_mel, mu, logs, log_dur, s.model = self.model.step(log_mel.astype(np.float32), noise, s.model)
+        else:   # dur draws its noise per expanded frame and decodes those; the step's own flow is not needed
+            mu, logs, log_dur, s.model = self.model.encode(log_mel.astype(np.float32), s.model)
+            speech_mel = mu
         drop = self.model.lookahead_frames if k == 0 else 0     # outputs for frames before the stream
         speech_mel, mu, logs, log_dur = speech_mel[drop:], mu[drop:], logs[drop:], log_dur[drop:]
         # the intonation runs on the singing frames; the model's outputs lag them by the lookahead

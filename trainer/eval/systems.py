@@ -87,6 +87,34 @@ def _identity(side: str) -> Runner:
     return run
 
 
+def _real_vocoded(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+    """Copy synthesis: the real speech's own mel and F0 through the flow converters' DSP mel
+    vocoder. No model can do better than this with that vocoder: the flow systems' ceiling."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    from ...engine.features.frames import frame_matrix
+    from ...engine.features.mel import MelAnalyzer, MelConfig
+    from ...engine.features.pitch import PitchConfig, yin_frames
+    from ...engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
+
+    mel = MelConfig.for_s2s()
+    audio, rate = read_audio(entry.speech)
+    if rate != mel.sample_rate:
+        g = gcd(rate, mel.sample_rate)
+        audio = resample_poly(audio, mel.sample_rate // g, rate // g)
+    x = np.asarray(audio, np.float64)
+    pitch = PitchConfig()
+    pad = max(mel.win_samples, pitch.window_samples(mel.sample_rate))
+    padded = np.pad(x, (pad, pad))
+    frames = x.shape[0] // mel.hop_samples
+    log_mel = MelAnalyzer(mel).log_mel_frames(frame_matrix(padded, -pad, 0, frames, mel.hop_samples, mel.win_samples))
+    f0, _ = yin_frames(frame_matrix(padded, -pad, 0, frames, mel.hop_samples, pitch.window_samples(mel.sample_rate)),
+                       mel.sample_rate, pitch)
+    return MelVocoder(MelVocoderConfig(mel=mel))(log_mel.astype(np.float32), f0), mel.sample_rate
+
+
 def _alt_tts(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
     """The S2S paper's transcribe-and-synthesise baseline: pocketsphinx, then Festival."""
     from .asr import transcribe
@@ -108,6 +136,8 @@ def _alt_tts(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
 
 register(System("input", "s2s", "the input singing, unchanged (the floor)", _identity("singing"), ("singing",)))
 register(System("real", "s2s", "the real speech of the pair (the ceiling)", _identity("speech"), ("speech",)))
+register(System("real-vocoded", "s2s", "the real speech's mel and F0 through the flow systems' DSP vocoder "
+                "(their ceiling)", _real_vocoded, ("speech",)))
 register(System("identity", "s2s", "alias of input: the singing unchanged", _identity("singing"), ("singing",)))
 register(System("world-nodur", "s2s", "WORLD, speech intonation, sung timing", _s2s("world-nodur"), ("singing",)))
 register(System("world-dur", "s2s", "WORLD, speech intonation, shortened vowels", _s2s("world-dur"), ("singing",)))
