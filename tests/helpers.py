@@ -82,3 +82,28 @@ def assert_allclose_report_first_mismatch(actual: np.ndarray, expected: np.ndarr
             f"{label}: {bad.size} samples differ by more than {atol}; first at sample {i}: "
             f"{actual[i]!r} vs {expected[i]!r} (max diff {diff.max():.3g})"
         )
+
+
+HEAVY_MODULES = ("torch", "onnx", "tensorrt", "librosa")
+
+
+def cli_heavy_imports(argv: list[str], heavy: tuple[str, ...] = HEAVY_MODULES) -> list[str]:
+    """Run ``voxflip ARGV`` in a fresh interpreter; return the ``heavy`` top-level modules it imported.
+
+    Raises AssertionError when the command fails. The live and render paths must stay light.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from voxflip.cli import main\n"
+        f"rc = main({argv!r})\n"
+        "assert rc == 0, rc\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    return json.loads(done.stdout.strip().splitlines()[-1])
