@@ -1,6 +1,6 @@
 """`voxflip train CONFIG`: train the S2S flow model, resumable, logged, multi-process ready.
 
-- Checkpoints (``run_dir/checkpoints/step_XXXXXXXX.pt``) are written atomically every
+- Checkpoints (``run_dir/checkpoints/step_<step, 8 digits>.pt``, e.g. ``step_00004000.pt``) are written atomically every
   ``train.checkpoint_every`` steps and at the end; the newest ``keep_checkpoints`` are kept.
   They hold the model, the optimiser, the step, the position in the data order and every
   random generator's state, so a killed run resumed from its last checkpoint continues
