@@ -38,3 +38,26 @@ def test_flow_renders_speech_from_the_command_line_without_torch(tmp_path: Path,
     source = sf.info(example_speech_path)
     assert rate == source.samplerate and np.all(np.isfinite(audio))
     assert np.sqrt(np.mean(audio**2)) > 1e-3                  # it speaks: not silence
+
+
+def test_the_shipped_model_is_a_starting_point_for_fine_tuning():
+    """train.init_from = "shipped" reads the packaged export back into torch; it converts as shipped."""
+    torch = pytest.importorskip("torch", reason="fine-tuning needs the train extra (torch)")
+    from voxflip.engine.backends.onnx_step import OnnxStepModel
+    from voxflip.trainer.config import RunConfig, TrainConfig
+    from voxflip.trainer.export import load_exported, torch_step_reference
+
+    assert RunConfig(train=TrainConfig(init_from="shipped")).init_path() == MODEL
+    model, fresh = load_exported(MODEL)
+    assert {k.split(".")[0] for k in fresh} == {"phone", "flow"}
+    rng = np.random.default_rng(1)
+    mel = rng.normal(-4.0, 2.0, (1, 80, 24)).astype(np.float32)
+    noise = rng.standard_normal((1, 80, 24)).astype(np.float32)
+    reference = torch_step_reference(model, mel, noise, chunk=2)[0].T
+    onnx = OnnxStepModel(MODEL)
+    state, outs = onnx.init_state(), []
+    for i in range(0, 24, 2):
+        out, _, _, _, state = onnx.step(mel[0, :, i : i + 2].T, noise[0, :, i : i + 2].T, state)
+        outs.append(out)
+    assert np.max(np.abs(np.concatenate(outs) - reference)) < 1e-4
+    assert isinstance(model, torch.nn.Module)

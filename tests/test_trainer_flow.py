@@ -261,6 +261,34 @@ def test_a_mismatched_artifact_is_refused(exported: Path, tmp_path: Path):
         OnnxStepModel(bad / "model.onnx")
 
 
+def test_an_export_reads_back_into_torch_and_fine_tunes(exported: Path, tiny_corpus: Path, tmp_path: Path):
+    """What users without a checkpoint have (the shipped model) is a starting point for training."""
+    from voxflip.engine.errors import ConfigError
+    from voxflip.trainer.export import load_exported
+    from voxflip.trainer.train import load_checkpoint, train
+
+    original, _ = load_checkpoint(exported / "checkpoints" / "step_00000010.pt")
+    model, fresh = load_exported(exported / "model.manifest.json")
+    assert {k.rsplit(".", 1)[0] for k in fresh} == {"phone", *(f"flow.couplings.{i}.net.res.1" for i in range(2))}
+    want, got = original.state_dict(), model.state_dict()
+    for key in want:
+        if key not in fresh:
+            assert torch.allclose(want[key].float(), got[key].float(), atol=1e-5), key
+    # the read-back model converts like the original, noise and all
+    mel = torch.randn(1, 80, 30) - 5
+    noise = torch.randn(1, 80, 30 + original.cfg.lookahead)   # infer draws noise for the lookahead frames too
+    assert torch.allclose(original.infer(mel, noise=noise)[0], model.infer(mel, noise=noise)[0], atol=1e-4)
+
+    ckpt = train(_config(tiny_corpus, "train.max_steps=2", "train.checkpoint_every=2",
+                         f'train.init_from="{exported / "model.onnx"}"', "train.lr=1e-9", "train.warmup_steps=1"),
+                 tmp_path / "tuned", progress=False)
+    tuned = _weights(ckpt)
+    assert torch.allclose(tuned["encoder.inp.weight"], want["encoder.inp.weight"], atol=1e-6)
+    with pytest.raises(ConfigError, match=r"does not fit the \[model\] section: .* copy its model settings"):
+        train(_config(tiny_corpus, "train.max_steps=1", "model.hidden=24",
+                      f'train.init_from="{exported / "model.manifest.json"}"'), tmp_path / "bad", progress=False)
+
+
 def test_the_encoder_graph_is_the_step_without_the_flow(exported: Path, tmp_path: Path):
     from voxflip.engine.backends.onnx_step import OnnxStepModel
 

@@ -57,7 +57,7 @@ class TrainConfig:
     log_every: int = 50
     valid_every: int = 500
     keep_checkpoints: int = 3
-    init_from: str = ""            # fine-tuning: start from this checkpoint's weights (not its optimiser)
+    init_from: str = ""            # fine-tuning: a checkpoint, an export's manifest, or "shipped" (weights only)
     threads: int = 0               # torch threads per process; 0 = torch's default
     trainable: str = "all"         # "duration": only the duration predictor learns (with init_from)
 
@@ -86,9 +86,16 @@ class RunConfig:
         """``train.init_from`` resolved like the manifest (relative to the config file); None when unset."""
         if not self.train.init_from:
             return None
+        if self.train.init_from == SHIPPED:
+            from ..engine.registry import default_flow_model
+
+            return default_flow_model()
         path = Path(self.train.init_from)
         return path if path.is_absolute() else Path(self.base_dir) / path
 
+
+#: ``train.init_from`` value meaning the S2S flow model shipped in the package
+SHIPPED = "shipped"
 
 _TABLES = {"data": DataConfig, "model": S2SFlowConfig, "train": TrainConfig}
 _PATHS = {"data": ("manifest", "cache_dir"), "train": ("init_from",)}
@@ -147,7 +154,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"--set {table}.*: unknown table; valid tables: {', '.join(_TABLES)}")
         for key in _PATHS.get(table, ()):
             # a path in the file is relative to the file; one typed on the command line, to where it is typed
-            if isinstance(values.get(key), str) and values[key] and not Path(values[key]).is_absolute():
+            if (isinstance(values.get(key), str) and values[key] and values[key] != SHIPPED
+                    and not Path(values[key]).is_absolute()):
                 values[key] = str(Path.cwd() / values[key])
         raw.setdefault(table, {}).update(values)
     built = {t: _build(t, cls, raw.get(t, {})) for t, cls in _TABLES.items()}

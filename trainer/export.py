@@ -230,3 +230,62 @@ def torch_step_reference(model: S2SFlow, mel: np.ndarray, noise: np.ndarray, chu
             outs.append(res[0].numpy())
             state = list(res[4:])
     return np.concatenate(outs, axis=2)
+
+
+def load_exported(manifest_path: str | Path) -> tuple[S2SFlow, list[str]]:
+    """The torch model back from an export (``model.manifest.json`` or ``model.onnx``), to fine-tune it.
+
+    The step graph holds every weight inference uses, under its parameter name, except two
+    kinds that export folds: the ActNorm log-scales (stored negated, as the input of the
+    inverse's ``Exp``) and the 1x1 convolutions (stored as their inverse matrices, constants of
+    the inverse's ``Einsum``); both are undone here, block by block in the inverse's order.
+    What inference never runs is not in the graph and comes back freshly initialised: the
+    phone predictor (it only guides the training alignment) and the last residual projection of
+    each coupling network (computed, never used). Returns the model (eval mode) and the names
+    of those re-initialised parameters.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from .models.s2s_flow import S2SFlowConfig
+
+    path = Path(manifest_path)
+    if path.suffix == ".onnx":
+        path = path.with_suffix(".manifest.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no model manifest here (voxflip export writes model.manifest.json)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != "s2s-flow":
+        raise ValueError(f"{path} is format {manifest.get('format_version')!r} of {manifest.get('model')!r}; "
+                         f"this voxflip reads format {FORMAT_VERSION} of 's2s-flow'")
+    model = S2SFlow(S2SFlowConfig(**manifest["model_config"]))
+    graph = onnx.load(str(path.parent / manifest["files"]["step"])).graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants = {n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"
+                 for a in n.attribute if a.name == "value"}
+    state = model.state_dict()
+    loaded: set[str] = set()
+    for name, value in values.items():
+        key = name.removeprefix("model.")
+        if name.startswith("model.") and key in state:
+            state[key] = torch.from_numpy(np.array(value)).reshape(state[key].shape)
+            loaded.add(key)
+    blocks = len(model.flow.couplings)
+    exps = [n.input[0] for n in graph.node if n.op_type == "Exp" and n.input[0] in values
+            and not n.input[0].startswith("model.")]
+    einsums = [n.input[0] for n in graph.node if n.op_type == "Einsum" and n.input[0] in constants]
+    if len(exps) != blocks or len(einsums) != blocks:
+        raise ValueError(f"{path}: expected {blocks} folded ActNorm scales and 1x1 convolutions in the step graph, "
+                         f"found {len(exps)} and {len(einsums)}; was it written by this voxflip's export?")
+    for i in range(blocks):     # the inverse runs the blocks last to first
+        b = blocks - 1 - i
+        state[f"flow.actnorms.{b}.log_scale"] = -torch.from_numpy(np.array(values[exps[i]])).reshape(1, -1, 1)
+        state[f"flow.actnorms.{b}.initialised"] = torch.tensor(True)
+        inv = torch.from_numpy(np.array(constants[einsums[i]], dtype=np.float64))
+        state[f"flow.invconvs.{b}.weight"] = torch.linalg.inv(inv).to(torch.float32)
+        loaded |= {f"flow.actnorms.{b}.log_scale", f"flow.actnorms.{b}.initialised", f"flow.invconvs.{b}.weight"}
+    model.load_state_dict(state)
+    model.eval()
+    model.flow.refresh_inverse()
+    fresh = sorted(k for k in state if k not in loaded)
+    return model, fresh

@@ -79,6 +79,33 @@ def load_checkpoint(path: str | Path) -> tuple[S2SFlow, dict]:
     return model, payload
 
 
+def _init_weights(model: S2SFlow, path: Path, rank: int) -> None:
+    """``train.init_from``: a checkpoint (``.pt``) or an export (``model.manifest.json``/``.onnx``).
+
+    An export lacks what inference never runs (the phone predictor, one unused projection per
+    coupling network): those keep this run's own seeded initialisation.
+    """
+    if path.suffix in (".json", ".onnx"):
+        from .export import load_exported
+
+        init, fresh = load_exported(path)
+        if rank == 0 and fresh:
+            print(f"init_from {path.name}: {len(fresh)} tensors not in the export start fresh "
+                  f"({', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh}))})", file=sys.stderr)
+    else:
+        init, _ = load_checkpoint(path)
+        fresh = []
+    mine = model.state_dict()
+    weights = {k: v for k, v in init.state_dict().items() if k not in fresh}
+    for key, value in weights.items():
+        if key not in mine or mine[key].shape != value.shape:
+            have = tuple(mine[key].shape) if key in mine else "no such tensor"
+            raise ConfigError(f"train.init_from {str(path)!r} does not fit the [model] section: {key} is "
+                              f"{tuple(value.shape)} there and {have} here; copy its model settings "
+                              f"(model_config in the manifest or checkpoint)")
+    model.load_state_dict(weights, strict=not fresh)
+
+
 def _train_mode(model: S2SFlow, trainable: str) -> None:
     """Training mode for what learns; a frozen part stays in eval mode (no dropout), as at inference."""
     if trainable == "all":
@@ -145,8 +172,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
         init_path = config.init_path()
         if not init_path.is_file():
             raise ConfigError(f"train.init_from {str(init_path)!r} does not exist (paths are relative to the config file)")
-        init, _ = load_checkpoint(init_path)
-        model.load_state_dict(init.state_dict())
+        _init_weights(model, init_path, rank)
     optimiser = torch.optim.Adam(_trainable_parameters(model, tc.trainable), lr=tc.lr, betas=(0.9, 0.98), eps=1e-9)
     order = BatchOrder(len(data.train), tc.batch_size // world if world > 1 else tc.batch_size, tc.seed, rank, world)
     step, epoch, index = 0, 0, 0
