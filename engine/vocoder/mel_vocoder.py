@@ -61,13 +61,8 @@ class MelVocoder:
         bins = fb.shape[1]
         hz_per_bin = mel.sample_rate / mel.n_fft
         width = max(1, int(round(config.smoothing_hz / hz_per_bin)))
-        kernel = np.hanning(2 * width + 1)
-        kernel /= kernel.sum()
-        # the smoothing as one (bins, bins) matrix: edge padding, then the kernel; a matrix
-        # product per chunk instead of a convolution per frame
-        taps = np.clip(np.arange(bins)[:, None] + np.arange(-width, width + 1)[None, :], 0, bins - 1)
-        self._smooth = np.zeros((bins, bins))
-        np.add.at(self._smooth, (np.repeat(np.arange(bins), taps.shape[1]), taps.ravel()), np.tile(kernel, bins))
+        self._kernel = np.hanning(2 * width + 1)
+        self._kernel /= self._kernel.sum()
         freqs = np.arange(bins) * hz_per_bin
         ramp = np.clip((freqs - config.periodic_below_hz) / max(mel.sample_rate / 2 - config.periodic_below_hz, 1.0),
                        0.0, 1.0)
@@ -86,7 +81,10 @@ class MelVocoder:
         """``(frames, n_mels)`` log-mel -> ``(frames, bins)`` smoothed power envelope."""
         magnitude = np.exp(np.asarray(log_mel, dtype=np.float64)) @ self._pinv.T
         power = magnitude**2 * self._power_scale
-        return np.maximum(power @ self._smooth.T, 1e-12)
+        pad = self._kernel.shape[0] // 2
+        padded = np.pad(power, ((0, 0), (pad, pad)), mode="edge")
+        smooth = np.apply_along_axis(lambda row: np.convolve(row, self._kernel, mode="valid"), 1, padded)
+        return np.maximum(smooth, 1e-12)
 
     def aperiodicity(self, f0_hz: np.ndarray) -> np.ndarray:
         voiced = np.asarray(f0_hz) > 0
