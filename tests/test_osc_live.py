@@ -59,21 +59,29 @@ class Live:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         deadline = time.monotonic() + 20
-        while True:  # the server is up once it answers a status request
+        # The timeline starts when the engine started playing, not when its OSC server came up:
+        # the server answers before the first block is converted (its real-time factors are -1
+        # until then), and on a slow start the gap can be a second. Once it plays, the reply's
+        # blocks_out says how long it has been playing.
+        while True:
             self.send("/voxflip/status")
             try:
-                OscMessage(self.sock.recv(4096))
-                break
+                params = OscMessage(self.sock.recv(4096)).params
+                if params[1] >= 0:
+                    played = dict(zip(params[7::2], params[8::2], strict=True))["blocks_out"]
+                    self.t0 = time.monotonic() - played * 160 / RATE
+                    break
             except TimeoutError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"voxflip live did not answer: {self.proc.communicate()[1][-800:]}") from None
-        self.t0 = time.monotonic()
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"voxflip live did not start playing: {self.proc.communicate()[1][-800:]}")
+            time.sleep(0.01)
 
     def send(self, address: str, *args) -> None:
         self.sock.sendto(_datagram(address, *args), ("127.0.0.1", self.port))
 
     def wait_until(self, seconds: float) -> None:
-        """Sleep until ``seconds`` after the server first answered."""
+        """Sleep until ``seconds`` after the engine started playing (within a few blocks)."""
         delay = self.t0 + seconds - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -140,12 +148,17 @@ def test_live_notes_make_the_output_follow_their_pitch(tmp_path: Path, example_s
     assert stats["osc"]["accepted"] == 4
     pitch = parselmouth.Sound(y.astype(np.float64), RATE).to_pitch_ac(time_step=0.01, pitch_floor=75, pitch_ceiling=800)
     f0 = pitch.selected_array["frequency"]
-    voiced = f0[f0 > 0]
-    assert voiced.size > 50, "the notes should have been sung"
-    chroma = lambda hz, ref: abs((1200 * np.log2(hz / ref) + 600) % 1200 - 600)  # noqa: E731
-    first, second = voiced[: voiced.size // 3], voiced[-voiced.size // 3 :]
-    assert np.median(chroma(first, 220.0)) < 50
-    assert np.median(chroma(second, 329.63)) < 50
+    at = np.nonzero(f0 > 0)[0]
+    assert at.size > 50, "the notes should have been sung"
+    # Where each note lands in the output depends on when the engine started playing relative to
+    # the sender's clock (a loaded machine moves it), so the frames are told apart by pitch: most
+    # voiced frames are on one of the two notes, each note has a good run of them, in order.
+    cents = lambda hz, ref: np.abs(1200 * np.log2(hz / ref))  # noqa: E731
+    on_a3 = at[cents(f0[at], 220.0) < 50]
+    on_e4 = at[cents(f0[at], 329.63) < 50]
+    assert on_a3.size >= 15 and on_e4.size >= 15, (on_a3.size, on_e4.size, at.size)
+    assert on_a3.size + on_e4.size >= 0.7 * at.size, (on_a3.size, on_e4.size, at.size)
+    assert np.median(on_a3) < np.median(on_e4)
 
 
 def test_a_flood_of_valid_and_malformed_messages_leaves_the_engine_running(tmp_path: Path):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..engine.errors import ConfigError
-from .config import RunConfig, to_toml, with_manifest_absolute
+from .config import SHIPPED, RunConfig, to_toml, with_manifest_absolute
 from .dataset import BatchOrder, PairData, collate, load_pairs
 from .models.s2s_flow import S2SFlow
 
@@ -171,6 +171,9 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
     if tc.init_from:
         init_path = config.init_path()
         if not init_path.is_file():
+            if tc.init_from == SHIPPED:
+                raise ConfigError("train.init_from='shipped', but no flow model is shipped with this installation "
+                                  f"({init_path} is missing); name a checkpoint or an export instead")
             raise ConfigError(f"train.init_from {str(init_path)!r} does not exist (paths are relative to the config file)")
         _init_weights(model, init_path, rank)
     optimiser = torch.optim.Adam(_trainable_parameters(model, tc.trainable), lr=tc.lr, betas=(0.9, 0.98), eps=1e-9)

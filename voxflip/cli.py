@@ -382,8 +382,11 @@ def _start_osc(args: argparse.Namespace, engine):
         raise EngineError(str(exc)) from None
 
     def status() -> dict[str, float]:
-        p50, p99 = engine.stats.rtf_percentiles()
-        return {"latency_ms": 1000.0 * engine.latency_s, "rtf_p50": p50, "rtf_p99": p99, "xruns": engine.stats.xruns}
+        # before the first block is timed there is no real-time factor: NaN goes out as -1
+        timed = len(engine.stats.chunk_rtf) > 0
+        p50, p99 = engine.stats.rtf_percentiles() if timed else (float("nan"), float("nan"))
+        return {"latency_ms": 1000.0 * engine.latency_s, "rtf_p50": p50, "rtf_p99": p99, "xruns": engine.stats.xruns,
+                "blocks_out": engine.stats.blocks_out}
 
     server = OscServer(engine.params, host=host, port=port, allow=allow, status=status, reply_to=reply)
     try:
