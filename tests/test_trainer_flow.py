@@ -263,7 +263,7 @@ def test_a_mismatched_artifact_is_refused(exported: Path, tmp_path: Path):
 
 def test_an_export_reads_back_into_torch_and_fine_tunes(exported: Path, tiny_corpus: Path, tmp_path: Path):
     """What users without a checkpoint have (the shipped model) is a starting point for training."""
-    from voxflip.engine.errors import ConfigError
+    from voxflip.engine.errors import ArtifactMismatchError, ConfigError
     from voxflip.trainer.export import load_exported
     from voxflip.trainer.train import load_checkpoint, train
 
@@ -284,6 +284,14 @@ def test_an_export_reads_back_into_torch_and_fine_tunes(exported: Path, tiny_cor
                  tmp_path / "tuned", progress=False)
     tuned = _weights(ckpt)
     assert torch.allclose(tuned["encoder.inp.weight"], want["encoder.inp.weight"], atol=1e-6)
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in exported.glob("model.*"):
+        shutil.copy(f, other / f.name)
+    manifest = json.loads((other / "model.manifest.json").read_text())
+    (other / "model.manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(ArtifactMismatchError, match="format 99"):
+        load_exported(other / "model.onnx")
     with pytest.raises(ConfigError, match=r"does not fit the \[model\] section: .* copy its model settings"):
         train(_config(tiny_corpus, "train.max_steps=1", "model.hidden=24",
                       f'train.init_from="{exported / "model.manifest.json"}"'), tmp_path / "bad", progress=False)

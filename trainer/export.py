@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..engine.errors import ArtifactMismatchError, ConfigError
 from ..engine.features.mel import MelConfig
 from .models.s2s_flow import S2SFlow
 
@@ -253,10 +254,10 @@ def load_exported(manifest_path: str | Path) -> tuple[S2SFlow, list[str]]:
     if path.suffix == ".onnx":
         path = path.with_suffix(".manifest.json")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no model manifest here (voxflip export writes model.manifest.json)")
+        raise ConfigError(f"{path}: no model manifest here (voxflip export writes model.manifest.json)")
     manifest = json.loads(path.read_text())
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != "s2s-flow":
-        raise ValueError(f"{path} is format {manifest.get('format_version')!r} of {manifest.get('model')!r}; "
+        raise ArtifactMismatchError(f"{path} is format {manifest.get('format_version')!r} of {manifest.get('model')!r}; "
                          f"this voxflip reads format {FORMAT_VERSION} of 's2s-flow'")
     model = S2SFlow(S2SFlowConfig(**manifest["model_config"]))
     graph = onnx.load(str(path.parent / manifest["files"]["step"])).graph
@@ -275,7 +276,7 @@ def load_exported(manifest_path: str | Path) -> tuple[S2SFlow, list[str]]:
             and not n.input[0].startswith("model.")]
     einsums = [n.input[0] for n in graph.node if n.op_type == "Einsum" and n.input[0] in constants]
     if len(exps) != blocks or len(einsums) != blocks:
-        raise ValueError(f"{path}: expected {blocks} folded ActNorm scales and 1x1 convolutions in the step graph, "
+        raise ArtifactMismatchError(f"{path}: expected {blocks} folded ActNorm scales and 1x1 convolutions in the step graph, "
                          f"found {len(exps)} and {len(einsums)}; was it written by this voxflip's export?")
     for i in range(blocks):     # the inverse runs the blocks last to first
         b = blocks - 1 - i
