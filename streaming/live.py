@@ -56,7 +56,8 @@ class LiveStats:
     chunk_rtf: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
 
     def rtf_percentiles(self) -> tuple[float, float]:
-        """p50 and p99 of the recent per-block real-time factors (safe to call from any thread)."""
+        """p50 and p99 of the recent per-block real-time factors (safe to call from any thread);
+        NaN before the first block is timed (no factor to give yet)."""
         for _ in range(3):
             try:
                 values = np.array(tuple(self.chunk_rtf), dtype=np.float64)
@@ -66,7 +67,7 @@ class LiveStats:
         else:
             return float("nan"), float("nan")
         if values.size == 0:
-            return 0.0, 0.0
+            return float("nan"), float("nan")
         return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 

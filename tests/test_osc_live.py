@@ -25,6 +25,7 @@ from pythonosc.osc_message import OscMessage  # noqa: E402
 from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: E402
 
 RATE = 16_000
+BLOCK = 160   # samples per device block of the engine under test
 
 
 def _free_port() -> int:
@@ -52,7 +53,7 @@ class Live:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "voxflip", "live", "--input-file", str(self.input), "--output-file",
              str(self.output), "--osc", f"127.0.0.1:{self.port}", "--stats-json", str(self.stats),
-             "--block-size", "160", "--safety-ms", str(safety_ms), "-q", *extra],
+             "--block-size", str(BLOCK), "--safety-ms", str(safety_ms), "-q", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -63,19 +64,20 @@ class Live:
         # the server answers before the first block is converted (its real-time factors are -1
         # until then), and on a slow start the gap can be a second. Once it plays, the reply's
         # blocks_out says how long it has been playing.
-        while True:
-            self.send("/voxflip/status")
-            try:
-                params = OscMessage(self.sock.recv(4096)).params
-                if params[1] >= 0:
-                    played = dict(zip(params[7::2], params[8::2], strict=True))["blocks_out"]
-                    self.t0 = time.monotonic() - played * 160 / RATE
-                    break
-            except TimeoutError:
-                pass
+        while (params := self.status()) is None or params[1] < 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"voxflip live did not start playing: {self.proc.communicate()[1][-800:]}")
             time.sleep(0.01)
+        played = dict(zip(params[7::2], params[8::2], strict=True))["blocks_out"]
+        self.t0 = time.monotonic() - played * BLOCK / RATE
+
+    def status(self) -> list | None:
+        """The engine's status reply (docs/osc.md), or None if none came within the socket timeout."""
+        self.send("/voxflip/status")
+        try:
+            return OscMessage(self.sock.recv(4096)).params
+        except TimeoutError:
+            return None
 
     def send(self, address: str, *args) -> None:
         self.sock.sendto(_datagram(address, *args), ("127.0.0.1", self.port))

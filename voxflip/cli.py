@@ -382,9 +382,7 @@ def _start_osc(args: argparse.Namespace, engine):
         raise EngineError(str(exc)) from None
 
     def status() -> dict[str, float]:
-        # before the first block is timed there is no real-time factor: NaN goes out as -1
-        timed = len(engine.stats.chunk_rtf) > 0
-        p50, p99 = engine.stats.rtf_percentiles() if timed else (float("nan"), float("nan"))
+        p50, p99 = engine.stats.rtf_percentiles()   # NaN before the first block: sent as -1
         return {"latency_ms": 1000.0 * engine.latency_s, "rtf_p50": p50, "rtf_p99": p99, "xruns": engine.stats.xruns,
                 "blocks_out": engine.stats.blocks_out}
 
