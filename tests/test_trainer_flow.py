@@ -181,27 +181,42 @@ def test_torchrun_with_two_processes_trains_without_code_changes(tiny_corpus: Pa
     assert (tmp_path / "ddp" / "checkpoints" / "step_00000004.pt").exists()
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_corpus: Path, tmp_path_factory) -> Path:
+def _train_and_export(tiny_corpus: Path, run: Path, *extra: str) -> Path:
     from voxflip.trainer.export import export_onnx
     from voxflip.trainer.train import load_checkpoint, train
 
-    run = tmp_path_factory.mktemp("run")
-    ckpt = train(_config(tiny_corpus, "train.max_steps=10", "train.checkpoint_every=10"), run, progress=False)
+    ckpt = train(_config(tiny_corpus, "train.max_steps=10", "train.checkpoint_every=10", *extra), run, progress=False)
     model, _ = load_checkpoint(ckpt)
     export_onnx(model, run / "model.onnx")
     return run
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_corpus: Path, tmp_path_factory) -> Path:
+    return _train_and_export(tiny_corpus, tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def exported_residual(tiny_corpus: Path, tmp_path_factory) -> Path:
+    return _train_and_export(tiny_corpus, tmp_path_factory.mktemp("run_residual"), "model.residual=true")
+
+
+@pytest.fixture(params=["plain", "residual"])
+def exported_each(request) -> Path:
+    """The tiny export, once as the paper's model and once with ``model.residual = true``."""
+    return request.getfixturevalue("exported" if request.param == "plain" else "exported_residual")
 
 
 # torch vs ONNX Runtime: one tolerance table for every backend (TensorRT adds its row on a GPU)
 ATOL_BY_BACKEND = {"onnxruntime": 1e-4}
 
 
-def test_onnx_step_matches_torch_and_chunked_matches_whole(exported: Path):
+def test_onnx_step_matches_torch_and_chunked_matches_whole(exported_each: Path):
     from voxflip.engine.backends.onnx_step import OnnxStepModel
     from voxflip.trainer.export import torch_step_reference
     from voxflip.trainer.train import load_checkpoint
 
+    exported = exported_each
     model, _ = load_checkpoint(exported / "checkpoints" / "step_00000010.pt")
     rng = np.random.default_rng(0)
     mel = (rng.standard_normal((1, 80, 37)) - 5).astype(np.float32)
@@ -221,12 +236,13 @@ def test_onnx_step_matches_torch_and_chunked_matches_whole(exported: Path):
     assert np.max(np.abs(whole.numpy()[0, :, : 37 - look] - reference[0, :, look:])) < 1e-4
 
 
-def test_flow_converters_stream_the_same_at_any_block_size(exported: Path, example_speech):
+def test_flow_converters_stream_the_same_at_any_block_size(exported_each: Path, example_speech):
     from helpers import stream_in_blocks
 
     from voxflip.engine.converters.flow_s2s import FlowS2SConverter
     from voxflip.streaming.streamer import Streamer
 
+    exported = exported_each
     audio, rate = example_speech
     clip = audio[: rate]
     for method in ("flow-nodur", "flow-dur"):
@@ -297,17 +313,24 @@ def test_an_export_reads_back_into_torch_and_fine_tunes(exported: Path, tiny_cor
                       f'train.init_from="{exported / "model.manifest.json"}"'), tmp_path / "bad", progress=False)
 
 
-def test_the_encoder_graph_is_the_step_without_the_flow(exported: Path, tmp_path: Path):
+def test_the_encoder_graph_is_the_step_without_the_flow(exported_each: Path, tmp_path: Path):
     from voxflip.engine.backends.onnx_step import OnnxStepModel
+    from voxflip.engine.errors import ArtifactMismatchError
 
+    exported = exported_each
     model = OnnxStepModel(exported / "model.onnx")
     rng = np.random.default_rng(1)
     mel = (rng.standard_normal((9, 80)) - 5).astype(np.float32)
     _, mu, logs, log_dur, stepped = model.step(mel, np.zeros_like(mel), model.init_state())
-    e_mu, e_logs, e_dur, encoded = model.encode(mel, model.init_state())
+    e_mu, e_logs, e_dur, skip, encoded = model.encode(mel, model.init_state())
     assert max(np.abs(a - b).max() for a, b in ((mu, e_mu), (logs, e_logs), (log_dur, e_dur))) < 1e-5
     assert all(np.allclose(encoded[n], stepped[n], atol=1e-5) for n in model.encoder_names)
-    # an artifact exported before the encoder graph existed runs the whole step instead
+    if model.residual:   # its skip frames are its input, late by the lookahead, to meet mu
+        look = model.lookahead_frames
+        assert skip.shape == mel.shape and np.array_equal(skip[look:], mel[:-look]) and not skip[:look].any()
+    else:
+        assert skip is None
+    # an artifact exported before the encoder graph existed runs the whole step instead (not a residual one)
     old = tmp_path / "old"
     old.mkdir()
     for f in exported.glob("model.*"):
@@ -315,7 +338,11 @@ def test_the_encoder_graph_is_the_step_without_the_flow(exported: Path, tmp_path
     manifest = json.loads((old / "model.manifest.json").read_text())
     del manifest["files"]["encoder"]
     (old / "model.manifest.json").write_text(json.dumps(manifest))
-    o_mu, _, _, _ = OnnxStepModel(old / "model.onnx").encode(mel, model.init_state())
+    if model.residual:
+        with pytest.raises(ArtifactMismatchError, match="residual model needs its encoder graph"):
+            OnnxStepModel(old / "model.onnx")
+        return
+    o_mu, _, _, _, _ = OnnxStepModel(old / "model.onnx").encode(mel, model.init_state())
     assert np.abs(o_mu - mu).max() < 1e-6
 
 
@@ -370,3 +397,52 @@ def test_live_and_bench_run_the_flow_model(exported: Path, example_speech, tmp_p
     assert facts["xruns"] == 0 and facts["worker_errors"] == 0
     (result,) = run_bench(["flow-dur"], [20], 16_000, 1.0, model=str(exported / "model.onnx"))
     assert result.chunk_ms == 20 and result.rtf_p50 > 0
+
+
+def test_an_untrained_residual_model_passes_the_singing_through():
+    from voxflip.trainer.models.s2s_flow import S2SFlow, S2SFlowConfig
+
+    torch.manual_seed(0)
+    model = S2SFlow(S2SFlowConfig(hidden=16, encoder_layers=2, flow_blocks=2, flow_hidden=8, flow_layers=1,
+                                  residual=True)).eval()   # prior zero, flow the identity: no correction yet
+    mel = torch.randn(1, 80, 30) - 5
+    out, _ = model.infer(mel, noise_scale=0.0)
+    assert torch.allclose(out, mel, atol=1e-5)
+    out, index = model.infer(mel, dur=True, noise_scale=0.0)
+    assert torch.allclose(out, mel[:, :, index], atol=1e-5)
+    plain = S2SFlow(S2SFlowConfig(hidden=16, encoder_layers=2, flow_blocks=2, flow_hidden=8, flow_layers=1)).eval()
+    assert not torch.allclose(plain.infer(mel, noise_scale=0.0)[0], mel, atol=1e-2)
+
+
+def test_the_residual_decoder_graph_adds_the_singing_frames(exported_residual: Path):
+    from voxflip.engine.backends.onnx_step import OnnxStepModel
+
+    model = OnnxStepModel(exported_residual / "model.onnx")
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((6, 80)).astype(np.float32)
+    skip = (rng.standard_normal((6, 80)) - 5).astype(np.float32)
+    with_skip, _ = model.decode(z, model.init_decoder_state(), skip)
+    without, _ = model.decode(z, model.init_decoder_state(), np.zeros_like(skip))
+    assert np.abs(with_skip - without - skip).max() < 1e-4
+    with pytest.raises(ValueError, match="skip frames shaped like z"):
+        model.decode(z, model.init_decoder_state())
+
+
+def test_init_fresh_keeps_the_named_parts_fresh(exported: Path, tiny_corpus: Path, tmp_path: Path):
+    from voxflip.engine.errors import ConfigError
+    from voxflip.trainer.train import train
+
+    init = _weights(exported / "checkpoints" / "step_00000010.pt")
+    ckpt = train(_config(tiny_corpus, "train.max_steps=1", "train.checkpoint_every=1", "train.lr=1e-9",
+                         "train.warmup_steps=1", f'train.init_from="{exported / "checkpoints" / "step_00000010.pt"}"',
+                         'train.init_fresh="flow,prior"', "model.residual=true"), tmp_path / "r", progress=False)
+    got = _weights(ckpt)
+    assert torch.allclose(got["encoder.inp.weight"], init["encoder.inp.weight"], atol=1e-6)
+    assert torch.allclose(got["duration.out.weight"], init["duration.out.weight"], atol=1e-6)
+    # fresh: the prior starts at zero, ActNorm from this run's first batch (residuals, not speech frames)
+    assert got["prior.weight"].abs().max() < 1e-6 < init["prior.weight"].abs().max()
+    assert not torch.allclose(got["flow.actnorms.0.log_scale"], init["flow.actnorms.0.log_scale"], atol=1e-2)
+    with pytest.raises(ConfigError, match=r"train.init_fresh='flow,decoder': decoder is not a part of the model"):
+        _config(tiny_corpus, f'train.init_from="{exported / "model.onnx"}"', 'train.init_fresh="flow,decoder"')
+    with pytest.raises(ConfigError, match="needs train.init_from"):
+        _config(tiny_corpus, 'train.init_fresh="flow"')

@@ -43,6 +43,7 @@ class DataConfig:
 
 
 TRAINABLE = ("all", "duration")
+MODEL_PARTS = ("encoder", "prior", "phone", "duration", "flow")   # S2SFlow's top-level modules
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,24 @@ class TrainConfig:
     init_from: str = ""            # fine-tuning: a checkpoint, an export's manifest, or "shipped" (weights only)
     threads: int = 0               # torch threads per process; 0 = torch's default
     trainable: str = "all"         # "duration": only the duration predictor learns (with init_from)
+    init_fresh: str = ""           # with init_from: parts that keep this run's initialisation, e.g. "flow,prior"
+
+    @property
+    def fresh_parts(self) -> list[str]:
+        return [p.strip() for p in self.init_fresh.split(",") if p.strip()]
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.max_steps < 1 or self.checkpoint_every < 1:
             raise ConfigError("train.lr must be > 0 and train.batch_size, max_steps, checkpoint_every >= 1")
         if self.trainable not in TRAINABLE:
             raise ConfigError(f"train.trainable={self.trainable!r} is not one of {', '.join(TRAINABLE)}")
+        bad = [p for p in self.fresh_parts if p not in MODEL_PARTS]
+        if bad:
+            raise ConfigError(f"train.init_fresh={self.init_fresh!r}: {', '.join(bad)} is not a part of the model; "
+                              f"parts: {', '.join(MODEL_PARTS)}")
+        if self.init_fresh and not self.init_from:
+            raise ConfigError(f"train.init_fresh={self.init_fresh!r} needs train.init_from (the weights the rest "
+                              "starts from)")
         if self.trainable != "all" and not self.init_from:
             raise ConfigError(f"train.trainable={self.trainable!r} trains one part of a trained model: "
                               "set train.init_from to its checkpoint")

@@ -39,6 +39,35 @@ FORMAT_VERSION = 1
 OPSET = 17
 
 
+def _has_skip_state(model: S2SFlow) -> bool:
+    """A residual model delays its input mel by the lookahead (to meet the encoder's output) in a state tensor."""
+    return model.cfg.residual and model.cfg.lookahead > 0
+
+
+def _delay(mel: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """``mel`` ``lookahead`` frames late: the first frames come from ``state`` (the last frames before)."""
+    if not state:
+        return mel, []
+    full = torch.cat([state[0], mel], dim=2)
+    look = state[0].shape[2]
+    return full[:, :, : full.shape[2] - look], [full[:, :, full.shape[2] - look :]]
+
+
+def _split_flow_state(model: S2SFlow, flat: list[Tensor]) -> list[list[Tensor]]:
+    flow_state, k = [], 0
+    for coupling in model.flow.couplings:
+        n = len(coupling.net.convs)
+        flow_state.append(flat[k : k + n])
+        k += n
+    return flow_state
+
+
+def _output_mel(model: S2SFlow, x: Tensor, skip: Tensor | None) -> Tensor:
+    """Un-normalised speech mel from the flow's output; a residual model adds the (un-normalised)
+    singing frame: ``denormalise(x + normalise(skip)) == x * std + skip``."""
+    return model.denormalise(x) if skip is None else x * model.mel_std + skip
+
+
 class _StepGraph(nn.Module):
     """The whole streaming step with flat tensor state (what the ONNX graph holds)."""
 
@@ -46,30 +75,29 @@ class _StepGraph(nn.Module):
         super().__init__()
         self.model = model
         self.n_enc = len(model.encoder.blocks)
-        self.flow_shape = [len(c.net.convs) for c in model.flow.couplings]
+        self.n_flow = sum(len(c.net.convs) for c in model.flow.couplings)
 
     def forward(self, mel: Tensor, noise: Tensor, *state: Tensor):
         m = self.model
         enc_state = list(state[: self.n_enc])
         dur_state = list(state[self.n_enc : self.n_enc + 2])
-        flat_flow = list(state[self.n_enc + 2 :])
-        flow_state, k = [], 0
-        for n in self.flow_shape:
-            flow_state.append(flat_flow[k : k + n])
-            k += n
+        flow_state = _split_flow_state(m, list(state[self.n_enc + 2 : self.n_enc + 2 + self.n_flow]))
+        skip_state = list(state[self.n_enc + 2 + self.n_flow :])
         h, enc_state = m.encoder.step(m.normalise(mel), enc_state)
         mu, logs = m.prior(h).chunk(2, dim=1)
         log_dur, dur_state = m.duration.step(h, dur_state)
         z = mu + torch.exp(logs) * noise * m.cfg.noise_scale
         x, flow_state = m.flow.inverse_step(z, flow_state)
-        out = [m.denormalise(x), mu, logs, log_dur, *enc_state, *dur_state]
+        skip, skip_state = _delay(mel, skip_state) if m.cfg.residual else (None, [])
+        out = [_output_mel(m, x, skip), mu, logs, log_dur, *enc_state, *dur_state]
         for caches in flow_state:
             out.extend(caches)
-        return tuple(out)
+        return (*out, *skip_state)
 
 
 class _EncoderGraph(nn.Module):
-    """The step without the flow: prior and durations only (what ``dur`` needs per singing chunk)."""
+    """The step without the flow: prior and durations only (what ``dur`` needs per singing chunk);
+    a residual model also returns its input mel delayed to meet them (``skip``)."""
 
     def __init__(self, model: S2SFlow) -> None:
         super().__init__()
@@ -80,23 +108,25 @@ class _EncoderGraph(nn.Module):
         m = self.model
         h, enc_state = m.encoder.step(m.normalise(mel), list(state[: self.n_enc]))
         mu, logs = m.prior(h).chunk(2, dim=1)
-        log_dur, dur_state = m.duration.step(h, list(state[self.n_enc :]))
-        return (mu, logs, log_dur, *enc_state, *dur_state)
+        log_dur, dur_state = m.duration.step(h, list(state[self.n_enc : self.n_enc + 2]))
+        if not m.cfg.residual:
+            return (mu, logs, log_dur, *enc_state, *dur_state)
+        skip, skip_state = _delay(mel, list(state[self.n_enc + 2 :]))
+        return (mu, logs, log_dur, skip, *enc_state, *dur_state, *skip_state)
 
 
 class _DecoderGraph(nn.Module):
+    """The flow's inverse on latent frames; a residual model takes the singing frames to add (``skip``)."""
+
     def __init__(self, model: S2SFlow) -> None:
         super().__init__()
         self.model = model
-        self.flow_shape = [len(c.net.convs) for c in model.flow.couplings]
 
-    def forward(self, z: Tensor, *state: Tensor):
-        flow_state, k = [], 0
-        for n in self.flow_shape:
-            flow_state.append(list(state[k : k + n]))
-            k += n
-        x, flow_state = self.model.flow.inverse_step(z, flow_state)
-        out = [self.model.denormalise(x)]
+    def forward(self, z: Tensor, *inputs: Tensor):
+        m = self.model
+        skip, state = (inputs[0], list(inputs[1:])) if m.cfg.residual else (None, list(inputs))
+        x, flow_state = m.flow.inverse_step(z, _split_flow_state(m, state))
+        out = [_output_mel(m, x, skip)]
         for caches in flow_state:
             out.extend(caches)
         return tuple(out)
@@ -115,6 +145,9 @@ def state_spec(model: S2SFlow) -> tuple[list[str], list[list[int]]]:
         for i, cache in enumerate(caches):
             names.append(f"flow{b}_{i}")
             shapes.append(list(cache.shape))
+    if _has_skip_state(model):
+        names.append("skip")
+        shapes.append([1, model.cfg.n_mels, model.cfg.lookahead])
     return names, shapes
 
 
@@ -147,19 +180,25 @@ def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) ->
     flow_state = [s for n, s in zip(names, state, strict=True) if n.startswith("flow")]
     decoder_path = output.with_suffix(".decoder.onnx")
     model.flow.refresh_inverse()
-    torch.onnx.export(_DecoderGraph(model).eval(), (torch.randn(1, n_mels, 3), *flow_state), str(decoder_path),
-                      input_names=["z", *[f"state_in.{n}" for n in flow_names]],
+    residual = model.cfg.residual
+    skip_in = (["skip"], (torch.randn(1, n_mels, 3) - 5.0,)) if residual else ([], ())
+    torch.onnx.export(_DecoderGraph(model).eval(), (torch.randn(1, n_mels, 3), *skip_in[1], *flow_state),
+                      str(decoder_path),
+                      input_names=["z", *skip_in[0], *[f"state_in.{n}" for n in flow_names]],
                       output_names=["speech_mel", *[f"state_out.{n}" for n in flow_names]],
-                      dynamic_axes={"z": {2: "frames"}, "speech_mel": {2: "frames"}}, opset_version=OPSET,
-                      dynamo=False)
+                      dynamic_axes={"z": {2: "frames"}, "speech_mel": {2: "frames"},
+                                    **({"skip": {2: "frames"}} if residual else {})},
+                      opset_version=OPSET, dynamo=False)
     encoder_names = [n for n in names if not n.startswith("flow")]
     encoder_state = [s for n, s in zip(names, state, strict=True) if not n.startswith("flow")]
     encoder_path = output.with_suffix(".encoder.onnx")
+    skip_out = ["skip"] if residual else []
     torch.onnx.export(_EncoderGraph(model).eval(), (mel, *encoder_state), str(encoder_path),
                       input_names=["mel", *[f"state_in.{n}" for n in encoder_names]],
-                      output_names=["mu", "logs", "log_dur", *[f"state_out.{n}" for n in encoder_names]],
+                      output_names=["mu", "logs", "log_dur", *skip_out, *[f"state_out.{n}" for n in encoder_names]],
                       dynamic_axes={"mel": {2: "frames"}, "mu": {2: "frames"}, "logs": {2: "frames"},
-                                    "log_dur": {1: "frames"}}, opset_version=OPSET, dynamo=False)
+                                    "log_dur": {1: "frames"}, **({"skip": {2: "frames"}} if residual else {})},
+                      opset_version=OPSET, dynamo=False)
     weights_path = output.with_suffix(".weights")
     _share_weights([output, decoder_path, encoder_path], weights_path)
     mel_cfg = MelConfig.for_s2s()
@@ -175,6 +214,7 @@ def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) ->
         "chunk_frames": chunk_frames,
         "lookahead_frames": model.cfg.lookahead,
         "noise_scale": model.cfg.noise_scale,
+        "residual": residual,
         "state": [{"name": n, "shape": s} for n, s in zip(names, shapes, strict=True)],
         "config_hash": config_hash(model),
         "model_config": model.cfg.to_dict(),

@@ -79,11 +79,12 @@ def load_checkpoint(path: str | Path) -> tuple[S2SFlow, dict]:
     return model, payload
 
 
-def _init_weights(model: S2SFlow, path: Path, rank: int) -> None:
+def _init_weights(model: S2SFlow, path: Path, rank: int, keep_fresh: list[str]) -> None:
     """``train.init_from``: a checkpoint (``.pt``) or an export (``model.manifest.json``/``.onnx``).
 
     An export lacks what inference never runs (the phone predictor, one unused projection per
-    coupling network): those keep this run's own seeded initialisation.
+    coupling network): those keep this run's own seeded initialisation, as do the parts named
+    in ``keep_fresh`` (``train.init_fresh``).
     """
     if path.suffix in (".json", ".onnx"):
         from .export import load_exported
@@ -96,14 +97,17 @@ def _init_weights(model: S2SFlow, path: Path, rank: int) -> None:
         init, _ = load_checkpoint(path)
         fresh = []
     mine = model.state_dict()
-    weights = {k: v for k, v in init.state_dict().items() if k not in fresh}
+    weights = {k: v for k, v in init.state_dict().items()
+               if k not in fresh and k.split(".", 1)[0] not in keep_fresh}
+    if keep_fresh and rank == 0:
+        print(f"init_from {path.name}: {', '.join(keep_fresh)} start fresh (train.init_fresh)", file=sys.stderr)
     for key, value in weights.items():
         if key not in mine or mine[key].shape != value.shape:
             have = tuple(mine[key].shape) if key in mine else "no such tensor"
             raise ConfigError(f"train.init_from {str(path)!r} does not fit the [model] section: {key} is "
                               f"{tuple(value.shape)} there and {have} here; copy its model settings "
                               f"(model_config in the manifest or checkpoint)")
-    model.load_state_dict(weights, strict=not fresh)
+    model.load_state_dict(weights, strict=not (fresh or keep_fresh))
 
 
 def _train_mode(model: S2SFlow, trainable: str) -> None:
@@ -175,7 +179,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
                 raise ConfigError("train.init_from='shipped', but no flow model is shipped with this installation "
                                   f"({init_path} is missing); name a checkpoint or an export instead")
             raise ConfigError(f"train.init_from {str(init_path)!r} does not exist (paths are relative to the config file)")
-        _init_weights(model, init_path, rank)
+        _init_weights(model, init_path, rank, tc.fresh_parts)
     optimiser = torch.optim.Adam(_trainable_parameters(model, tc.trainable), lr=tc.lr, betas=(0.9, 0.98), eps=1e-9)
     order = BatchOrder(len(data.train), tc.batch_size // world if world > 1 else tc.batch_size, tc.seed, rank, world)
     step, epoch, index = 0, 0, 0

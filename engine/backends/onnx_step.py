@@ -64,6 +64,8 @@ class OnnxStepModel:
         self.mel = MelConfig(**manifest["mel"])
         self.chunk_frames = int(manifest["chunk_frames"])
         self.lookahead_frames = int(manifest["lookahead_frames"])
+        # residual: the flow decodes a correction to the singing frame, which the graphs add back
+        self.residual = bool(manifest.get("residual", False))
         self.n_mels = self.mel.n_mels
         self.state_names = [s["name"] for s in manifest["state"]]
         self.state_shapes = [tuple(s["shape"]) for s in manifest["state"]]
@@ -84,6 +86,9 @@ class OnnxStepModel:
         self._encoder_path = path.parent / files["encoder"] if "encoder" in files else None
         self._encoder = None
         self._threads = threads
+        if self.residual and self._encoder_path is None:
+            raise ArtifactMismatchError(f"{path}: a residual model needs its encoder graph ('files' has no 'encoder'); "
+                                        "re-export it: voxflip export CHECKPOINT -o model.onnx")
         self.flow_names = [n for n in self.state_names if n.startswith("flow")]
         self.encoder_names = [n for n in self.state_names if not n.startswith("flow")]
 
@@ -100,28 +105,38 @@ class OnnxStepModel:
         return out[0][0].T, out[1][0].T, out[2][0].T, out[3][0], new
 
     def encode(self, mel: np.ndarray, state: dict[str, np.ndarray]):
-        """The step without the flow: ``(mu, logs, log_dur, new state)``, frames first; the flow's
-        state entries pass through unchanged. Artifacts without an encoder graph run the whole step."""
+        """The step without the flow: ``(mu, logs, log_dur, skip, new state)``, frames first; ``skip``
+        is the input mel delayed to meet ``mu`` (what :meth:`decode` adds back) for a residual model,
+        else None. The flow's state entries pass through unchanged. Artifacts without an encoder
+        graph run the whole step."""
         if self._encoder_path is None:
             _, mu, logs, log_dur, new = self.step(mel, np.zeros_like(mel), state)
-            return mu, logs, log_dur, new
+            return mu, logs, log_dur, None, new
         if self._encoder is None:
             self._encoder = _session(self._encoder_path, self._threads)
         feeds = {"mel": np.ascontiguousarray(mel.T[None], np.float32)}
         feeds.update({f"state_in.{n}": state[n] for n in self.encoder_names})
         out = self._encoder.run(None, feeds)
+        skip = out[3][0].T if self.residual else None
         new = dict(state)
-        new.update(zip(self.encoder_names, out[3:], strict=True))
-        return out[0][0].T, out[1][0].T, out[2][0], new
+        new.update(zip(self.encoder_names, out[4 if self.residual else 3 :], strict=True))
+        return out[0][0].T, out[1][0].T, out[2][0], skip, new
 
     def init_decoder_state(self) -> dict[str, np.ndarray]:
         return {n: v for n, v in self.init_state().items() if n.startswith("flow")}
 
-    def decode(self, z: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The flow alone on latent frames ``z`` (frames, n_mels)."""
+    def decode(self, z: np.ndarray, state: dict[str, np.ndarray],
+               skip: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The flow alone on latent frames ``z`` (frames, n_mels); a residual model adds ``skip``
+        (the singing mel frames the latents came from, frames first) to its output."""
         if self._decoder is None:
             self._decoder = _session(self._decoder_path, self._threads)
         feeds = {"z": np.ascontiguousarray(z.T[None], np.float32)}
+        if self.residual:
+            if skip is None or skip.shape != z.shape:
+                raise ValueError(f"a residual model decodes with skip frames shaped like z {z.shape}, got "
+                                 f"{None if skip is None else skip.shape}")
+            feeds["skip"] = np.ascontiguousarray(skip.T[None], np.float32)
         feeds.update({f"state_in.{n}": state[n] for n in self.flow_names})
         out = self._decoder.run(None, feeds)
         return out[0][0].T, dict(zip(self.flow_names, out[1:], strict=True))

@@ -6,7 +6,9 @@ Per chunk of ``chunk_frames`` 10 ms frames at 16 kHz:
 2. the model's step graph turns singing mel into speech mel (``nodur``: one speech frame
    per singing frame, ``lookahead_frames`` later; the graph's state carries the rest);
    ``dur`` instead expands the prior by the predicted durations (carrying fractions from
-   frame to frame, so it streams) and runs the flow decoder on the expanded frames;
+   frame to frame, so it streams) and runs the flow decoder on the expanded frames; a
+   residual model (``"residual": true`` in the manifest) decodes a correction, and the
+   decoder graph adds it to the singing frames each expanded frame came from;
 3. a speech intonation (the same rules as ``world-nodur``, on the singing's voicing and
    level) gives each output frame its F0, and the mel vocoder synthesises the audio.
 
@@ -127,27 +129,29 @@ class FlowS2SConverter(Converter):
         c0 = k * self.chunk_samples
         log_mel, f0, level = self._analyse(np.asarray(window, dtype=np.float64), c0 - self.context_samples, first, count)
         s.chunks += 1
+        speech_mel = skip = None
         if self.name == "flow-nodur":
             noise = s.rng.standard_normal(log_mel.shape).astype(np.float32)
             speech_mel, mu, logs, log_dur, s.model = self.model.step(log_mel.astype(np.float32), noise, s.model)
         else:   # dur draws its noise per expanded frame and decodes those; the step's own flow is not needed
-            mu, logs, log_dur, s.model = self.model.encode(log_mel.astype(np.float32), s.model)
-            speech_mel = mu
+            mu, logs, log_dur, skip, s.model = self.model.encode(log_mel.astype(np.float32), s.model)
         drop = self.model.lookahead_frames if k == 0 else 0     # outputs for frames before the stream
-        speech_mel, mu, logs, log_dur = speech_mel[drop:], mu[drop:], logs[drop:], log_dur[drop:]
+        mu, logs, log_dur = mu[drop:], logs[drop:], log_dur[drop:]
         # the intonation runs on the singing frames; the model's outputs lag them by the lookahead
         sf0, svoiced = self._speech_f0(s, f0, level)
         s.pending_f0.extend(sf0)
         s.pending_voiced.extend(svoiced)
-        m = speech_mel.shape[0]
+        m = mu.shape[0]
         src_f0 = np.array(s.pending_f0[:m])
         del s.pending_f0[:m], s.pending_voiced[:m]
-        if self.name == "flow-nodur":
-            return self._synth(s, speech_mel, src_f0)
+        if speech_mel is not None:
+            return self._synth(s, speech_mel[drop:], src_f0)
         end_frame = None if input_end is None else -(-input_end // self.hop_samples)
-        return self._expand(s, mu, logs, log_dur, src_f0, k * n + 1 if k else 0, end_frame)
+        skip = None if skip is None else skip[drop:]   # a residual model's singing frames, to add to its output
+        return self._expand(s, mu, logs, log_dur, skip, src_f0, k * n + 1 if k else 0, end_frame)
 
-    def _expand(self, s: FlowState, mu, logs, log_dur, src_f0, first_frame: int, end_frame: int | None) -> np.ndarray:
+    def _expand(self, s: FlowState, mu, logs, log_dur, skip, src_f0, first_frame: int,
+                end_frame: int | None) -> np.ndarray:
         counts = []
         for i, d in enumerate(np.expm1(np.maximum(log_dur, 0.0))):
             if end_frame is not None and first_frame + i >= end_frame:
@@ -162,7 +166,7 @@ class FlowS2SConverter(Converter):
             return np.zeros(0, np.float32)
         noise = s.rng.standard_normal((index.size, mu.shape[1])).astype(np.float32)
         z = mu[index] + np.exp(logs[index]) * noise * float(self.model.manifest["noise_scale"])
-        mel, s.decoder = self.model.decode(z, s.decoder)
+        mel, s.decoder = self.model.decode(z, s.decoder, None if skip is None else skip[index])
         return self._synth(s, mel, src_f0[index])
 
     def _synth(self, s: FlowState, mel: np.ndarray, f0: np.ndarray) -> np.ndarray:

@@ -23,6 +23,15 @@ with the training set's mean and standard deviation (buffers of the model).
   speech frame per singing frame).
 
 Inference samples the prior with ``noise_scale`` (the paper: 0.3) and inverts the flow.
+
+**Residual** (``residual = true``, our addition; the paper's model is ``false``): the flow
+models the difference between a speech frame and the singing frame it is aligned to, in
+normalised mel, so the output is the singing frame plus a sampled correction. A small model
+predicting whole speech frames from singing over-smooths them: with the speech aligned by
+MAST itself, its decoded frames were less intelligible than the aligned singing frames
+(docs/models.md). The change of variables is the same, since the singing frame is given.
+The alignment score's likelihood term then cannot use the flow (the latent depends on
+the path); it scores each pair by the squared distance of the two normalised mel frames.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ class S2SFlowConfig:
     likelihood_in_alignment: float = 1.0
     dropout: float = 0.1
     duration_smoothing: int = 9     # frames of the moving average over the duration targets (1 = none)
+    residual: bool = False          # the flow models speech minus the aligned singing frame (see the module docstring)
 
     def __post_init__(self) -> None:
         if self.duration_smoothing < 1 or self.duration_smoothing % 2 == 0:
@@ -200,11 +210,17 @@ class S2SFlow(nn.Module):
         mu, logs = self.prior(h_si).chunk(2, dim=1)
         ppg_si = self.phone(h_si)
         ppg_sp = self.phone(self.encoder(x_sp))
-        z, logdet = self.flow(x_sp, m_sp)
 
-        with torch.no_grad():
-            paths = self._align(mu, logs, ppg_si, ppg_sp, z, sing_len, speech_len)
-        index = paths.unsqueeze(1).expand(-1, cfg.n_mels, -1)       # [b, C, t_sp]
+        if cfg.residual:
+            with torch.no_grad():   # the likelihood term scores mel distance: unit variance around the singing frame
+                paths = self._align(x_si, torch.zeros_like(x_si), ppg_si, ppg_sp, x_sp, sing_len, speech_len)
+            index = paths.unsqueeze(1).expand(-1, cfg.n_mels, -1)       # [b, C, t_sp]
+            z, logdet = self.flow((x_sp - torch.gather(x_si, 2, index)) * m_sp, m_sp)
+        else:
+            z, logdet = self.flow(x_sp, m_sp)
+            with torch.no_grad():
+                paths = self._align(mu, logs, ppg_si, ppg_sp, z, sing_len, speech_len)
+            index = paths.unsqueeze(1).expand(-1, cfg.n_mels, -1)       # [b, C, t_sp]
         mu_a = torch.gather(mu, 2, index)
         logs_a = torch.gather(logs, 2, index)
         nll = 0.5 * ((z - mu_a) * torch.exp(-logs_a)) ** 2 + logs_a + 0.5 * math.log(2 * math.pi)
@@ -262,7 +278,9 @@ class S2SFlow(nn.Module):
         Returns ``(speech_mel, source_index)``: the singing frame each output frame came from."""
         scale = self.cfg.noise_scale if noise_scale is None else noise_scale
         look = self.cfg.lookahead
-        h = self.encoder.causal(nn.functional.pad(self.normalise(sing_mel), (0, look)))
+        x_si = self.normalise(sing_mel)
+        skip = x_si if self.cfg.residual else torch.zeros_like(x_si)
+        h = self.encoder.causal(nn.functional.pad(x_si, (0, look)))
         mu, logs = self.prior(h).chunk(2, dim=1)
         if noise is None:
             noise = torch.randn(mu.shape, generator=generator)
@@ -273,6 +291,7 @@ class S2SFlow(nn.Module):
             if index.numel() == 0:
                 index = torch.zeros(1, dtype=torch.long)
             mu, logs, noise = mu[:, :, look:][:, :, index], logs[:, :, look:][:, :, index], noise[:, :, : index.numel()]
-            return self.denormalise(self.flow.inverse(mu + torch.exp(logs) * noise * scale)), index
+            x = self.flow.inverse(mu + torch.exp(logs) * noise * scale) + skip[:, :, index]
+            return self.denormalise(x), index
         x = self.flow.inverse(mu + torch.exp(logs) * noise * scale)
-        return self.denormalise(x[:, :, look:]), torch.arange(sing_mel.shape[2])
+        return self.denormalise(x[:, :, look:] + skip), torch.arange(sing_mel.shape[2])
