@@ -446,3 +446,22 @@ def test_init_fresh_keeps_the_named_parts_fresh(exported: Path, tiny_corpus: Pat
         _config(tiny_corpus, f'train.init_from="{exported / "model.onnx"}"', 'train.init_fresh="flow,decoder"')
     with pytest.raises(ConfigError, match="needs train.init_from"):
         _config(tiny_corpus, 'train.init_fresh="flow"')
+
+
+def test_export_noise_scale_sets_the_prior_noise_of_both_paths(exported: Path, tmp_path: Path, capsys):
+    from voxflip.cli import main
+    from voxflip.engine.backends.onnx_step import OnnxStepModel
+
+    ckpt = str(exported / "checkpoints" / "step_00000010.pt")
+    assert main(["export", ckpt, "-o", str(tmp_path / "quiet" / "model.onnx"), "--noise-scale", "0"]) == 0
+    model = OnnxStepModel(tmp_path / "quiet" / "model.onnx")
+    assert model.manifest["noise_scale"] == 0.0     # what dur draws with
+    rng = np.random.default_rng(3)
+    mel = (rng.standard_normal((5, 80)) - 5).astype(np.float32)
+    loud = rng.standard_normal((5, 80)).astype(np.float32)
+    # nodur: the step graph ignores its noise input
+    assert np.array_equal(model.step(mel, loud, model.init_state())[0],
+                          model.step(mel, np.zeros_like(loud), model.init_state())[0])
+    assert main(["export", ckpt, "-o", str(tmp_path / "bad" / "model.onnx"), "--noise-scale", "-1"]) != 0
+    assert "--noise-scale -1.0 must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
-from .engine.errors import EngineError
+from .engine.errors import ConfigError, EngineError
 
 
 def _positive_int(text: str) -> int:
@@ -174,6 +174,8 @@ def get_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint")
     export.add_argument("-o", "--output", required=True, help="model.onnx path")
     export.add_argument("--chunk-frames", type=_positive_int, default=2, help="frames per streaming chunk (default 2 = 20 ms)")
+    export.add_argument("--noise-scale", type=_finite_float, metavar="SCALE",
+                        help="prior noise at inference, 0 or more (default: the checkpoint's model.noise_scale)")
 
     ev = sub.add_parser("eval", help="score systems on a manifest with the papers' metrics (docs/results.md)",
                         description="Run systems over a manifest split and tabulate WER/CER/DNSMOS/SRMR/similarity "
@@ -538,7 +540,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if not Path(args.checkpoint).is_file():
         raise EngineError(f"checkpoint {args.checkpoint!r} does not exist")
+    if args.noise_scale is not None and args.noise_scale < 0:
+        raise ConfigError(f"--noise-scale {args.noise_scale!r} must be 0 or more")
     model, _ = load_checkpoint(args.checkpoint)
+    if args.noise_scale is not None:
+        from dataclasses import replace
+
+        model.cfg = replace(model.cfg, noise_scale=args.noise_scale)
     manifest = export_onnx(model, args.output, chunk_frames=args.chunk_frames)
     print(f"exported: {args.output} (+ decoder, manifest {manifest})")
     return 0
