@@ -18,7 +18,7 @@ from .melody import Melody
 
 #: direction -> method names, the first being the default
 METHODS: dict[str, tuple[str, ...]] = {
-    "speech": ("world-nodur", "world-dur", "flow", "flow-nodur", "flow-dur"),
+    "speech": ("flow", "flow-nodur", "flow-dur", "world-nodur", "world-dur"),
     "singing": ("world",),
 }
 
@@ -91,7 +91,10 @@ def make_converter(
                     "(voxflip export CHECKPOINT -o model.onnx), then pass --model model.onnx"
                 )
             hop_ms = 10.0
-            chunk = None if chunk_ms is None else max(1, round(chunk_ms / hop_ms))
+            if chunk_ms is not None and (chunk_ms < hop_ms or abs(chunk_ms / hop_ms - round(chunk_ms / hop_ms)) > 1e-9):
+                raise ConfigError(f"--chunk-ms {chunk_ms!r} must be a positive multiple of the flow model's "
+                                  f"{hop_ms:g} ms hop (10, 20, 40 ...)")
+            chunk = None if chunk_ms is None else round(chunk_ms / hop_ms)
             return FlowS2SConverter(path, method, chunk_frames=chunk, transpose_semitones=transpose_semitones)
         if model_path is not None:
             raise ConfigError("--model applies to the flow methods (flow-nodur, flow-dur)")

@@ -108,7 +108,7 @@ def rms_db(x: np.ndarray) -> float:
 
 def test_gain_lowers_the_level_by_its_decibels_without_a_click(tmp_path: Path):
     x = tone(4.0)
-    live = Live(tmp_path, x, "--to", "speech", "--mix", "0")
+    live = Live(tmp_path, x, "--to", "speech", "--method", "world-nodur", "--mix", "0")
     live.wait_until(1.5)
     live.send("/voxflip/gain", -20.0)
     y, stats = live.finish()
@@ -123,7 +123,7 @@ def test_gain_lowers_the_level_by_its_decibels_without_a_click(tmp_path: Path):
 
 def test_bypass_makes_the_output_the_input_after_the_declared_latency(tmp_path: Path, example_speech):
     speech, _ = example_speech
-    live = Live(tmp_path, speech, "--to", "speech")
+    live = Live(tmp_path, speech, "--to", "speech", "--method", "world-nodur")
     live.wait_until(1.0)
     live.send("/voxflip/mode", "bypass")
     y, stats = live.finish()
@@ -169,7 +169,7 @@ def test_a_flood_of_valid_and_malformed_messages_leaves_the_engine_running(tmp_p
     and counted); the engine must not xrun and must end in the state of the last message.
     The sender runs on the same 2 cores as the engine, so the engine gets a 40 ms scheduling margin."""
     x = tone(8.0)
-    live = Live(tmp_path, x, "--to", "speech", "--mix", "0", safety_ms=40.0)
+    live = Live(tmp_path, x, "--to", "speech", "--method", "world-nodur", "--mix", "0", safety_ms=40.0)
     live.wait_until(0.5)
     rng = np.random.default_rng(0)
     sent = 0
@@ -203,7 +203,7 @@ def test_a_flood_of_valid_and_malformed_messages_leaves_the_engine_running(tmp_p
 
 
 def test_the_python_example_sender_runs_against_voxflip_live(tmp_path: Path):
-    live = Live(tmp_path, tone(4.0), "--to", "speech")
+    live = Live(tmp_path, tone(4.0), "--to", "speech", "--method", "world-nodur")
     example = Path(__file__).resolve().parents[1] / "examples" / "osc_send.py"
     done = subprocess.run([sys.executable, str(example), "--port", str(live.port), "--note-s", "0.05"],
                           capture_output=True, text=True, timeout=30)

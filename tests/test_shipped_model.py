@@ -23,14 +23,19 @@ def test_the_shipped_artifact_is_complete_and_a_few_megabytes():
     total = sum(f.stat().st_size for f in files) + MODEL.stat().st_size
     assert total < 10 * 2**20, f"{total / 2**20:.1f} MB"
     assert manifest["model_config"]["duration_smoothing"] == 9
+    # what docs/models.md measured: the residual model, decoding the prior mean
+    assert manifest["residual"] is True and manifest["noise_scale"] == 0.0
 
 
 def test_flow_renders_speech_from_the_command_line_without_torch(tmp_path: Path, example_speech_path: Path):
     from helpers import cli_heavy_imports
 
+    from voxflip.engine.registry import default_method
+
+    assert default_method("speech") == "flow"     # the shipped model is the default (docs/results.md)
     out = tmp_path / "spoken.wav"
-    heavy = cli_heavy_imports(["render", str(example_speech_path), "-o", str(out), "--to", "speech", "--method", "flow",
-                               "-q"], ("torch", "onnx", "tensorrt"))
+    heavy = cli_heavy_imports(["render", str(example_speech_path), "-o", str(out), "--to", "speech", "-q"],
+                              ("torch", "onnx", "tensorrt"))
     assert heavy == []
     import soundfile as sf
 

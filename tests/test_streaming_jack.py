@@ -155,7 +155,7 @@ def _probe_and_client_ports(env) -> tuple[dict[str, str], dict[str, str]]:
 def test_click_delay_through_voxflip_live_equals_declared_latency_plus_device_buffers(jack_env, tmp_path: Path, mix):
     stats_path = tmp_path / "stats.json"
     live = subprocess.Popen(
-        [sys.executable, "-m", "voxflip", "live", "--to", "speech", "--seconds", "12", "--sample-rate", str(RATE),
+        [sys.executable, "-m", "voxflip", "live", "--to", "speech", "--method", "world-nodur", "--seconds", "12", "--sample-rate", str(RATE),
          "--block-size", str(PERIOD), "--mix", str(mix), "--stats-json", str(stats_path), "-q"],
         env=jack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

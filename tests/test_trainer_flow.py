@@ -442,6 +442,9 @@ def test_init_fresh_keeps_the_named_parts_fresh(exported: Path, tiny_corpus: Pat
     # fresh: the prior starts at zero, ActNorm from this run's first batch (residuals, not speech frames)
     assert got["prior.weight"].abs().max() < 1e-6 < init["prior.weight"].abs().max()
     assert not torch.allclose(got["flow.actnorms.0.log_scale"], init["flow.actnorms.0.log_scale"], atol=1e-2)
+    with pytest.raises(ConfigError, match="has model.residual = false and the .model. section true"):
+        train(_config(tiny_corpus, "train.max_steps=1", "model.residual=true",
+                      f'train.init_from="{exported / "model.onnx"}"'), tmp_path / "mixed", progress=False)
     with pytest.raises(ConfigError, match=r"train.init_fresh='flow,decoder': decoder is not a part of the model"):
         _config(tiny_corpus, f'train.init_from="{exported / "model.onnx"}"', 'train.init_fresh="flow,decoder"')
     with pytest.raises(ConfigError, match="needs train.init_from"):

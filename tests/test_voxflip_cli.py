@@ -132,7 +132,7 @@ def test_bad_melody_gives_one_line_exit_2(tmp_path: Path, speech_wav: Path, caps
 )
 def test_unwritable_output_gives_one_line_exit_2(tmp_path: Path, speech_wav: Path, capsys, output, expected):
     (tmp_path / "adir.wav").mkdir()
-    code, _, stderr = run(["render", str(speech_wav), "-o", str(tmp_path / output), "--to", "speech"], capsys)
+    code, _, stderr = run(["render", str(speech_wav), "-o", str(tmp_path / output), "--to", "speech", "--method", "world-nodur"], capsys)
     assert code == 2
     assert expected in stderr and stderr.count("\n") == 1
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -145,10 +145,11 @@ def test_unwritable_output_gives_one_line_exit_2(tmp_path: Path, speech_wav: Pat
         (["--to", "speech", "--method", "world"], "does not convert to speech"),
         (["--to", "speech", "--method", "world-nodur", "--duration", "0.5"], "world-dur only"),
         (["--to", "speech", "--method", "world-dur", "--duration", "1.5"], "outside 0..1"),
-        (["--to", "speech", "--tempo", "2"], "needs --to singing"),
-        (["--to", "speech", "--chunk-ms", "7"], "multiple of the 5 ms hop"),
-        (["--to", "speech", "--gain", "40"], "outside -60..24"),
-        (["--to", "speech", "--sample-rate", "400000"], "outside 8000..192000"),
+        (["--to", "speech", "--method", "world-nodur", "--tempo", "2"], "needs --to singing"),
+        (["--to", "speech", "--method", "world-nodur", "--chunk-ms", "7"], "multiple of the 5 ms hop"),
+        (["--to", "speech", "--chunk-ms", "15"], "--chunk-ms 15.0 must be a positive multiple of the flow model's 10 ms hop"),
+        (["--to", "speech", "--method", "world-nodur", "--gain", "40"], "outside -60..24"),
+        (["--to", "speech", "--method", "world-nodur", "--sample-rate", "400000"], "outside 8000..192000"),
     ],
 )
 def test_bad_options_give_one_line_exit_2(tmp_path: Path, speech_wav: Path, capsys, extra, expected):
@@ -161,7 +162,7 @@ def test_bad_options_give_one_line_exit_2(tmp_path: Path, speech_wav: Path, caps
 
 def test_output_over_input_is_refused(speech_wav: Path, capsys):
     before = speech_wav.read_bytes()
-    code, _, stderr = run(["render", str(speech_wav), "-o", str(speech_wav), "--to", "speech"], capsys)
+    code, _, stderr = run(["render", str(speech_wav), "-o", str(speech_wav), "--to", "speech", "--method", "world-nodur"], capsys)
     assert code == 2 and "is the input file" in stderr
     assert speech_wav.read_bytes() == before
 
@@ -170,7 +171,7 @@ def test_silent_input_warns_and_still_writes(tmp_path: Path, capsys):
     src = tmp_path / "silence.wav"
     sf.write(src, np.zeros(24_000, np.float32), 24_000)
     out = tmp_path / "out.wav"
-    code, stdout, stderr = run(["render", str(src), "-o", str(out), "--to", "speech"], capsys)
+    code, stdout, stderr = run(["render", str(src), "-o", str(out), "--to", "speech", "--method", "world-nodur"], capsys)
     assert code == 0
     assert "is silent" in stderr
     audio, rate = sf.read(out)
@@ -200,7 +201,7 @@ def test_multichannel_input_is_downmixed_and_said_so(tmp_path: Path, example_spe
     src = tmp_path / "three.flac"
     sf.write(src, stereo, rate)
     out = tmp_path / "out.wav"
-    code, stdout, stderr = run(["render", str(src), "-o", str(out), "--to", "speech"], capsys)
+    code, stdout, stderr = run(["render", str(src), "-o", str(out), "--to", "speech", "--method", "world-nodur"], capsys)
     assert code == 0
     assert "has 3 channels; they were mixed down to mono" in stderr
     result, out_rate = sf.read(out)
@@ -217,7 +218,7 @@ def test_any_common_format_and_rate_renders_at_the_input_rate(tmp_path: Path, ex
     src = tmp_path / f"in{suffix}"
     sf.write(src, clip, rate)
     out = tmp_path / "out.flac"
-    code, stdout, stderr = run(["render", str(src), "-o", str(out), "--to", "speech", "-q"], capsys)
+    code, stdout, stderr = run(["render", str(src), "-o", str(out), "--to", "speech", "--method", "world-nodur", "-q"], capsys)
     assert code == 0, stderr
     info = sf.info(out)
     frames_in = sf.info(src).frames
@@ -227,7 +228,7 @@ def test_any_common_format_and_rate_renders_at_the_input_rate(tmp_path: Path, ex
 
 def test_sample_rate_option_sets_the_output_rate(tmp_path: Path, speech_wav: Path, capsys):
     out = tmp_path / "out.wav"
-    code, _, stderr = run(["render", str(speech_wav), "-o", str(out), "--to", "speech", "--sample-rate", "44100"], capsys)
+    code, _, stderr = run(["render", str(speech_wav), "-o", str(out), "--to", "speech", "--method", "world-nodur", "--sample-rate", "44100"], capsys)
     assert code == 0, stderr
     info = sf.info(out)
     assert info.samplerate == 44_100 and info.frames == round(sf.info(speech_wav).frames * 44_100 / 16_000)
@@ -248,7 +249,7 @@ def test_block_size_does_not_change_the_output_file(tmp_path: Path, speech_wav: 
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, capsys):
-    code, _, stderr = run(["--debug", "render", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o.wav"), "--to", "speech"], capsys)
+    code, _, stderr = run(["--debug", "render", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o.wav"), "--to", "speech", "--method", "world-nodur"], capsys)
     assert code == 2 and "Traceback" in stderr and "does not exist" in stderr
 
 
@@ -260,6 +261,6 @@ def test_demo_renders_the_bundled_example_both_ways(tmp_path: Path, capsys):
     spoken, _ = sf.read(tmp_path / "arctic_a0007_sung_spoken.wav")
     assert sung_rate == 16_000
     assert abs(sung.shape[0] / sung_rate - 7.63) < 0.01  # the tune's span
-    assert 0.3 * sung.shape[0] < spoken.shape[0] < sung.shape[0]  # world-dur shortens the sung vowels
+    assert 0.3 * sung.shape[0] < spoken.shape[0] < sung.shape[0]  # the default (flow-dur) shortens the sung vowels
     assert np.sqrt(np.mean(sung**2)) > 0.01 and np.sqrt(np.mean(spoken**2)) > 0.01
     assert "Listen:" in stdout

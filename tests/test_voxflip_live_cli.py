@@ -35,7 +35,7 @@ def test_live_from_a_file_writes_input_plus_latency_and_a_summary(tmp_path: Path
     pytest.importorskip("voxflip.streaming._ringbuffer")
     out = tmp_path / "live.wav"
     stats = tmp_path / "stats.json"
-    code, stdout, stderr = run(["live", "--to", "speech", "--input-file", str(speech_48k), "--output-file", str(out),
+    code, stdout, stderr = run(["live", "--to", "speech", "--method", "world-nodur", "--input-file", str(speech_48k), "--output-file", str(out),
                                 "--fast", "-q", "--stats-json", str(stats)], capsys)
     assert code == 0, stderr
     facts = json.loads(stats.read_text())
@@ -46,7 +46,7 @@ def test_live_from_a_file_writes_input_plus_latency_and_a_summary(tmp_path: Path
 
 def test_live_mix_zero_from_a_file_is_the_input_delayed(tmp_path: Path, speech_48k: Path, capsys):
     out, stats = tmp_path / "live.wav", tmp_path / "stats.json"
-    code, _, stderr = run(["live", "--to", "speech", "--mix", "0", "--input-file", str(speech_48k), "--output-file",
+    code, _, stderr = run(["live", "--to", "speech", "--method", "world-nodur", "--mix", "0", "--input-file", str(speech_48k), "--output-file",
                            str(out), "--fast", "-q", "--stats-json", str(stats)], capsys)
     assert code == 0, stderr
     lat = json.loads(stats.read_text())["declared_latency_samples"]
@@ -67,12 +67,12 @@ def test_live_mix_zero_from_a_file_is_the_input_delayed(tmp_path: Path, speech_4
     ],
 )
 def test_live_bad_options(capsys, extra, expected):
-    code, _, stderr = run(["live", "--to", "speech", *extra], capsys)
+    code, _, stderr = run(["live", "--to", "speech", "--method", "world-nodur", *extra], capsys)
     assert code == 2 and expected in stderr, stderr
 
 
 def test_live_refuses_a_file_at_another_rate(tmp_path: Path, speech_48k: Path, capsys):
-    code, _, stderr = run(["live", "--to", "speech", "--sample-rate", "44100", "--input-file", str(speech_48k),
+    code, _, stderr = run(["live", "--to", "speech", "--method", "world-nodur", "--sample-rate", "44100", "--input-file", str(speech_48k),
                            "--output-file", str(tmp_path / "o.wav")], capsys)
     assert code == 2 and "--sample-rate 48000" in stderr
 
@@ -86,8 +86,8 @@ def test_devices_lists_something_or_says_why(capsys):
 
 def test_render_with_an_effect_preset_adds_its_tail(tmp_path: Path, example_speech_path: Path, capsys):
     plain, wet = tmp_path / "plain.wav", tmp_path / "wet.wav"
-    assert run(["render", str(example_speech_path), "-o", str(plain), "--to", "speech", "-q"], capsys)[0] == 0
-    code, _, stderr = run(["render", str(example_speech_path), "-o", str(wet), "--to", "speech", "--fx", "hall",
+    assert run(["render", str(example_speech_path), "-o", str(plain), "--to", "speech", "--method", "world-nodur", "-q"], capsys)[0] == 0
+    code, _, stderr = run(["render", str(example_speech_path), "-o", str(wet), "--to", "speech", "--method", "world-nodur", "--fx", "hall",
                            "-q"], capsys)
     assert code == 0, stderr
     assert sf.info(wet).frames > sf.info(plain).frames  # the reverb tail

@@ -96,6 +96,11 @@ def _init_weights(model: S2SFlow, path: Path, rank: int, keep_fresh: list[str]) 
     else:
         init, _ = load_checkpoint(path)
         fresh = []
+    if init.cfg.residual != model.cfg.residual and not {"flow", "prior"} <= set(keep_fresh):
+        raise ConfigError(
+            f"train.init_from {str(path)!r} has model.residual = {str(init.cfg.residual).lower()} and the [model] "
+            f"section {str(model.cfg.residual).lower()}: its flow and prior model another quantity; set "
+            f"model.residual = {str(init.cfg.residual).lower()}, or start them fresh (train.init_fresh = \"flow,prior\")")
     mine = model.state_dict()
     weights = {k: v for k, v in init.state_dict().items()
                if k not in fresh and k.split(".", 1)[0] not in keep_fresh}

@@ -53,8 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("input", help="audio file: wav, flac, mp3, ogg or aiff, 8-192 kHz, any channel count")
     render.add_argument("-o", "--output", required=True, help="output file; the extension picks the format")
     render.add_argument("--to", required=True, choices=["speech", "singing"], help="target: speech or singing")
-    render.add_argument("--method", help="--to speech: world-nodur (default), world-dur, flow (= flow-dur), "
-                                         "flow-nodur, flow-dur; --to singing: world")
+    render.add_argument("--method", help="--to speech: flow (= flow-dur, the default), flow-nodur, world-nodur, "
+                                         "world-dur; --to singing: world")
     render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, or a .csv/.json note list")
     render.add_argument("--model", help="flow model (model.onnx from voxflip export) for --method flow-nodur/flow-dur")
     render.add_argument("--transpose", type=_finite_float, default=0.0, metavar="SEMITONES",
@@ -84,8 +84,8 @@ def get_parser() -> argparse.ArgumentParser:
                     "real time into another file (--input-file/--output-file). Ctrl-C stops and prints a summary.",
     )
     live.add_argument("--to", required=True, choices=["speech", "singing"], help="target: speech or singing")
-    live.add_argument("--method", help="--to speech: world-nodur (default), world-dur, flow (= flow-dur), flow-nodur, "
-                                       "flow-dur; --to singing: world")
+    live.add_argument("--method", help="--to speech: flow (= flow-dur, the default), flow-nodur, world-nodur, "
+                                       "world-dur; --to singing: world")
     live.add_argument("--model", help="flow model (model.onnx from voxflip export) for the flow methods "
                                       "(default: the shipped one)")
     live.add_argument("--melody", help="tune for singing (it plays from the start of the stream); without one, "
@@ -270,7 +270,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     spoken = out / "arctic_a0007_sung_spoken.wav"
     steps = [
         ("speech -> singing", speech, sung, make_converter("singing", "world", melody=load_melody(tune))),
-        ("singing -> speech", sung, spoken, make_converter("speech", "world-dur")),
+        ("singing -> speech", sung, spoken, make_converter("speech")),   # the default method
     ]
     for label, src, dst, converter in steps:
         result = render_file(src, dst, converter)
