@@ -468,3 +468,17 @@ def test_export_noise_scale_sets_the_prior_noise_of_both_paths(exported: Path, t
     assert main(["export", ckpt, "-o", str(tmp_path / "bad" / "model.onnx"), "--noise-scale", "-1"]) != 0
     assert "--noise-scale -1.0 must be 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_residual_export_reads_back_into_torch(exported_residual: Path):
+    from voxflip.trainer.export import load_exported
+    from voxflip.trainer.train import load_checkpoint
+
+    original, _ = load_checkpoint(exported_residual / "checkpoints" / "step_00000010.pt")
+    model, _ = load_exported(exported_residual / "model.manifest.json")
+    assert model.cfg.residual
+    mel = torch.randn(1, 80, 30) - 5
+    noise = torch.randn(1, 80, 30 + original.cfg.lookahead)
+    for dur in (False, True):
+        assert torch.allclose(original.infer(mel, dur=dur, noise=noise)[0], model.infer(mel, dur=dur, noise=noise)[0],
+                              atol=1e-4), dur
