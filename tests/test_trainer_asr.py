@@ -106,6 +106,22 @@ def test_transcribe_resamples_other_rates(example_speech):
     assert wer(ARCTIC_TEXT, transcribe(at_24k, 24_000)) <= 0.1
 
 
+def test_a_transcript_does_not_depend_on_what_was_decoded_before(example_speech):
+    """pocketsphinx keeps a running cepstral mean across utterances; an eval must not inherit it."""
+    pytest.importorskip("pocketsphinx", reason="pocketsphinx is in the eval extra")
+    from scipy.signal import butter, sosfilt
+
+    audio, rate = example_speech
+    rng = np.random.default_rng(0)
+    noisy = audio + rng.standard_normal(audio.size).astype(np.float32) * np.sqrt(np.mean(audio**2)) * 10 ** (-5 / 20)
+    noisy = (noisy / np.abs(noisy).max() * 0.8).astype(np.float32)   # uncertain enough to show a shifted mean
+    muffled = np.clip(sosfilt(butter(4, 300, "lowpass", fs=rate, output="sos"), audio) * 4, -1, 1).astype(np.float32)
+    first = transcribe(noisy, rate)
+    transcribe(muffled, rate)
+    transcribe(muffled, rate)
+    assert transcribe(noisy, rate) == first
+
+
 def test_transcribe_of_silence_is_empty_or_short():
     pytest.importorskip("pocketsphinx", reason="pocketsphinx is in the eval extra")
     assert len(transcribe(np.zeros(16_000, np.float32), 16_000).split()) <= 1

@@ -190,6 +190,9 @@ def transcribe(audio: np.ndarray, sample_rate: int) -> str:
     data = pcm.astype("<i2").tobytes()
     with _decoder_lock:
         decoder = _get_decoder()
+        # pocketsphinx carries its feature state (the running cepstral mean) from one utterance to
+        # the next, which made a clip's transcript depend on the clips decoded before it
+        decoder.reinit_feat()
         decoder.start_utt()
         decoder.process_raw(data, full_utt=True)
         decoder.end_utt()
