@@ -10,7 +10,7 @@ from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 
-from .converters.base import Converter
+from .converters.base import Converter, check_chunk_ms
 from .converters.world_s2s import WorldS2SConfig, WorldS2SConverter
 from .converters.world_sts import WorldSTSConfig, WorldSTSConverter
 from .errors import ConfigError
@@ -90,11 +90,10 @@ def make_converter(
                     "no flow model is shipped with this installation; train one (voxflip train) and export it "
                     "(voxflip export CHECKPOINT -o model.onnx), then pass --model model.onnx"
                 )
-            hop_ms = 10.0
-            if chunk_ms is not None and (chunk_ms < hop_ms or abs(chunk_ms / hop_ms - round(chunk_ms / hop_ms)) > 1e-9):
-                raise ConfigError(f"--chunk-ms {chunk_ms!r} must be a positive multiple of the flow model's "
-                                  f"{hop_ms:g} ms hop (10, 20, 40 ...)")
-            chunk = None if chunk_ms is None else round(chunk_ms / hop_ms)
+            from .features.mel import MelConfig
+
+            mel = MelConfig.for_s2s()   # every flow model's (its manifest is checked against it on load)
+            chunk = None if chunk_ms is None else check_chunk_ms(chunk_ms, mel.hop_samples, mel.sample_rate, "--chunk-ms")
             return FlowS2SConverter(path, method, chunk_frames=chunk, transpose_semitones=transpose_semitones)
         if model_path is not None:
             raise ConfigError("--model applies to the flow methods (flow-nodur, flow-dur)")

@@ -147,7 +147,7 @@ def test_unwritable_output_gives_one_line_exit_2(tmp_path: Path, speech_wav: Pat
         (["--to", "speech", "--method", "world-dur", "--duration", "1.5"], "outside 0..1"),
         (["--to", "speech", "--method", "world-nodur", "--tempo", "2"], "needs --to singing"),
         (["--to", "speech", "--method", "world-nodur", "--chunk-ms", "7"], "multiple of the 5 ms hop"),
-        (["--to", "speech", "--chunk-ms", "15"], "--chunk-ms 15.0 must be a positive multiple of the flow model's 10 ms hop"),
+        (["--to", "speech", "--chunk-ms", "15"], "--chunk-ms=15.0 must be a positive multiple of the 10 ms hop"),
         (["--to", "speech", "--method", "world-nodur", "--gain", "40"], "outside -60..24"),
         (["--to", "speech", "--method", "world-nodur", "--sample-rate", "400000"], "outside 8000..192000"),
     ],
