@@ -29,3 +29,12 @@ class MelodyError(EngineError, ValueError):
 
 class ArtifactMismatchError(EngineError):
     """A built artifact (ONNX model, TensorRT plan) does not match this process."""
+
+
+class MissingDependencyError(EngineError, ImportError):
+    """A feature needs a package that is not installed; the message says how to install it."""
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of voxflip's extras, for an installed wheel and for a checkout."""
+    return f'pip install "voxflip[{extra}]" (from a checkout: pip install -e ".[{extra}]")'

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.params import ParamChange
+from voxflip.engine.params import ParamChange
 
 #: every reason a message can be rejected for, in the order the docs list them
 REJECTION_REASONS: tuple[str, ...] = (

@@ -39,7 +39,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError('OSC control needs python-osc. Install it with: pip install -e ".[osc]"') from exc
 
-from ..engine.params import ParamChange
+from voxflip.engine.params import ParamChange
+
 from .address_space import REJECTION_REASONS, Rejection, StatusRequest, parse_message
 
 log = logging.getLogger(__name__)

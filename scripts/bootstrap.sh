@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Create .venv in the repository root and install voxflip into it (editable),
-# with the extras named in $1 (e.g. "dev"). Debian/Ubuntu packages it needs
-# (Python venv and headers, a C++ compiler for pyworld) are installed first
-# when missing, with sudo when not root. Safe to run again.
+# with the ONNX runtime extra named by $VOXFLIP_RUNTIME (cpu, the default, or gpu:
+# onnxruntime-gpu instead of onnxruntime, never both; see docs/install.md) and the
+# extras named in $1 (e.g. "dev"). Debian/Ubuntu packages it needs (Python venv and
+# headers, a C++ compiler for pyworld) are installed first when missing, with sudo
+# when not root. Safe to run again, also to switch runtimes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-}"
+runtime="${VOXFLIP_RUNTIME:-cpu}"
+case "$runtime" in cpu|gpu) ;; *) echo "voxflip: VOXFLIP_RUNTIME=$runtime must be cpu or gpu" >&2; exit 2 ;; esac
+extras="$runtime${1:+,$1}"
 py="${PYTHON:-python3}"
 
 need=()
@@ -34,5 +38,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install -c constraints.txt --upgrade pip "setuptools>=77.0.3,<81" wheel
-echo "voxflip: installing voxflip${extras:+[$extras]} into .venv" >&2
-"${pip[@]}" install -c constraints.txt -e ".${extras:+[$extras]}"
+# onnxruntime and onnxruntime-gpu share one folder: switching runtimes removes the other first
+other=$([ "$runtime" = gpu ] && echo onnxruntime || echo onnxruntime-gpu)
+if .venv/bin/python -m pip show -q "$other" >/dev/null 2>&1; then
+  echo "voxflip: removing $other (the $runtime runtime replaces it)" >&2
+  "${pip[@]}" uninstall -y onnxruntime onnxruntime-gpu >/dev/null
+fi
+echo "voxflip: installing voxflip[$extras] into .venv" >&2
+"${pip[@]}" install -c constraints.txt -e ".[$extras]"

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.converters.base import Converter
-from ..engine.errors import ConfigError
+from voxflip.engine.converters.base import Converter
+from voxflip.engine.errors import ConfigError
+
 from .streamer import Streamer
 
 try:

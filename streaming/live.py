@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine.params import ParamChange
+from voxflip.engine.params import ParamChange
+
 from .realtime import RealtimeStreamer
 from .ring_buffer import RingBuffer
 

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.converters.base import Converter
-from ..engine.errors import ConfigError
-from ..engine.params import ParamChange
+from voxflip.engine.converters.base import Converter
+from voxflip.engine.errors import ConfigError
+from voxflip.engine.params import ParamChange
+
 from .effects import Chain, bundled_presets, load_preset
 from .realtime import RealtimeStreamer
 

@@ -29,7 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .ring_buffer import RingBuffer
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.converters.base import Converter, ConverterReport
+from voxflip.engine.converters.base import Converter, ConverterReport
+
 from .chunker import Chunker
 
 

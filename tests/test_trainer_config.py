@@ -47,3 +47,16 @@ def test_the_shipped_configs_load():
 def test_bad_values_are_refused_in_one_line(override: str, message: str):
     with pytest.raises(ConfigError, match=message):
         load_config(REPO / "configs" / "tiny.toml", [override, 'train.init_from="x.pt"'])
+
+
+def test_saved_config_escapes_strings_and_reads_back_the_same(tmp_path: Path):
+    folder = tmp_path / 'odd "name" \\ with\ttab'
+    folder.mkdir()
+    config_file = folder / "run.toml"
+    config_file.write_text('[data]\nmanifest = "m.jsonl"\n')
+    config = with_manifest_absolute(load_config(config_file))
+    saved = tmp_path / "saved.toml"
+    saved.write_text(to_toml(config))
+    again = load_config(saved)
+    assert again.data.manifest == config.data.manifest == str(folder / "m.jsonl")
+    assert again.train == config.train and again.model == config.model

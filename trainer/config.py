@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .models.s2s_flow import S2SFlowConfig
 
 
@@ -100,7 +101,7 @@ class RunConfig:
         if not self.train.init_from:
             return None
         if self.train.init_from == SHIPPED:
-            from ..engine.registry import default_flow_model
+            from voxflip.engine.registry import default_flow_model
 
             return default_flow_model()
         path = Path(self.train.init_from)
@@ -176,18 +177,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def to_toml(config: RunConfig) -> str:
-    lines = []
-    for table in _TABLES:
-        lines.append(f"[{table}]")
-        for key, value in dataclasses.asdict(getattr(config, table)).items():
-            if isinstance(value, str):
-                lines.append(f'{key} = "{value}"')
-            elif isinstance(value, bool):
-                lines.append(f"{key} = {'true' if value else 'false'}")
-            else:
-                lines.append(f"{key} = {value!r}")
-        lines.append("")
-    return "\n".join(lines)
+    """The resolved configuration as TOML (strings escaped by tomli-w); :func:`load_config` reads it back."""
+    import tomli_w
+
+    return tomli_w.dumps({table: dataclasses.asdict(getattr(config, table)) for table in _TABLES})
 
 
 def with_manifest_absolute(config: RunConfig) -> RunConfig:

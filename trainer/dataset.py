@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .data.features import FeatureConfig, compute_features, load_features
 from .data.manifest import ManifestEntry, read_manifest
 

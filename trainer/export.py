@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..engine.errors import ArtifactMismatchError, ConfigError
-from ..engine.features.mel import MelConfig
+from voxflip.engine.errors import ArtifactMismatchError, ConfigError
+from voxflip.engine.features.mel import MelConfig
+
 from .models.s2s_flow import S2SFlow
 
 FORMAT_VERSION = 1

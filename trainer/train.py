@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .config import SHIPPED, RunConfig, to_toml, with_manifest_absolute
 from .dataset import BatchOrder, PairData, collate, load_pairs
 from .models.s2s_flow import S2SFlow

@@ -16,7 +16,7 @@ __all__ = ["__version__", "load_melody", "make_converter", "render_file", "Strea
 
 def __getattr__(name: str):  # lazy: `import voxflip` stays cheap for the CLI
     if name == "make_converter":
-        from .engine.registry import make_converter
+        from voxflip.engine.registry import make_converter
 
         return make_converter
     if name == "render_file":
@@ -24,11 +24,11 @@ def __getattr__(name: str):  # lazy: `import voxflip` stays cheap for the CLI
 
         return render_file
     if name == "load_melody":
-        from .engine.melody import load_melody
+        from voxflip.engine.melody import load_melody
 
         return load_melody
     if name == "Streamer":
-        from .streaming.streamer import Streamer
+        from voxflip.streaming.streamer import Streamer
 
         return Streamer
     raise AttributeError(f"module 'voxflip' has no attribute {name!r}")

@@ -58,12 +58,13 @@ def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, s
 
     import numpy as np
 
-    from .engine.melody import Melody, Note
-    from .engine.registry import make_converter
+    from voxflip.engine.melody import Melody, Note
+    from voxflip.engine.registry import make_converter
+    from voxflip.streaming.live import prefill_blocks_for
+    from voxflip.streaming.realtime import RealtimeStreamer
+    from voxflip.streaming.streamer import Streamer
+
     from .live import LIVE_CHUNK_MS
-    from .streaming.live import prefill_blocks_for
-    from .streaming.realtime import RealtimeStreamer
-    from .streaming.streamer import Streamer
 
     audio = np.load(signal_path)
     seconds = audio.shape[0] / device_rate

@@ -12,8 +12,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from voxflip.engine.errors import ConfigError, EngineError
+
 from . import __version__
-from .engine.errors import ConfigError, EngineError
 
 
 def _positive_int(text: str) -> int:
@@ -199,8 +200,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .engine.melody import load_melody
-    from .engine.registry import make_converter
+    from voxflip.engine.melody import load_melody
+    from voxflip.engine.registry import make_converter
+
     from .render import DEFAULT_BLOCK_SIZE, print_warnings, render_file
 
     melody = None
@@ -257,8 +259,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
     from pathlib import Path
 
-    from .engine.melody import load_melody
-    from .engine.registry import make_converter
+    from voxflip.engine.melody import load_melody
+    from voxflip.engine.registry import make_converter
+
     from .render import print_warnings, render_file
 
     data = files("voxflip") / "data"
@@ -288,10 +291,12 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
-    from .engine.converters.world_sts import WorldSTSConfig
-    from .engine.converters.world_sts_live import LiveNotesSTSConverter
-    from .engine.melody import load_melody
-    from .engine.registry import make_converter
+    from voxflip.engine.converters.world_sts import WorldSTSConfig
+    from voxflip.engine.converters.world_sts_live import LiveNotesSTSConverter
+    from voxflip.engine.melody import load_melody
+    from voxflip.engine.registry import make_converter
+    from voxflip.streaming.live import LiveEngine, prefill_blocks_for
+
     from .live import (
         LIVE_CHUNK_MS,
         build_controller,
@@ -300,7 +305,6 @@ def _cmd_live(args: argparse.Namespace) -> int:
         run_live_file,
         summary,
     )
-    from .streaming.live import LiveEngine, prefill_blocks_for
 
     if (args.input_file is None) != (args.output_file is None):
         raise EngineError("--input-file and --output-file go together")
@@ -326,7 +330,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         singing = LiveNotesSTSConverter(WorldSTSConfig(chunk_ms=chunk_ms, transpose_semitones=args.transpose))
     rate = args.sample_rate
     if rate is None and args.input_file is not None:
-        from .engine.audio_io import probe
+        from voxflip.engine.audio_io import probe
 
         rate = probe(args.input_file).sample_rate
     rate = rate or 48_000
@@ -372,7 +376,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 def _start_osc(args: argparse.Namespace, engine):
     try:
-        from .osc_control.server import OscServer, parse_bind, parse_cidrs
+        from voxflip.osc_control.server import OscServer, parse_bind, parse_cidrs
     except ImportError:
         raise EngineError('OSC control needs python-osc. Install it with: pip install -e ".[osc]"') from None
     bind = f"127.0.0.1:{args.osc}" if args.osc.isdigit() else args.osc  # a bare port stays on loopback
@@ -393,7 +397,7 @@ def _start_osc(args: argparse.Namespace, engine):
         server.start()
     except OSError as exc:
         raise EngineError(f"--osc {args.osc}: cannot listen there: {exc.strerror or exc}") from None
-    from .osc_control.server import is_loopback_host
+    from voxflip.osc_control.server import is_loopback_host
 
     if not is_loopback_host(host) and not args.osc_allow:
         print(f"voxflip live: warning: OSC listens on {host}, reachable from other machines; "
@@ -409,8 +413,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
+    from voxflip.engine.registry import make_converter
+
     from .bench import CONVERTERS, FLOW_CONVERTERS, format_table, run_bench
-    from .engine.registry import make_converter
 
     converters = [c.strip() for c in args.converters.split(",") if c.strip()]
     allowed = CONVERTERS + FLOW_CONVERTERS
@@ -468,8 +473,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     if action is None:
         raise EngineError("voxflip corpus needs an action: import, check, synth or features")
     if action == "import":
-        from .trainer.data.corpora import load_corpus
-        from .trainer.data.manifest import write_manifest
+        from voxflip.trainer.data.corpora import load_corpus
+        from voxflip.trainer.data.manifest import write_manifest
 
         entries = load_corpus(args.kind, args.root, split_seed=args.seed)
         path = write_manifest(args.output, entries)
@@ -477,7 +482,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         print(f"{args.kind}: {len(entries)} entries ({', '.join(f'{k} {v}' for k, v in splits.items())}) -> {path}")
         return 0
     if action == "check":
-        from .trainer.data.check import check_manifest
+        from voxflip.trainer.data.check import check_manifest
 
         bar = _Bar("checking", "clip")
         try:
@@ -488,7 +493,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         print(report.format())
         return 0
     if action == "synth":
-        from .trainer.data.synth import make_synthetic_corpus
+        from voxflip.trainer.data.synth import make_synthetic_corpus
 
         bar = _Bar("synthesising", "s")
         try:
@@ -499,7 +504,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         print(f"synthetic corpus: {manifest}")
         return 0
     if action == "features":
-        from .trainer.data.features import FeatureConfig, compute_features
+        from voxflip.trainer.data.features import FeatureConfig, compute_features
 
         bar = _Bar("features", "clip")
         try:
@@ -519,8 +524,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import logging
 
     try:
-        from .trainer.config import load_config
-        from .trainer.train import train
+        from voxflip.trainer.config import load_config
+        from voxflip.trainer.train import train
     except ImportError as exc:
         raise EngineError(f'training needs torch (pinned): pip install -e ".[train]" ({exc})') from None
     logging.basicConfig(level=logging.INFO, format="voxflip train: %(message)s")
@@ -532,8 +537,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     try:
-        from .trainer.export import export_onnx
-        from .trainer.train import load_checkpoint
+        from voxflip.trainer.export import export_onnx
+        from voxflip.trainer.train import load_checkpoint
     except ImportError as exc:
         raise EngineError(f'export needs torch and onnx: pip install -e ".[train]" ({exc})') from None
     from pathlib import Path
@@ -553,7 +558,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .trainer.eval.runner import evaluate
+    from voxflip.trainer.eval.runner import evaluate
 
     systems = [s.strip() for s in args.system.split(",") if s.strip()]
     bar = _Bar("evaluating", "clip")

@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .engine.errors import AudioInputError, ConfigError, EngineError
-from .streaming.live import LiveEngine, run_file
+from voxflip.engine.errors import AudioInputError, ConfigError, EngineError
+from voxflip.streaming.live import LiveEngine, run_file
 
 DEFAULT_BLOCK = 256
 #: converter chunk for live use: 10 ms keeps the algorithmic latency of live S2S at 40 ms
@@ -92,7 +92,7 @@ def format_devices(devices: list[Device]) -> str:
 def build_controller(speech, singing, mode: str, sample_rate: int, fx_preset: str | None = None,
                      preset_dir: str | None = None):
     """The live chain: converters for both directions (the active one by ``mode``) and effects."""
-    from .streaming.live_control import LiveController
+    from voxflip.streaming.live_control import LiveController
 
     converters = {"speech": speech, "singing": singing}
     return LiveController(converters, mode, sample_rate, preset=fx_preset, preset_dir=preset_dir)
@@ -156,7 +156,7 @@ def run_live_devices(
 def run_live_file(engine: LiveEngine, input_path: str, output_path: str, *, realtime: bool = True,
                   quiet: bool = False) -> dict[str, float]:
     """Play ``input_path`` through the live engine in real time (or as fast as possible) into ``output_path``."""
-    from .engine.audio_io import AtomicAudioWriter, AudioReader
+    from voxflip.engine.audio_io import AtomicAudioWriter, AudioReader
 
     with AudioReader(input_path, block_frames=engine.block_size * 16) as reader:
         if reader.info.sample_rate != engine.sample_rate:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AtomicAudioWriter, AudioReader
-from .engine.converters.base import Converter, ConverterReport
-from .engine.errors import AudioInputError, ConfigError
-from .streaming.streamer import MonoResampler, Streamer
+from voxflip.engine.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AtomicAudioWriter, AudioReader
+from voxflip.engine.converters.base import Converter, ConverterReport
+from voxflip.engine.errors import AudioInputError, ConfigError
+from voxflip.streaming.streamer import MonoResampler, Streamer
 
 #: the block size offline rendering reads by default (samples at the input rate)
 DEFAULT_BLOCK_SIZE = 65_536
@@ -113,7 +113,7 @@ def render_file(
             process, flush, latency_s = streamer.process, streamer.flush, streamer.latency_s
             report = streamer.report
         else:
-            from .streaming.effects import load_preset
+            from voxflip.streaming.effects import load_preset
 
             chain = load_preset(fx_preset, converter=converter)
             chain.sample_rate = info.sample_rate

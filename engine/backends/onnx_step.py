@@ -17,16 +17,13 @@ import numpy as np
 
 from ..errors import ArtifactMismatchError, ConfigError
 from ..features.mel import MelConfig
+from .runtime import import_onnxruntime
 
 FORMAT_VERSION = 1
 
 
 def _session(path: Path, threads: int):
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ImportError('flow models need onnxruntime. Install it with: pip install -e ".[train]" '
-                          '(or pip install onnxruntime)') from None
+    ort = import_onnxruntime("flow models")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -32,8 +32,9 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ...engine.audio_io import MAX_SAMPLE_RATE, AudioInfo, probe
-from ...engine.errors import AudioInputError
+from voxflip.engine.audio_io import MAX_SAMPLE_RATE, AudioInfo, probe
+from voxflip.engine.errors import AudioInputError
+
 from .manifest import ManifestEntry, read_manifest
 
 log = logging.getLogger(__name__)

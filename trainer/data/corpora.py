@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .corpora_common import (
     LoadReport,
     audio_files,

@@ -18,8 +18,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...engine.audio_io import READ_EXTENSIONS
-from ...engine.errors import ConfigError
+from voxflip.engine.audio_io import READ_EXTENSIONS
+from voxflip.engine.errors import ConfigError
+
 from .manifest import ManifestEntry
 
 log = logging.getLogger(__name__)

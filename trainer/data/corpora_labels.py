@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .manifest import PhoneSpan
 
 # Labels that mark silence or pauses rather than a word.

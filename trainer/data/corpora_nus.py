@@ -10,7 +10,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ...engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .corpora_common import (
     LoadReport,
     audio_files,

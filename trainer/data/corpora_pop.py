@@ -10,7 +10,8 @@ import math
 import re
 from pathlib import Path
 
-from ...engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .corpora_common import (
     LoadReport,
     audio_files,

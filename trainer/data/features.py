@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...engine.audio_io import read_audio
-from ...engine.errors import ConfigError, EngineError
-from ...engine.features.mel import MelAnalyzer, MelConfig
-from ...engine.features.pitch import PitchConfig, estimate_f0
-from ...engine.features.rhythm import DEFAULT_BETA, rhythm
+from voxflip.engine.audio_io import read_audio
+from voxflip.engine.errors import ConfigError, EngineError
+from voxflip.engine.features.mel import MelAnalyzer, MelConfig
+from voxflip.engine.features.pitch import PitchConfig, estimate_f0
+from voxflip.engine.features.rhythm import DEFAULT_BETA, rhythm
+
 from .manifest import ManifestEntry, PhoneSpan, read_manifest
 
 FORMAT_VERSION = 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
 
 SPLITS = ("train", "valid", "test")
 _KNOWN = ("id", "text", "singing", "speech", "speaker", "split", "language", "source",

@@ -37,7 +37,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ...engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .manifest import ManifestEntry, parse_entry, write_manifest
 from .synth_festival import SAMPLE_RATE, festival_binary, festival_version, installed_voices
 from .synth_melodies import catalog, music21_version

@@ -37,7 +37,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import soundfile as sf
 
-from ...engine.errors import ConfigError, EngineError
+from voxflip.engine.errors import ConfigError, EngineError
+
 from .manifest import PhoneSpan
 
 SAMPLE_RATE = 16_000

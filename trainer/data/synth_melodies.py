@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from .manifest import NoteSpan
 from .synth_festival import FestivalVoice
 

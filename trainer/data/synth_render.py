@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ...engine.melody import Melody, Note
-from ...engine.registry import make_converter
-from ...streaming.streamer import Streamer
+from voxflip.engine.melody import Melody, Note
+from voxflip.engine.registry import make_converter
+from voxflip.streaming.streamer import Streamer
+
 from .manifest import ManifestEntry, NoteSpan, PhoneSpan
 from .synth_festival import SAMPLE_RATE, FestivalError, FestivalVoice, sing, speak
 from .synth_melodies import MelodyChoice, choose_melody

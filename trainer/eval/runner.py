@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...engine.audio_io import read_audio, write_audio
-from ...engine.errors import ConfigError, EngineError
+from voxflip.engine.audio_io import read_audio, write_audio
+from voxflip.engine.errors import ConfigError, EngineError
+
 from ..data.manifest import ManifestEntry, read_manifest
 from .systems import get_system, melody_of
 

@@ -20,10 +20,11 @@ from typing import Literal
 
 import numpy as np
 
-from ...engine.features.frames import frame_matrix, pad_for_frames
-from ...engine.features.mel import MelAnalyzer, MelConfig
-from ...engine.features.rhythm import rhythm, rhythm_distance
-from ...engine.notes import Melody
+from voxflip.engine.features.frames import frame_matrix, pad_for_frames
+from voxflip.engine.features.mel import MelAnalyzer, MelConfig
+from voxflip.engine.features.rhythm import rhythm, rhythm_distance
+from voxflip.engine.notes import Melody
+
 from .metrics import check_audio, check_sample_rate, missing_dependency, resample
 
 PRAAT_TIME_STEP_S = 0.01

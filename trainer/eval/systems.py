@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...engine.audio_io import read_audio
-from ...engine.errors import ConfigError
-from ...engine.notes import Melody, Note
+from voxflip.engine.audio_io import read_audio
+from voxflip.engine.errors import ConfigError
+from voxflip.engine.notes import Melody, Note
+
 from ..data.manifest import ManifestEntry
 
 Runner = Callable[[ManifestEntry, dict], tuple[np.ndarray, int]]
@@ -51,7 +52,7 @@ def get_system(name: str) -> System:
 
 
 def _convert(entry_audio: Path, converter) -> tuple[np.ndarray, int]:
-    from ...streaming.streamer import Streamer
+    from voxflip.streaming.streamer import Streamer
 
     audio, rate = read_audio(entry_audio)
     streamer = Streamer(converter, rate, rate)
@@ -60,7 +61,7 @@ def _convert(entry_audio: Path, converter) -> tuple[np.ndarray, int]:
 
 def _s2s(method: str) -> Runner:
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-        from ...engine.registry import make_converter
+        from voxflip.engine.registry import make_converter
 
         model = options.get("model") if method.startswith("flow") else None
         return _convert(entry.singing, make_converter("speech", method, model_path=model))
@@ -75,7 +76,7 @@ def melody_of(entry: ManifestEntry) -> Melody:
 
 
 def _sts_world(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-    from ...engine.registry import make_converter
+    from voxflip.engine.registry import make_converter
 
     return _convert(entry.speech, make_converter("singing", "world", melody=melody_of(entry)))
 
@@ -94,10 +95,10 @@ def _real_vocoded(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]
 
     from scipy.signal import resample_poly
 
-    from ...engine.features.frames import frame_matrix
-    from ...engine.features.mel import MelAnalyzer, MelConfig
-    from ...engine.features.pitch import PitchConfig, yin_frames
-    from ...engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
+    from voxflip.engine.features.frames import frame_matrix
+    from voxflip.engine.features.mel import MelAnalyzer, MelConfig
+    from voxflip.engine.features.pitch import PitchConfig, yin_frames
+    from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
     mel = MelConfig.for_s2s()
     audio, rate = read_audio(entry.speech)

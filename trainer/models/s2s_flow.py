@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...engine.errors import ConfigError
+from voxflip.engine.errors import ConfigError
+
 from ..mast import mast
 from .flow import FlowDecoder
 from .layers import CausalConv1d, ResidualBlock
