@@ -1,29 +1,179 @@
-"""Which converters exist, by direction and method name, and how to build one.
+"""Every converter voxflip has, by name, and how to build one: the converter registry.
 
-The command line, the Python API and the evaluator all build converters here,
-so a new system is one entry in :data:`METHODS`.
+A converter is one :class:`ConverterSpec` in :data:`CONVERTERS`: its name, the direction it
+converts in, whether it keeps time, its native rate and chunk grid, the dataclass of its
+options, what it needs installed, and the factory that builds it. The command line (help,
+``render``, ``live``, ``bench``), the evaluator's systems and the live controller read this
+table; no other module names a converter. A new converter is one entry.
+
+Options are checked here, once, and errors name them as the Python API spells them
+(``chunk_ms=7.0 ms must be a multiple of the 5 ms hop``, an :class:`OptionError`); the CLI
+rewords them with its flags.
+
+Example::
+
+    from voxflip.engine.registry import make_converter
+    conv = make_converter("speech", "world-dur", duration=0.5, chunk_ms=10)
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import enum
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
-from .converters.base import Converter, check_chunk_ms
-from .converters.world_s2s import WorldS2SConfig, WorldS2SConverter
-from .converters.world_sts import WorldSTSConfig, WorldSTSConverter
-from .errors import ConfigError
+from .converters.base import ChunkGrid, Converter
+from .converters.flow_to_speech import flow_chunk_grid
+from .converters.world_pipeline import world_chunk_grid
+from .errors import MISSING, ConfigError, MissingDependencyError, OptionError, install_hint
 from .melody import Melody
 
-#: direction -> method names, the first being the default
-METHODS: dict[str, tuple[str, ...]] = {
-    "speech": ("flow", "flow-nodur", "flow-dur", "world-nodur", "world-dur"),
-    "singing": ("world",),
-}
 
-#: short names: ``flow`` is the flow model with its predicted speech durations
-ALIASES: dict[str, str] = {"flow": "flow-dur"}
+class Direction(enum.Enum):
+    """Which way a converter goes. The values are the public names (``--to speech``, OSC modes)."""
+
+    TO_SPEECH = "speech"     # singing in, speech out
+    TO_SINGING = "singing"   # speech in, singing out
+
+    @property
+    def source(self) -> str:
+        """What goes in: ``"singing"`` or ``"speech"``."""
+        return "singing" if self is Direction.TO_SPEECH else "speech"
+
+    @classmethod
+    def parse(cls, value: Direction | str) -> Direction:
+        if isinstance(value, Direction):
+            return value
+        for direction in cls:
+            if value in (direction.value, direction.name.lower()):
+                return direction
+        raise OptionError("to", value, "is not a direction; use one of", see=tuple(d.value for d in cls))
+
+
+# -- options ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConverterOptions:
+    """What every converter takes.
+
+    Attributes:
+        chunk_ms: processing chunk in ms, a multiple of the converter's hop (``None``: its default).
+        transpose_semitones: added to the melody (to singing) or to the speech contour (to speech).
+    """
+
+    chunk_ms: float | None = None
+    transpose_semitones: float = 0.0
+
+
+@dataclass(frozen=True)
+class ShortenOptions(ConverterOptions):
+    """``world-dur``: how far steady vowels are shortened, 0 (not at all) .. 1 (default)."""
+
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class FlowOptions(ConverterOptions):
+    """The flow converters: a model exported by ``voxflip export`` (``None``: the shipped one)."""
+
+    model_path: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class SingOptions(ConverterOptions):
+    """``world`` speech -> singing.
+
+    Attributes:
+        melody: a :class:`Melody` or a melody file (.mid, .musicxml, .mxl, .csv, .json).
+        live_notes: no melody; sing the notes played live (``/voxflip/note``).
+        tempo: plays a melody file ``tempo`` times faster.
+        vibrato_cents, portamento_ms: ``None`` keeps :class:`WorldToSingingConfig`'s defaults.
+    """
+
+    melody: Melody | str | Path | None = None
+    live_notes: bool = False
+    tempo: float | None = None
+    vibrato_cents: float | None = None
+    portamento_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A module a converter imports at run time, and the extra that installs it."""
+
+    module: str
+    extra: str
+    what: str
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+
+ONNX_RUNTIME = Requirement("onnxruntime", "cpu", "an ONNX runtime")
+
+
+# -- the table -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConverterSpec:
+    """One converter (see the module docstring).
+
+    Attributes:
+        name: what users type (``--method``, eval systems, bench).
+        direction: which way it converts.
+        summary: one line for help texts and reports.
+        options: the dataclass of the options it takes.
+        factory: builds it from checked options and the chunk in hops.
+        time_preserving: whether the output has exactly as many samples as the input.
+        grid: the chunk sizes it streams (which also gives its native rate).
+        needs: modules it imports at run time beyond the core dependencies.
+        params: the run-time parameters its ``set_param`` takes (OSC, live control).
+        aliases: other names for it.
+    """
+
+    name: str
+    direction: Direction
+    summary: str
+    options: type[ConverterOptions]
+    factory: Callable[[Any, int], Converter]
+    time_preserving: bool
+    grid: ChunkGrid
+    needs: tuple[Requirement, ...] = ()
+    params: tuple[str, ...] = ("transpose",)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def sample_rate(self) -> int:
+        return self.grid.sample_rate
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self.options))
+
+    def missing(self) -> list[Requirement]:
+        """What it needs that is not installed here."""
+        return [r for r in self.needs if not r.installed()]
+
+    def make_options(self, **given: Any) -> ConverterOptions:
+        """Its options from keyword arguments; an option it does not take is an :class:`OptionError`."""
+        for key, value in given.items():
+            if key not in self.option_names:
+                raise OptionError(key, value, f"does not apply to {self.name}; it takes", see=self.option_names)
+        return self.options(**given)
+
+    def build(self, options: ConverterOptions) -> Converter:
+        """The converter, with its name; checks what it needs first."""
+        for requirement in self.missing():
+            raise MissingDependencyError(
+                f"{self.name} needs {requirement.what} ({requirement.module}), which is not installed: "
+                f"{install_hint(requirement.extra)}" + (", or \"voxflip[gpu]\" on a CUDA machine"
+                                                        if requirement is ONNX_RUNTIME else "")
+            )
+        converter = self.factory(options, self.grid.frames(options.chunk_ms))
+        converter.name = self.name
+        return converter
 
 
 def default_flow_model() -> Path:
@@ -31,91 +181,149 @@ def default_flow_model() -> Path:
     return Path(str(files("voxflip") / "data" / "models" / "s2s_flow" / "model.manifest.json"))
 
 
-def default_method(to: str) -> str:
-    check_direction(to)
-    return METHODS[to][0]
+def _world_to_speech(shorten: bool) -> Callable[[Any, int], Converter]:
+    def build(options: ConverterOptions, chunk_frames: int) -> Converter:
+        from .converters.world_to_speech import WorldToSpeechConfig, WorldToSpeechConverter
+
+        config = WorldToSpeechConfig(transpose_semitones=options.transpose_semitones)
+        if isinstance(options, ShortenOptions) and options.duration is not None:
+            config = replace(config, duration=options.duration)
+        return WorldToSpeechConverter(config, shorten=shorten, chunk_frames=chunk_frames)
+
+    return build
 
 
-def check_direction(to: str) -> str:
-    if to not in METHODS:
-        raise ConfigError(f"--to {to!r} is not a direction; use one of: {', '.join(METHODS)}")
-    return to
+def _flow(predict_durations: bool) -> Callable[[Any, int], Converter]:
+    def build(options: FlowOptions, chunk_frames: int) -> Converter:
+        from .converters.flow_to_speech import FlowToSpeechConverter
+
+        path = Path(options.model_path) if options.model_path is not None else default_flow_model()
+        if options.model_path is None and not path.is_file():
+            raise OptionError("model_path", MISSING, "is needed: no flow model is shipped with this installation; "
+                              "train one (voxflip train), export it (voxflip export CHECKPOINT -o model.onnx) "
+                              "and pass its model.onnx")
+        return FlowToSpeechConverter(path, predict_durations=predict_durations, chunk_frames=chunk_frames,
+                                     transpose_semitones=options.transpose_semitones)
+
+    return build
 
 
-def make_converter(
-    to: str,
-    method: str | None = None,
-    *,
-    melody: Melody | None = None,
-    chunk_ms: float | None = None,
-    duration: float | None = None,
-    transpose_semitones: float = 0.0,
-    vibrato_cents: float | None = None,
-    portamento_ms: float | None = None,
-    model_path: str | Path | None = None,
-) -> Converter:
-    """Build a converter.
+def _world_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
+    from .converters.world_to_singing import WorldToSingingConfig, WorldToSingingConverter
+    from .converters.world_to_singing_live import LiveNotesToSingingConverter
+    from .melody import load_melody
+
+    config = WorldToSingingConfig()
+    if options.vibrato_cents is not None:
+        config = replace(config, vibrato_cents=options.vibrato_cents)
+    if options.portamento_ms is not None:
+        config = replace(config, portamento_ms=options.portamento_ms)
+    if options.live_notes:
+        if options.melody is not None:
+            raise OptionError("melody", options.melody, "and live_notes exclude each other: sing a melody file, "
+                              "or the notes played live")
+        if options.tempo is not None:
+            raise OptionError("tempo", options.tempo, "scales a melody file; live notes have their own tempo")
+        config = replace(config, transpose_semitones=options.transpose_semitones)
+        return LiveNotesToSingingConverter(config, chunk_frames=chunk_frames)
+    melody = options.melody
+    if melody is None:
+        raise OptionError("melody", MISSING, "is needed to sing: a .mid, .musicxml, .mxl, .csv or .json tune "
+                          "(or live notes)")
+    if isinstance(melody, Melody):
+        if options.tempo is not None:
+            melody = melody.with_tempo(options.tempo)
+    else:
+        melody = load_melody(melody, tempo_factor=1.0 if options.tempo is None else options.tempo)
+    if options.transpose_semitones:
+        melody = melody.transposed(options.transpose_semitones)
+    return WorldToSingingConverter(melody, config, chunk_frames=chunk_frames)
+
+
+_WORLD = world_chunk_grid()
+
+#: every converter, the default of each direction first
+CONVERTERS: tuple[ConverterSpec, ...] = (
+    ConverterSpec("flow-dur", Direction.TO_SPEECH,
+                  "the S2S flow model (Huang and Benetos) with its predicted speech durations",
+                  FlowOptions, _flow(True), time_preserving=False, grid=flow_chunk_grid(), needs=(ONNX_RUNTIME,),
+                  aliases=("flow",)),
+    ConverterSpec("flow-nodur", Direction.TO_SPEECH, "the S2S flow model, keeping the sung timing",
+                  FlowOptions, _flow(False), time_preserving=True, grid=flow_chunk_grid(), needs=(ONNX_RUNTIME,)),
+    ConverterSpec("world-nodur", Direction.TO_SPEECH, "WORLD: speech intonation, the sung timing kept",
+                  ConverterOptions, _world_to_speech(False), time_preserving=True, grid=_WORLD),
+    ConverterSpec("world-dur", Direction.TO_SPEECH, "WORLD: speech intonation, held vowels shortened",
+                  ShortenOptions, _world_to_speech(True), time_preserving=False, grid=_WORLD,
+                  params=("transpose", "duration")),
+    ConverterSpec("world", Direction.TO_SINGING,
+                  "WORLD: the speech's syllables on the notes of a melody (or of live notes)",
+                  SingOptions, _world_to_singing, time_preserving=False, grid=_WORLD, params=("transpose", "note")),
+)
+
+
+def converters(direction: Direction | str | None = None) -> tuple[ConverterSpec, ...]:
+    """The registered converters, of one direction or all; each direction's default first."""
+    if direction is None:
+        return CONVERTERS
+    direction = Direction.parse(direction)
+    return tuple(spec for spec in CONVERTERS if spec.direction is direction)
+
+
+def default_converter(direction: Direction | str) -> ConverterSpec:
+    return converters(direction)[0]
+
+
+def names(direction: Direction | str | None = None, *, aliases: bool = True) -> tuple[str, ...]:
+    """Every name a converter answers to (of one direction, or all)."""
+    out: list[str] = []
+    for spec in converters(direction):
+        out += [spec.name, *(spec.aliases if aliases else ())]
+    return tuple(out)
+
+
+def get_converter(name: str, direction: Direction | str | None = None) -> ConverterSpec:
+    """The spec a name (or alias) stands for; with ``direction``, it must convert that way."""
+    for spec in CONVERTERS:
+        if name == spec.name or name in spec.aliases:
+            if direction is not None and spec.direction is not Direction.parse(direction):
+                break
+            return spec
+    where = f"convert to {Direction.parse(direction).value}" if direction is not None else "exist"
+    raise OptionError("method", name, f"does not {where}; use one of", see=names(direction))
+
+
+def describe(direction: Direction | str) -> str:
+    """One line for help texts: the names of a direction, its default marked and aliases shown."""
+    parts = []
+    for i, spec in enumerate(converters(direction)):
+        label = spec.name + (f" (= {', '.join(spec.aliases)})" if spec.aliases else "")
+        parts.append(label + (", the default" if i == 0 else ""))
+    return "; ".join(parts)
+
+
+def make_converter(to: Direction | str, method: str | None = None, **options: Any) -> Converter:
+    """Build a converter by direction and name.
 
     Args:
-        to: ``"speech"`` (singing -> speech) or ``"singing"`` (speech -> singing).
-        method: one of ``METHODS[to]``; ``None`` takes the default; ``flow`` means ``flow-dur``.
-        melody: required for ``to="singing"``, refused otherwise.
-        chunk_ms: processing chunk (latency vs. per-call overhead); ``None`` keeps the default.
-        duration: ``world-dur`` shortening amount 0..1.
-        transpose_semitones: applied to the melody (singing) or the speech contour (speech).
-        vibrato_cents, portamento_ms: singing options.
-        model_path: a flow model exported by ``voxflip export`` (default: the shipped one).
+        to: ``"speech"`` (singing -> speech) or ``"singing"`` (speech -> singing), or a :class:`Direction`.
+        method: a name of :func:`names` for that direction; ``None`` takes the direction's default.
+        **options: the fields of the converter's options dataclass (:class:`ConverterOptions`,
+            :class:`ShortenOptions`, :class:`FlowOptions`, :class:`SingOptions`).
 
     Raises:
-        ConfigError: unknown direction or method, missing or unexpected melody, bad values.
+        OptionError: an unknown direction or method, an option the converter does not take,
+            a value out of range, a missing melody.
+        MissingDependencyError: the converter needs a package that is not installed.
+        ConfigError, MelodyError, ArtifactMismatchError: from building it (a bad melody or model file).
     """
-    check_direction(to)
-    method = method or default_method(to)
-    if method not in METHODS[to]:
-        raise ConfigError(f"--method {method!r} does not convert to {to}; use one of: {', '.join(METHODS[to])}")
-    if to == "speech":
-        if melody is not None:
-            raise ConfigError("a melody only applies to --to singing; singing -> speech needs none")
-        if vibrato_cents is not None or portamento_ms is not None:
-            raise ConfigError("vibrato and portamento only apply to --to singing")
-        method = ALIASES.get(method, method)
-        if method.startswith("flow"):
-            from .converters.flow_s2s import FlowS2SConverter
+    direction = Direction.parse(to)
+    spec = default_converter(direction) if method is None else get_converter(method, direction)
+    return spec.build(spec.make_options(**options))
 
-            if duration is not None:
-                raise ConfigError("--duration applies to world-dur; flow-dur predicts its durations")
-            path = Path(model_path) if model_path is not None else default_flow_model()
-            if model_path is None and not path.is_file():
-                raise ConfigError(
-                    "no flow model is shipped with this installation; train one (voxflip train) and export it "
-                    "(voxflip export CHECKPOINT -o model.onnx), then pass --model model.onnx"
-                )
-            from .features.mel import MelConfig
 
-            mel = MelConfig.for_s2s()   # every flow model's (its manifest is checked against it on load)
-            chunk = None if chunk_ms is None else check_chunk_ms(chunk_ms, mel.hop_samples, mel.sample_rate, "--chunk-ms")
-            return FlowS2SConverter(path, method, chunk_frames=chunk, transpose_semitones=transpose_semitones)
-        if model_path is not None:
-            raise ConfigError("--model applies to the flow methods (flow-nodur, flow-dur)")
-        s2s = WorldS2SConfig(transpose_semitones=transpose_semitones)
-        if chunk_ms is not None:
-            s2s = replace(s2s, chunk_ms=chunk_ms)
-        if duration is not None:
-            if method != "world-dur":
-                raise ConfigError("--duration applies to --method world-dur only; world-nodur keeps the sung timing")
-            s2s = replace(s2s, duration=duration)
-        return WorldS2SConverter(method, s2s)
-    if melody is None:
-        raise ConfigError("--to singing needs a melody: --melody TUNE (.mid, .musicxml, .mxl, .csv or .json)")
-    if duration is not None:
-        raise ConfigError("--duration applies to --to speech --method world-dur only")
-    sts = WorldSTSConfig(transpose_semitones=0.0)
-    if chunk_ms is not None:
-        sts = replace(sts, chunk_ms=chunk_ms)
-    if vibrato_cents is not None:
-        sts = replace(sts, vibrato_cents=vibrato_cents)
-    if portamento_ms is not None:
-        sts = replace(sts, portamento_ms=portamento_ms)
-    if transpose_semitones:
-        melody = melody.transposed(transpose_semitones)
-    return WorldSTSConverter(melody, sts)
+def spec_of(converter: Converter) -> ConverterSpec:
+    """The spec a converter built by :func:`make_converter` came from."""
+    try:
+        return get_converter(converter.name)
+    except ConfigError:
+        raise ConfigError(f"converter {converter.name!r} was not built from the registry") from None

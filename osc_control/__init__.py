@@ -1,8 +1,17 @@
-"""OSC control of a running engine: server, address space, parameter store."""
+"""OSC control of a running engine: OSC datagrams in, validated ParamChanges out.
+
+- :mod:`.address_space`: what each ``/voxflip/...`` address accepts and the
+  :class:`~voxflip.engine.params.ParamChange` it becomes (:func:`parse_message`, a pure function).
+- :mod:`.server`: :class:`OscServer`, the UDP server that checks, decodes and validates
+  datagrams, queues the changes and answers ``/voxflip/status``.
+- :mod:`.binding`: ``HOST:PORT`` addresses and sender allowlists (:func:`parse_bind`,
+  :func:`parse_cidrs`, :func:`is_loopback_host`).
+- :mod:`.datagram`: structural checks of raw datagrams before python-osc decodes them.
+
+Nothing here touches audio; docs/osc.md describes the addresses, counters and logging.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from .address_space import (
     ADDRESSES,
@@ -13,19 +22,10 @@ from .address_space import (
     format_addresses,
     parse_message,
 )
-
-_SERVER_NAMES = ("OscServer", "parse_bind", "parse_cidrs", "is_loopback_host", "COUNTER_NAMES", "STATUS_FIELDS")
+from .binding import is_loopback_host, parse_bind, parse_cidrs
+from .server import COUNTER_NAMES, STATUS_FIELDS, OscServer
 
 __all__ = [
-    "ADDRESSES", "REJECTION_REASONS", "AddressSpec", "Rejection", "StatusRequest", "format_addresses",
-    "parse_message", *_SERVER_NAMES,
+    "ADDRESSES", "COUNTER_NAMES", "REJECTION_REASONS", "STATUS_FIELDS", "AddressSpec", "OscServer", "Rejection",
+    "StatusRequest", "format_addresses", "is_loopback_host", "parse_bind", "parse_cidrs", "parse_message",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The server needs python-osc (the "osc" extra); import it only when asked for.
-    if name in _SERVER_NAMES:
-        from . import server
-
-        return getattr(server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,9 +4,11 @@ Threads:
 
 * the **server thread** (python-osc's :class:`BlockingOSCUDPServer`, one datagram at a
   time, so changes are queued in the order they arrived) checks the sender against the
-  allowlist, checks the datagram's structure, decodes it, validates each message with
-  :func:`~voxflip.osc_control.address_space.parse_message` and puts (``put_nowait``) the
-  :class:`~voxflip.engine.params.ParamChange` on the engine's bounded queue. It answers
+  allowlist (parsed by :mod:`~voxflip.osc_control.binding`), checks the datagram's
+  structure (:func:`~voxflip.osc_control.datagram.check_datagram`), decodes it, validates
+  each message with :func:`~voxflip.osc_control.address_space.parse_message` and puts
+  (``put_nowait``) the :class:`~voxflip.engine.params.ParamChange` on the engine's
+  bounded queue. It answers
   ``/voxflip/status`` from its own socket. It never blocks on the queue and never raises:
   every datagram ends up counted in :attr:`OscServer.counters`.
 * the **push thread** (only with ``reply_to``) sends a ``/voxflip/status`` message to
@@ -24,24 +26,22 @@ import ipaddress
 import logging
 import math
 import queue
-import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-try:
-    from pythonosc.dispatcher import Dispatcher
-    from pythonosc.osc_message_builder import OscMessageBuilder
-    from pythonosc.osc_packet import OscPacket
-    from pythonosc.osc_server import BlockingOSCUDPServer
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError('OSC control needs python-osc. Install it with: pip install -e ".[osc]"') from exc
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+from pythonosc.osc_server import BlockingOSCUDPServer
 
 from voxflip.engine.params import ParamChange
 
 from .address_space import REJECTION_REASONS, Rejection, StatusRequest, parse_message
+from .binding import parse_network
+from .datagram import check_datagram
 
 log = logging.getLogger(__name__)
 
@@ -62,104 +62,10 @@ COUNTER_NAMES: tuple[str, ...] = (
     "replies_sent", "reply_errors", "internal_errors",
 )
 
-_BIND_FORM = "HOST:PORT, e.g. 127.0.0.1:9000, 0.0.0.0:9000, [::1]:9000 or localhost:9000 (PORT 0..65535)"
-_CIDR_FORM = "comma-separated addresses or networks, e.g. 127.0.0.1/32,192.168.1.0/24"
-_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
-_OSC_TYPE_TAGS = frozenset("ihfdsbrmtTFN[]")   # the tags python-osc decodes; others it would skip silently
-_MAX_BUNDLE_DEPTH = 8
 _POLL_INTERVAL_S = 0.05                         # how quickly serve_forever notices stop()
 _RECEIVE_BUFFER_BYTES = 1 << 20                 # asked of the OS; it may grant less
 _INT32 = (-(2**31), 2**31 - 1)
 _FLOAT32_MAX = 3.4028234e38
-
-
-def parse_bind(text: str, *, option: str = "--osc") -> tuple[str, int]:
-    """Parse ``HOST:PORT`` (``--osc``, ``--osc-reply``) without resolving anything.
-
-    Args:
-        text: e.g. ``"127.0.0.1:9000"``, ``"[::1]:9000"`` or ``"localhost:9000"``.
-        option: the option name used in the error message.
-
-    Returns:
-        ``(host, port)``; an IPv6 host is returned without brackets.
-
-    Raises:
-        ValueError: one line naming ``text`` and the allowed form.
-    """
-    def fail(why: str) -> ValueError:
-        return ValueError(f"{option} {text!r}: {why}; use {_BIND_FORM}")
-
-    if not isinstance(text, str):
-        raise fail("not a string")
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise fail("an IPv6 host needs ']:PORT' after it")
-        try:
-            if ipaddress.ip_address(host).version != 6:
-                raise fail(f"{host!r} in brackets is not an IPv6 address")
-        except ValueError as exc:
-            raise fail(f"{host!r} is not an IPv6 address") from exc
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise fail("missing HOST or ':PORT'")
-        if ":" in host:
-            raise fail("write an IPv6 host in brackets")
-        if re.fullmatch(r"[0-9.]+", host):
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError as exc:
-                raise fail(f"{host!r} is not an IPv4 address") from exc
-        elif len(host) > 253 or not _HOSTNAME.fullmatch(host):
-            raise fail(f"{host!r} is not an IP address or host name")
-    if not port_text.isascii() or not port_text.isdigit() or int(port_text) > 65535:
-        raise fail(f"port {port_text!r} is not a number 0..65535")
-    return host, int(port_text)
-
-
-def parse_cidrs(text: str, *, option: str = "--osc-allow") -> list[str]:
-    """Parse ``"a,b,..."`` (``--osc-allow``) into normalized network strings.
-
-    A bare address means that address alone (``/32`` or ``/128``).
-
-    Args:
-        text: e.g. ``"127.0.0.1/32,192.168.1.0/24"``.
-        option: the option name used in the error message.
-
-    Returns:
-        e.g. ``["127.0.0.1/32", "192.168.1.0/24"]``.
-
-    Raises:
-        ValueError: one line naming the entry and the allowed form.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{option} {text!r}: empty; use {_CIDR_FORM}")
-    return [str(_network(item.strip(), option)) for item in text.split(",")]
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` (an IP literal or ``localhost``) can only be reached from this machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _network(item: str, option: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if not item:
-        raise ValueError(f"{option}: empty entry in the list; use {_CIDR_FORM}")
-    try:
-        return ipaddress.ip_network(item, strict=True)
-    except ValueError as exc:
-        hint = ""
-        try:
-            hint = f" (did you mean {ipaddress.ip_network(item, strict=False)}?)"
-        except ValueError:
-            pass
-        raise ValueError(f"{option} {item!r} is not an address or network{hint}: {exc}; use {_CIDR_FORM}") from exc
 
 
 class OscServer:
@@ -179,9 +85,12 @@ class OscServer:
         reply_to: ``(host, port)`` to push a status message to every ``reply_interval_s``.
         reply_interval_s: seconds between pushes, >= 0.01.
         log_interval_s: at most one warning per rejection reason per this many seconds.
+        max_rate: datagrams per second taken on average; those over it are dropped unread
+            and counted as ``rate_limited``.
+        burst: datagrams taken at once above ``max_rate`` (the token bucket's size), >= 1.
 
     Raises:
-        ValueError: a bad port, CIDR, ``reply_to`` or interval (one line each).
+        ValueError: a bad port, CIDR, ``reply_to``, interval or rate (one line each).
     """
 
     def __init__(self, queue: queue.Queue[ParamChange], *, host: str = "127.0.0.1", port: int = 9000,
@@ -199,7 +108,7 @@ class OscServer:
             if not allow:
                 raise ValueError("allow=[] would drop every sender; pass None to accept everyone who can "
                                  "reach the bound address, or list CIDRs such as '127.0.0.1/32'")
-        self._networks = None if allow is None else [_network(str(item).strip(), "allow") for item in allow]
+        self._networks = None if allow is None else [parse_network(str(item).strip()) for item in allow]
         if reply_to is not None:
             if (not isinstance(reply_to, tuple) or len(reply_to) != 2 or not isinstance(reply_to[0], str)
                     or isinstance(reply_to[1], bool) or not isinstance(reply_to[1], int)
@@ -349,7 +258,7 @@ class OscServer:
     def _handle_datagram(self, data: bytes, client_address: Any) -> None:
         sender = _sender(client_address)
         try:
-            problem = _check_datagram(data)
+            problem = check_datagram(data)
             if problem is None:
                 try:
                     messages = [timed.message for timed in OscPacket(data).messages]
@@ -510,80 +419,6 @@ class _RateLimitedLog:
             skipped, self._skipped = self._skipped, {}
         for key, count in sorted(skipped.items()):
             self._logger.warning("OSC: %d more '%s' not logged since the previous line", count, key)
-
-
-def _check_datagram(data: bytes, depth: int = 0) -> str | None:
-    """What is structurally wrong with an OSC datagram, or None.
-
-    Catches what python-osc would otherwise mishandle: unknown type tags (skipped, so
-    later arguments are read from the wrong bytes), bundle elements that are neither
-    message nor bundle (a root-logger warning each), a non-positive element size (an
-    endless loop) and deep nesting (recursion).
-    """
-    if not data:
-        return "is empty"
-    if data.startswith(b"#bundle\x00"):
-        if depth >= _MAX_BUNDLE_DEPTH:
-            return f"nests bundles deeper than {_MAX_BUNDLE_DEPTH}"
-        if len(data) < 16:
-            return "is a bundle shorter than its 16-byte header"
-        index = 16
-        while index < len(data):
-            if len(data) - index < 4:
-                return f"has a truncated bundle element size at byte {index}"
-            size = int.from_bytes(data[index:index + 4], "big", signed=True)
-            if size <= 0 or index + 4 + size > len(data):
-                return f"has a bundle element size {size} at byte {index} outside 1..{len(data) - index - 4}"
-            index += 4
-            problem = _check_datagram(data[index:index + size], depth + 1)
-            if problem is not None:
-                return problem
-            index += size
-        return None
-    if not data.startswith(b"/"):
-        return "is neither an OSC message (starts with '/') nor a bundle ('#bundle')" + (
-            " inside a bundle" if depth else "")
-    address_end = data.find(b"\x00")
-    if address_end < 0:
-        return "has an address with no NUL terminator"
-    tags_start = (address_end // 4 + 1) * 4
-    if tags_start >= len(data):
-        return None   # no type tag string: a message without arguments
-    tags_end = data.find(b"\x00", tags_start)
-    if data[tags_start:tags_start + 1] != b"," or tags_end < 0:
-        return "has no ',' type tag string"
-    tags = data[tags_start + 1:tags_end].decode("latin-1")
-    unknown = set(tags) - _OSC_TYPE_TAGS
-    if unknown:
-        return f"uses OSC type tags {''.join(sorted(unknown))!r} (supported: {''.join(sorted(_OSC_TYPE_TAGS))})"
-    return _arguments_problem(data, (tags_end // 4 + 1) * 4, tags)
-
-
-def _arguments_problem(data: bytes, index: int, tags: str) -> str | None:
-    """Whether every argument the type tags announce is there (python-osc would read a
-    missing float as 0.0). As in python-osc, a last float may lack trailing zero bytes."""
-    for position, tag in enumerate(tags, start=1):
-        if tag in "TFN[]":
-            continue
-        remaining = len(data) - index
-        if tag in "ifrm":
-            size = 4
-        elif tag in "hdt":
-            size = 8
-        elif tag == "s":
-            end = data.find(b"\x00", index)
-            if end < 0:
-                return f"has string argument {position} with no NUL terminator"
-            size = ((end - index) // 4 + 1) * 4
-        else:   # "b": int32 length, then the bytes, padded to 4
-            length = int.from_bytes(data[index:index + 4], "big", signed=True) if remaining >= 4 else -1
-            if length < 0:
-                return f"has blob argument {position} with no valid length"
-            size = 4 + (length + 3) // 4 * 4
-        if remaining < size and not (tag == "f" and position == len(tags) and remaining > 0):
-            return f"ends inside argument {position} ('{tag}': {max(remaining, 0)} of {size} bytes)"
-        index += size
-    return None
 
 
 def _sender(client_address: Any) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import parselmouth
 import soundfile as sf
 
-from voxflip.engine.converters.world_s2s import WorldS2SConverter
+from voxflip.engine.registry import make_converter
 from voxflip.streaming.streamer import Streamer
 from voxflip.trainer.eval.metrics import held_pitch_fraction as held_fraction
 
@@ -43,7 +43,7 @@ def main() -> None:
         sung_median = np.median(sung_f0[sung_f0 > 0])
         signals = {"singing": sung, "speech": spoken}
         for method in ("world-nodur", "world-dur"):
-            streamer = Streamer(WorldS2SConverter(method), rate)
+            streamer = Streamer(make_converter("speech", method), rate)
             signals[method] = np.concatenate([streamer.process(sung), streamer.flush()])
         for name, audio in signals.items():
             f0 = praat_f0(audio, rate)

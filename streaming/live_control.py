@@ -12,14 +12,17 @@ audio thread.
   the timing does not move); ``bypass`` crossfades to the delayed dry input.
 - ``mix``, ``gain``: ramped by the RealtimeStreamer (no clicks).
 - ``note``: to the singing converter (live notes); ``transpose``: to both;
-  ``duration``: to ``world-dur``.
+  ``duration``: to the speech converter, if it shortens vowels. Which converter takes which
+  parameter is the registry's ``ConverterSpec.params``; any other is refused with a message.
 - ``fx``: a parameter of a named plugin in the chain; ``preset``: rebuild the
   chain's effects from a preset name (bundled, or in the preset folder).
 
-Latency is declared once, when the engine starts. Converters of both modes have
-the same latency (both are WORLD pipelines on the same grid). A preset whose
-plugins hold back audio (a look-ahead limiter) shifts the output by that much
-when it is loaded mid-stream.
+Latency is declared once, when the engine starts, from the converter of the starting
+mode. The WORLD converters of both modes share one chunk grid, and so one latency; a
+flow converter has another (its own hop, chunk and lookahead), so a swap between a flow
+and a WORLD converter moves the output by the difference. A preset whose plugins hold
+back audio (a look-ahead limiter) shifts the output by that much when it is loaded
+mid-stream.
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ import numpy as np
 from voxflip.engine.converters.base import Converter
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.params import ParamChange
+from voxflip.engine.registry import Direction, spec_of
 
-from .effects import Chain, bundled_presets, load_preset
+from .effects import Chain
+from .presets import bundled_presets, load_preset
 from .realtime import RealtimeStreamer
 
 log = logging.getLogger(__name__)
 
-MODES = ("speech", "singing", "bypass")
+MODES = (*(d.value for d in Direction), "bypass")
 
 
 class _ChainProcessor:
@@ -226,6 +231,9 @@ class LiveController:
         converter = self.converters.get(mode)
         if converter is None:
             raise ConfigError(f"{name} needs a {mode} converter; this engine has {', '.join(self.converters)}")
+        params = spec_of(converter).params
+        if name not in params:
+            raise ConfigError(f"{name} does not apply to {converter.name}; it takes {', '.join(params)}")
         if mode != self.mode:
             if name == "note":
                 return  # notes only mean something to the converter that is singing now

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxflip.engine.melody import Melody, Note
-from voxflip.engine.registry import default_flow_model, make_converter
+from voxflip.bench import bench_converter
+from voxflip.engine.registry import default_flow_model, get_converter, names
 from voxflip.streaming.realtime import RealtimeStreamer
 from voxflip.streaming.ring_buffer import RingBuffer
 from voxflip.streaming.streamer import Streamer
@@ -19,19 +19,13 @@ pytestmark = pytest.mark.bench
 
 
 def _processor(name: str, rate: int = 48_000) -> RealtimeStreamer:
-    if name == "world":
-        notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(200))
-        conv = make_converter("singing", "world", melody=Melody(notes, "bench"), chunk_ms=10)
-    elif name.startswith("flow"):
-        if not default_flow_model().is_file():
-            pytest.skip("no flow model is shipped in this checkout")
-        conv = make_converter("speech", name, chunk_ms=20)     # the flow model streams 20 ms chunks
-    else:
-        conv = make_converter("speech", name, chunk_ms=10)
+    if "model_path" in get_converter(name).option_names and not default_flow_model().is_file():
+        pytest.skip("no flow model is shipped in this checkout")
+    conv = bench_converter(name, None, 80.0)     # at voxflip live's chunk
     return RealtimeStreamer(Streamer(conv, rate, rate), rate)
 
 
-@pytest.mark.parametrize("name", ["world-nodur", "world-dur", "world", "flow-nodur", "flow-dur"])
+@pytest.mark.parametrize("name", names(aliases=False))
 def test_bench_20ms_block(benchmark, example_speech, name):
     from scipy.signal import resample_poly
 

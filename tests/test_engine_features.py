@@ -96,7 +96,7 @@ def test_mel_scale_round_trips_and_is_linear_below_1khz():
 
 
 def test_mel_filterbank_has_unit_area_triangles_in_order():
-    cfg = MelConfig.for_sts()
+    cfg = MelConfig.for_to_singing()
     fb = mel_filterbank(cfg)
     assert fb.shape == (80, 257)
     hz_per_bin = cfg.sample_rate / cfg.n_fft
@@ -106,7 +106,7 @@ def test_mel_filterbank_has_unit_area_triangles_in_order():
     assert np.all(np.diff(peaks) >= 0)
 
 
-@pytest.mark.parametrize("config", [MelConfig.for_s2s(), MelConfig.for_sts()], ids=["s2s-16k", "sts-24k"])
+@pytest.mark.parametrize("config", [MelConfig.for_to_speech(), MelConfig.for_to_singing()], ids=["s2s-16k", "sts-24k"])
 def test_log_mel_of_a_tone_peaks_in_the_band_of_the_tone(config):
     rate = config.sample_rate
     t = np.arange(rate) / rate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxflip.engine.converters.world_sts_live import LiveNotesSTSConverter
+from voxflip.engine.converters.world_to_singing_live import LiveNotesToSingingConverter
 from voxflip.streaming.streamer import Streamer
 
 RATE = 16_000
@@ -19,9 +19,9 @@ def praat_f0(audio: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     return pitch.xs(), pitch.selected_array["frequency"]
 
 
-def play(audio: np.ndarray, events: list[tuple[float, int, float]], **kw) -> tuple[np.ndarray, LiveNotesSTSConverter, Streamer]:
+def play(audio: np.ndarray, events: list[tuple[float, int, float]], **kw) -> tuple[np.ndarray, LiveNotesToSingingConverter, Streamer]:
     """Stream ``audio`` with ``(time_s, midi, velocity)`` note events applied between 10 ms blocks."""
-    conv = LiveNotesSTSConverter(**kw)
+    conv = LiveNotesToSingingConverter(**kw)
     streamer = Streamer(conv, RATE)
     by_block: dict[int, list[tuple[int, float]]] = {}
     for t, midi, vel in events:
@@ -101,6 +101,6 @@ def test_velocity_sets_the_level(speech):
 
 @pytest.mark.parametrize("value, match", [((128, 1.0), "0..127"), ((60, 1.5), "velocity 0..1")])
 def test_bad_notes_are_refused(value, match):
-    conv = LiveNotesSTSConverter()
+    conv = LiveNotesToSingingConverter()
     with pytest.raises(ValueError, match=match):
         conv.set_param(conv.init_state(), "note", value)

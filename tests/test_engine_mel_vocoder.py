@@ -13,7 +13,7 @@ from voxflip.engine.vocoder.mel_vocoder import MelVocoder
 @pytest.fixture(scope="module")
 def speech_mel(example_speech):
     audio, rate = example_speech
-    analyzer = MelAnalyzer(MelConfig.for_s2s())
+    analyzer = MelAnalyzer(MelConfig.for_to_speech())
     mel = analyzer.log_mel(audio)
     f0 = estimate_f0(audio, rate, 160)[: mel.shape[0]]
     return audio, mel, f0, analyzer

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
 
-from voxflip.engine.converters.world_s2s import WorldS2SConverter
-from voxflip.engine.converters.world_sts import WorldSTSConverter
+from voxflip.engine.converters.world_to_singing import WorldToSingingConverter
 from voxflip.engine.melody import Melody, Note, load_melody
+from voxflip.engine.registry import make_converter
 from voxflip.streaming.streamer import Streamer
 
 # Streamed output equals offline output exactly: the converters see the same windows on a
@@ -33,24 +33,24 @@ def praat_f0(audio: np.ndarray, rate: int, step_s: float = 0.005) -> tuple[np.nd
 
 @pytest.fixture(scope="module")
 def s2s_reference(short_voice):
-    return {m: stream_in_blocks(Streamer(WorldS2SConverter(m)), short_voice, 10**9) for m in ("world-nodur", "world-dur")}
+    return {m: stream_in_blocks(Streamer(make_converter("speech", m)), short_voice, 10**9) for m in ("world-nodur", "world-dur")}
 
 
 @pytest.mark.parametrize("method", ["world-nodur", "world-dur"])
 @pytest.mark.parametrize("block", CHUNK_SIZES)
-def test_s2s_streamed_output_does_not_depend_on_block_size(short_voice, s2s_reference, method, block):
-    out = stream_in_blocks(Streamer(WorldS2SConverter(method)), short_voice, block)
+def test_to_speech_streamed_output_does_not_depend_on_block_size(short_voice, s2s_reference, method, block):
+    out = stream_in_blocks(Streamer(make_converter("speech", method)), short_voice, block)
     assert_allclose_report_first_mismatch(out, s2s_reference[method], ATOL_BY_CONVERTER[method], f"{method} block={block}")
 
 
 @pytest.mark.parametrize("method", ["world-nodur", "world-dur"])
-def test_s2s_through_resampling_does_not_depend_on_block_size(short_voice, method):
+def test_to_speech_through_resampling_does_not_depend_on_block_size(short_voice, method):
     from scipy.signal import resample_poly
 
     x = resample_poly(short_voice, 147, 80).astype(np.float32)  # 44.1 kHz
-    reference = stream_in_blocks(Streamer(WorldS2SConverter(method), 44_100), x, 10**9)
+    reference = stream_in_blocks(Streamer(make_converter("speech", method), 44_100), x, 10**9)
     for block in (65, 4096):
-        out = stream_in_blocks(Streamer(WorldS2SConverter(method), 44_100), x, block)
+        out = stream_in_blocks(Streamer(make_converter("speech", method), 44_100), x, block)
         assert_allclose_report_first_mismatch(out, reference, ATOL_BY_CONVERTER[method], f"{method} block={block}")
 
 
@@ -66,17 +66,17 @@ def four_notes() -> Melody:
 
 
 @pytest.mark.parametrize("block", CHUNK_SIZES)
-def test_sts_streamed_output_does_not_depend_on_block_size(speech_2s, four_notes, block):
+def test_to_singing_streamed_output_does_not_depend_on_block_size(speech_2s, four_notes, block):
     audio, rate = speech_2s
-    reference = stream_in_blocks(Streamer(WorldSTSConverter(four_notes), rate), audio, 10**9)
-    out = stream_in_blocks(Streamer(WorldSTSConverter(four_notes), rate), audio, block)
+    reference = stream_in_blocks(Streamer(WorldToSingingConverter(four_notes), rate), audio, 10**9)
+    out = stream_in_blocks(Streamer(WorldToSingingConverter(four_notes), rate), audio, block)
     assert_allclose_report_first_mismatch(out, reference, ATOL_BY_CONVERTER["world"], f"world block={block}")
 
 
-def test_s2s_nodur_keeps_duration_and_dur_shortens_it(sung_held_notes):
+def test_to_speech_nodur_keeps_duration_and_dur_shortens_it(sung_held_notes):
     n = sung_held_notes.shape[0]
-    nodur = stream_in_blocks(Streamer(WorldS2SConverter("world-nodur")), sung_held_notes, 4096)
-    dur = stream_in_blocks(Streamer(WorldS2SConverter("world-dur")), sung_held_notes, 4096)
+    nodur = stream_in_blocks(Streamer(make_converter("speech", "world-nodur")), sung_held_notes, 4096)
+    dur = stream_in_blocks(Streamer(make_converter("speech", "world-dur")), sung_held_notes, 4096)
     assert nodur.shape[0] == n
     # 2.7 s of held vowels in 3.4 s: shortening the steady parts must cut at least a quarter.
     assert dur.shape[0] < 0.75 * n
@@ -85,7 +85,7 @@ def test_s2s_nodur_keeps_duration_and_dur_shortens_it(sung_held_notes):
 
 
 @pytest.mark.parametrize("method", ["world-nodur", "world-dur"])
-def test_s2s_removes_held_notes(sung_held_notes, method):
+def test_to_speech_removes_held_notes(sung_held_notes, method):
     """Held-pitch stretches (within 0.3 semitone for >= 100 ms) drop to a speech-like share of voiced frames.
 
     Threshold 0.25: measured with the same (Praat) pitch tracker over the 25 real read-speech
@@ -95,26 +95,26 @@ def test_s2s_removes_held_notes(sung_held_notes, method):
     """
     _, f0_in = praat_f0(sung_held_notes, 24_000)
     assert held_fraction(f0_in, 0.005) > 0.8
-    out = stream_in_blocks(Streamer(WorldS2SConverter(method)), sung_held_notes, 4096)
+    out = stream_in_blocks(Streamer(make_converter("speech", method)), sung_held_notes, 4096)
     _, f0_out = praat_f0(out, 24_000)
     assert (f0_out > 0).mean() > 0.4, "the output lost its voicing"
     assert held_fraction(f0_out, 0.005) <= 0.25
 
 
-def test_s2s_speaks_below_the_sung_pitch(sung_held_notes):
-    out = stream_in_blocks(Streamer(WorldS2SConverter("world-nodur")), sung_held_notes, 4096)
+def test_to_speech_speaks_below_the_sung_pitch(sung_held_notes):
+    out = stream_in_blocks(Streamer(make_converter("speech", "world-nodur")), sung_held_notes, 4096)
     _, f0_in = praat_f0(sung_held_notes, 24_000)
     _, f0_out = praat_f0(out, 24_000)
     shift = 12 * np.log2(np.median(f0_out[f0_out > 0]) / np.median(f0_in[f0_in > 0]))
     assert -11.0 < shift < -3.0  # the speaking range sits 7.5 semitones under the sung median, plus accents
 
 
-def test_sts_follows_the_melody_and_lasts_its_span(example_speech):
+def test_to_singing_follows_the_melody_and_lasts_its_span(example_speech):
     audio, rate = example_speech
     from importlib.resources import files
 
     melody = load_melody(str(files("voxflip") / "data" / "tune.csv"))
-    out = stream_in_blocks(Streamer(WorldSTSConverter(melody), rate), audio, 4096)
+    out = stream_in_blocks(Streamer(WorldToSingingConverter(melody), rate), audio, 4096)
     assert abs(out.shape[0] / rate - melody.span_s) <= 0.005
     times, f0 = praat_f0(out, rate)
     reference = np.array([n.f0_hz if (n := melody.note_at(t)) else 0.0 for t in times])
@@ -129,18 +129,18 @@ def test_sts_follows_the_melody_and_lasts_its_span(example_speech):
     assert rca >= 0.95
 
 
-def test_sts_holds_the_last_vowel_when_the_melody_has_more_notes(speech_2s):
+def test_to_singing_holds_the_last_vowel_when_the_melody_has_more_notes(speech_2s):
     audio, rate = speech_2s
     many = Melody(tuple(Note(0.3 * i, 0.3 * i + 0.28, 60 + (i % 5)) for i in range(30)), "many")
-    streamer = Streamer(WorldSTSConverter(many), rate)
+    streamer = Streamer(WorldToSingingConverter(many), rate)
     out = stream_in_blocks(streamer, audio, 4096)
     assert abs(out.shape[0] / rate - many.span_s) <= 0.005
     (warning,) = streamer.report().warnings
     assert "the last vowel is held over the final" in warning
 
 
-def test_sts_on_silence_sings_nothing_and_says_why(four_notes):
-    streamer = Streamer(WorldSTSConverter(four_notes), 16_000)
+def test_to_singing_on_silence_sings_nothing_and_says_why(four_notes):
+    streamer = Streamer(WorldToSingingConverter(four_notes), 16_000)
     out = stream_in_blocks(streamer, np.zeros(16_000, np.float32), 4096)
     assert abs(out.shape[0] / 16_000 - four_notes.span_s) <= 0.005
     assert np.max(np.abs(out)) < 1e-3
@@ -148,7 +148,7 @@ def test_sts_on_silence_sings_nothing_and_says_why(four_notes):
 
 
 def test_runtime_parameters_are_checked(short_voice):
-    conv = WorldS2SConverter("world-dur")
+    conv = make_converter("speech", "world-dur")
     state = conv.init_state()
     conv.set_param(state, "duration", 0.5)
     assert state.custom.duration == 0.5

@@ -19,10 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-pytest.importorskip("pythonosc", reason="python-osc is in the osc and dev extras")
-from pythonosc.osc_message import OscMessage  # noqa: E402
-from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: E402
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 RATE = 16_000
 BLOCK = 160   # samples per device block of the engine under test

@@ -1,4 +1,9 @@
-"""The S2S flow model shipped in the package: present, small, loadable, and run without torch."""
+"""The S2S flow model shipped in the package: present, small, loadable, and run without torch.
+
+The default converter of each direction streams the same at any block size, and the flow
+model's chunked inference equals its inference in one long chunk, here in the default test
+run, with no torch: ONNX Runtime and the shipped export only.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
 
-from voxflip.engine.registry import default_flow_model
+from voxflip.engine.registry import Direction, default_converter, default_flow_model, make_converter
+from voxflip.streaming.streamer import Streamer
 
-pytest.importorskip("onnxruntime", reason="flow models run on onnxruntime (the train extra)")
+pytest.importorskip("onnxruntime", reason="flow models run on ONNX Runtime (the cpu or gpu extra)")
 
 MODEL = default_flow_model()
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="no flow model is shipped in this checkout")
@@ -30,9 +37,7 @@ def test_the_shipped_artifact_is_complete_and_a_few_megabytes():
 def test_flow_renders_speech_from_the_command_line_without_torch(tmp_path: Path, example_speech_path: Path):
     from helpers import cli_heavy_imports
 
-    from voxflip.engine.registry import default_method
-
-    assert default_method("speech") == "flow"     # the shipped model is the default (docs/results.md)
+    assert default_converter("speech").name == "flow-dur"   # the shipped model is the default (docs/results.md)
     out = tmp_path / "spoken.wav"
     heavy = cli_heavy_imports(["render", str(example_speech_path), "-o", str(out), "--to", "speech", "-q"],
                               ("torch", "onnx", "tensorrt"))
@@ -66,3 +71,43 @@ def test_the_shipped_model_is_a_starting_point_for_fine_tuning():
         outs.append(out)
     assert np.max(np.abs(np.concatenate(outs) - reference)) < 1e-4
     assert isinstance(model, torch.nn.Module)
+
+
+@pytest.fixture(scope="module")
+def tune():
+    from importlib.resources import files
+
+    return Path(str(files("voxflip") / "data" / "tune.mid"))
+
+
+def _default(direction: Direction, tune: Path, **options):
+    if direction is Direction.TO_SINGING:
+        options["melody"] = tune
+    return make_converter(direction, **options)
+
+
+@pytest.fixture(scope="module")
+def whole(short_voice, tune):
+    """Each default converter's output for the 1 s voice given in one block."""
+    return {d: stream_in_blocks(Streamer(_default(d, tune), 24_000), short_voice, 10**9) for d in Direction}
+
+
+@pytest.mark.parametrize("direction", list(Direction), ids=lambda d: f"to_{d.value}")
+@pytest.mark.parametrize("block", CHUNK_SIZES)
+def test_the_default_converters_output_does_not_depend_on_the_block_size(short_voice, tune, whole, direction, block):
+    out = stream_in_blocks(Streamer(_default(direction, tune), 24_000), short_voice, block)
+    name = default_converter(direction).name
+    assert np.sqrt(np.mean(out**2)) > 1e-3, f"{name} is silent"
+    assert_allclose_report_first_mismatch(out, whole[direction], 1e-6, f"{name} block={block}")
+
+
+@pytest.mark.parametrize("method", ["flow-dur", "flow-nodur"])
+def test_the_shipped_models_chunked_inference_equals_one_long_chunk(example_speech, method):
+    """20 ms chunks (two frames per ONNX call, state carried) against 1 s chunks of the same stream."""
+    audio, rate = example_speech
+    chunked = stream_in_blocks(Streamer(make_converter("speech", method, chunk_ms=20), rate), audio, 4096)
+    long = stream_in_blocks(Streamer(make_converter("speech", method, chunk_ms=1000), rate), audio, 4096)
+    n = min(chunked.shape[0], long.shape[0])
+    assert abs(chunked.shape[0] - long.shape[0]) <= rate // 100, (chunked.shape, long.shape)  # the last chunk's pad
+    assert np.sqrt(np.mean(chunked**2)) > 1e-3
+    assert_allclose_report_first_mismatch(chunked[:n], long[:n], 1e-4, method)

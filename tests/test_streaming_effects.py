@@ -10,9 +10,11 @@ import pytest
 from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
 
 from voxflip.engine.converters.base import DelayConverter
-from voxflip.engine.converters.world_s2s import WorldS2SConverter
 from voxflip.engine.errors import ConfigError
-from voxflip.streaming.effects import Chain, builtin_plugins, bundled_presets, load_preset
+from voxflip.engine.registry import make_converter
+from voxflip.streaming.effect_params import builtin_plugins
+from voxflip.streaming.effects import Chain
+from voxflip.streaming.presets import bundled_presets, load_preset
 from voxflip.streaming.streamer import Streamer
 
 # Every plugin below is bit-exact under streaming in pedalboard 0.9.26 (measured: docs/effects.md);
@@ -62,8 +64,8 @@ def test_streamed_chain_equals_one_whole_call_for_any_block_size(rate, block):
 @pytest.mark.parametrize("block", [7, 4096])
 def test_world_converter_in_a_chain_does_not_depend_on_block_size(rate, block):
     x = harmonic(rate)
-    whole = compressor_delay_reverb(WorldS2SConverter("world-nodur"))(x, rate)
-    chain = compressor_delay_reverb(WorldS2SConverter("world-nodur"))
+    whole = compressor_delay_reverb(make_converter("speech", "world-nodur"))(x, rate)
+    chain = compressor_delay_reverb(make_converter("speech", "world-nodur"))
     chain.sample_rate = rate
     streamed = stream_in_blocks(chain, x, block)
     assert_allclose_report_first_mismatch(streamed, whole, atol=ATOL, label=f"{rate} Hz, block={block}")

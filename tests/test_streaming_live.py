@@ -7,8 +7,8 @@ import pytest
 from helpers import CHUNK_SIZES
 
 from voxflip.engine.converters.base import DelayConverter
-from voxflip.engine.converters.world_s2s import WorldS2SConverter
 from voxflip.engine.params import ParamChange
+from voxflip.engine.registry import make_converter
 from voxflip.streaming.live import LiveEngine, prefill_blocks_for, run_file
 from voxflip.streaming.realtime import RealtimeStreamer
 from voxflip.streaming.streamer import Streamer
@@ -33,7 +33,7 @@ def test_realtime_output_is_the_input_delayed_by_exactly_the_declared_latency(no
 
 def test_time_preserving_converter_never_underflows_at_any_device_rate(noise):
     for rate in (44_100, 48_000, 16_000):
-        rt = RealtimeStreamer(Streamer(WorldS2SConverter("world-nodur"), rate, rate), rate)
+        rt = RealtimeStreamer(Streamer(make_converter("speech", "world-nodur"), rate, rate), rate)
         x = np.resize(noise, rate)
         for i in range(0, x.shape[0], 100):
             rt.process(x[i : i + 100])
@@ -41,7 +41,7 @@ def test_time_preserving_converter_never_underflows_at_any_device_rate(noise):
 
 
 def test_world_dur_leaves_silence_instead_of_running_ahead(sung_held_notes):
-    rt = RealtimeStreamer(Streamer(WorldS2SConverter("world-dur")), 24_000)
+    rt = RealtimeStreamer(Streamer(make_converter("speech", "world-dur")), 24_000)
     x = sung_held_notes
     out = np.concatenate([rt.process(x[i : i + 256]) for i in range(0, x.shape[0] - 255, 256)])
     assert out.shape[0] == (x.shape[0] // 256) * 256   # one block out per block in
@@ -50,7 +50,7 @@ def test_world_dur_leaves_silence_instead_of_running_ahead(sung_held_notes):
 
 
 def test_mix_zero_and_bypass_give_the_delayed_input_and_changes_are_smooth(noise):
-    conv = WorldS2SConverter("world-nodur")
+    conv = make_converter("speech", "world-nodur")
     rt = RealtimeStreamer(Streamer(conv), 24_000, smoothing_ms=20.0)
     rt.set_mix(0.0)
     rt.reset_ramps()
@@ -188,7 +188,7 @@ def test_ten_minutes_live_keeps_its_speed_and_memory(example_speech):
 
     audio, rate = example_speech
     speech = resample_poly(audio, 48_000, rate).astype(np.float32)
-    engine = _engine(WorldS2SConverter("world-nodur"), rate=48_000, block=480)
+    engine = _engine(make_converter("speech", "world-nodur"), rate=48_000, block=480)
     minutes = 10
     total = minutes * 60 * 48_000
     rss: dict[str, float] = {}

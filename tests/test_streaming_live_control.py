@@ -5,19 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxflip.engine.converters.world_s2s import WorldS2SConfig, WorldS2SConverter
-from voxflip.engine.converters.world_sts import WorldSTSConfig
-from voxflip.engine.converters.world_sts_live import LiveNotesSTSConverter
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.params import ParamChange
+from voxflip.engine.registry import make_converter
 from voxflip.streaming.live_control import LiveController
 
 RATE = 16_000
 
 
 def controller(mode="speech", preset=None, method="world-dur") -> LiveController:
-    speech = WorldS2SConverter(method, WorldS2SConfig(chunk_ms=10))
-    singing = LiveNotesSTSConverter(WorldSTSConfig(chunk_ms=10))
+    speech = make_converter("speech", method, chunk_ms=10)
+    singing = make_converter("singing", live_notes=True, chunk_ms=10)
     return LiveController({"speech": speech, "singing": singing}, mode, RATE, preset=preset)
 
 

@@ -41,7 +41,7 @@ def manifest(tmp_path_factory, example_speech) -> Path:
     return write_manifest(root / "manifest.jsonl", entries)
 
 
-def test_s2s_eval_scores_every_system_and_resumes_from_its_cache(manifest: Path, tmp_path: Path, capsys):
+def test_to_speech_eval_scores_every_system_and_resumes_from_its_cache(manifest: Path, tmp_path: Path, capsys):
     out = tmp_path / "report.md"
     argv = ["eval", "--system", "real,world-nodur", "--manifest", str(manifest), "--limit", "1", "--out", str(out)]
     assert main(argv) == 0
@@ -58,7 +58,7 @@ def test_s2s_eval_scores_every_system_and_resumes_from_its_cache(manifest: Path,
     capsys.readouterr()
 
 
-def test_sts_eval_scores_against_the_melody_and_says_what_it_could_not_score(manifest: Path, tmp_path: Path):
+def test_to_singing_eval_scores_against_the_melody_and_says_what_it_could_not_score(manifest: Path, tmp_path: Path):
     from voxflip.trainer.eval.runner import evaluate
 
     result = evaluate(["world"], manifest, tmp_path / "sts.md")
@@ -70,7 +70,7 @@ def test_sts_eval_scores_against_the_melody_and_says_what_it_could_not_score(man
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--system", "world-nodur,world"], "mixes tasks"),
+    (["--system", "world-nodur,world"], "mixes directions"),
     (["--system", "nope"], "is not one of"),
     (["--system", "input", "--split", "valid"], "no entries in split"),
 ])

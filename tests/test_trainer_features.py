@@ -49,7 +49,7 @@ def test_a_second_run_reuses_the_cache_and_a_new_config_gets_a_new_folder(tiny_m
     first = compute_features(tiny_manifest)
     again = compute_features(tiny_manifest)
     assert (again.computed, again.cached) == (0, 2) and again.folder == first.folder
-    other = compute_features(tiny_manifest, config=FeatureConfig.preset("sts"))
+    other = compute_features(tiny_manifest, config=FeatureConfig.preset("to_singing"))
     assert other.folder != first.folder and other.computed == 2
     assert load_features(other.folder, "a")["speech_mel"].shape[0] == 188  # 24 kHz, hop 128
 
@@ -71,5 +71,10 @@ def test_frame_labels_follow_the_frame_centres():
 
 
 def test_unknown_preset_is_refused():
-    with pytest.raises(ValueError, match="not one of s2s, sts"):
+    with pytest.raises(ValueError, match="not one of to_speech, to_singing"):
         FeatureConfig.preset("xyz")
+
+
+def test_the_old_preset_names_still_read():
+    assert FeatureConfig.preset("s2s") == FeatureConfig.preset("to_speech")
+    assert FeatureConfig.preset("sts") == FeatureConfig.preset("to_singing")

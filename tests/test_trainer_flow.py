@@ -16,10 +16,11 @@ import pytest
 import soundfile as sf
 
 torch = pytest.importorskip("torch", reason="the train extra (torch) is needed")
-pytest.importorskip("onnxruntime", reason="the train extra (onnxruntime) is needed")
+pytest.importorskip("onnxruntime", reason="an ONNX runtime (the cpu or gpu extra) is needed")
 
 from helpers import synth_from_plan  # noqa: E402
 
+from voxflip.engine.registry import make_converter  # noqa: E402
 from voxflip.trainer.config import load_config  # noqa: E402
 from voxflip.trainer.data.manifest import ManifestEntry, PhoneSpan, write_manifest  # noqa: E402
 
@@ -98,7 +99,7 @@ def test_training_lowers_the_loss(tiny_corpus: Path):
 
 
 def test_smoothed_duration_targets_keep_the_speech_length_and_expand_by_carrying_fractions():
-    from voxflip.trainer.models.s2s_flow import expand_counts, smooth_rate
+    from voxflip.trainer.models.to_speech_flow import expand_counts, smooth_rate
 
     counts = torch.tensor([[1.0, 0, 0, 2, 0, 0, 0, 1, 1, 0, 3, 0, 0, 0, 0, 0]])
     mask = torch.ones_like(counts)
@@ -112,9 +113,9 @@ def test_smoothed_duration_targets_keep_the_speech_length_and_expand_by_carrying
     expanded = expand_counts(torch.log1p(torch.full((5,), 0.4)))
     assert expanded.tolist() == [0, 0, 1, 0, 1] and int(expanded.sum()) == 2
     with pytest.raises(ValueError, match="duration_smoothing=4"):     # ConfigError is a ValueError
-        from voxflip.trainer.models.s2s_flow import S2SFlowConfig
+        from voxflip.trainer.models.to_speech_flow import ToSpeechFlowConfig
 
-        S2SFlowConfig(duration_smoothing=4)
+        ToSpeechFlowConfig(duration_smoothing=4)
 
 
 def test_duration_only_fine_tuning_changes_nothing_else(tiny_corpus: Path, tmp_path: Path):
@@ -239,16 +240,15 @@ def test_onnx_step_matches_torch_and_chunked_matches_whole(exported_each: Path):
 def test_flow_converters_stream_the_same_at_any_block_size(exported_each: Path, example_speech):
     from helpers import stream_in_blocks
 
-    from voxflip.engine.converters.flow_s2s import FlowS2SConverter
     from voxflip.streaming.streamer import Streamer
 
     exported = exported_each
     audio, rate = example_speech
     clip = audio[: rate]
     for method in ("flow-nodur", "flow-dur"):
-        reference = stream_in_blocks(Streamer(FlowS2SConverter(exported / "model.onnx", method), rate), clip, 10**9)
+        reference = stream_in_blocks(Streamer(make_converter("speech", method, model_path=exported / "model.onnx"), rate), clip, 10**9)
         for block in (7, 480):
-            out = stream_in_blocks(Streamer(FlowS2SConverter(exported / "model.onnx", method), rate), clip, block)
+            out = stream_in_blocks(Streamer(make_converter("speech", method, model_path=exported / "model.onnx"), rate), clip, block)
             assert out.shape == reference.shape and np.max(np.abs(out - reference)) < 1e-6, (method, block)
         if method == "flow-nodur":
             assert reference.shape == clip.shape
@@ -400,17 +400,17 @@ def test_live_and_bench_run_the_flow_model(exported: Path, example_speech, tmp_p
 
 
 def test_an_untrained_residual_model_passes_the_singing_through():
-    from voxflip.trainer.models.s2s_flow import S2SFlow, S2SFlowConfig
+    from voxflip.trainer.models.to_speech_flow import ToSpeechFlow, ToSpeechFlowConfig
 
     torch.manual_seed(0)
-    model = S2SFlow(S2SFlowConfig(hidden=16, encoder_layers=2, flow_blocks=2, flow_hidden=8, flow_layers=1,
+    model = ToSpeechFlow(ToSpeechFlowConfig(hidden=16, encoder_layers=2, flow_blocks=2, flow_hidden=8, flow_layers=1,
                                   residual=True)).eval()   # prior zero, flow the identity: no correction yet
     mel = torch.randn(1, 80, 30) - 5
     out, _ = model.infer(mel, noise_scale=0.0)
     assert torch.allclose(out, mel, atol=1e-5)
     out, index = model.infer(mel, dur=True, noise_scale=0.0)
     assert torch.allclose(out, mel[:, :, index], atol=1e-5)
-    plain = S2SFlow(S2SFlowConfig(hidden=16, encoder_layers=2, flow_blocks=2, flow_hidden=8, flow_layers=1)).eval()
+    plain = ToSpeechFlow(ToSpeechFlowConfig(hidden=16, encoder_layers=2, flow_blocks=2, flow_hidden=8, flow_layers=1)).eval()
     assert not torch.allclose(plain.infer(mel, noise_scale=0.0)[0], mel, atol=1e-2)
 
 

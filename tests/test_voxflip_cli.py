@@ -141,13 +141,13 @@ def test_unwritable_output_gives_one_line_exit_2(tmp_path: Path, speech_wav: Pat
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["--to", "singing"], "needs a melody"),
+        (["--to", "singing"], "--melody is needed to sing"),
         (["--to", "speech", "--method", "world"], "does not convert to speech"),
-        (["--to", "speech", "--method", "world-nodur", "--duration", "0.5"], "world-dur only"),
+        (["--to", "speech", "--method", "world-nodur", "--duration", "0.5"], "--duration=0.5 does not apply to world-nodur; it takes: --chunk-ms, --transpose"),
         (["--to", "speech", "--method", "world-dur", "--duration", "1.5"], "outside 0..1"),
-        (["--to", "speech", "--method", "world-nodur", "--tempo", "2"], "needs --to singing"),
+        (["--to", "speech", "--method", "world-nodur", "--tempo", "2"], "--tempo=2.0 does not apply to world-nodur"),
         (["--to", "speech", "--method", "world-nodur", "--chunk-ms", "7"], "multiple of the 5 ms hop"),
-        (["--to", "speech", "--chunk-ms", "15"], "--chunk-ms=15.0 must be a positive multiple of the 10 ms hop"),
+        (["--to", "speech", "--chunk-ms", "15"], "--chunk-ms=15.0 ms must be a multiple of the 10 ms hop, 10..1000 ms"),
         (["--to", "speech", "--method", "world-nodur", "--gain", "40"], "outside -60..24"),
         (["--to", "speech", "--method", "world-nodur", "--sample-rate", "400000"], "outside 8000..192000"),
     ],

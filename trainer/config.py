@@ -3,9 +3,9 @@
 ```toml
 [data]
 manifest = "data/synth/manifest.jsonl"   # relative to the config file
-features = "s2s"                          # feature preset (voxflip corpus features)
+features = "to_speech"                    # feature preset (voxflip corpus features)
 
-[model]                                    # S2SFlowConfig fields
+[model]                                    # ToSpeechFlowConfig fields
 hidden = 128
 
 [train]                                    # TrainConfig fields
@@ -27,13 +27,13 @@ from typing import Any
 
 from voxflip.engine.errors import ConfigError
 
-from .models.s2s_flow import S2SFlowConfig
+from .models.to_speech_flow import ToSpeechFlowConfig
 
 
 @dataclass(frozen=True)
 class DataConfig:
     manifest: str = ""
-    features: str = "s2s"
+    features: str = "to_speech"
     cache_dir: str = ""            # default: features/ next to the manifest
     max_frames: int = 800          # longer utterances are cropped (random offset, seeded)
     min_frames: int = 20
@@ -44,7 +44,7 @@ class DataConfig:
 
 
 TRAINABLE = ("all", "duration")
-MODEL_PARTS = ("encoder", "prior", "phone", "duration", "flow")   # S2SFlow's top-level modules
+MODEL_PARTS = ("encoder", "prior", "phone", "duration", "flow")   # ToSpeechFlow's top-level modules
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: S2SFlowConfig = field(default_factory=S2SFlowConfig)
+    model: ToSpeechFlowConfig = field(default_factory=ToSpeechFlowConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     base_dir: str = "."
 
@@ -111,7 +111,7 @@ class RunConfig:
 #: ``train.init_from`` value meaning the S2S flow model shipped in the package
 SHIPPED = "shipped"
 
-_TABLES = {"data": DataConfig, "model": S2SFlowConfig, "train": TrainConfig}
+_TABLES = {"data": DataConfig, "model": ToSpeechFlowConfig, "train": TrainConfig}
 _PATHS = {"data": ("manifest", "cache_dir"), "train": ("init_from",)}
 
 

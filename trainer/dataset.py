@@ -39,7 +39,7 @@ class PairData:
         return frames.mean(axis=0), frames.std(axis=0)
 
 
-def load_pairs(manifest: Path, *, preset: str = "s2s", cache_dir: str | None = None, max_frames: int = 800,
+def load_pairs(manifest: Path, *, preset: str = "to_speech", cache_dir: str | None = None, max_frames: int = 800,
                min_frames: int = 20, workers: int = 1) -> PairData:
     """Features for every usable pair of the manifest (computing missing ones), split into train/valid."""
     entries: list[ManifestEntry] = read_manifest(manifest)

@@ -34,13 +34,13 @@ from torch import Tensor, nn
 from voxflip.engine.errors import ArtifactMismatchError, ConfigError
 from voxflip.engine.features.mel import MelConfig
 
-from .models.s2s_flow import S2SFlow
+from .models.to_speech_flow import ToSpeechFlow
 
 FORMAT_VERSION = 1
 OPSET = 17
 
 
-def _has_skip_state(model: S2SFlow) -> bool:
+def _has_skip_state(model: ToSpeechFlow) -> bool:
     """A residual model delays its input mel by the lookahead (to meet the encoder's output) in a state tensor."""
     return model.cfg.residual and model.cfg.lookahead > 0
 
@@ -54,7 +54,7 @@ def _delay(mel: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
     return full[:, :, : full.shape[2] - look], [full[:, :, full.shape[2] - look :]]
 
 
-def _split_flow_state(model: S2SFlow, flat: list[Tensor]) -> list[list[Tensor]]:
+def _split_flow_state(model: ToSpeechFlow, flat: list[Tensor]) -> list[list[Tensor]]:
     flow_state, k = [], 0
     for coupling in model.flow.couplings:
         n = len(coupling.net.convs)
@@ -63,7 +63,7 @@ def _split_flow_state(model: S2SFlow, flat: list[Tensor]) -> list[list[Tensor]]:
     return flow_state
 
 
-def _output_mel(model: S2SFlow, x: Tensor, skip: Tensor | None) -> Tensor:
+def _output_mel(model: ToSpeechFlow, x: Tensor, skip: Tensor | None) -> Tensor:
     """Un-normalised speech mel from the flow's output; a residual model adds the (un-normalised)
     singing frame: ``denormalise(x + normalise(skip)) == x * std + skip``."""
     return model.denormalise(x) if skip is None else x * model.mel_std + skip
@@ -72,7 +72,7 @@ def _output_mel(model: S2SFlow, x: Tensor, skip: Tensor | None) -> Tensor:
 class _StepGraph(nn.Module):
     """The whole streaming step with flat tensor state (what the ONNX graph holds)."""
 
-    def __init__(self, model: S2SFlow) -> None:
+    def __init__(self, model: ToSpeechFlow) -> None:
         super().__init__()
         self.model = model
         self.n_enc = len(model.encoder.blocks)
@@ -100,7 +100,7 @@ class _EncoderGraph(nn.Module):
     """The step without the flow: prior and durations only (what ``dur`` needs per singing chunk);
     a residual model also returns its input mel delayed to meet them (``skip``)."""
 
-    def __init__(self, model: S2SFlow) -> None:
+    def __init__(self, model: ToSpeechFlow) -> None:
         super().__init__()
         self.model = model
         self.n_enc = len(model.encoder.blocks)
@@ -119,7 +119,7 @@ class _EncoderGraph(nn.Module):
 class _DecoderGraph(nn.Module):
     """The flow's inverse on latent frames; a residual model takes the singing frames to add (``skip``)."""
 
-    def __init__(self, model: S2SFlow) -> None:
+    def __init__(self, model: ToSpeechFlow) -> None:
         super().__init__()
         self.model = model
 
@@ -133,7 +133,7 @@ class _DecoderGraph(nn.Module):
         return tuple(out)
 
 
-def state_spec(model: S2SFlow) -> tuple[list[str], list[list[int]]]:
+def state_spec(model: ToSpeechFlow) -> tuple[list[str], list[list[int]]]:
     """Names and shapes of the step graph's state tensors (batch 1), in input order."""
     names, shapes = [], []
     for i, cache in enumerate(model.encoder.init_state()):
@@ -152,12 +152,12 @@ def state_spec(model: S2SFlow) -> tuple[list[str], list[list[int]]]:
     return names, shapes
 
 
-def config_hash(model: S2SFlow) -> str:
-    text = json.dumps({"model": model.cfg.to_dict(), "mel": asdict(MelConfig.for_s2s())}, sort_keys=True)
+def config_hash(model: ToSpeechFlow) -> str:
+    text = json.dumps({"model": model.cfg.to_dict(), "mel": asdict(MelConfig.for_to_speech())}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) -> Path:
+def export_onnx(model: ToSpeechFlow, output: str | Path, *, chunk_frames: int = 2) -> Path:
     """Write ``output`` (the step graph), ``*.decoder.onnx`` and ``*.manifest.json``; returns the manifest."""
     output = Path(output)
     if output.suffix != ".onnx":
@@ -202,7 +202,7 @@ def export_onnx(model: S2SFlow, output: str | Path, *, chunk_frames: int = 2) ->
                       opset_version=OPSET, dynamo=False)
     weights_path = output.with_suffix(".weights")
     _share_weights([output, decoder_path, encoder_path], weights_path)
-    mel_cfg = MelConfig.for_s2s()
+    mel_cfg = MelConfig.for_to_speech()
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": "s2s-flow",
@@ -259,7 +259,7 @@ def _share_weights(graphs: list[Path], weights_path: Path) -> None:
             onnx.save_model(graph, str(path))
 
 
-def torch_step_reference(model: S2SFlow, mel: np.ndarray, noise: np.ndarray, chunk: int) -> np.ndarray:
+def torch_step_reference(model: ToSpeechFlow, mel: np.ndarray, noise: np.ndarray, chunk: int) -> np.ndarray:
     """Speech mel from the torch step graph run chunk by chunk (for parity tests)."""
     step = _StepGraph(model.eval()).eval()
     model.flow.refresh_inverse()
@@ -274,7 +274,7 @@ def torch_step_reference(model: S2SFlow, mel: np.ndarray, noise: np.ndarray, chu
     return np.concatenate(outs, axis=2)
 
 
-def load_exported(manifest_path: str | Path) -> tuple[S2SFlow, list[str]]:
+def load_exported(manifest_path: str | Path) -> tuple[ToSpeechFlow, list[str]]:
     """The torch model back from an export (``model.manifest.json`` or ``model.onnx``), to fine-tune it.
 
     The step graph holds every weight inference uses, under its parameter name, except two
@@ -289,7 +289,7 @@ def load_exported(manifest_path: str | Path) -> tuple[S2SFlow, list[str]]:
     import onnx
     from onnx import numpy_helper
 
-    from .models.s2s_flow import S2SFlowConfig
+    from .models.to_speech_flow import ToSpeechFlowConfig
 
     path = Path(manifest_path)
     if path.suffix == ".onnx":
@@ -300,7 +300,7 @@ def load_exported(manifest_path: str | Path) -> tuple[S2SFlow, list[str]]:
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != "s2s-flow":
         raise ArtifactMismatchError(f"{path} is format {manifest.get('format_version')!r} of {manifest.get('model')!r}; "
                          f"this voxflip reads format {FORMAT_VERSION} of 's2s-flow'")
-    model = S2SFlow(S2SFlowConfig(**manifest["model_config"]))
+    model = ToSpeechFlow(ToSpeechFlowConfig(**manifest["model_config"]))
     graph = onnx.load(str(path.parent / manifest["files"]["step"])).graph
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     constants = {n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"

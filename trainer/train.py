@@ -29,7 +29,7 @@ from voxflip.engine.errors import ConfigError
 
 from .config import SHIPPED, RunConfig, to_toml, with_manifest_absolute
 from .dataset import BatchOrder, PairData, collate, load_pairs
-from .models.s2s_flow import S2SFlow
+from .models.to_speech_flow import ToSpeechFlow
 
 log = logging.getLogger(__name__)
 _CKPT = re.compile(r"step_(\d{8})\.pt$")
@@ -60,27 +60,27 @@ def _prune(run_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def build_model(config: RunConfig, data: PairData) -> S2SFlow:
+def build_model(config: RunConfig, data: PairData) -> ToSpeechFlow:
     model_cfg = replace(config.model, n_phones=max(1, len(data.phones)))
-    model = S2SFlow(model_cfg)
+    model = ToSpeechFlow(model_cfg)
     mean, std = data.mel_stats()
     model.set_mel_stats(mean, std)
     return model
 
 
-def load_checkpoint(path: str | Path) -> tuple[S2SFlow, dict]:
+def load_checkpoint(path: str | Path) -> tuple[ToSpeechFlow, dict]:
     """A model (eval mode) and the checkpoint's payload."""
-    from .models.s2s_flow import S2SFlowConfig
+    from .models.to_speech_flow import ToSpeechFlowConfig
 
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    model = S2SFlow(S2SFlowConfig(**payload["model_config"]))
+    model = ToSpeechFlow(ToSpeechFlowConfig(**payload["model_config"]))
     model.load_state_dict(payload["model"])
     model.eval()
     model.flow.refresh_inverse()
     return model, payload
 
 
-def _init_weights(model: S2SFlow, path: Path, rank: int, keep_fresh: list[str]) -> None:
+def _init_weights(model: ToSpeechFlow, path: Path, rank: int, keep_fresh: list[str]) -> None:
     """``train.init_from``: a checkpoint (``.pt``) or an export (``model.manifest.json``/``.onnx``).
 
     An export lacks what inference never runs (the phone predictor, one unused projection per
@@ -116,7 +116,7 @@ def _init_weights(model: S2SFlow, path: Path, rank: int, keep_fresh: list[str]) 
     model.load_state_dict(weights, strict=not (fresh or keep_fresh))
 
 
-def _train_mode(model: S2SFlow, trainable: str) -> None:
+def _train_mode(model: ToSpeechFlow, trainable: str) -> None:
     """Training mode for what learns; a frozen part stays in eval mode (no dropout), as at inference."""
     if trainable == "all":
         model.train()
@@ -125,7 +125,7 @@ def _train_mode(model: S2SFlow, trainable: str) -> None:
         getattr(model, trainable).train()
 
 
-def _trainable_parameters(model: S2SFlow, trainable: str) -> list[torch.nn.Parameter]:
+def _trainable_parameters(model: ToSpeechFlow, trainable: str) -> list[torch.nn.Parameter]:
     if trainable == "all":
         return list(model.parameters())
     for p in model.parameters():
@@ -136,7 +136,7 @@ def _trainable_parameters(model: S2SFlow, trainable: str) -> list[torch.nn.Param
     return params
 
 
-def _valid_scores(model: S2SFlow, data: PairData, batch_size: int, trainable: str) -> dict[str, float]:
+def _valid_scores(model: ToSpeechFlow, data: PairData, batch_size: int, trainable: str) -> dict[str, float]:
     if not data.valid:
         return {}
     model.eval()

@@ -25,10 +25,30 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-CONVERTERS = ("world-nodur", "world-dur", "world")
-#: also accepted by name; they need a flow model (the shipped one, or ``model=``)
-FLOW_CONVERTERS = ("flow-nodur", "flow-dur", "flow")
 BLOCK_MS = (10, 20, 40)
+
+
+def default_converters() -> tuple[str, ...]:
+    """Every registered converter that can run here (what it needs is installed)."""
+    from voxflip.engine.registry import converters
+
+    return tuple(spec.name for spec in converters() if not spec.missing())
+
+
+def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: str | None = None):
+    """The converter ``name`` as the benchmark runs it: at ``voxflip live``'s chunk unless ``chunk_ms``,
+    a converter to singing on a generated melody that lasts ``seconds``."""
+    from voxflip.engine.melody import Melody, Note
+    from voxflip.engine.registry import Direction, get_converter, make_converter
+
+    spec = get_converter(name)
+    options: dict = {"chunk_ms": chunk_ms or spec.grid.live_ms}
+    if spec.direction is Direction.TO_SINGING:
+        notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
+        options["melody"] = Melody(notes, "bench")
+    if model is not None and "model_path" in spec.option_names:
+        options["model_path"] = model
+    return make_converter(spec.direction, spec.name, **options)
 
 
 @dataclass
@@ -58,23 +78,13 @@ def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, s
 
     import numpy as np
 
-    from voxflip.engine.melody import Melody, Note
-    from voxflip.engine.registry import make_converter
     from voxflip.streaming.live import prefill_blocks_for
     from voxflip.streaming.realtime import RealtimeStreamer
     from voxflip.streaming.streamer import Streamer
 
-    from .live import LIVE_CHUNK_MS
-
     audio = np.load(signal_path)
     seconds = audio.shape[0] / device_rate
-    if converter == "world":
-        notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
-        conv = make_converter("singing", "world", melody=Melody(notes, "bench"), chunk_ms=chunk_ms or LIVE_CHUNK_MS)
-    elif converter.startswith("flow"):
-        conv = make_converter("speech", converter, chunk_ms=chunk_ms or None, model_path=model)
-    else:
-        conv = make_converter("speech", converter, chunk_ms=chunk_ms or LIVE_CHUNK_MS)
+    conv = bench_converter(converter, chunk_ms or None, seconds, model)
     processor = RealtimeStreamer(Streamer(conv, device_rate, device_rate), device_rate)
     block = int(round(block_ms * device_rate / 1000))
     prefill = prefill_blocks_for(conv.chunk_samples / conv.sample_rate, device_rate, block)
@@ -120,12 +130,14 @@ def _bench_signal(device_rate: int, seconds: float, folder: str) -> str:
     return path
 
 
-def run_bench(converters=CONVERTERS, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
+def run_bench(converters: tuple[str, ...] | list[str] | None = None, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
               core: int | None = 0, progress=None, chunk_ms: float | None = None,
               model: str | None = None) -> list[BenchResult]:
-    """Benchmark each converter at each block size; ``chunk_ms=None`` takes what ``voxflip live`` uses."""
+    """Benchmark each converter (default: :func:`default_converters`) at each block size;
+    ``chunk_ms=None`` takes what ``voxflip live`` uses."""
     import tempfile
 
+    converters = default_converters() if converters is None else converters
     chunk = 0.0 if chunk_ms is None else chunk_ms     # 0: the child picks the live default
 
     results = []

@@ -15,12 +15,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from voxflip.engine.errors import AudioInputError, ConfigError, EngineError
+from voxflip.engine.errors import AudioInputError, ConfigError, EngineError, install_hint
 from voxflip.streaming.live import LiveEngine, run_file
 
 DEFAULT_BLOCK = 256
-#: converter chunk for live use: 10 ms keeps the algorithmic latency of live S2S at 40 ms
-LIVE_CHUNK_MS = 10.0
 
 
 @contextlib.contextmanager
@@ -47,7 +45,7 @@ def open_pyaudio():
         import pyaudio
     except ImportError:
         raise EngineError(
-            'live audio needs pyaudio (and Debian\'s portaudio19-dev). Install it with: pip install -e ".[live]"'
+            f"live audio needs pyaudio (and Debian's portaudio19-dev): {install_hint('live')}"
         ) from None
     with _quiet_stderr():
         return pyaudio, pyaudio.PyAudio()
@@ -89,12 +87,11 @@ def format_devices(devices: list[Device]) -> str:
     return "\n".join(lines)
 
 
-def build_controller(speech, singing, mode: str, sample_rate: int, fx_preset: str | None = None,
+def build_controller(converters: dict, mode: str, sample_rate: int, fx_preset: str | None = None,
                      preset_dir: str | None = None):
-    """The live chain: converters for both directions (the active one by ``mode``) and effects."""
+    """The live chain: a converter per mode (``"speech"``, ``"singing"``; the active one by ``mode``) and effects."""
     from voxflip.streaming.live_control import LiveController
 
-    converters = {"speech": speech, "singing": singing}
     return LiveController(converters, mode, sample_rate, preset=fx_preset, preset_dir=preset_dir)
 
 

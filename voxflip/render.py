@@ -113,7 +113,7 @@ def render_file(
             process, flush, latency_s = streamer.process, streamer.flush, streamer.latency_s
             report = streamer.report
         else:
-            from voxflip.streaming.effects import load_preset
+            from voxflip.streaming.presets import load_preset
 
             chain = load_preset(fx_preset, converter=converter)
             chain.sample_rate = info.sample_rate

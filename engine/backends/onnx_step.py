@@ -53,7 +53,7 @@ class OnnxStepModel:
                 f"{path} is format {manifest.get('format_version')!r} of model {manifest.get('model')!r}; this voxflip "
                 f"reads format {FORMAT_VERSION} of 's2s-flow'. Re-export it: voxflip export CHECKPOINT -o model.onnx"
             )
-        expected = asdict(MelConfig.for_s2s())
+        expected = asdict(MelConfig.for_to_speech())
         if manifest.get("mel") != expected:
             raise ArtifactMismatchError(
                 f"{path} was exported for the mel setup {manifest.get('mel')!r}; this engine computes {expected!r}"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OptionError
 
 
 @dataclass
@@ -115,19 +115,64 @@ class DelayConverter(Converter):
 TRANSPOSE_RANGE = (-24.0, 24.0)
 
 
-def check_transpose(value: float | str, name: str = "transpose") -> float:
+def check_transpose(value: float | str, name: str = "transpose_semitones") -> float:
     """A transposition in semitones, -24..24 (what every converter accepts)."""
     value = float(value)
     lo, hi = TRANSPOSE_RANGE
     if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value!r} semitones is outside {lo:g}..{hi:g}")
+        raise OptionError(name, value, f"semitones is outside {lo:g}..{hi:g}")
     return value
 
 
-def check_chunk_ms(chunk_ms: float, hop_samples: int, sample_rate: int, name: str) -> int:
-    """A chunk length in ms that is a whole number of hops; returns the hops per chunk."""
-    hop_ms = 1000.0 * hop_samples / sample_rate
-    ratio = chunk_ms / hop_ms
-    if chunk_ms <= 0 or abs(ratio - round(ratio)) > 1e-6:
-        raise ConfigError(f"{name}={chunk_ms!r} must be a positive multiple of the {hop_ms:g} ms hop")
-    return round(ratio)
+@dataclass(frozen=True)
+class ChunkGrid:
+    """The chunk sizes a converter can stream: whole numbers of its analysis hop, up to a limit.
+
+    This is the one place a chunk length changes unit: the API and the CLI speak
+    milliseconds (``chunk_ms``), converters count hops (``chunk_frames``), and
+    :class:`Converter` multiplies by the hop for samples.
+
+    Attributes:
+        hop_samples, sample_rate: the converter's analysis hop and rate.
+        default_frames: the chunk of an offline render.
+        live_frames: the chunk ``voxflip live`` uses (less latency, more calls per second).
+        max_ms: the longest chunk accepted (a longer one buys nothing and costs memory).
+    """
+
+    hop_samples: int
+    sample_rate: int
+    default_frames: int
+    live_frames: int
+    max_ms: float = 1000.0
+
+    @property
+    def hop_ms(self) -> float:
+        return 1000.0 * self.hop_samples / self.sample_rate
+
+    @property
+    def live_ms(self) -> float:
+        return self.live_frames * self.hop_ms
+
+    def accepts(self, chunk_ms: float) -> bool:
+        try:
+            self.frames(chunk_ms)
+        except OptionError:
+            return False
+        return True
+
+    def frames(self, chunk_ms: float | None, name: str = "chunk_ms") -> int:
+        """Hops per chunk for ``chunk_ms`` (``None``: the default), or an :class:`OptionError`."""
+        if chunk_ms is None:
+            return self.default_frames
+        ratio = float(chunk_ms) / self.hop_ms
+        if not (0 < chunk_ms <= self.max_ms) or abs(ratio - round(ratio)) > 1e-6:
+            raise OptionError(name, chunk_ms, f"ms must be a multiple of the {self.hop_ms:g} ms hop, "
+                                              f"{self.hop_ms:g}..{self.max_ms:g} ms")
+        return round(ratio)
+
+    def check_frames(self, chunk_frames: int) -> int:
+        """``chunk_frames`` itself, if it is a whole number of hops within the limit."""
+        if int(chunk_frames) != chunk_frames or not 1 <= chunk_frames <= self.max_ms / self.hop_ms:
+            raise OptionError("chunk_frames", chunk_frames,
+                              f"must be a whole number of hops, 1..{int(self.max_ms / self.hop_ms)}")
+        return int(chunk_frames)

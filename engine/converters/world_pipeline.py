@@ -21,12 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..features.world import AnalysisConfig, Frames, WorldAnalyzer
 from ..vocoder.source_filter import SourceFilterSynth, SynthConfig, SynthState
-from .base import Converter
+from .base import ChunkGrid, Converter
 
 LOOKAHEAD_FRAMES = 2
+
+
+def world_chunk_grid(analysis: AnalysisConfig | None = None) -> ChunkGrid:
+    """The chunks every WORLD converter streams: multiples of the analysis hop; 20 ms offline, 10 ms live."""
+    analysis = analysis or AnalysisConfig()
+    frames_per_ms = analysis.sample_rate / analysis.hop_samples / 1000.0
+    return ChunkGrid(analysis.hop_samples, analysis.sample_rate, default_frames=round(20 * frames_per_ms),
+                     live_frames=max(1, round(10 * frames_per_ms)))
 
 
 @dataclass
@@ -47,9 +54,9 @@ class PipelineState:
 class WorldPipelineConverter(Converter):
     """Base of the WORLD converters; subclasses implement :meth:`transform`."""
 
-    def __init__(self, analysis: AnalysisConfig, chunk_frames: int) -> None:
-        if chunk_frames < 1:
-            raise ConfigError(f"chunk_frames={chunk_frames!r} must be >= 1")
+    def __init__(self, analysis: AnalysisConfig, chunk_frames: int | None = None) -> None:
+        grid = world_chunk_grid(analysis)
+        chunk_frames = grid.default_frames if chunk_frames is None else grid.check_frames(chunk_frames)
         self.analysis = analysis
         self.analyzer = WorldAnalyzer(analysis)
         self.synth = SourceFilterSynth(

@@ -57,12 +57,12 @@ class MelConfig:
             raise ConfigError(f"mel.n_mels={self.n_mels} must be >= 1")
 
     @classmethod
-    def for_s2s(cls) -> MelConfig:
+    def for_to_speech(cls) -> MelConfig:
         """Singing-to-speech model features: 80 bands at 16 kHz (the S2S paper), 40 ms window, 10 ms hop."""
         return cls(sample_rate=16_000, n_fft=1024, win_samples=640, hop_samples=160, fmin_hz=0.0, fmax_hz=8_000.0)
 
     @classmethod
-    def for_sts(cls) -> MelConfig:
+    def for_to_singing(cls) -> MelConfig:
         """Speech-to-singing model features: 80 bands at 24 kHz, window 512, hop 128 (AlignSTS)."""
         return cls()
 

@@ -32,7 +32,7 @@ from .source_filter import SourceFilterSynth, SynthConfig, SynthState
 
 @dataclass(frozen=True)
 class MelVocoderConfig:
-    mel: MelConfig = MelConfig.for_s2s()
+    mel: MelConfig = MelConfig.for_to_speech()
     smoothing_hz: float = 200.0
     periodic_below_hz: float = 2000.0
     max_aperiodicity: float = 0.6

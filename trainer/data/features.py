@@ -35,17 +35,21 @@ from voxflip.engine.features.rhythm import DEFAULT_BETA, rhythm
 from .manifest import ManifestEntry, PhoneSpan, read_manifest
 
 FORMAT_VERSION = 1
-PRESETS = {"s2s": MelConfig.for_s2s, "sts": MelConfig.for_sts}
+#: frame setups by the direction of the model they feed
+PRESETS = {"to_speech": MelConfig.for_to_speech, "to_singing": MelConfig.for_to_singing}
+#: older names, still read (configs and commands written before the directions were renamed)
+PRESET_ALIASES = {"s2s": "to_speech", "sts": "to_singing"}
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    mel: MelConfig = field(default_factory=MelConfig.for_s2s)
+    mel: MelConfig = field(default_factory=MelConfig.for_to_speech)
     pitch: PitchConfig = field(default_factory=PitchConfig)
     rhythm_beta: float = DEFAULT_BETA
 
     @classmethod
     def preset(cls, name: str) -> FeatureConfig:
+        name = PRESET_ALIASES.get(name, name)
         if name not in PRESETS:
             raise ConfigError(f"feature preset {name!r} is not one of {', '.join(PRESETS)}")
         return cls(mel=PRESETS[name]())

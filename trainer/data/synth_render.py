@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from voxflip.engine.converters.world_to_singing import WorldToSingingConverter
 from voxflip.engine.melody import Melody, Note
-from voxflip.engine.registry import make_converter
 from voxflip.streaming.streamer import Streamer
 
 from .manifest import ManifestEntry, NoteSpan, PhoneSpan
@@ -183,6 +183,6 @@ def _world_sing(speech_wav: Path, choice: MelodyChoice, syllables: int, out: Pat
 
 def _convert(audio: np.ndarray, rate: int, notes: list[NoteSpan], source: str) -> tuple[np.ndarray, Any]:
     melody = Melody(tuple(Note(n.start_s, n.end_s, n.midi_note) for n in notes), f"music21:{source}")
-    streamer = Streamer(make_converter("singing", "world", melody=melody), rate, rate)
+    streamer = Streamer(WorldToSingingConverter(melody), rate, rate)   # it counts syllables: the WORLD converter
     sung = np.concatenate([streamer.process(audio), streamer.flush()])
     return sung, streamer.report()

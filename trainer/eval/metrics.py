@@ -5,7 +5,7 @@ The metrics themselves live one subject per module:
 - :mod:`voxflip.trainer.eval.asr`: ``transcribe``, ``wer``, ``cer``, ``asr_scores`` (pocketsphinx, jiwer)
 - :mod:`voxflip.trainer.eval.srmr`: ``srmr`` (speech-to-reverberation modulation energy ratio)
 - :mod:`voxflip.trainer.eval.quality`: ``dnsmos`` (speechmos), ``speaker_similarity`` (resemblyzer)
-- :mod:`voxflip.trainer.eval.sts_metrics`: ``lsd``, ``rca``, ``rrd``, ``f0_rmse_cents``
+- :mod:`voxflip.trainer.eval.to_singing_metrics`: ``lsd``, ``rca``, ``rrd``, ``f0_rmse_cents``
 
 Every metric takes mono audio as a 1-D float array in [-1, 1] (float32 preferred) and its
 ``sample_rate`` in Hz, and resamples internally to what its tool needs. docs/metrics.md describes

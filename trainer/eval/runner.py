@@ -25,16 +25,17 @@ import numpy as np
 
 from voxflip.engine.audio_io import read_audio, write_audio
 from voxflip.engine.errors import ConfigError, EngineError
+from voxflip.engine.registry import Direction
 
 from ..data.manifest import ManifestEntry, read_manifest
 from .systems import get_system, melody_of
 
-S2S_METRICS = ("wer", "cer", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "srmr", "spk_sim")
-STS_METRICS = ("rca", "f0_rmse_cents", "lsd", "rrd", "dnsmos_ovrl")
+TO_SPEECH_METRICS = ("wer", "cer", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "srmr", "spk_sim")
+TO_SINGING_METRICS = ("rca", "f0_rmse_cents", "lsd", "rrd", "dnsmos_ovrl")
 LOWER_IS_BETTER = {"wer", "cer", "f0_rmse_cents", "lsd", "rrd"}
 
 
-def _s2s_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tuple[dict, dict]:
+def _to_speech_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tuple[dict, dict]:
     from .asr import asr_scores
     from .quality import dnsmos, speaker_similarity
     from .srmr import srmr
@@ -57,9 +58,9 @@ def _s2s_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tuple[dic
     return scores, notes
 
 
-def _sts_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tuple[dict, dict]:
+def _to_singing_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tuple[dict, dict]:
     from .quality import dnsmos
-    from .sts_metrics import f0_rmse_cents, lsd, melody_contour, rca, rrd
+    from .to_singing_metrics import f0_rmse_cents, lsd, melody_contour, rca, rrd
 
     audio = np.clip(audio, -1.0, 1.0)
     times, f0 = melody_contour(melody_of(entry))
@@ -81,7 +82,7 @@ def _sts_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tuple[dic
 
 @dataclass
 class EvalResult:
-    task: str
+    direction: Direction
     systems: list[str]
     metrics: tuple[str, ...]
     clips: dict[str, dict[str, dict]] = field(default_factory=dict)   # system -> id -> {"scores", "notes"}
@@ -134,7 +135,8 @@ def _eval_one(args: tuple[str, ManifestEntry, str, dict]) -> tuple[str, str, dic
         audio, rate = system.run(entry, options)
         folder.mkdir(parents=True, exist_ok=True)
         write_audio(folder / f"{entry.id}.wav", np.clip(audio, -1.0, 1.0), rate)
-        scores, notes = (_s2s_scores if system.task == "s2s" else _sts_scores)(entry, audio, rate)
+        score = _to_speech_scores if system.direction is Direction.TO_SPEECH else _to_singing_scores
+        scores, notes = score(entry, audio, rate)
         record = {"scores": scores, "notes": notes, "seconds": audio.shape[0] / rate}
         tmp = record_path.with_name(f".{record_path.name}.tmp")
         tmp.write_text(json.dumps(record, indent=1))
@@ -149,11 +151,12 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
              progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Run and score ``systems`` on ``split`` of ``manifest``; see the module docstring."""
     chosen = [get_system(s) for s in systems]
-    tasks = {s.task for s in chosen}
-    if len(tasks) != 1:
-        raise ConfigError(f"--system mixes tasks ({', '.join(f'{s.name}: {s.task}' for s in chosen)}); "
+    directions = {s.direction for s in chosen}
+    if len(directions) != 1:
+        mixed = ", ".join(f"{s.name}: to {s.direction.value}" for s in chosen)
+        raise ConfigError(f"systems={','.join(systems)!r} mixes directions ({mixed}); "
                           "evaluate singing->speech and speech->singing systems separately")
-    task = tasks.pop()
+    direction = directions.pop()
     entries = [e for e in read_manifest(manifest) if split == "all" or e.split == split]
     if not entries:
         raise ConfigError(f"{manifest}: no entries in split {split!r}")
@@ -161,7 +164,8 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
         entries = entries[:limit]
     out = Path(out)
     clip_dir = _clip_dir(out)
-    result = EvalResult(task, [s.name for s in chosen], S2S_METRICS if task == "s2s" else STS_METRICS)
+    result = EvalResult(direction, [s.name for s in chosen],
+                        TO_SPEECH_METRICS if direction is Direction.TO_SPEECH else TO_SINGING_METRICS)
     jobs = []
     for system in chosen:
         for entry in entries:
@@ -195,10 +199,11 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
 def _write(result: EvalResult, out: Path, manifest: str | Path, split: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     failures = {s: len(f) for s, f in result.failures.items() if f}
-    text = [f"# voxflip eval: {result.task} on {Path(manifest).name} ({split})", "", result.markdown(), ""]
+    text = [f"# voxflip eval: {result.direction.source} -> {result.direction.value} on {Path(manifest).name} "
+            f"({split})", "", result.markdown(), ""]
     if failures:
         text.append("Clips not scored: " + ", ".join(f"{s} {n}" for s, n in failures.items()) + ".")
     out.write_text("\n".join(text) + "\n")
     out.with_suffix(".json").write_text(json.dumps(
-        {"task": result.task, "manifest": str(manifest), "split": split, "summary": result.summary(),
+        {"direction": result.direction.value, "manifest": str(manifest), "split": split, "summary": result.summary(),
          "failures": result.failures}, indent=2) + "\n")

@@ -1,9 +1,11 @@
 """The systems `voxflip eval` can name: each turns one manifest entry into converted audio.
 
-A system is one registration: a name, the task it is judged on (``s2s``: singing ->
-speech, scored against the lyrics; ``sts``: speech -> singing, scored against the
-melody and the real singing) and a function from an entry to ``(audio, sample_rate)``.
-Reference rows (``input`` and ``real``) give every table its floor and ceiling.
+A system is one registration: a name, the direction it is judged in (to speech: scored
+against the lyrics; to singing: scored against the melody and the real singing) and a
+function from an entry to ``(audio, sample_rate)``. Every converter of the registry
+(:mod:`voxflip.engine.registry`) is a system under its own name; the rows here add the
+references (``input`` and ``real`` give every table its floor and ceiling) and the
+baselines that are not converters (``alt-tts``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from voxflip.engine.audio_io import read_audio
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.notes import Melody, Note
+from voxflip.engine.registry import ConverterSpec, Direction, converters, make_converter
 
 from ..data.manifest import ManifestEntry
 
@@ -29,7 +32,7 @@ Runner = Callable[[ManifestEntry, dict], tuple[np.ndarray, int]]
 @dataclass(frozen=True)
 class System:
     name: str
-    task: str          # "s2s" | "sts"
+    direction: Direction
     description: str
     run: Runner
     needs: tuple[str, ...] = ()  # entry fields required: "singing", "speech", "notes", "text"
@@ -47,6 +50,9 @@ def register(system: System) -> System:
 
 def get_system(name: str) -> System:
     if name not in SYSTEMS:
+        for spec in converters():   # a converter's alias (flow = flow-dur)
+            if name in spec.aliases:
+                return SYSTEMS[spec.name]
         raise ConfigError(f"system {name!r} is not one of {', '.join(SYSTEMS)}")
     return SYSTEMS[name]
 
@@ -59,26 +65,24 @@ def _convert(entry_audio: Path, converter) -> tuple[np.ndarray, int]:
     return np.concatenate([streamer.process(audio), streamer.flush()]), rate
 
 
-def _s2s(method: str) -> Runner:
-    def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-        from voxflip.engine.registry import make_converter
-
-        model = options.get("model") if method.startswith("flow") else None
-        return _convert(entry.singing, make_converter("speech", method, model_path=model))
-
-    return run
-
-
 def melody_of(entry: ManifestEntry) -> Melody:
     if not entry.notes:
         raise ConfigError(f"entry {entry.id!r} has no notes: speech -> singing needs the melody in the manifest")
     return Melody(tuple(Note(n.start_s, n.end_s, n.midi_note) for n in entry.notes), f"manifest:{entry.id}")
 
 
-def _sts_world(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-    from voxflip.engine.registry import make_converter
+def _converter_runner(spec: ConverterSpec) -> Runner:
+    """Run a registered converter on an entry: the singing (to speech) or the speech on its notes (to singing)."""
+    def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+        given = {}
+        if "model_path" in spec.option_names and options.get("model") is not None:
+            given["model_path"] = options["model"]
+        if spec.direction is Direction.TO_SINGING:
+            given["melody"] = melody_of(entry)
+        converter = make_converter(spec.direction, spec.name, **given)
+        return _convert(getattr(entry, spec.direction.source), converter)
 
-    return _convert(entry.speech, make_converter("singing", "world", melody=melody_of(entry)))
+    return run
 
 
 def _identity(side: str) -> Runner:
@@ -100,7 +104,7 @@ def _real_vocoded(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]
     from voxflip.engine.features.pitch import PitchConfig, yin_frames
     from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
-    mel = MelConfig.for_s2s()
+    mel = MelConfig.for_to_speech()
     audio, rate = read_audio(entry.speech)
     if rate != mel.sample_rate:
         g = gcd(rate, mel.sample_rate)
@@ -135,16 +139,17 @@ def _alt_tts(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
         return read_audio(out)
 
 
-register(System("input", "s2s", "the input singing, unchanged (the floor)", _identity("singing"), ("singing",)))
-register(System("real", "s2s", "the real speech of the pair (the ceiling)", _identity("speech"), ("speech",)))
-register(System("real-vocoded", "s2s", "the real speech's mel and F0 through the flow systems' DSP vocoder "
+_SPEECH, _SINGING = Direction.TO_SPEECH, Direction.TO_SINGING
+register(System("input", _SPEECH, "the input singing, unchanged (the floor)", _identity("singing"), ("singing",)))
+register(System("real", _SPEECH, "the real speech of the pair (the ceiling)", _identity("speech"), ("speech",)))
+register(System("real-vocoded", _SPEECH, "the real speech's mel and F0 through the flow systems' DSP vocoder "
                 "(their ceiling)", _real_vocoded, ("speech",)))
-register(System("identity", "s2s", "alias of input: the singing unchanged", _identity("singing"), ("singing",)))
-register(System("world-nodur", "s2s", "WORLD, speech intonation, sung timing", _s2s("world-nodur"), ("singing",)))
-register(System("world-dur", "s2s", "WORLD, speech intonation, shortened vowels", _s2s("world-dur"), ("singing",)))
-register(System("flow-nodur", "s2s", "the S2S flow model, sung timing", _s2s("flow-nodur"), ("singing",)))
-register(System("flow-dur", "s2s", "the S2S flow model, predicted durations", _s2s("flow-dur"), ("singing",)))
-register(System("alt-tts", "s2s", "transcribe (pocketsphinx) then synthesise (Festival)", _alt_tts, ("singing",)))
-register(System("sts-input", "sts", "the input speech, unchanged (the floor)", _identity("speech"), ("speech", "notes")))
-register(System("sts-real", "sts", "the real singing of the pair (the ceiling)", _identity("singing"), ("singing", "notes")))
-register(System("world", "sts", "WORLD speech -> singing on the manifest's melody", _sts_world, ("speech", "notes")))
+register(System("identity", _SPEECH, "alias of input: the singing unchanged", _identity("singing"), ("singing",)))
+register(System("alt-tts", _SPEECH, "transcribe (pocketsphinx) then synthesise (Festival)", _alt_tts, ("singing",)))
+register(System("sts-input", _SINGING, "the input speech, unchanged (the floor)", _identity("speech"),
+                ("speech", "notes")))
+register(System("sts-real", _SINGING, "the real singing of the pair (the ceiling)", _identity("singing"),
+                ("singing", "notes")))
+for _spec in converters():
+    register(System(_spec.name, _spec.direction, _spec.summary, _converter_runner(_spec),
+                    (_spec.direction.source,) if _spec.direction is _SPEECH else ("speech", "notes")))

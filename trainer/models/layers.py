@@ -2,7 +2,7 @@
 
 Every temporal convolution here is causal: output frame ``t`` sees input frames
 ``t - (kernel - 1) * dilation .. t``. A model that needs lookahead gets it by
-delaying its output (see :class:`~.s2s_flow.S2SFlow`), so each layer streams
+delaying its output (see :class:`~.s2s_flow.ToSpeechFlow`), so each layer streams
 with a cache of its last ``(kernel - 1) * dilation`` input frames and nothing
 else. ``forward(x)`` runs a whole sequence (zeros before it); ``step(x, cache)``
 runs a chunk and returns the new cache; concatenated steps equal ``forward``.

@@ -1,4 +1,4 @@
-"""trainer/eval/sts_metrics.py: LSD, RCA, RRD and F0 RMSE on signals whose answers are known."""
+"""trainer/eval/to_singing_metrics.py: LSD, RCA, RRD and F0 RMSE on signals whose answers are known."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from voxflip.engine.melody import load_melody
-from voxflip.trainer.eval.sts_metrics import f0_rmse_cents, lsd, melody_contour, praat_f0, rca, rrd
+from voxflip.trainer.eval.to_singing_metrics import f0_rmse_cents, lsd, melody_contour, praat_f0, rca, rrd
 
 SAMPLE_RATE = 24_000
 

@@ -27,15 +27,22 @@ import numpy as np
 from ..backends.onnx_step import OnnxStepModel
 from ..errors import ConfigError
 from ..features.frames import frame_matrix
-from ..features.mel import MelAnalyzer
+from ..features.mel import MelAnalyzer, MelConfig
 from ..features.pitch import PitchConfig, yin_frames
 from ..features.syllables import SyllableConfig, SyllableTracker
 from ..vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 from ..vocoder.source_filter import SynthState
-from .base import Converter, ConverterReport, check_transpose
+from .base import ChunkGrid, Converter, ConverterReport, check_transpose
 from .intonation import IntonationConfig, SpeechIntonation
 
-METHODS = ("flow-nodur", "flow-dur")
+
+def flow_chunk_grid() -> ChunkGrid:
+    """The chunks a flow converter streams: multiples of its 10 ms mel hop; the model's 20 ms, offline and live.
+
+    (One 10 ms frame per ONNX call costs more in call overhead than its 10 ms of latency saves.)
+    """
+    mel = MelConfig.for_to_speech()   # every flow model's (its manifest is checked against it on load)
+    return ChunkGrid(mel.hop_samples, mel.sample_rate, default_frames=2, live_frames=2)
 
 
 @dataclass
@@ -56,23 +63,25 @@ class FlowState:
     transpose_semitones: float = 0.0
 
 
-class FlowS2SConverter(Converter):
-    """``flow-nodur`` / ``flow-dur`` (see the module docstring)."""
+class FlowToSpeechConverter(Converter):
+    """The S2S flow model, singing -> speech (see the module docstring).
 
-    def __init__(self, model_path: str | Path, method: str = "flow-nodur", *, chunk_frames: int | None = None,
+    The registry builds it as ``flow-nodur`` (``predict_durations=False``: one speech frame per
+    singing frame) and ``flow-dur`` (the model's predicted durations).
+    """
+
+    name = "flow-to-speech"
+
+    def __init__(self, model_path: str | Path, *, predict_durations: bool = True, chunk_frames: int | None = None,
                  threads: int = 1, seed: int = 0, transpose_semitones: float = 0.0) -> None:
-        if method not in METHODS:
-            raise ConfigError(f"flow method {method!r} is not one of {', '.join(METHODS)}")
         self.transpose_semitones = check_transpose(transpose_semitones)
         self.model = OnnxStepModel(model_path, threads=threads)
         mel = self.model.mel
-        self.name = method
-        self.time_preserving = method == "flow-nodur"
+        self.predict_durations = bool(predict_durations)
+        self.time_preserving = not self.predict_durations
         self.sample_rate = mel.sample_rate
         self.hop_samples = mel.hop_samples
-        self.chunk_frames = int(chunk_frames or self.model.chunk_frames)
-        if self.chunk_frames < 1:
-            raise ConfigError(f"chunk_frames={self.chunk_frames!r} must be >= 1")
+        self.chunk_frames = flow_chunk_grid().check_frames(chunk_frames or self.model.chunk_frames)
         self.chunk_samples = self.chunk_frames * self.hop_samples
         self.ahead = self.model.lookahead_frames + 1
         self.pitch = PitchConfig()
@@ -130,7 +139,7 @@ class FlowS2SConverter(Converter):
         log_mel, f0, level = self._analyse(np.asarray(window, dtype=np.float64), c0 - self.context_samples, first, count)
         s.chunks += 1
         speech_mel = skip = None
-        if self.name == "flow-nodur":
+        if not self.predict_durations:
             noise = s.rng.standard_normal(log_mel.shape).astype(np.float32)
             speech_mel, mu, logs, log_dur, s.model = self.model.step(log_mel.astype(np.float32), noise, s.model)
         else:   # dur draws its noise per expanded frame and decodes those; the step's own flow is not needed

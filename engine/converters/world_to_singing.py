@@ -26,23 +26,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OptionError
 from ..features.syllables import SyllableConfig
 from ..features.world import AnalysisConfig, Frames
 from ..melody import Melody, Note
-from .base import ConverterReport, check_chunk_ms, check_transpose
-from .sts_units import Unit, UnitTracker
+from .base import ConverterReport, check_transpose
+from .syllable_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
 
 _SILENCE_POWER = 1e-14
 
 
 @dataclass(frozen=True)
-class WorldSTSConfig:
+class WorldToSingingConfig:
     """Settings of the WORLD speech-to-singing converter.
 
     Attributes:
-        chunk_ms: processing chunk, a multiple of the 5 ms hop.
         transpose_semitones: added to every note.
         vibrato_cents: vibrato depth (peak deviation); 0 disables it.
         vibrato_hz: vibrato rate.
@@ -52,7 +51,6 @@ class WorldSTSConfig:
         max_onset_fraction: the onset consonants take at most this fraction of a note.
     """
 
-    chunk_ms: float = 20.0
     transpose_semitones: float = 0.0
     vibrato_cents: float = 25.0
     vibrato_hz: float = 5.5
@@ -64,16 +62,15 @@ class WorldSTSConfig:
     syllables: SyllableConfig = SyllableConfig()
 
     def __post_init__(self) -> None:
-        check_chunk_ms(self.chunk_ms, self.analysis.hop_samples, self.analysis.sample_rate, "sts.chunk_ms")
         if not 0.0 <= self.vibrato_cents <= 200.0:
-            raise ConfigError(f"sts.vibrato_cents={self.vibrato_cents!r} is outside 0..200 cents")
+            raise OptionError("vibrato_cents", self.vibrato_cents, "is outside 0..200 cents")
         if not 0.5 <= self.vibrato_hz <= 12.0:
-            raise ConfigError(f"sts.vibrato_hz={self.vibrato_hz!r} is outside 0.5..12 Hz")
+            raise OptionError("vibrato_hz", self.vibrato_hz, "is outside 0.5..12 Hz")
         if not 0.0 <= self.portamento_ms <= 500.0:
-            raise ConfigError(f"sts.portamento_ms={self.portamento_ms!r} is outside 0..500 ms")
-        check_transpose(self.transpose_semitones, "sts.transpose_semitones")
+            raise OptionError("portamento_ms", self.portamento_ms, "is outside 0..500 ms")
+        check_transpose(self.transpose_semitones)
         if not 0.0 < self.max_onset_fraction <= 0.9:
-            raise ConfigError(f"sts.max_onset_fraction={self.max_onset_fraction!r} is outside (0, 0.9]")
+            raise OptionError("max_onset_fraction", self.max_onset_fraction, "is outside (0, 0.9]")
 
 
 @dataclass
@@ -89,7 +86,7 @@ class _Slot:
 
 
 @dataclass
-class STSState:
+class ToSingingState:
     units: UnitTracker
     transpose_semitones: float
     out_frame: int = 0                                     # next output frame on the melody clock
@@ -105,26 +102,26 @@ class STSState:
     last_frame: Frames | None = None
 
 
-class WorldSTSConverter(WorldPipelineConverter):
-    """Melody-driven speech-to-singing ``world`` (see the module docstring)."""
+class WorldToSingingConverter(WorldPipelineConverter):
+    """Melody-driven WORLD speech -> singing (see the module docstring); the registry's ``world``."""
 
+    name = "world-to-singing"
     time_preserving = False
 
-    def __init__(self, melody: Melody, config: WorldSTSConfig | None = None) -> None:
-        config = config or WorldSTSConfig()
-        super().__init__(config.analysis, check_chunk_ms(config.chunk_ms, config.analysis.hop_samples,
-                                                         config.analysis.sample_rate, "sts.chunk_ms"))
+    def __init__(self, melody: Melody, config: WorldToSingingConfig | None = None, *,
+                 chunk_frames: int | None = None) -> None:
+        config = config or WorldToSingingConfig()
+        super().__init__(config.analysis, chunk_frames)
         self.config = config
         self.melody = melody
-        self.name = "world"
         self._frame_s = config.analysis.hop_samples / config.analysis.sample_rate
         self._edge = max(1, round(config.edge_ms / 1000.0 / self._frame_s))
 
     def describe(self) -> str:
-        return f"world STS @ {self.sample_rate} Hz, melody {self.melody.source} ({len(self.melody.notes)} notes)"
+        return f"{self.name} @ {self.sample_rate} Hz, melody {self.melody.source} ({len(self.melody.notes)} notes)"
 
-    def init_custom(self) -> STSState:
-        return STSState(
+    def init_custom(self) -> ToSingingState:
+        return ToSingingState(
             units=UnitTracker(self.config.syllables, self._frame_s, self.analysis.bins),
             transpose_semitones=self.config.transpose_semitones,
         )
@@ -139,7 +136,7 @@ class WorldSTSConverter(WorldPipelineConverter):
     def _frame_of(self, seconds: float) -> int:
         return int(round(seconds / self._frame_s))
 
-    def _next_slot(self, s: STSState) -> _Slot | None | str:
+    def _next_slot(self, s: ToSingingState) -> _Slot | None | str:
         """The next note to sing with its unit; None to wait for input; "done" at the end."""
         notes = self.melody.notes
         units = s.units
@@ -169,7 +166,7 @@ class WorldSTSConverter(WorldPipelineConverter):
         s.note_index += 1
         return slot
 
-    def _generate(self, s: STSState, budget: int | None = None) -> Frames:
+    def _generate(self, s: ToSingingState, budget: int | None = None) -> Frames:
         """Output frames for every note whose unit is ready, at most ``budget`` of them.
 
         A completed unit can release a whole long note at once; live, that would be one slow
@@ -218,7 +215,7 @@ class WorldSTSConverter(WorldPipelineConverter):
         n = len(f0s)
         return Frames(np.array(f0s), np.ones(n), np.zeros(n), np.stack(sps), np.stack(aps))
 
-    def _sing_frame(self, slot: _Slot, pos: int, s: STSState) -> tuple[float, np.ndarray, np.ndarray]:
+    def _sing_frame(self, slot: _Slot, pos: int, s: ToSingingState) -> tuple[float, np.ndarray, np.ndarray]:
         bins = self.analysis.bins
         unit = slot.unit
         length = slot.end - slot.start
@@ -268,7 +265,7 @@ class WorldSTSConverter(WorldPipelineConverter):
             return edge + (q - edge) * (mid_in - 1) / max(1, mid_out - 1)
         return q * (in_len - 1) / (out_len - 1)
 
-    def _pitch(self, slot: _Slot, pos: int, s: STSState) -> float:
+    def _pitch(self, slot: _Slot, pos: int, s: ToSingingState) -> float:
         cfg = self.config
         t = pos * self._frame_s
         midi = slot.note.midi_note + s.transpose_semitones
@@ -286,7 +283,7 @@ class WorldSTSConverter(WorldPipelineConverter):
 
     # -- pipeline hooks -----------------------------------------------------------------------------
     def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
-        s: STSState = state.custom
+        s: ToSingingState = state.custom
         s.units.feed(frames, first_frame, input_end_frame)
         out = self._generate(s, budget=2 * self.chunk_frames)
         if len(out):
@@ -294,7 +291,7 @@ class WorldSTSConverter(WorldPipelineConverter):
         return out
 
     def transform_finish(self, state: PipelineState) -> Frames:
-        s: STSState = state.custom
+        s: ToSingingState = state.custom
         s.input_ended = True
         s.units.close()
         out = self._generate(s)
@@ -305,7 +302,7 @@ class WorldSTSConverter(WorldPipelineConverter):
         return Frames.concat([out, tail], self.analysis.bins)
 
     def report(self, state: PipelineState) -> ConverterReport:
-        s: STSState = state.custom
+        s: ToSingingState = state.custom
         m = self.melody
         warnings: list[str] = list(state.warnings)
         total = s.units.total

@@ -37,7 +37,7 @@ LengthPolicy = Literal["stretch", "truncate"]
 @lru_cache(maxsize=8)
 def _stft_analyzer(sample_rate: int) -> MelAnalyzer:
     """voxflip's STS analysis frame (512-sample Hann window, hop 128) at ``sample_rate``."""
-    sts = MelConfig.for_sts()
+    sts = MelConfig.for_to_singing()
     return MelAnalyzer(MelConfig(sample_rate=sample_rate, n_fft=sts.n_fft, win_samples=sts.win_samples,
                                  hop_samples=sts.hop_samples, fmin_hz=0.0, fmax_hz=sample_rate / 2))
 
@@ -105,7 +105,7 @@ def rrd(ref_audio: np.ndarray, est_audio: np.ndarray, sample_rate: int) -> float
     """AlignSTS rhythm representation distance between ground truth and estimate.
 
     Both signals are resampled to 24 kHz; their energy contours come from
-    ``MelAnalyzer(MelConfig.for_sts()).energy`` (5.33 ms frames), their rhythm contours from
+    ``MelAnalyzer(MelConfig.for_to_singing()).energy`` (5.33 ms frames), their rhythm contours from
     :func:`voxflip.engine.features.rhythm.rhythm` (beta 400, Gaussian sigma 1 frame), and the
     distance from :func:`voxflip.engine.features.rhythm.rhythm_distance` (RMS per frame; a
     contour of another length is linearly stretched onto the longer one's frame count).
@@ -114,7 +114,7 @@ def rrd(ref_audio: np.ndarray, est_audio: np.ndarray, sample_rate: int) -> float
         RRD in [0, 1] (dimensionless); 0 for identical audio.
     """
     rate = check_sample_rate(sample_rate)
-    config = MelConfig.for_sts()
+    config = MelConfig.for_to_singing()
     analyzer = _energy_analyzer()
     contours = [rhythm(analyzer.energy(resample(check_audio(x, name), rate, config.sample_rate)))
                 for x, name in ((ref_audio, "ref_audio"), (est_audio, "est_audio"))]
@@ -123,7 +123,7 @@ def rrd(ref_audio: np.ndarray, est_audio: np.ndarray, sample_rate: int) -> float
 
 @lru_cache(maxsize=1)
 def _energy_analyzer() -> MelAnalyzer:
-    return MelAnalyzer(MelConfig.for_sts())
+    return MelAnalyzer(MelConfig.for_to_singing())
 
 
 def praat_f0(audio: np.ndarray, sample_rate: int, *, time_step_s: float = PRAAT_TIME_STEP_S,

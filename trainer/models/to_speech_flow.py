@@ -1,7 +1,7 @@
 """The singing-to-speech model of Huang and Benetos: a Glow-TTS-like flow with phone posteriorgrams and MAST.
 
 Shapes are ``[batch, channels, frames]``; mels are 80-band log-mels at 16 kHz with a
-10 ms hop (:meth:`voxflip.engine.features.mel.MelConfig.for_s2s`), normalised per band
+10 ms hop (:meth:`voxflip.engine.features.mel.MelConfig.for_to_speech`), normalised per band
 with the training set's mean and standard deviation (buffers of the model).
 
 - **Mel encoder** (causal residual convolutions, output delayed by ``lookahead``
@@ -51,7 +51,7 @@ from .layers import CausalConv1d, ResidualBlock
 
 
 @dataclass(frozen=True)
-class S2SFlowConfig:
+class ToSpeechFlowConfig:
     n_mels: int = 80
     n_phones: int = 50
     hidden: int = 128
@@ -82,7 +82,7 @@ class S2SFlowConfig:
 class MelEncoder(nn.Module):
     """Causal residual convolutions; ``forward`` delays the output by ``lookahead`` frames."""
 
-    def __init__(self, cfg: S2SFlowConfig) -> None:
+    def __init__(self, cfg: ToSpeechFlowConfig) -> None:
         super().__init__()
         self.lookahead = cfg.lookahead
         self.inp = nn.Conv1d(cfg.n_mels, cfg.hidden, 1)
@@ -118,7 +118,7 @@ class MelEncoder(nn.Module):
 
 
 class DurationPredictor(nn.Module):
-    def __init__(self, cfg: S2SFlowConfig) -> None:
+    def __init__(self, cfg: ToSpeechFlowConfig) -> None:
         super().__init__()
         self.c1 = CausalConv1d(cfg.hidden, cfg.duration_hidden, 3)
         self.c2 = CausalConv1d(cfg.duration_hidden, cfg.duration_hidden, 3)
@@ -168,10 +168,10 @@ def expand_counts(log_dur: Tensor) -> Tensor:
     return torch.diff(total, prepend=total.new_zeros(1)).long()
 
 
-class S2SFlow(nn.Module):
+class ToSpeechFlow(nn.Module):
     """See the module docstring."""
 
-    def __init__(self, cfg: S2SFlowConfig) -> None:
+    def __init__(self, cfg: ToSpeechFlowConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = MelEncoder(cfg)

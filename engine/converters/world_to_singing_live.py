@@ -35,16 +35,16 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..features.world import Frames
-from .base import ConverterReport, check_chunk_ms, check_transpose
-from .sts_units import Unit, UnitTracker
+from .base import ConverterReport, check_transpose
+from .syllable_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
-from .world_sts import WorldSTSConfig
+from .world_to_singing import WorldToSingingConfig
 
 _SILENCE_POWER = 1e-14
 
 
 @dataclass
-class LiveSTSState:
+class LiveToSingingState:
     units: UnitTracker
     transpose_semitones: float
     events: deque = field(default_factory=deque)   # (midi, velocity) waiting for the next chunk
@@ -65,20 +65,20 @@ class LiveSTSState:
     frames_out: int = 0
 
 
-class LiveNotesSTSConverter(WorldPipelineConverter):
-    """``world`` speech-to-singing driven by live notes (see the module docstring)."""
+class LiveNotesToSingingConverter(WorldPipelineConverter):
+    """WORLD speech -> singing driven by live notes (see the module docstring); the registry's ``world``
+    when it has no melody file."""
 
+    name = "world-live-notes"
     time_preserving = True
 
-    def __init__(self, config: WorldSTSConfig | None = None, *, max_wait_ms: float = 1000.0,
-                 wait_ms: float = 150.0) -> None:
-        config = config or WorldSTSConfig()
-        super().__init__(config.analysis, check_chunk_ms(config.chunk_ms, config.analysis.hop_samples,
-                                                         config.analysis.sample_rate, "sts.chunk_ms"))
+    def __init__(self, config: WorldToSingingConfig | None = None, *, chunk_frames: int | None = None,
+                 max_wait_ms: float = 1000.0, wait_ms: float = 150.0) -> None:
+        config = config or WorldToSingingConfig()
+        super().__init__(config.analysis, chunk_frames)
         if not 0 < max_wait_ms <= 10_000 or not 0 <= wait_ms <= 2000:
             raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be in (0, 10000] and wait_ms={wait_ms!r} in 0..2000")
         self.config = config
-        self.name = "world"
         self._frame_s = config.analysis.hop_samples / config.analysis.sample_rate
         self._max_wait = round(max_wait_ms / 1000.0 / self._frame_s)
         self._wait = round(wait_ms / 1000.0 / self._frame_s)
@@ -87,14 +87,14 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
         self._ones = np.ones(self.analysis.bins)
 
     def describe(self) -> str:
-        return f"world STS on live notes @ {self.sample_rate} Hz"
+        return f"{self.name} on live notes @ {self.sample_rate} Hz"
 
-    def init_custom(self) -> LiveSTSState:
-        return LiveSTSState(units=UnitTracker(self.config.syllables, self._frame_s, self.analysis.bins),
+    def init_custom(self) -> LiveToSingingState:
+        return LiveToSingingState(units=UnitTracker(self.config.syllables, self._frame_s, self.analysis.bins),
                             transpose_semitones=self.config.transpose_semitones)
 
     def set_param(self, state: PipelineState, name: str, value) -> None:
-        s: LiveSTSState = state.custom
+        s: LiveToSingingState = state.custom
         if name == "note":
             midi, velocity = value
             if not (0 <= int(midi) <= 127) or not (0.0 <= float(velocity) <= 1.0):
@@ -106,7 +106,7 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
             raise ConfigError(f"{self.name} (live notes) has no parameter {name!r}; it has note, transpose")
 
     # -- notes ---------------------------------------------------------------------------------------
-    def _apply_events(self, s: LiveSTSState) -> None:
+    def _apply_events(self, s: LiveToSingingState) -> None:
         while s.events:
             midi, velocity = s.events.popleft()
             s.held = [(m, v) for m, v in s.held if m != midi]
@@ -118,7 +118,7 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
             else:
                 self._note_off(s)
 
-    def _note_on(self, s: LiveSTSState, midi: int, velocity: float, retrigger: bool = True) -> None:
+    def _note_on(self, s: LiveToSingingState, midi: int, velocity: float, retrigger: bool = True) -> None:
         legato = s.midi is not None
         s.prev_midi = s.midi if legato else None
         s.midi = float(midi)
@@ -135,12 +135,12 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
             s.unit = None  # wait for the speaker
             s.waiting = 0
 
-    def _note_off(self, s: LiveSTSState) -> None:
+    def _note_off(self, s: LiveToSingingState) -> None:
         s.midi = None
         s.prev_midi = None
         s.releasing = s.unit is not None
 
-    def _next_unit(self, s: LiveSTSState) -> tuple[Unit, bool] | None:
+    def _next_unit(self, s: LiveToSingingState) -> tuple[Unit, bool] | None:
         """The oldest syllable not sung yet and not too old; (unit, still growing)."""
         tracker = s.units
         now = tracker.frames_in
@@ -159,7 +159,7 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
             return current, True
         return None
 
-    def _start_unit(self, s: LiveSTSState, fresh: tuple[Unit, bool]) -> None:
+    def _start_unit(self, s: LiveToSingingState, fresh: tuple[Unit, bool]) -> None:
         s.unit, s.unit_growing = fresh
         s.newest_started = s.unit.nucleus
         s.last_unit = s.unit
@@ -168,7 +168,7 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
         s.units.store.drop_before(s.unit.onset)
 
     # -- one output frame ----------------------------------------------------------------------------
-    def _frame(self, s: LiveSTSState) -> tuple[float, np.ndarray, np.ndarray]:
+    def _frame(self, s: LiveToSingingState) -> tuple[float, np.ndarray, np.ndarray]:
         tracker = s.units
         if s.midi is None and not s.releasing:
             return 0.0, self._silence, self._ones
@@ -216,7 +216,7 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
             return 0.0, sp * gain, ap
         return self._pitch(s), sp * gain, ap
 
-    def _pitch(self, s: LiveSTSState) -> float:
+    def _pitch(self, s: LiveToSingingState) -> float:
         cfg = self.config
         assert s.midi is not None
         midi = s.midi + s.transpose_semitones
@@ -233,7 +233,7 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
 
     # -- pipeline hooks ------------------------------------------------------------------------------
     def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
-        s: LiveSTSState = state.custom
+        s: LiveToSingingState = state.custom
         s.units.feed(frames, first_frame, input_end_frame)
         self._apply_events(s)
         n = len(frames)
@@ -250,6 +250,6 @@ class LiveNotesSTSConverter(WorldPipelineConverter):
         return Frames(f0, np.ones(n), np.zeros(n), sp, ap)
 
     def report(self, state: PipelineState) -> ConverterReport:
-        s: LiveSTSState = state.custom
+        s: LiveToSingingState = state.custom
         return ConverterReport(stats={"notes": float(s.notes), "syllables": float(s.units.total),
                                       "syllables_skipped": float(s.skipped_units)})

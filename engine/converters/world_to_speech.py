@@ -16,29 +16,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OptionError
 from ..features.syllables import SyllableConfig, SyllableTracker
 from ..features.world import AnalysisConfig, Frames
-from .base import check_chunk_ms, check_transpose
+from .base import check_transpose
 from .intonation import IntonationConfig, SpeechIntonation
 from .world_pipeline import PipelineState, WorldPipelineConverter
 
-METHODS = ("world-nodur", "world-dur")
-
 
 @dataclass(frozen=True)
-class WorldS2SConfig:
+class WorldToSpeechConfig:
     """Settings of the WORLD singing-to-speech converter.
 
     Attributes:
-        chunk_ms: processing chunk; a multiple of the 5 ms hop.
         duration: how far ``world-dur`` shortens steady vowels, 0 (not at all) .. 1.
         keep_ms: how much of each syllable is always kept.
         steady_db: RMS log-spectral distance (0-5 kHz) under which a frame counts as steady.
         transpose_semitones: offset added to the speech contour.
     """
 
-    chunk_ms: float = 20.0
     duration: float = 1.0
     keep_ms: float = 120.0
     steady_db: float = 3.0
@@ -48,7 +44,6 @@ class WorldS2SConfig:
     intonation: IntonationConfig = IntonationConfig()
 
     def __post_init__(self) -> None:
-        check_chunk_ms(self.chunk_ms, self.analysis.hop_samples, self.analysis.sample_rate, "s2s.chunk_ms")
         _check_duration(self.duration)
         check_transpose(self.transpose_semitones)
 
@@ -56,14 +51,14 @@ class WorldS2SConfig:
 def _check_duration(value: float) -> float:
     value = float(value)
     if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"duration={value!r} is outside 0..1 (0 keeps sung durations, 1 shortens the most)")
+        raise OptionError("duration", value, "is outside 0..1 (0 keeps sung durations, 1 shortens the most)")
     return value
 
 
 
 
 @dataclass
-class S2SState:
+class ToSpeechState:
     tracker: SyllableTracker
     intonation: SpeechIntonation
     duration: float
@@ -77,49 +72,59 @@ class S2SState:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-class WorldS2SConverter(WorldPipelineConverter):
-    """``world-nodur`` / ``world-dur`` (see the module docstring)."""
+class WorldToSpeechConverter(WorldPipelineConverter):
+    """WORLD singing -> speech, with or without vowel shortening (see the module docstring).
 
-    def __init__(self, method: str = "world-nodur", config: WorldS2SConfig | None = None) -> None:
-        if method not in METHODS:
-            raise ConfigError(f"S2S WORLD method {method!r} is not one of {', '.join(METHODS)}")
-        config = config or WorldS2SConfig()
-        super().__init__(config.analysis, check_chunk_ms(config.chunk_ms, config.analysis.hop_samples,
-                                                         config.analysis.sample_rate, "s2s.chunk_ms"))
+    The registry builds it as ``world-nodur`` and ``world-dur`` (:mod:`voxflip.engine.registry`).
+    """
+
+    name = "world-to-speech"
+
+    def __init__(self, config: WorldToSpeechConfig | None = None, *, shorten: bool = False,
+                 chunk_frames: int | None = None) -> None:
+        """Args:
+            config: the settings (default: :class:`WorldToSpeechConfig`).
+            shorten: shorten steady vowels (``world-dur``); False keeps the sung timing (``world-nodur``).
+            chunk_frames: hops per chunk (default: the WORLD grid's 20 ms).
+        """
+        config = config or WorldToSpeechConfig()
+        super().__init__(config.analysis, chunk_frames)
         self.config = config
-        self.name = method
-        self.time_preserving = method == "world-nodur"
+        self.shorten = bool(shorten)
+        self.time_preserving = not self.shorten
         self._frame_s = config.analysis.hop_samples / config.analysis.sample_rate
         self._keep_frames = round(config.keep_ms / 1000.0 / self._frame_s)
         hz_per_bin = config.analysis.sample_rate / config.analysis.fft_size
         self._steady_bins = slice(1, int(5000.0 / hz_per_bin))
 
-    def init_custom(self) -> S2SState:
+    def init_custom(self) -> ToSpeechState:
         cfg = self.config
-        return S2SState(
+        return ToSpeechState(
             tracker=SyllableTracker(cfg.syllables, self._frame_s),
             intonation=SpeechIntonation(cfg.intonation, self._frame_s),
-            duration=cfg.duration if self.name == "world-dur" else 0.0,
+            duration=cfg.duration if self.shorten else 0.0,
             transpose_semitones=cfg.transpose_semitones,
         )
 
     def set_param(self, state: PipelineState, name: str, value: float | str) -> None:
-        custom: S2SState = state.custom
+        custom: ToSpeechState = state.custom
         if name == "duration":
-            if self.name != "world-dur":
-                raise ConfigError("duration applies to world-dur only; world-nodur keeps the sung timing")
+            if not self.shorten:
+                raise ConfigError(f"duration applies to the vowel-shortening converter only; {self.name} keeps "
+                                  "the sung timing")
             custom.duration = _check_duration(float(value))
         elif name == "transpose":
             custom.transpose_semitones = check_transpose(float(value))
         else:
-            raise ConfigError(f"{self.name} has no parameter {name!r}; it has duration, transpose")
+            has = "duration, transpose" if self.shorten else "transpose"
+            raise ConfigError(f"{self.name} has no parameter {name!r}; it has {has}")
 
     def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
-        s: S2SState = state.custom
+        s: ToSpeechState = state.custom
         n = len(frames)
         keep = np.ones(n, dtype=bool)
         f0_out = np.zeros(n)
-        shortening = self.name == "world-dur"
+        shortening = self.shorten
         keep_ratio = 1.0 - 0.9 * s.duration
         for i in range(n):
             index = first_frame + i
@@ -160,7 +165,7 @@ class WorldS2SConverter(WorldPipelineConverter):
         # The synthesiser is one frame behind; a time-changing converter flushes the last
         # kept frame's interval with a copy of it (a time-preserving one never needs to:
         # the streamer already fed frames past the end of the input).
-        s: S2SState = state.custom
+        s: ToSpeechState = state.custom
         if self.time_preserving or s.last_out is None:
             return Frames.empty(self.analysis.bins)
         return s.last_out
@@ -168,6 +173,6 @@ class WorldS2SConverter(WorldPipelineConverter):
     def report(self, state: PipelineState):  # type: ignore[override]
         from .base import ConverterReport
 
-        s: S2SState = state.custom
+        s: ToSpeechState = state.custom
         stats = {"frames_in": float(s.frames_in), "frames_dropped": float(s.frames_dropped)}
         return ConverterReport(warnings=list(state.warnings), stats=stats)

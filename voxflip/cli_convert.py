@@ -1,0 +1,278 @@
+"""``voxflip render``, ``demo``, ``live``, ``devices`` and ``bench``: the commands that convert audio.
+
+Every converter is built through the registry (:mod:`voxflip.engine.registry`) from the
+options the user gave; an option a converter does not take, or a bad value, comes back as
+an :class:`~voxflip.engine.errors.OptionError` that :func:`voxflip.cli.main` rewords with the
+flag the user typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from voxflip.engine.errors import EngineError
+
+#: CLI flag -> converter option (the registry's names), for the options a user can give
+CONVERTER_FLAGS: dict[str, str] = {
+    "chunk_ms": "chunk_ms",
+    "transpose": "transpose_semitones",
+    "duration": "duration",
+    "model": "model_path",
+    "melody": "melody",
+    "tempo": "tempo",
+    "vibrato_cents": "vibrato_cents",
+    "portamento_ms": "portamento_ms",
+}
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The converter options the user gave on the command line (flags left out are not passed)."""
+    return {option: getattr(args, flag) for flag, option in CONVERTER_FLAGS.items()
+            if getattr(args, flag, None) is not None}
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from voxflip.engine.registry import make_converter
+
+    from .render import DEFAULT_BLOCK_SIZE, print_warnings, render_file
+
+    converter = make_converter(args.to, args.method, **given_options(args))
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="smp", unit_scale=True, delay=1.0, file=sys.stderr,
+                       desc=f"{converter.name}", leave=False, mininterval=0.1 if sys.stderr.isatty() else 10.0)
+        bar.update(done - bar.n)
+
+    try:
+        result = render_file(
+            args.input,
+            args.output,
+            converter,
+            block_size=args.block_size or DEFAULT_BLOCK_SIZE,
+            output_sample_rate=args.sample_rate,
+            progress=progress,
+            gain_db=args.gain,
+            fx_preset=args.fx,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print_warnings(result.warnings)
+    print(result.summary())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Sing the bundled sentence on the bundled tune, and speak that singing again, each with the default."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    from voxflip.engine.registry import Direction, make_converter
+
+    from .render import print_warnings, render_file
+
+    data = files("voxflip") / "data"
+    speech = Path(str(data / "arctic_a0007.wav"))
+    tune = Path(str(data / "tune.mid"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sung = out / "arctic_a0007_sung.wav"
+    spoken = out / "arctic_a0007_sung_spoken.wav"
+    steps = [
+        ("speech -> singing", speech, sung, make_converter(Direction.TO_SINGING, melody=tune)),
+        ("singing -> speech", sung, spoken, make_converter(Direction.TO_SPEECH)),
+    ]
+    for label, src, dst, converter in steps:
+        result = render_file(src, dst, converter)
+        print_warnings(result.warnings)
+        print(f"{label}: {result.summary()}")
+    print(f"Listen: {speech} (input), {sung} (sung on {tune.name}), {spoken} (sung, then spoken again)")
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .live import format_devices, list_devices
+
+    print(format_devices(list_devices()))
+    return 0
+
+
+def live_converters(args: argparse.Namespace) -> dict[str, Any]:
+    """The converters of both modes for ``voxflip live``: ``--to``'s with ``--method``, the other's default.
+
+    Each option goes to the converter(s) that take it (``--melody`` to the singing one,
+    ``--duration`` to the speech one); an option neither takes is refused by the ``--to``
+    converter. Without ``--melody`` the singing converter follows live notes. A converter
+    without ``--chunk-ms`` streams at its live chunk, and so does the other mode's when
+    ``--chunk-ms`` is not on its grid.
+    """
+    from voxflip.engine.registry import Direction, default_converter, get_converter, make_converter
+
+    given = given_options(args)
+    primary = Direction.parse(args.to)
+    specs = {d: get_converter(args.method, d) if d is primary and args.method else default_converter(d)
+             for d in Direction}
+    built = {}
+    for direction, spec in specs.items():
+        others = {k for d, s in specs.items() if d is not direction for k in s.option_names}
+        if direction is primary:    # it also gets what no converter takes, and refuses it
+            options = {k: v for k, v in given.items() if k in spec.option_names or k not in others}
+        else:
+            options = {k: v for k, v in given.items() if k in spec.option_names}
+        chunk_ms = options.get("chunk_ms")
+        if chunk_ms is None or (direction is not primary and not spec.grid.accepts(chunk_ms)):
+            options["chunk_ms"] = spec.grid.live_ms
+        if direction is Direction.TO_SINGING and "melody" not in options:
+            options["live_notes"] = True
+        built[direction.value] = make_converter(direction, spec.name, **options)
+    return built
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from voxflip.streaming.live import LiveEngine, prefill_blocks_for
+
+    from .live import build_controller, check_block_size, run_live_devices, run_live_file, summary
+
+    if (args.input_file is None) != (args.output_file is None):
+        raise EngineError("--input-file and --output-file go together")
+    if args.fast and args.input_file is None:
+        raise EngineError("--fast only applies to --input-file")
+    converters = live_converters(args)
+    rate = args.sample_rate
+    if rate is None and args.input_file is not None:
+        from voxflip.engine.audio_io import probe
+
+        rate = probe(args.input_file).sample_rate
+    rate = rate or 48_000
+    block = check_block_size(args.block_size)
+    controller = build_controller(converters, args.to, rate, args.fx)
+    processor = controller.realtime
+    chunk_s = max(c.chunk_samples / c.sample_rate for c in converters.values())
+    prefill = prefill_blocks_for(chunk_s, rate, block, margin_s=args.safety_ms / 1000.0)
+    engine = LiveEngine(processor, rate, block, channels_in=args.channels, channels_out=args.channels,
+                        on_overload=args.on_overload, prefill_blocks=prefill, apply_param=controller.apply)
+    engine.warm_up()
+    processor.set_mix(args.mix)
+    processor.set_gain_db(args.gain)
+    processor.reset_ramps()
+    osc = start_osc(args, engine) if args.osc else None
+    try:
+        if args.input_file is not None:
+            extra = run_live_file(engine, args.input_file, args.output_file, realtime=not args.fast, quiet=args.quiet)
+        else:
+            extra = run_live_devices(engine, input_device=args.input_device, output_device=args.output_device,
+                                     duration_s=args.seconds, quiet=args.quiet)
+    finally:
+        if osc is not None:
+            osc.stop()
+        if not args.quiet:
+            print(file=sys.stderr)
+    print(summary(engine, extra))
+    if osc is not None:
+        counters = ", ".join(f"{k} {v}" for k, v in osc.counters.items() if v)
+        print(f"voxflip live: OSC messages: {counters or 'none'}")
+    if args.stats_json:
+        import json
+
+        stats = {"sample_rate": rate, "block_size": block, "declared_latency_samples": engine.latency_samples,
+                 "processor_latency_samples": processor.latency_samples, "prefill_blocks": engine.prefill_blocks,
+                 "xruns": engine.stats.xruns, "input_overruns": engine.stats.input_overruns,
+                 "device_flags": engine.stats.device_flags, "worker_errors": engine.stats.worker_errors,
+                 "blocks": engine.stats.blocks_out, "osc": dict(osc.counters) if osc is not None else None, **extra}
+        with open(args.stats_json, "w") as f:
+            json.dump(stats, f, indent=2)
+    return 0
+
+
+def start_osc(args: argparse.Namespace, engine):
+    from voxflip.osc_control import OscServer, is_loopback_host, parse_bind, parse_cidrs
+
+    bind = f"127.0.0.1:{args.osc}" if args.osc.isdigit() else args.osc  # a bare port stays on loopback
+    try:
+        host, port = parse_bind(bind, option="--osc")
+        allow = parse_cidrs(args.osc_allow, option="--osc-allow") if args.osc_allow else None
+        reply = parse_bind(args.osc_reply, option="--osc-reply") if args.osc_reply else None
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
+
+    def status() -> dict[str, float]:
+        p50, p99 = engine.stats.rtf_percentiles()   # NaN before the first block: sent as -1
+        return {"latency_ms": 1000.0 * engine.latency_s, "rtf_p50": p50, "rtf_p99": p99, "xruns": engine.stats.xruns,
+                "blocks_out": engine.stats.blocks_out}
+
+    server = OscServer(engine.params, host=host, port=port, allow=allow, status=status, reply_to=reply)
+    try:
+        server.start()
+    except OSError as exc:
+        raise EngineError(f"--osc {args.osc}: cannot listen there: {exc.strerror or exc}") from None
+    if not is_loopback_host(host) and not args.osc_allow:
+        print(f"voxflip live: warning: OSC listens on {host}, reachable from other machines; "
+              "limit who may send with --osc-allow CIDR", file=sys.stderr)
+    if not args.quiet:
+        where = f"{server.address[0]}:{server.address[1]}"
+        print(f"voxflip live: OSC on {where}" + (f", allowed {args.osc_allow}" if args.osc_allow else ""),
+              file=sys.stderr)
+    return server
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from voxflip.engine.errors import MissingDependencyError, install_hint
+    from voxflip.engine.registry import converters, get_converter
+
+    from .bench import default_converters, format_table, run_bench
+
+    if args.converters is None:
+        names = list(default_converters())
+    else:
+        names = [c.strip() for c in args.converters.split(",") if c.strip()]
+        if not names:
+            raise EngineError(f"--converters {args.converters!r} names no converter")
+    known = {n for spec in converters() for n in (spec.name, *spec.aliases)}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise EngineError(f"--converters: {', '.join(map(repr, unknown))} is not a converter; use some of: "
+                          f"{', '.join(s.name for s in converters())}")
+    specs = [get_converter(name) for name in names]
+    for spec in specs:
+        if args.chunk_ms is not None:
+            spec.grid.frames(args.chunk_ms)                  # off its grid: an OptionError
+        for requirement in spec.missing():
+            raise MissingDependencyError(f"{spec.name} needs {requirement.what}: {install_hint(requirement.extra)}")
+    with_model = [s for s in specs if "model_path" in s.option_names]
+    if args.model is not None and not with_model:
+        runs_model = ", ".join(s.name for s in converters() if "model_path" in s.option_names)
+        raise EngineError(f"--model applies to the converters that run a model ({runs_model}); "
+                          f"none of {', '.join(s.name for s in specs)} does")
+    try:
+        block_ms = [float(b) for b in args.block_ms.split(",") if b.strip()]
+    except ValueError:
+        raise EngineError(f"--block-ms {args.block_ms!r} must be comma-separated numbers of ms") from None
+    if not block_ms or any(not 1 <= b <= 500 for b in block_ms):
+        raise EngineError(f"--block-ms {args.block_ms!r}: each block must be 1..500 ms")
+    if with_model:
+        from .bench import bench_converter
+
+        bench_converter(with_model[0].name, args.chunk_ms, 1.0, args.model)   # a missing or bad model fails here, once
+
+    def progress(r) -> None:
+        print(f"bench: {r.converter} at {r.block_ms:g} ms: RTF p50 {r.rtf_p50:.2f}", file=sys.stderr)
+
+    results = run_bench([s.name for s in specs], block_ms, args.rate, args.seconds, progress=progress,
+                        chunk_ms=args.chunk_ms, model=args.model)
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        print(format_table(results))
+    return 0

@@ -1,0 +1,148 @@
+"""``voxflip corpus``, ``train``, ``export`` and ``eval``: the commands that make and judge models.
+
+Each ``cmd_*`` takes the parsed arguments of :func:`voxflip.cli.get_parser` and returns the
+exit status; errors are raised as :class:`~voxflip.engine.errors.EngineError` and reported by
+:func:`voxflip.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from voxflip.engine.errors import ConfigError, EngineError, MissingDependencyError, install_hint
+
+
+class _Bar:
+    """A tqdm bar on stderr that appears only for work longer than a second."""
+
+    def __init__(self, desc: str, unit: str = "it") -> None:
+        self.desc, self.unit, self.bar = desc, unit, None
+
+    def __call__(self, done: float, total: float) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, delay=1.0, file=sys.stderr, leave=False,
+                            mininterval=0.1 if sys.stderr.isatty() else 10.0)  # a log file gets a line per 10 s
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    action = args.corpus_command
+    if action is None:
+        raise EngineError("voxflip corpus needs an action: import, check, synth or features")
+    if action == "import":
+        from voxflip.trainer.data.corpora import load_corpus
+        from voxflip.trainer.data.manifest import write_manifest
+
+        entries = load_corpus(args.kind, args.root, split_seed=args.seed)
+        path = write_manifest(args.output, entries)
+        splits = {s: sum(e.split == s for e in entries) for s in ("train", "valid", "test")}
+        print(f"{args.kind}: {len(entries)} entries ({', '.join(f'{k} {v}' for k, v in splits.items())}) -> {path}")
+        return 0
+    if action == "check":
+        from voxflip.trainer.data.check import check_manifest
+
+        bar = _Bar("checking", "clip")
+        try:
+            report = check_manifest(args.manifest, max_duration_ratio=args.max_duration_ratio,
+                                    workers=args.workers, progress=bar)
+        finally:
+            bar.close()
+        print(report.format())
+        return 0
+    if action == "synth":
+        from voxflip.trainer.data.synth import make_synthetic_corpus
+
+        bar = _Bar("synthesising", "s")
+        try:
+            manifest = make_synthetic_corpus(args.out, args.minutes, seed=args.seed, workers=args.workers,
+                                             progress=bar)
+        finally:
+            bar.close()
+        print(f"synthetic corpus: {manifest}")
+        return 0
+    if action == "features":
+        from voxflip.trainer.data.features import FeatureConfig, compute_features
+
+        bar = _Bar("features", "clip")
+        try:
+            report = compute_features(args.manifest, config=FeatureConfig.preset(args.preset),
+                                      cache_dir=args.cache_dir, workers=args.workers, progress=bar)
+        finally:
+            bar.close()
+        print(f"features ({args.preset}): {report.computed} computed, {report.cached} cached, "
+              f"{len(report.failed)} failed -> {report.folder}")
+        for entry_id, problem in list(report.failed.items())[:10]:
+            print(f"  {entry_id}: {problem}", file=sys.stderr)
+        return 0
+    raise EngineError(f"unknown corpus action {action!r}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    try:
+        from voxflip.trainer.config import load_config
+        from voxflip.trainer.train import train
+    except ImportError as exc:
+        raise MissingDependencyError(f"training needs torch (pinned): {install_hint('train')} ({exc})") from None
+    logging.basicConfig(level=logging.INFO, format="voxflip train: %(message)s")
+    config = load_config(args.config, args.set)
+    checkpoint = train(config, args.run_dir, resume=not args.no_resume, stop_after=args.steps)
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from voxflip.trainer.export import export_onnx
+        from voxflip.trainer.train import load_checkpoint
+    except ImportError as exc:
+        raise MissingDependencyError(f"export needs torch and onnx: {install_hint('train')} ({exc})") from None
+    from pathlib import Path
+
+    if not Path(args.checkpoint).is_file():
+        raise EngineError(f"checkpoint {args.checkpoint!r} does not exist")
+    if args.noise_scale is not None and args.noise_scale < 0:
+        raise ConfigError(f"--noise-scale {args.noise_scale!r} must be 0 or more")
+    model, _ = load_checkpoint(args.checkpoint)
+    if args.noise_scale is not None:
+        from dataclasses import replace
+
+        model.cfg = replace(model.cfg, noise_scale=args.noise_scale)
+    manifest = export_onnx(model, args.output, chunk_frames=args.chunk_frames)
+    print(f"exported: {args.output} (+ decoder, manifest {manifest})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from voxflip.trainer.eval.runner import evaluate
+
+    if args.system == "list":
+        from voxflip.trainer.eval.systems import SYSTEMS
+
+        for system in SYSTEMS.values():
+            print(f"{system.name:<14} to {system.direction.value:<8} {system.description}")
+        return 0
+    if args.manifest is None:
+        raise EngineError("voxflip eval needs --manifest MANIFEST.jsonl (or --system list)")
+
+    systems = [s.strip() for s in args.system.split(",") if s.strip()]
+    bar = _Bar("evaluating", "clip")
+    try:
+        result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit,
+                          workers=args.workers, model=args.model, progress=bar)
+    finally:
+        bar.close()
+    print(result.markdown())
+    for system, failed in result.failures.items():
+        for entry_id, why in list(failed.items())[:3]:
+            print(f"voxflip eval: {system} / {entry_id}: {why}", file=sys.stderr)
+    print(f"report: {args.out}")
+    return 0
