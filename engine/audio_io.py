@@ -1,4 +1,4 @@
-"""Audio files in and out: validated, streamed in bounded memory, written atomically.
+"""Audio files in: validated and streamed in bounded memory.
 
 Reading goes through :class:`AudioReader`, which decodes one block at a time, so a
 30-minute file never sits in memory whole. Every problem with an input file becomes
@@ -11,17 +11,14 @@ samples), so :func:`probe` first checks the container header with
 the header declares with the bytes actually present; for Ogg it checks that the
 stream ends with its end-of-stream page.
 
-Writing goes through :class:`AtomicAudioWriter`: it validates everything before any
-work, writes to a hidden temporary file in the target directory and renames it onto
-the target only on success, so a failure never leaves a half-written output file.
+The sample-rate range (``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``) and the helpers that put
+libsndfile errors on one line are shared with :mod:`.audio_write`, which writes files.
 """
 
 from __future__ import annotations
 
-import logging
 import numbers
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,27 +29,14 @@ import numpy as np
 import soundfile as sf
 
 from .audio_headers import _check_container, _truncation_message
-from .errors import AudioInputError, AudioOutputError
-
-log = logging.getLogger(__name__)
+from .errors import AudioInputError
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 192_000
 READ_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".aif", ".aiff")
-WRITE_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
 
 _READ_HINT = f"supported: WAV, FLAC, MP3, Ogg Vorbis/Opus, AIFF ({', '.join(READ_EXTENSIONS)})"
 _RATE_HINT = f"allowed: {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
-# extension -> (libsndfile major format, default subtype)
-_WRITE_FORMATS = {
-    ".wav": ("WAV", "PCM_16"),
-    ".flac": ("FLAC", "PCM_16"),
-    ".ogg": ("OGG", "VORBIS"),
-    ".aiff": ("AIFF", "PCM_16"),
-    ".aif": ("AIFF", "PCM_16"),
-    ".mp3": ("MP3", "MPEG_LAYER_III"),
-}
-_MP3_SAMPLE_RATES = (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
 # libsndfile texts that mislead once we know the file exists and is a regular file
 _UNHELPFUL_ERRORS = ("Format not recognised", "does not exist or is not a regular file", "System error")
 
@@ -86,9 +70,6 @@ def _libsndfile_detail(exc: Exception) -> str:
     text = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
     text = _one_line(text).removeprefix("Error :").strip()
     return text.rstrip(".") or type(exc).__name__
-
-
-# --------------------------------------------------------------------------- reading
 
 
 def _open_checked(path: str | os.PathLike[str]) -> tuple[sf.SoundFile, AudioInfo]:
@@ -285,266 +266,3 @@ def read_audio(path: str | os.PathLike[str], *, mono: bool = True) -> tuple[np.n
             end = reader.frames_read
             audio[..., end - block.shape[-1] : end] = block
     return audio, info.sample_rate
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _check_output(path: Path, sample_rate: int, channels: int, subtype: str | None) -> tuple[str, str]:
-    """Validate an output request; return ``(libsndfile format, subtype)``."""
-    name = repr(str(path))
-    ext = path.suffix.lower()
-    if ext not in _WRITE_FORMATS:
-        raise AudioOutputError(
-            f"audio output {name} has extension {ext or '(none)'!r}; allowed: {', '.join(WRITE_EXTENSIONS)}"
-        )
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
-        raise TypeError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
-    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
-        raise ValueError(f"channels must be an integer >= 1, got {channels!r}")
-    parent = path.parent
-    try:
-        if path.is_dir():
-            raise AudioOutputError(
-                f"audio output {name} is a directory; pass a file name such as {str(path / ('out' + ext))!r}"
-            )
-        if not parent.exists():
-            raise AudioOutputError(
-                f"audio output {name}: directory {str(parent)!r} does not exist; "
-                f"create it first: mkdir -p {parent}"
-            )
-        if not parent.is_dir():
-            raise AudioOutputError(f"audio output {name}: {str(parent)!r} is not a directory")
-    except PermissionError:
-        raise AudioOutputError(
-            f"audio output {name}: directory {str(parent)!r} cannot be accessed "
-            f"(permission denied); choose another output directory"
-        ) from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise AudioOutputError(
-            f"audio output {name}: directory {str(parent)!r} is not writable; "
-            f"choose another output directory or fix its permissions"
-        )
-    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise AudioOutputError(
-            f"audio output {name}: sample rate {sample_rate} Hz is out of range; {_RATE_HINT}"
-        )
-    fmt, default_subtype = _WRITE_FORMATS[ext]
-    if fmt == "MP3" and sample_rate not in _MP3_SAMPLE_RATES:
-        raise AudioOutputError(
-            f"audio output {name}: MP3 cannot store {sample_rate} Hz; allowed: "
-            f"{', '.join(map(str, _MP3_SAMPLE_RATES))} Hz; resample or write .wav/.flac instead"
-        )
-    if fmt == "MP3" and channels > 2:
-        raise AudioOutputError(
-            f"audio output {name}: MP3 holds 1 or 2 channels, got {channels}; write .wav or .flac instead"
-        )
-    subtype = default_subtype if subtype is None else subtype.upper()
-    if not sf.check_format(fmt, subtype):
-        raise AudioOutputError(
-            f"audio output {name}: subtype {subtype!r} cannot be written to {fmt}; allowed: "
-            f"{', '.join(sf.available_subtypes(fmt))}"
-        )
-    return fmt, subtype
-
-
-class AtomicAudioWriter:
-    """Write audio to a hidden temporary file and rename it onto ``path`` on success (context manager).
-
-    ``with`` commits when the block succeeds and aborts when it raises (the exception propagates).
-    A failure at any point removes the temporary file and leaves an existing file at ``path`` untouched.
-
-    Args:
-        path: final file; its extension (one of ``WRITE_EXTENSIONS``) picks the format.
-        sample_rate: Hz, in ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` (MP3: 8000..48000, MPEG rates only).
-        channels: channels of every block written.
-        subtype: libsndfile subtype; default PCM_16 for WAV/AIFF/FLAC, VORBIS for Ogg, MPEG_LAYER_III for MP3.
-
-    Raises:
-        AudioOutputError: bad extension, missing or read-only directory, ``path`` is a directory,
-            sample rate out of range, or a subtype/channel count the format cannot hold.
-        TypeError, ValueError: ``sample_rate`` not an integer, ``channels`` < 1.
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str], sample_rate: int, channels: int = 1, *, subtype: str | None = None
-    ) -> None:
-        self.path = Path(path)
-        self._file: sf.SoundFile | None = None
-        self._fd = -1
-        self._temp_path: Path | None = None
-        self._state = "open"
-        fmt, self.subtype = _check_output(self.path, sample_rate, channels, subtype)
-        self.sample_rate, self.channels = int(sample_rate), int(channels)
-        self.frames_written = 0
-        self.clipped_samples = 0
-        for _ in range(100):
-            temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-            try:  # created with the umask's permissions, unlike mkstemp's 0600
-                self._fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise AudioOutputError(
-                    f"audio output {str(self.path)!r}: cannot create a temporary file "
-                    f"next to it: {_one_line(exc.strerror or exc)}"
-                ) from None
-            self._temp_path = temp
-            break
-        else:  # pragma: no cover - 100 random collisions
-            raise AudioOutputError(f"audio output {str(self.path)!r}: no free temporary file name next to it")
-        try:
-            self._file = sf.SoundFile(
-                self._fd, "w", self.sample_rate, self.channels, self.subtype, format=fmt, closefd=False
-            )
-        except (sf.SoundFileError, RuntimeError, OSError) as exc:
-            self._discard()
-            raise AudioOutputError(
-                f"audio output {str(self.path)!r}: libsndfile cannot write {fmt}/{self.subtype} "
-                f"at {self.sample_rate} Hz with {self.channels} channels: {_libsndfile_detail(exc)}"
-            ) from None
-
-    def write(self, block: np.ndarray) -> None:
-        """Append ``block``: float ``(n,)`` when mono, else ``(channels, n)``; clipped to [-1, 1].
-
-        Raises:
-            TypeError: not a floating-point array.
-            ValueError: wrong shape, NaN/Inf samples, or the writer is closed.
-            AudioOutputError: the disk write failed (the temporary file is removed).
-        """
-        if self._state != "open" or self._file is None:
-            raise ValueError(f"audio output {str(self.path)!r} is already {self._state}; open a new writer")
-        block = np.asarray(block)
-        if not np.issubdtype(block.dtype, np.floating):
-            raise TypeError(f"audio blocks must be float32 in [-1, 1], got dtype {block.dtype}")
-        if block.ndim == 1 and self.channels == 1:
-            block = block[np.newaxis, :]
-        if block.ndim != 2 or block.shape[0] != self.channels:
-            raise ValueError(
-                f"audio blocks for {self.channels} channel(s) must have shape "
-                f"{'(n,) or ' if self.channels == 1 else ''}({self.channels}, n), got {block.shape}"
-            )
-        if not np.isfinite(block).all():
-            channel, sample = np.argwhere(~np.isfinite(block))[0]
-            raise ValueError(
-                f"audio block has a non-finite value ({block[channel, sample]}) at sample "
-                f"{self.frames_written + int(sample)}, channel {int(channel)}; samples must be finite"
-            )
-        block = block.astype(np.float32, copy=False)
-        over = np.abs(block) > 1.0
-        clipped = int(np.count_nonzero(over))
-        if clipped:
-            block = np.clip(block, -1.0, 1.0)
-        try:
-            self._file.write(np.ascontiguousarray(block.T))
-        except (sf.SoundFileError, RuntimeError, OSError) as exc:
-            self.abort()
-            raise AudioOutputError(
-                f"audio output {str(self.path)!r}: writing failed after {self.frames_written} "
-                f"samples: {_libsndfile_detail(exc)}"
-            ) from None
-        self.clipped_samples += clipped
-        self.frames_written += block.shape[1]
-
-    def commit(self) -> Path:
-        """Finish the file and atomically move it onto ``path``; returns ``path``.
-
-        Raises:
-            AudioOutputError: finishing or renaming failed (the temporary file is removed).
-            ValueError: the writer was aborted.
-        """
-        if self._state == "committed":
-            return self.path
-        if self._state != "open" or self._file is None or self._temp_path is None:
-            raise ValueError(f"audio output {str(self.path)!r} was aborted; open a new writer")
-        file, self._file = self._file, None
-        try:
-            file.close()
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
-            os.replace(self._temp_path, self.path)
-        except (sf.SoundFileError, RuntimeError, OSError) as exc:
-            self.abort()
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else _libsndfile_detail(exc)
-            raise AudioOutputError(f"audio output {str(self.path)!r} could not be saved: {detail}") from None
-        self._state = "committed"
-        self._temp_path = None
-        self._fsync_directory()
-        return self.path
-
-    def abort(self) -> None:
-        """Close and delete the temporary file; ``path`` is left as it was. Safe to call twice."""
-        if self._state == "committed":
-            return
-        self._state = "aborted"
-        self._discard()
-
-    def _discard(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except (sf.SoundFileError, RuntimeError, OSError):
-                pass  # the file is deleted next; its header no longer matters
-            self._file = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        if self._temp_path is not None:
-            self._temp_path.unlink(missing_ok=True)
-            self._temp_path = None
-
-    def _fsync_directory(self) -> None:
-        """Make the rename durable; best effort, as some filesystems refuse to fsync a directory."""
-        try:
-            fd = os.open(self.path.parent, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-    def __enter__(self) -> AtomicAudioWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-    def __del__(self) -> None:  # a writer dropped without commit() or abort() leaves no temporary file
-        if getattr(self, "_state", None) == "open":
-            self.abort()
-
-
-def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int) -> Path:
-    """Write a whole array atomically with :class:`AtomicAudioWriter`; logs a warning when samples clip.
-
-    Args:
-        path: output file, extension one of ``WRITE_EXTENSIONS``.
-        audio: float ``(samples,)`` or ``(channels, samples)`` in [-1, 1].
-        sample_rate: Hz.
-
-    Returns:
-        The final path.
-
-    Raises:
-        AudioOutputError, TypeError, ValueError: as :class:`AtomicAudioWriter`.
-    """
-    audio = np.asarray(audio)
-    if audio.ndim not in (1, 2):
-        raise ValueError(f"audio must be 1-D (samples,) or 2-D (channels, samples), got shape {audio.shape}")
-    channels = 1 if audio.ndim == 1 else audio.shape[0]
-    with AtomicAudioWriter(path, sample_rate, channels) as writer:
-        writer.write(audio)
-    if writer.clipped_samples:
-        log.warning(
-            "%s: %d samples were outside [-1, 1] and were clipped", writer.path, writer.clipped_samples
-        )
-    return writer.path

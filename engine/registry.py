@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import enum
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -29,29 +28,9 @@ from typing import Any
 from .converters.base import ChunkGrid, Converter
 from .converters.flow_to_speech import flow_chunk_grid
 from .converters.world_pipeline import world_chunk_grid
+from .direction import Direction
 from .errors import MISSING, ConfigError, MissingDependencyError, OptionError, install_hint
 from .melody import Melody
-
-
-class Direction(enum.Enum):
-    """Which way a converter goes. The values are the public names (``--to speech``, OSC modes)."""
-
-    TO_SPEECH = "speech"     # singing in, speech out
-    TO_SINGING = "singing"   # speech in, singing out
-
-    @property
-    def source(self) -> str:
-        """What goes in: ``"singing"`` or ``"speech"``."""
-        return "singing" if self is Direction.TO_SPEECH else "speech"
-
-    @classmethod
-    def parse(cls, value: Direction | str) -> Direction:
-        if isinstance(value, Direction):
-            return value
-        for direction in cls:
-            if value in (direction.value, direction.name.lower()):
-                return direction
-        raise OptionError("to", value, "is not a direction; use one of", see=tuple(d.value for d in cls))
 
 
 # -- options ---------------------------------------------------------------------------------------

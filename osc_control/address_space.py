@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from voxflip.engine.direction import Direction
 from voxflip.engine.params import ParamChange
 
 #: every reason a message can be rejected for, in the order the docs list them
@@ -31,7 +32,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "rate_limited",     # more datagrams per second than the server takes (server); dropped unread
 )
 
-MODES: tuple[str, ...] = ("speech", "singing", "bypass")
+MODES: tuple[str, ...] = (*(d.value for d in Direction), "bypass")
 PREFIX = "/voxflip"
 FX_PREFIX = PREFIX + "/fx/"
 

@@ -45,4 +45,7 @@ if .venv/bin/python -m pip show -q "$other" >/dev/null 2>&1; then
   "${pip[@]}" uninstall -y onnxruntime onnxruntime-gpu >/dev/null
 fi
 echo "voxflip: installing voxflip[$extras] into .venv" >&2
+# The editable install maps engine/ to voxflip.engine (and so on) with an import hook; static
+# type checkers cannot see it: docs/development.md says how to give them a view of their own.
 "${pip[@]}" install -c constraints.txt -e ".[$extras]"
+.venv/bin/python scripts/ide_view.py >/dev/null

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from voxflip.engine.converters.base import Converter
+from voxflip.engine.direction import Direction
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.params import ParamChange
-from voxflip.engine.registry import Direction, spec_of
+from voxflip.engine.registry import spec_of
 
 from .effects import Chain
 from .presets import bundled_presets, load_preset

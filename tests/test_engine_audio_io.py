@@ -16,14 +16,12 @@ import soundfile as sf
 from voxflip.engine.audio_io import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
-    WRITE_EXTENSIONS,
-    AtomicAudioWriter,
     AudioInfo,
     AudioReader,
     probe,
     read_audio,
-    write_audio,
 )
+from voxflip.engine.audio_write import WRITE_EXTENSIONS, AtomicAudioWriter, write_audio
 from voxflip.engine.errors import AudioInputError, AudioOutputError
 
 SF_FORMAT = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".aiff": "AIFF", ".aif": "AIFF", ".mp3": "MP3"}

@@ -25,6 +25,9 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 RATE = 16_000
 BLOCK = 160   # samples per device block of the engine under test
 
+# real time on a real audio path: opt-in (`pytest -m live`), run by CI as its own step
+pytestmark = pytest.mark.live
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

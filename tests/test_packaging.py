@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+import ide_view  # noqa: E402
 import wheel_contents  # noqa: E402
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -71,3 +72,16 @@ def test_the_stubs_of_the_cpp_modules_match_the_compiled_modules():
     done = subprocess.run([sys.executable, "-m", "mypy.stubtest", "voxflip.streaming._ringbuffer",
                            "voxflip.trainer._mast"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_ide_view_holds_every_module_where_it_imports_from(tmp_path: Path):
+    """build/ide/voxflip (scripts/ide_view.py) is the package as static tools should see it."""
+    import voxflip
+
+    view = ide_view.make_view(tmp_path / "voxflip")
+    for name in wheel_contents.expected_files():
+        if name.endswith((".py", ".pyi")):
+            assert (tmp_path / name).resolve().is_file(), name
+    module = importlib.import_module("voxflip.engine.registry")
+    assert (view / "engine" / "registry.py").resolve() == Path(module.__file__).resolve()
+    assert (view / "__init__.py").resolve() == Path(voxflip.__file__).resolve()

@@ -27,6 +27,9 @@ import pytest
 RATE = 48_000
 PERIOD = 256
 
+# real time on a real audio server: opt-in (`pytest -m live`), run by CI as its own step
+pytestmark = pytest.mark.live
+
 
 def _jack_ports(env) -> list[str]:
     done = subprocess.run(["jack_lsp"], capture_output=True, text=True, env=env, timeout=10)

@@ -153,7 +153,8 @@ def run_live_devices(
 def run_live_file(engine: LiveEngine, input_path: str, output_path: str, *, realtime: bool = True,
                   quiet: bool = False) -> dict[str, float]:
     """Play ``input_path`` through the live engine in real time (or as fast as possible) into ``output_path``."""
-    from voxflip.engine.audio_io import AtomicAudioWriter, AudioReader
+    from voxflip.engine.audio_io import AudioReader
+    from voxflip.engine.audio_write import AtomicAudioWriter
 
     with AudioReader(input_path, block_frames=engine.block_size * 16) as reader:
         if reader.info.sample_rate != engine.sample_rate:

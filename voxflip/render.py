@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voxflip.engine.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AtomicAudioWriter, AudioReader
+from voxflip.engine.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioReader
+from voxflip.engine.audio_write import AtomicAudioWriter
 from voxflip.engine.converters.base import Converter, ConverterReport
 from voxflip.engine.errors import AudioInputError, ConfigError
 from voxflip.streaming.streamer import MonoResampler, Streamer

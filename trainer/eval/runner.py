@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voxflip.engine.audio_io import read_audio, write_audio
+from voxflip.engine.audio_io import read_audio
+from voxflip.engine.audio_write import write_audio
 from voxflip.engine.errors import ConfigError, EngineError
 from voxflip.engine.registry import Direction
 
