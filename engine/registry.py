@@ -221,16 +221,17 @@ def _world_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
 
 _WORLD = world_chunk_grid()
 
-#: every converter, the default of each direction first
+#: every converter, the default of each direction first: the one the real-pair evaluation supports
+#: (docs/results.md: on dev-data, world-nodur loses the fewest words of the singing -> speech converters)
 CONVERTERS: tuple[ConverterSpec, ...] = (
+    ConverterSpec("world-nodur", Direction.TO_SPEECH, "WORLD: speech intonation, the sung timing kept",
+                  ConverterOptions, _world_to_speech(False), time_preserving=True, grid=_WORLD),
     ConverterSpec("flow-dur", Direction.TO_SPEECH,
                   "the S2S flow model (Huang and Benetos) with its predicted speech durations",
                   FlowOptions, _flow(True), time_preserving=False, grid=flow_chunk_grid(), needs=(ONNX_RUNTIME,),
                   aliases=("flow",)),
     ConverterSpec("flow-nodur", Direction.TO_SPEECH, "the S2S flow model, keeping the sung timing",
                   FlowOptions, _flow(False), time_preserving=True, grid=flow_chunk_grid(), needs=(ONNX_RUNTIME,)),
-    ConverterSpec("world-nodur", Direction.TO_SPEECH, "WORLD: speech intonation, the sung timing kept",
-                  ConverterOptions, _world_to_speech(False), time_preserving=True, grid=_WORLD),
     ConverterSpec("world-dur", Direction.TO_SPEECH, "WORLD: speech intonation, held vowels shortened",
                   ShortenOptions, _world_to_speech(True), time_preserving=False, grid=_WORLD,
                   params=("transpose", "duration")),

@@ -1,8 +1,8 @@
 """The S2S flow model shipped in the package: present, small, loadable, and run without torch.
 
-The default converter of each direction streams the same at any block size, and the flow
-model's chunked inference equals its inference in one long chunk, here in the default test
-run, with no torch: ONNX Runtime and the shipped export only.
+The default converter of each direction and the flow converter stream the same at any block
+size, and the flow model's chunked inference equals its inference in one long chunk, here in
+the default test run, with no torch: ONNX Runtime and the shipped export only.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from helpers import CHUNK_SIZES, assert_allclose_report_first_mismatch, stream_in_blocks
 
-from voxflip.engine.registry import Direction, default_converter, default_flow_model, make_converter
+from voxflip.engine.registry import (
+    Direction,
+    default_converter,
+    default_flow_model,
+    get_converter,
+    make_converter,
+)
 from voxflip.streaming.streamer import Streamer
 
 pytest.importorskip("onnxruntime", reason="flow models run on ONNX Runtime (the cpu or gpu extra)")
@@ -37,10 +43,9 @@ def test_the_shipped_artifact_is_complete_and_a_few_megabytes():
 def test_flow_renders_speech_from_the_command_line_without_torch(tmp_path: Path, example_speech_path: Path):
     from helpers import cli_heavy_imports
 
-    assert default_converter("speech").name == "flow-dur"   # the shipped model is the default (docs/results.md)
     out = tmp_path / "spoken.wav"
-    heavy = cli_heavy_imports(["render", str(example_speech_path), "-o", str(out), "--to", "speech", "-q"],
-                              ("torch", "onnx", "tensorrt"))
+    heavy = cli_heavy_imports(["render", str(example_speech_path), "-o", str(out), "--to", "speech", "--method",
+                               "flow", "-q"], ("torch", "onnx", "tensorrt"))
     assert heavy == []
     import soundfile as sf
 
@@ -80,25 +85,29 @@ def tune():
     return Path(str(files("voxflip") / "data" / "tune.mid"))
 
 
-def _default(direction: Direction, tune: Path, **options):
-    if direction is Direction.TO_SINGING:
-        options["melody"] = tune
-    return make_converter(direction, **options)
+#: the default of each direction, and the flow converter of the shipped model
+STREAMED = sorted({default_converter(d).name for d in Direction} | {"flow-dur"})
+
+
+def _build(name: str, tune: Path):
+    spec = get_converter(name)
+    options = {"melody": tune} if spec.direction is Direction.TO_SINGING else {}
+    return make_converter(spec.direction, name, **options)
 
 
 @pytest.fixture(scope="module")
 def whole(short_voice, tune):
-    """Each default converter's output for the 1 s voice given in one block."""
-    return {d: stream_in_blocks(Streamer(_default(d, tune), 24_000), short_voice, 10**9) for d in Direction}
+    """Each converter's output for the 1 s voice given in one block."""
+    return {name: stream_in_blocks(Streamer(_build(name, tune), 24_000), short_voice, 10**9) for name in STREAMED}
 
 
-@pytest.mark.parametrize("direction", list(Direction), ids=lambda d: f"to_{d.value}")
+@pytest.mark.parametrize("name", STREAMED)
 @pytest.mark.parametrize("block", CHUNK_SIZES)
-def test_the_default_converters_output_does_not_depend_on_the_block_size(short_voice, tune, whole, direction, block):
-    out = stream_in_blocks(Streamer(_default(direction, tune), 24_000), short_voice, block)
-    name = default_converter(direction).name
+def test_the_default_and_flow_converters_output_does_not_depend_on_the_block_size(short_voice, tune, whole, name,
+                                                                                   block):
+    out = stream_in_blocks(Streamer(_build(name, tune), 24_000), short_voice, block)
     assert np.sqrt(np.mean(out**2)) > 1e-3, f"{name} is silent"
-    assert_allclose_report_first_mismatch(out, whole[direction], 1e-6, f"{name} block={block}")
+    assert_allclose_report_first_mismatch(out, whole[name], 1e-6, f"{name} block={block}")
 
 
 @pytest.mark.parametrize("method", ["flow-dur", "flow-nodur"])

@@ -65,9 +65,13 @@ def test_to_singing_eval_scores_against_the_melody_and_says_what_it_could_not_sc
     result = evaluate(["world"], manifest, tmp_path / "sts.md")
     summary = result.summary()["world"]
     # RCA counts every frame the melody sounds, consonants (unvoiced in the output) included: 0.76 here
-    assert summary["rca"]["mean"] > 0.6 and summary["rca"]["n"] == 1
-    assert "lsd" in summary and "rrd" in summary
-    assert result.failures["world"] == {"nonotes": "entry has no notes"}
+    assert summary["rca"]["mean"] > 0.6 and summary["rca"]["n"] == 2
+    assert "lsd" in summary and "rrd" in summary and "rca_sung" in summary and "cer" in summary
+    assert not result.failures.get("world")
+    clips = result.clips["world"]
+    assert clips["arctic"]["notes"]["melody"] == "the manifest's notes"
+    # an entry without notes sings the notes transcribed from its real singing, as a score of it would give
+    assert clips["nonotes"]["notes"]["melody"] == "notes transcribed from the real singing"
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -92,3 +96,22 @@ def test_real_vocoded_is_the_real_speech_through_the_mel_vocoder(manifest: Path,
     result = evaluate(["real-vocoded"], manifest, tmp_path / "voc.md", limit=1)
     # copy synthesis keeps the words: the flow systems' ceiling is well above the singing's floor
     assert result.summary()["real-vocoded"]["cer"]["mean"] < 0.35
+
+
+def test_paired_differences_and_languages_are_computed_per_clip():
+    from voxflip.engine.direction import Direction
+    from voxflip.trainer.eval.runner import EvalResult
+
+    def clip(cer):
+        return {"scores": {"cer": cer}, "notes": {}}
+
+    result = EvalResult(Direction.TO_SPEECH, ["input", "a"], ("cer",),
+                        clips={"input": {"x": clip(0.5), "y": clip(0.1), "z": clip(0.9)},
+                               "a": {"x": clip(0.6), "y": clip(0.2), "w": clip(0.0)}},
+                        languages={"x": "de", "y": "de", "z": "fr", "w": "fr"})
+    paired = result.paired("cer", "input")
+    assert paired["a"]["n"] == 2 and paired["a"]["mean"] == pytest.approx(0.1)   # only clips both scored
+    assert result.paired("cer", "input", "fr") == {}
+    assert result.summary("fr")["input"]["cer"]["mean"] == pytest.approx(0.9)
+    assert set(result.by_language()) == {"de", "fr"}
+    assert "→" not in result.markdown() and "cer ↓" in result.markdown()

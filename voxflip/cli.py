@@ -237,7 +237,17 @@ def get_parser() -> argparse.ArgumentParser:
                     help=f"comma-separated, of one direction: converters ({', '.join(_registry().names())}), "
                          "references and baselines (input, real, ...); 'list' prints them all")
     ev.add_argument("--manifest", help="the manifest (.jsonl) whose clips are converted and scored")
-    ev.add_argument("--split", default="test", help="train, valid, test or all (default test)")
+    ev.add_argument("--split", default="auto",
+                    help="train, valid, test, all, or auto (the default: test where the manifest has a test split, "
+                         "else all)")
+    ev.add_argument("--plots", metavar="DIR", help="also draw a figure per clip (spectrograms, F0, notes) and a "
+                                                   "chart per table into DIR")
+    ev.add_argument("--listen", metavar="DIR", help="also write a listening page (DIR/index.html): input, outputs "
+                                                    "and reference of each clip side by side")
+    ev.add_argument("--asr", default="whisper-base",
+                    help="the recogniser: whisper-base (the default: multilingual, reads singing), whisper-tiny-en, "
+                         "pocketsphinx (English; cannot read real singing), a CTranslate2 Whisper model folder, "
+                         "or a model name where a hub is reachable")
     ev.add_argument("--out", default="eval/report.md", help="report path (.md; a .json and a _clips folder go next to it)")
     ev.add_argument("--limit", type=_positive_int, help="only the first N entries of the split")
     ev.add_argument("--workers", type=_positive_int, default=1)

@@ -136,11 +136,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     systems = [s.strip() for s in args.system.split(",") if s.strip()]
     bar = _Bar("evaluating", "clip")
     try:
-        result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit,
+        result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit, asr=args.asr,
                           workers=args.workers, model=args.model, progress=bar)
     finally:
         bar.close()
     print(result.markdown())
+    if args.plots or args.listen:
+        from voxflip.trainer.data.manifest import read_manifest
+        from voxflip.trainer.eval.runner import clip_dir_of
+
+        entries = [e for e in read_manifest(args.manifest) if e.id in result.languages]
+        if result.direction.value == "singing":   # the pictures show the notes the converters sang
+            from dataclasses import replace
+
+            from voxflip.trainer.data.manifest import NoteSpan
+            from voxflip.trainer.eval.systems import has_melody, melody_of
+
+            entries = [e if e.notes or not has_melody(e) else replace(e, notes=[
+                NoteSpan(n.start_s, n.end_s, n.midi_note) for n in melody_of(e).notes]) for e in entries]
+        if args.plots:
+            from voxflip.trainer.eval.plots import write_plots
+
+            written = write_plots(result, entries, clip_dir_of(args.out), args.plots)
+            print(f"plots: {len(written)} figures in {args.plots}")
+        if args.listen:
+            from voxflip.trainer.eval.listen import write_listening_page
+
+            page = write_listening_page(result, entries, clip_dir_of(args.out), args.listen, plots_dir=args.plots)
+            print(f"listening page: {page}")
     for system, failed in result.failures.items():
         for entry_id, why in list(failed.items())[:3]:
             print(f"voxflip eval: {system} / {entry_id}: {why}", file=sys.stderr)

@@ -1,16 +1,20 @@
-"""Intelligibility by offline ASR: pocketsphinx transcripts scored with WER and CER.
+"""Intelligibility by offline ASR: transcripts scored with WER and CER against the lyrics.
 
 The S2S paper scores its outputs by the word and character error rates of a recogniser against
-the lyrics: lower than on the original singing is the point of singing-to-speech. Here the
-recogniser is pocketsphinx 5 with the en-us acoustic model, language model and dictionary it
-ships (no download). One :class:`pocketsphinx.Decoder` is created on first use and reused.
+the lyrics: lower than on the original singing is the point of singing-to-speech. The
+recogniser is Whisper by default (:mod:`.whisper`: it reads singing, in many languages);
+pocketsphinx 5 with the en-us models it ships is kept as a second opinion for English (it
+cannot read real singing). One :class:`pocketsphinx.Decoder` is created on first use and reused.
 
-Text normalisation (:func:`normalize_text`, applied to reference and hypothesis alike):
-Unicode NFKC, lower case, curly apostrophes made straight, then only the tokens are kept:
+Text normalisation (:func:`normalize_text`, applied to reference and hypothesis alike): marks
+in angle brackets (``<AP>`` breath, ``<SP>`` silence) are removed, then Unicode NFKC, lower
+case, curly apostrophes made straight, then only the tokens are kept:
 words of letters and digits, with apostrophes inside a word kept (``don't``), and numbers
 kept as written, with ``.``, ``,`` or ``:`` between digits kept (``3.5``, ``1,000``, ``10:30``).
 No number is spelled out, so ``3`` and ``three`` differ. All other punctuation and hyphens
-become word breaks, and tokens are joined by single spaces.
+become word breaks, and tokens are joined by single spaces. For languages written without
+spaces between words (:data:`SPACELESS`: Chinese, Japanese, Korean, ...) CER counts the
+characters without spaces, and WER is not computed (:func:`score_transcript`).
 
 Empty texts, after normalisation: an empty reference with an empty hypothesis scores 0.0;
 an empty reference with a non-empty hypothesis raises ``ValueError`` (a rate per reference
@@ -35,6 +39,9 @@ ASR_SAMPLE_RATE = 16_000
 Backend = Literal["auto", "jiwer", "builtin"]
 
 _TOKEN = re.compile(r"\d+(?:[.,:]\d+)+|[^\W_]+(?:'[^\W_]+)*")
+_MARK = re.compile(r"<[A-Za-z]+>")
+#: languages written without spaces between words: CER without spaces, no WER
+SPACELESS = frozenset({"zh", "ja", "ko", "th", "lo", "km", "my"})
 _decoder: Any = None
 _decoder_lock = threading.Lock()
 
@@ -47,6 +54,7 @@ def normalize_text(text: str) -> str:
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    text = _MARK.sub(" ", text)
     text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'").replace("\u2018", "'")
     return " ".join(_TOKEN.findall(text))
 
@@ -208,3 +216,24 @@ def asr_scores(audio: np.ndarray, sample_rate: int, text: str) -> dict[str, floa
     """
     hypothesis = transcribe(audio, sample_rate)
     return {"wer": wer(text, hypothesis), "cer": cer(text, hypothesis), "hypothesis": hypothesis}
+
+
+def score_transcript(text: str, hypothesis: str, language: str = "en") -> dict[str, float]:
+    """CER (and WER, for languages written with spaces) of a transcript against the text.
+
+    A looping recogniser ("a a a a ...") can insert without end; the rates are returned as
+    measured, and averaging code caps a clip at 1 (:func:`capped`).
+    """
+    lang = language.lower().split("-")[0]
+    if lang in SPACELESS:
+        ref = normalize_text(text).replace(" ", "")
+        hyp = normalize_text(hypothesis).replace(" ", "")
+        if not ref:
+            return {"cer": 0.0 if not hyp else float("nan")}
+        return {"cer": edit_distance(list(ref), list(hyp)) / len(ref)}
+    return {"wer": wer(text, hypothesis), "cer": cer(text, hypothesis)}
+
+
+def capped(rate: float) -> float:
+    """An error rate capped at 1 for averaging: a clip can lose all its words, no more."""
+    return min(float(rate), 1.0)

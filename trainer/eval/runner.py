@@ -5,11 +5,18 @@ and its scores to ``<id>.json`` next to it, so an interrupted evaluation resumes
 stopped. The report has one row per system and one column per metric: the mean with a
 95% confidence interval and ``n`` (clips scored), as markdown and JSON.
 
-S2S metrics (on the output, against the lyrics and the input singing): WER and CER of
-pocketsphinx, DNSMOS (SIG, BAK, OVRL), SRMR, speaker similarity to the input. STS
-metrics (against the melody and, where the manifest has it, the real singing): RCA, F0
-RMSE, LSD, RRD, DNSMOS OVRL. A metric that cannot be computed for a clip (e.g. WER for a
-language pocketsphinx does not know) is left out of that clip's row and says why.
+Singing -> speech metrics (on the output, against the lyrics and the paired real speech):
+CER and WER of the recogniser (``asr``: Whisper base by default, in the entry's language; a
+clip's rate is capped at 1 when averaging, as a looping recogniser can insert without end),
+speech-likeness (held pitch, duration ratio and F0 offset against the paired real speech:
+:mod:`.speech_likeness`), DNSMOS (SIG, BAK, OVRL), SRMR, and speaker similarity to the
+paired real speech (to the input singing where the entry has no speech). Speech -> singing
+metrics (against the melody and, where the manifest has it, the real singing): RCA, F0 RMSE,
+LSD, RRD, DNSMOS OVRL. A metric that cannot be computed for a clip (WER for a language
+written without spaces, WER of pocketsphinx outside English) is left out of that clip's row
+and says why.
+
+Every table is given overall and per language (the entries' ``language``).
 """
 
 from __future__ import annotations
@@ -29,46 +36,82 @@ from voxflip.engine.errors import ConfigError, EngineError
 from voxflip.engine.registry import Direction
 
 from ..data.manifest import ManifestEntry, read_manifest
-from .systems import get_system, melody_of
+from .systems import get_system, has_melody, melody_of
+from .whisper import DEFAULT_ASR
 
-TO_SPEECH_METRICS = ("wer", "cer", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "srmr", "spk_sim")
-TO_SINGING_METRICS = ("rca", "f0_rmse_cents", "lsd", "rrd", "dnsmos_ovrl")
-LOWER_IS_BETTER = {"wer", "cer", "f0_rmse_cents", "lsd", "rrd"}
+TO_SPEECH_METRICS = ("cer", "wer", "held_pitch", "duration_ratio", "f0_offset_st", "dnsmos_ovrl", "dnsmos_sig",
+                     "dnsmos_bak", "srmr", "spk_sim")
+TO_SINGING_METRICS = ("cer", "wer", "rca", "rca_sung", "f0_rmse_cents", "lsd", "rrd", "dnsmos_ovrl", "spk_sim")
+LOWER_IS_BETTER = {"wer", "cer", "f0_rmse_cents", "lsd", "rrd", "held_pitch"}
+#: metrics whose best value is a target, not an extreme
+TARGET = {"duration_ratio": 1.0, "f0_offset_st": 0.0}
+SPLIT_AUTO = "auto"
 
 
-def _to_speech_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tuple[dict, dict]:
-    from .asr import asr_scores
-    from .quality import dnsmos, speaker_similarity
-    from .srmr import srmr
+def _asr_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str) -> tuple[dict, dict]:
+    from .asr import asr_scores, capped, score_transcript
 
     scores: dict[str, float] = {}
-    notes: dict[str, str] = {}
-    audio = np.clip(audio, -1.0, 1.0)
-    if entry.language.lower().startswith("en") and entry.text.strip():
-        asr = asr_scores(audio, rate, entry.text)
-        scores.update(wer=asr["wer"], cer=asr["cer"])
-        notes["hypothesis"] = str(asr["hypothesis"])
+    notes: dict[str, str] = {"asr": asr}
+    if not entry.text.strip():
+        notes["cer"] = "the entry has no text"
+        return scores, notes
+    if asr == "pocketsphinx":
+        if not entry.language.lower().startswith("en"):
+            notes["cer"] = f"pocketsphinx knows en-us only; this entry is {entry.language!r}"
+            return scores, notes
+        result = asr_scores(audio, rate, entry.text)
+        hypothesis = str(result.pop("hypothesis"))
     else:
-        notes["wer"] = f"no English lyrics (language {entry.language!r}): pocketsphinx knows en-us only"
-    mos = dnsmos(audio, rate)
-    scores.update(dnsmos_sig=mos["sig"], dnsmos_bak=mos["bak"], dnsmos_ovrl=mos["ovrl"])
-    scores["srmr"] = srmr(audio, rate)
-    if entry.singing is not None:
-        ref, ref_rate = read_audio(entry.singing)
-        scores["spk_sim"] = speaker_similarity(audio, rate, ref, ref_rate)
+        from .whisper import transcribe
+
+        hypothesis = transcribe(audio, rate, language=entry.language, asr=asr)
+        result = score_transcript(entry.text, hypothesis, entry.language)
+    notes["hypothesis"] = hypothesis
+    for metric, value in result.items():
+        if value > 1.0:
+            notes[f"{metric}_uncapped"] = f"{value:.3f}"
+        scores[metric] = capped(value)
+    if "wer" not in scores:
+        notes["wer"] = f"not computed for {entry.language!r}: written without spaces between words"
     return scores, notes
 
 
-def _to_singing_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tuple[dict, dict]:
-    from .quality import dnsmos
-    from .to_singing_metrics import f0_rmse_cents, lsd, melody_contour, rca, rrd
+def _to_speech_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str) -> tuple[dict, dict]:
+    from .quality import dnsmos, speaker_similarity
+    from .speech_likeness import speech_likeness
+    from .srmr import srmr
 
     audio = np.clip(audio, -1.0, 1.0)
+    scores, notes = _asr_scores(entry, audio, rate, asr)
+    speech = read_audio(entry.speech) if entry.speech is not None else None
+    likeness = speech_likeness(audio, rate, *(speech or (None, None)))
+    scores.update({k: v for k, v in likeness.items() if not math.isnan(v)})
+    mos = dnsmos(audio, rate)
+    scores.update(dnsmos_sig=mos["sig"], dnsmos_bak=mos["bak"], dnsmos_ovrl=mos["ovrl"])
+    scores["srmr"] = srmr(audio, rate)
+    reference = speech if speech is not None else (read_audio(entry.singing) if entry.singing is not None else None)
+    if reference is not None:
+        scores["spk_sim"] = speaker_similarity(audio, rate, *reference)
+        notes["spk_sim"] = "to the paired real speech" if speech is not None else "to the input singing (no speech)"
+    return scores, notes
+
+
+def _to_singing_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str) -> tuple[dict, dict]:
+    from .quality import dnsmos, speaker_similarity
+    from .to_singing_metrics import f0_rmse_cents, lsd, melody_contour, praat_f0, rca, rrd
+
+    audio = np.clip(audio, -1.0, 1.0)
+    scores, notes = _asr_scores(entry, audio, rate, asr)
     times, f0 = melody_contour(melody_of(entry))
-    scores = {"rca": rca(audio, rate, f0, times), "f0_rmse_cents": f0_rmse_cents(audio, rate, f0, times)}
-    notes: dict[str, str] = {}
+    notes["melody"] = "the manifest's notes" if entry.notes else "notes transcribed from the real singing"
+    scores.update(rca=rca(audio, rate, f0, times), f0_rmse_cents=f0_rmse_cents(audio, rate, f0, times))
     if entry.singing is not None:
         ref, ref_rate = read_audio(entry.singing)
+        sung_times, sung_f0 = praat_f0(ref, ref_rate)
+        if np.any(sung_f0 > 0):
+            scores["rca_sung"] = rca(audio, rate, sung_f0, sung_times)
+        scores["spk_sim"] = speaker_similarity(audio, rate, ref, ref_rate)
         if ref_rate != rate:
             from .metrics import resample
 
@@ -78,7 +121,7 @@ def _to_singing_scores(entry: ManifestEntry, audio: np.ndarray, rate: int) -> tu
     else:
         notes["lsd"] = "no real singing in the manifest"
     scores["dnsmos_ovrl"] = dnsmos(audio, rate)["ovrl"]
-    return {k: v for k, v in scores.items() if v is not None and not math.isnan(v)}, notes
+    return scores, notes
 
 
 @dataclass
@@ -88,24 +131,53 @@ class EvalResult:
     metrics: tuple[str, ...]
     clips: dict[str, dict[str, dict]] = field(default_factory=dict)   # system -> id -> {"scores", "notes"}
     failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    languages: dict[str, str] = field(default_factory=dict)            # entry id -> language
 
-    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+    def summary(self, language: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
+        """Per system and metric: mean, 95% interval half-width and n, over all clips or one language's."""
         from .metrics import confidence_interval
 
         table: dict[str, dict[str, dict[str, float]]] = {}
         for system in self.systems:
             row = {}
+            clips = {i: c for i, c in self.clips.get(system, {}).items()
+                     if language is None or self.languages.get(i) == language}
             for metric in self.metrics:
-                values = [c["scores"][metric] for c in self.clips.get(system, {}).values() if metric in c["scores"]]
+                values = [c["scores"][metric] for c in clips.values() if metric in c["scores"]]
                 if values:
                     mean, half, n = confidence_interval(values)
                     row[metric] = {"mean": mean, "ci95": half, "n": n}
             table[system] = row
         return table
 
-    def markdown(self) -> str:
-        table = self.summary()
-        arrows = {m: ("↓" if m in LOWER_IS_BETTER else "↑") for m in self.metrics}
+    def paired(self, metric: str, baseline: str, language: str | None = None) -> dict[str, dict[str, float]]:
+        """Per system: the mean over clips of (system - baseline) in ``metric``, its 95% interval and n.
+
+        Only clips both scored count, so a clip's own difficulty (a hard text, a lyric that does
+        not match the recording) cancels out.
+        """
+        from .metrics import confidence_interval
+
+        base = self.clips.get(baseline, {})
+        out = {}
+        for system in self.systems:
+            if system == baseline:
+                continue
+            diffs = [c["scores"][metric] - base[i]["scores"][metric] for i, c in self.clips.get(system, {}).items()
+                     if i in base and metric in c["scores"] and metric in base[i]["scores"]
+                     and (language is None or self.languages.get(i) == language)]
+            if diffs:
+                mean, half, n = confidence_interval(diffs)
+                out[system] = {"mean": mean, "ci95": half, "n": n}
+        return out
+
+    def by_language(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        return {language: self.summary(language) for language in sorted(set(self.languages.values()))}
+
+    def markdown(self, language: str | None = None) -> str:
+        table = self.summary(language)
+        arrows = {m: (f"→{TARGET[m]:g}" if m in TARGET else "↓" if m in LOWER_IS_BETTER else "↑")
+                  for m in self.metrics}
         head = "| system | " + " | ".join(f"{m} {arrows[m]}" for m in self.metrics) + " |"
         lines = [head, "|" + " --- |" * (len(self.metrics) + 1)]
         for system in self.systems:
@@ -121,24 +193,45 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def _clip_dir(out: Path) -> Path:
+#: the row other systems are paired against: the input singing (to speech), the real singing (to singing)
+BASELINE = {Direction.TO_SPEECH: "input", Direction.TO_SINGING: "sts-real"}
+
+
+def _cell(cell: dict[str, float] | None) -> str:
+    if cell is None:
+        return "–"
+    half = "" if math.isnan(cell["ci95"]) else f" ± {cell['ci95']:.3f}"
+    return f"{cell['mean']:+.3f}{half} (n={cell['n']})"
+
+
+def clip_dir_of(out: str | Path) -> Path:
+    """Where the converted clips of the report ``out`` are kept."""
+    out = Path(out)
     return out.with_name(out.stem + "_clips")
 
 
 def _eval_one(args: tuple[str, ManifestEntry, str, dict]) -> tuple[str, str, dict | None, str | None]:
+    """Convert and score one clip; the audio and the record are cached, the scores redone for another ruler."""
     system_name, entry, clip_dir, options = args
     system = get_system(system_name)
     folder = Path(clip_dir) / system_name
     record_path = folder / f"{entry.id}.json"
-    if record_path.exists():
-        return system_name, entry.id, json.loads(record_path.read_text()), None
+    wav = folder / f"{entry.id}.wav"
+    asr = options.get("asr", DEFAULT_ASR)
+    record = json.loads(record_path.read_text()) if record_path.exists() else None
+    if record is not None and record.get("asr", asr) == asr:
+        return system_name, entry.id, record, None
     try:
-        audio, rate = system.run(entry, options)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_audio(folder / f"{entry.id}.wav", np.clip(audio, -1.0, 1.0), rate)
+        if record is not None and wav.exists():    # scored with another recogniser: score the same audio again
+            audio, rate = read_audio(wav)
+        else:
+            audio, rate = system.run(entry, options)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_audio(wav, np.clip(audio, -1.0, 1.0), rate)
         score = _to_speech_scores if system.direction is Direction.TO_SPEECH else _to_singing_scores
-        scores, notes = score(entry, audio, rate)
-        record = {"scores": scores, "notes": notes, "seconds": audio.shape[0] / rate}
+        scores, notes = score(entry, audio, rate, asr)
+        record = {"scores": scores, "notes": notes, "seconds": audio.shape[0] / rate, "asr": asr,
+                  "language": entry.language}
         tmp = record_path.with_name(f".{record_path.name}.tmp")
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, record_path)
@@ -147,10 +240,17 @@ def _eval_one(args: tuple[str, ManifestEntry, str, dict]) -> tuple[str, str, dic
         return system_name, entry.id, None, str(exc).splitlines()[0]
 
 
-def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split: str = "test",
-             limit: int | None = None, workers: int = 1, model: str | None = None,
+def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split: str = SPLIT_AUTO,
+             limit: int | None = None, workers: int = 1, model: str | None = None, asr: str = DEFAULT_ASR,
              progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Run and score ``systems`` on ``split`` of ``manifest``; see the module docstring."""
+    """Run and score ``systems`` on ``split`` of ``manifest``; see the module docstring.
+
+    Args:
+        split: ``train``, ``valid``, ``test``, ``all``, or ``auto``: the test split where the
+            manifest has one, else all of it (a set of real pairs such as dev-data has no splits).
+        asr: the recogniser: a name of :data:`voxflip.trainer.eval.whisper.ASR_NAMES`, a
+            CTranslate2 Whisper folder, or a hub model name.
+    """
     chosen = [get_system(s) for s in systems]
     directions = {s.direction for s in chosen}
     if len(directions) != 1:
@@ -158,23 +258,28 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
         raise ConfigError(f"systems={','.join(systems)!r} mixes directions ({mixed}); "
                           "evaluate singing->speech and speech->singing systems separately")
     direction = directions.pop()
-    entries = [e for e in read_manifest(manifest) if split == "all" or e.split == split]
+    everything = read_manifest(manifest)
+    if split == SPLIT_AUTO:
+        split = "test" if any(e.split == "test" for e in everything) else "all"
+    entries = [e for e in everything if split == "all" or e.split == split]
     if not entries:
         raise ConfigError(f"{manifest}: no entries in split {split!r}")
     if limit is not None:
         entries = entries[:limit]
     out = Path(out)
-    clip_dir = _clip_dir(out)
+    clip_dir = clip_dir_of(out)
     result = EvalResult(direction, [s.name for s in chosen],
                         TO_SPEECH_METRICS if direction is Direction.TO_SPEECH else TO_SINGING_METRICS)
     jobs = []
     for system in chosen:
         for entry in entries:
-            missing = [n for n in system.needs if not getattr(entry, n)]
+            missing = [n for n in system.needs if not (has_melody(entry) if n == "melody" else getattr(entry, n))]
             if missing:
                 result.failures.setdefault(system.name, {})[entry.id] = f"entry has no {', '.join(missing)}"
                 continue
-            jobs.append((system.name, entry, str(clip_dir), {"model": model}))
+            jobs.append((system.name, entry, str(clip_dir),
+                         {"model": model, "asr": asr, "manifest_dir": str(Path(manifest).parent)}))
+    result.languages = {entry.id: entry.language for entry in entries}
     total, done = len(jobs), 0
     if progress is not None:
         progress(0, total)
@@ -202,9 +307,30 @@ def _write(result: EvalResult, out: Path, manifest: str | Path, split: str) -> N
     failures = {s: len(f) for s, f in result.failures.items() if f}
     text = [f"# voxflip eval: {result.direction.source} -> {result.direction.value} on {Path(manifest).name} "
             f"({split})", "", result.markdown(), ""]
+    baseline = BASELINE[result.direction]
+    if baseline in result.systems:
+        text += [f"Paired against `{baseline}` (system minus {baseline}, per clip; CER):", "",
+                 "| system | overall | " + " | ".join(sorted(set(result.languages.values()))) + " |",
+                 "|" + " --- |" * (2 + len(set(result.languages.values())))]
+        overall = result.paired("cer", baseline)
+        per_language = {lang: result.paired("cer", baseline, lang) for lang in sorted(set(result.languages.values()))}
+        for system in result.systems:
+            if system in overall:
+                cells = [_cell(overall[system])] + [_cell(per_language[lang].get(system)) for lang in per_language]
+                text.append(f"| {system} | " + " | ".join(cells) + " |")
+        text.append("")
+    languages = sorted(set(result.languages.values()))
+    if len(languages) > 1:
+        for language in languages:
+            count = sum(1 for lang in result.languages.values() if lang == language)
+            text += [f"## {language} ({count} clips)", "", result.markdown(language), ""]
     if failures:
         text.append("Clips not scored: " + ", ".join(f"{s} {n}" for s, n in failures.items()) + ".")
     out.write_text("\n".join(text) + "\n")
     out.with_suffix(".json").write_text(json.dumps(
         {"direction": result.direction.value, "manifest": str(manifest), "split": split, "summary": result.summary(),
+         "by_language": result.by_language(),
+         "paired_cer": {"baseline": BASELINE[result.direction], "overall": result.paired("cer", BASELINE[result.direction]),
+                        "by_language": {lang: result.paired("cer", BASELINE[result.direction], lang)
+                                        for lang in sorted(set(result.languages.values()))}},
          "failures": result.failures}, indent=2) + "\n")

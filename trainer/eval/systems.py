@@ -10,6 +10,8 @@ baselines that are not converters (``alt-tts``).
 
 from __future__ import annotations
 
+import functools
+import json
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +37,7 @@ class System:
     direction: Direction
     description: str
     run: Runner
-    needs: tuple[str, ...] = ()  # entry fields required: "singing", "speech", "notes", "text"
+    needs: tuple[str, ...] = ()  # entry fields required: "singing", "speech", "text"; "melody": notes or singing
 
 
 SYSTEMS: dict[str, System] = {}
@@ -66,9 +68,24 @@ def _convert(entry_audio: Path, converter) -> tuple[np.ndarray, int]:
 
 
 def melody_of(entry: ManifestEntry) -> Melody:
-    if not entry.notes:
-        raise ConfigError(f"entry {entry.id!r} has no notes: speech -> singing needs the melody in the manifest")
-    return Melody(tuple(Note(n.start_s, n.end_s, n.midi_note) for n in entry.notes), f"manifest:{entry.id}")
+    """The notes a speech -> singing converter gets: the manifest's, else those transcribed from the real
+    singing (:func:`voxflip.engine.melody_audio.transcribe_melody`: what a score of it would give)."""
+    if entry.notes:
+        return Melody(tuple(Note(n.start_s, n.end_s, n.midi_note) for n in entry.notes), f"manifest:{entry.id}")
+    if entry.singing is None:
+        raise ConfigError(f"entry {entry.id!r} has no notes and no singing: speech -> singing needs a melody")
+    return _transcribed(str(entry.singing)).melody
+
+
+@functools.lru_cache(maxsize=64)
+def _transcribed(singing: str):
+    from voxflip.engine.melody_audio import transcribe_melody_file
+
+    return transcribe_melody_file(singing)
+
+
+def has_melody(entry: ManifestEntry) -> bool:
+    return bool(entry.notes) or entry.singing is not None
 
 
 def _converter_runner(spec: ConverterSpec) -> Runner:
@@ -139,6 +156,21 @@ def _alt_tts(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
         return read_audio(out)
 
 
+def _published(system: str) -> Runner:
+    """A published system's output for an entry, from ``published.jsonl`` beside the manifest (dev-data's)."""
+    def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+        listing = Path(options.get("manifest_dir", ".")) / "published.jsonl"
+        if not listing.is_file():
+            raise ConfigError(f"no published outputs: {listing} does not exist")
+        for line in listing.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("id") == entry.id and row.get("system") == system:
+                return read_audio(listing.parent / row["audio"])
+        raise ConfigError(f"{system} published no output for {entry.id!r}")
+
+    return run
+
+
 _SPEECH, _SINGING = Direction.TO_SPEECH, Direction.TO_SINGING
 register(System("input", _SPEECH, "the input singing, unchanged (the floor)", _identity("singing"), ("singing",)))
 register(System("real", _SPEECH, "the real speech of the pair (the ceiling)", _identity("speech"), ("speech",)))
@@ -147,9 +179,12 @@ register(System("real-vocoded", _SPEECH, "the real speech's mel and F0 through t
 register(System("identity", _SPEECH, "alias of input: the singing unchanged", _identity("singing"), ("singing",)))
 register(System("alt-tts", _SPEECH, "transcribe (pocketsphinx) then synthesise (Festival)", _alt_tts, ("singing",)))
 register(System("sts-input", _SINGING, "the input speech, unchanged (the floor)", _identity("speech"),
-                ("speech", "notes")))
+                ("speech", "melody")))
 register(System("sts-real", _SINGING, "the real singing of the pair (the ceiling)", _identity("singing"),
-                ("singing", "notes")))
+                ("singing", "melody")))
+for _name in ("AlignSTS", "StyleSinger"):
+    register(System(f"{_name.lower()}-published", _SINGING, f"{_name}'s published output for the same speech "
+                    "(published.jsonl beside the manifest)", _published(_name), ("speech", "melody")))
 for _spec in converters():
     register(System(_spec.name, _spec.direction, _spec.summary, _converter_runner(_spec),
-                    (_spec.direction.source,) if _spec.direction is _SPEECH else ("speech", "notes")))
+                    (_spec.direction.source,) if _spec.direction is _SPEECH else ("speech", "melody")))
