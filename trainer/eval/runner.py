@@ -11,12 +11,15 @@ clip's rate is capped at 1 when averaging, as a looping recogniser can insert wi
 speech-likeness (held pitch, duration ratio and F0 offset against the paired real speech:
 :mod:`.speech_likeness`), DNSMOS (SIG, BAK, OVRL), SRMR, and speaker similarity to the
 paired real speech (to the input singing where the entry has no speech). Speech -> singing
-metrics (against the melody and, where the manifest has it, the real singing): RCA, F0 RMSE,
-LSD, RRD, DNSMOS OVRL. A metric that cannot be computed for a clip (WER for a language
+metrics: the recogniser's CER and WER of the lyric; RCA and F0 RMSE against the notes the
+converter sang (the manifest's, else transcribed from the real singing); ``rca_sung`` against
+the real singing's F0 contour; LSD, RRD and speaker similarity against the real singing;
+DNSMOS OVRL. A metric that cannot be computed for a clip (WER for a language
 written without spaces, WER of pocketsphinx outside English) is left out of that clip's row
 and says why.
 
-Every table is given overall and per language (the entries' ``language``).
+Every table is given overall and per language (the entries' ``language``), with the CER of
+each system paired per clip against the baseline (:data:`BASELINE`).
 """
 
 from __future__ import annotations
