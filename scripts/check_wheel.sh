@@ -31,4 +31,7 @@ cd "$work"   # nothing of the checkout is importable from here
 for f in arctic_a0007_sung.wav arctic_a0007_sung_spoken.wav; do
   test -s "$work/demo/$f" || { echo "check_wheel: the demo wrote no $f" >&2; exit 1; }
 done
-echo "check_wheel: OK: the wheel renders both directions with their default converters" >&2
+# the shipped model through the [cpu] runtime, from the installed package data
+"$work/venv/bin/voxflip" render "$work/demo/arctic_a0007_sung.wav" -o "$work/demo/flow.wav" --to speech --method flow -q
+test -s "$work/demo/flow.wav" || { echo "check_wheel: the flow converter wrote nothing" >&2; exit 1; }
+echo "check_wheel: OK: the wheel renders both directions with their default converters, and with the shipped model" >&2
