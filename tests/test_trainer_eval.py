@@ -85,6 +85,7 @@ def test_bad_eval_options(manifest: Path, tmp_path: Path, capsys, argv, expected
 
 
 def test_real_vocoded_is_the_real_speech_through_the_mel_vocoder(manifest: Path, tmp_path: Path, example_speech):
+    from voxflip.engine.audio_io import read_audio
     from voxflip.trainer.data.manifest import read_manifest
     from voxflip.trainer.eval.runner import evaluate
     from voxflip.trainer.eval.systems import get_system
@@ -96,6 +97,10 @@ def test_real_vocoded_is_the_real_speech_through_the_mel_vocoder(manifest: Path,
     result = evaluate(["real-vocoded"], manifest, tmp_path / "voc.md", limit=1)
     # copy synthesis keeps the words: the flow systems' ceiling is well above the singing's floor
     assert result.summary()["real-vocoded"]["cer"]["mean"] < 0.35
+    sung, sung_rate = get_system("input-vocoded").run(entry, {})     # the singing side, through the same vocoder
+    original, original_rate = read_audio(entry.singing)
+    assert sung_rate == 16_000 and abs(sung.shape[0] / sung_rate - original.shape[0] / original_rate) < 0.02
+    assert not np.allclose(sung[:1000], 0)
 
 
 def test_paired_differences_and_languages_are_computed_per_clip():

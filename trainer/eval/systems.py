@@ -109,9 +109,19 @@ def _identity(side: str) -> Runner:
     return run
 
 
-def _real_vocoded(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-    """Copy synthesis: the real speech's own mel and F0 through the flow converters' DSP mel
-    vocoder. No model can do better than this with that vocoder: the flow systems' ceiling."""
+def _vocoded(side: str) -> Runner:
+    """Copy synthesis: a recording's own mel and F0 through the flow converters' DSP mel vocoder.
+
+    Of the real speech (``real-vocoded``): no model can do better with that vocoder, the flow
+    systems' ceiling. Of the input singing (``input-vocoded``): what the vocoder alone costs it.
+    """
+    def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+        return _copy_synthesis(getattr(entry, side))
+
+    return run
+
+
+def _copy_synthesis(path: Path) -> tuple[np.ndarray, int]:
     from math import gcd
 
     from scipy.signal import resample_poly
@@ -122,7 +132,7 @@ def _real_vocoded(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]
     from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
     mel = MelConfig.for_to_speech()
-    audio, rate = read_audio(entry.speech)
+    audio, rate = read_audio(path)
     if rate != mel.sample_rate:
         g = gcd(rate, mel.sample_rate)
         audio = resample_poly(audio, mel.sample_rate // g, rate // g)
@@ -175,7 +185,9 @@ _SPEECH, _SINGING = Direction.TO_SPEECH, Direction.TO_SINGING
 register(System("input", _SPEECH, "the input singing, unchanged (the floor)", _identity("singing"), ("singing",)))
 register(System("real", _SPEECH, "the real speech of the pair (the ceiling)", _identity("speech"), ("speech",)))
 register(System("real-vocoded", _SPEECH, "the real speech's mel and F0 through the flow systems' DSP vocoder "
-                "(their ceiling)", _real_vocoded, ("speech",)))
+                "(their ceiling)", _vocoded("speech"), ("speech",)))
+register(System("input-vocoded", _SPEECH, "the input singing's mel and F0 through the flow systems' DSP vocoder "
+                "(what the vocoder alone costs the singing)", _vocoded("singing"), ("singing",)))
 register(System("identity", _SPEECH, "alias of input: the singing unchanged", _identity("singing"), ("singing",)))
 register(System("alt-tts", _SPEECH, "transcribe (pocketsphinx) then synthesise (Festival)", _alt_tts, ("singing",)))
 register(System("sts-input", _SINGING, "the input speech, unchanged (the floor)", _identity("speech"),
