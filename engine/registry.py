@@ -110,6 +110,8 @@ class ConverterSpec:
         needs: modules it imports at run time beyond the core dependencies.
         params: the run-time parameters its ``set_param`` takes (OSC, live control).
         aliases: other names for it.
+        live_form: the converter ``voxflip live`` runs when this one is its direction's default
+            but needs more future than live allows (``None``: this one itself).
     """
 
     name: str
@@ -122,6 +124,7 @@ class ConverterSpec:
     needs: tuple[Requirement, ...] = ()
     params: tuple[str, ...] = ("transpose",)
     aliases: tuple[str, ...] = ()
+    live_form: str | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -168,6 +171,24 @@ def _world_to_speech(shorten: bool) -> Callable[[Any, int], Converter]:
         if isinstance(options, ShortenOptions) and options.duration is not None:
             config = replace(config, duration=options.duration)
         return WorldToSpeechConverter(config, shorten=shorten, chunk_frames=chunk_frames)
+
+    return build
+
+
+def _world_speech_timing(options: ConverterOptions, chunk_frames: int) -> Converter:
+    from .converters.world_speech_timing import WorldSpeechTimingConfig, WorldSpeechTimingConverter
+
+    config = WorldSpeechTimingConfig(transpose_semitones=options.transpose_semitones)
+    return WorldSpeechTimingConverter(config, chunk_frames=chunk_frames)
+
+
+def _psola(shorten: bool) -> Callable[[Any, int], Converter]:
+    def build(options: ConverterOptions, chunk_frames: int) -> Converter:
+        from .converters.psola_to_speech import PsolaToSpeechConverter
+        from .converters.world_speech_timing import WorldSpeechTimingConfig
+
+        config = WorldSpeechTimingConfig(transpose_semitones=options.transpose_semitones)
+        return PsolaToSpeechConverter(config, shorten=shorten, chunk_frames=chunk_frames)
 
     return build
 
@@ -222,8 +243,12 @@ def _world_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
 _WORLD = world_chunk_grid()
 
 #: every converter, the default of each direction first: the one the real-pair evaluation supports
-#: (docs/results.md: on dev-data, world-nodur loses the fewest words of the singing -> speech converters)
+#: (docs/results.md: on dev-data, psola-tsm loses the fewest words of the singing -> speech converters
+#: that sound spoken; live, where it would leave gaps, it plays as world-nodur, docs/live.md)
 CONVERTERS: tuple[ConverterSpec, ...] = (
+    ConverterSpec("psola-tsm", Direction.TO_SPEECH,
+                  "the singer's own waveform (TD-PSOLA): speech intonation and speech timing",
+                  ConverterOptions, _psola(True), time_preserving=False, grid=_WORLD, live_form="world-nodur"),
     ConverterSpec("world-nodur", Direction.TO_SPEECH, "WORLD: speech intonation, the sung timing kept",
                   ConverterOptions, _world_to_speech(False), time_preserving=True, grid=_WORLD),
     ConverterSpec("flow-dur", Direction.TO_SPEECH,
@@ -235,6 +260,12 @@ CONVERTERS: tuple[ConverterSpec, ...] = (
     ConverterSpec("world-dur", Direction.TO_SPEECH, "WORLD: speech intonation, held vowels shortened",
                   ShortenOptions, _world_to_speech(True), time_preserving=False, grid=_WORLD,
                   params=("transpose", "duration")),
+    ConverterSpec("world-tsm", Direction.TO_SPEECH,
+                  "WORLD: speech intonation and speech timing (held vowels and long rests time-scaled, "
+                  "consonants kept)", ConverterOptions, _world_speech_timing, time_preserving=False, grid=_WORLD),
+    ConverterSpec("psola-nodur", Direction.TO_SPEECH,
+                  "the singer's own waveform (TD-PSOLA): speech intonation, the sung timing kept",
+                  ConverterOptions, _psola(False), time_preserving=True, grid=_WORLD),
     ConverterSpec("world", Direction.TO_SINGING,
                   "WORLD: the speech's syllables on the notes of a melody (or of live notes)",
                   SingOptions, _world_to_singing, time_preserving=False, grid=_WORLD, params=("transpose", "note")),
@@ -251,6 +282,12 @@ def converters(direction: Direction | str | None = None) -> tuple[ConverterSpec,
 
 def default_converter(direction: Direction | str) -> ConverterSpec:
     return converters(direction)[0]
+
+
+def live_default_converter(direction: Direction | str) -> ConverterSpec:
+    """What ``voxflip live`` runs without ``--method``: the default's live form (docs/live.md)."""
+    spec = default_converter(direction)
+    return get_converter(spec.live_form, direction) if spec.live_form else spec
 
 
 def names(direction: Direction | str | None = None, *, aliases: bool = True) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from voxflip.engine.registry import (
     default_converter,
     default_flow_model,
     get_converter,
+    live_default_converter,
     make_converter,
     names,
     spec_of,
@@ -77,14 +78,23 @@ def test_each_direction_has_a_default_and_names_are_unique():
     assert {spec.direction for spec in CONVERTERS} == set(Direction)
     everything = names()
     assert len(everything) == len(set(everything))
-    assert default_converter("speech").name == "world-nodur"       # docs/results.md: real voices chose it
+    assert default_converter("speech").name == "psola-tsm"         # docs/results.md: real voices chose it
     assert default_converter(Direction.TO_SINGING).name == "world"
     assert get_converter("flow").name == "flow-dur"                 # an alias
 
 
+@pytest.mark.parametrize("spec", [s for s in CONVERTERS if s.live_form], ids=lambda s: s.name)
+def test_a_live_form_converts_the_same_way_and_keeps_time(spec):
+    """A converter whose live form is another one: that one exists, converts the same way and keeps
+    time (a time-shortening converter live only leaves silence where it ran ahead: docs/live.md)."""
+    live = get_converter(spec.live_form, spec.direction)
+    assert live.time_preserving and live.live_form is None
+    assert live_default_converter(spec.direction).name in (spec.name, live.name)
+
+
 @pytest.mark.parametrize("to, method, options, match", [
     ("sideways", None, {}, r"^to='sideways' is not a direction; use one of: speech, singing"),
-    ("speech", "world", {}, r"^method='world' does not convert to speech; use one of: world-nodur, flow-dur"),
+    ("speech", "world", {}, r"^method='world' does not convert to speech; use one of: psola-tsm, world-nodur"),
     ("speech", "world-nodur", {"duration": 0.5}, r"^duration=0.5 does not apply to world-nodur; it takes: chunk_ms"),
     ("speech", "world-dur", {"duration": 1.5}, r"^duration=1.5 is outside 0..1"),
     ("speech", "world-nodur", {"transpose_semitones": 30}, r"^transpose_semitones=30.0 semitones is outside"),

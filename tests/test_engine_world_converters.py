@@ -13,7 +13,11 @@ from voxflip.streaming.streamer import Streamer
 
 # Streamed output equals offline output exactly: the converters see the same windows on a
 # fixed chunk grid whatever the block size. The tolerance allows float32 rounding only.
-ATOL_BY_CONVERTER = {"world-nodur": 1e-6, "world-dur": 1e-6, "world": 1e-6}
+ATOL_BY_CONVERTER = {"world-nodur": 1e-6, "world-dur": 1e-6, "world-tsm": 1e-6, "psola-tsm": 1e-6, "psola-nodur": 1e-6,
+                     "world": 1e-6}
+
+
+TO_SPEECH = ["world-nodur", "world-dur", "world-tsm", "psola-tsm", "psola-nodur"]
 
 
 def held_fraction(f0_hz: np.ndarray, frame_s: float) -> float:
@@ -33,17 +37,17 @@ def praat_f0(audio: np.ndarray, rate: int, step_s: float = 0.005) -> tuple[np.nd
 
 @pytest.fixture(scope="module")
 def s2s_reference(short_voice):
-    return {m: stream_in_blocks(Streamer(make_converter("speech", m)), short_voice, 10**9) for m in ("world-nodur", "world-dur")}
+    return {m: stream_in_blocks(Streamer(make_converter("speech", m)), short_voice, 10**9) for m in TO_SPEECH}
 
 
-@pytest.mark.parametrize("method", ["world-nodur", "world-dur"])
+@pytest.mark.parametrize("method", TO_SPEECH)
 @pytest.mark.parametrize("block", CHUNK_SIZES)
 def test_to_speech_streamed_output_does_not_depend_on_block_size(short_voice, s2s_reference, method, block):
     out = stream_in_blocks(Streamer(make_converter("speech", method)), short_voice, block)
     assert_allclose_report_first_mismatch(out, s2s_reference[method], ATOL_BY_CONVERTER[method], f"{method} block={block}")
 
 
-@pytest.mark.parametrize("method", ["world-nodur", "world-dur"])
+@pytest.mark.parametrize("method", TO_SPEECH)
 def test_to_speech_through_resampling_does_not_depend_on_block_size(short_voice, method):
     from scipy.signal import resample_poly
 
@@ -76,15 +80,17 @@ def test_to_singing_streamed_output_does_not_depend_on_block_size(speech_2s, fou
 def test_to_speech_nodur_keeps_duration_and_dur_shortens_it(sung_held_notes):
     n = sung_held_notes.shape[0]
     nodur = stream_in_blocks(Streamer(make_converter("speech", "world-nodur")), sung_held_notes, 4096)
-    dur = stream_in_blocks(Streamer(make_converter("speech", "world-dur")), sung_held_notes, 4096)
     assert nodur.shape[0] == n
-    # 2.7 s of held vowels in 3.4 s: shortening the steady parts must cut at least a quarter.
-    assert dur.shape[0] < 0.75 * n
-    # ... but keeps every syllable: the output still holds sound for at least 1 s.
-    assert dur.shape[0] > 1.0 * 24_000
+    assert stream_in_blocks(Streamer(make_converter("speech", "psola-nodur")), sung_held_notes, 4096).shape[0] == n
+    for method in ("world-dur", "world-tsm", "psola-tsm"):
+        dur = stream_in_blocks(Streamer(make_converter("speech", method)), sung_held_notes, 4096)
+        # 2.7 s of held vowels in 3.4 s: shortening the steady parts must cut at least a quarter.
+        assert dur.shape[0] < 0.75 * n, method
+        # ... but keeps every syllable: the output still holds sound for at least 1 s.
+        assert dur.shape[0] > 1.0 * 24_000, method
 
 
-@pytest.mark.parametrize("method", ["world-nodur", "world-dur"])
+@pytest.mark.parametrize("method", TO_SPEECH)
 def test_to_speech_removes_held_notes(sung_held_notes, method):
     """Held-pitch stretches (within 0.3 semitone for >= 100 ms) drop to a speech-like share of voiced frames.
 

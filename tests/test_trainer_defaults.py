@@ -23,7 +23,7 @@ def _report(direction: str, paired: dict[str, float], likeness: dict[str, float]
 
 
 def test_the_most_speech_like_of_those_that_keep_the_words_wins():
-    choice = choose_default(_report("speech", {"world-nodur": 0.01, "world-dur": 0.015, "flow-dur": 0.3},
+    choice = choose_default(_report("speech", {"world-nodur": -0.01, "world-dur": -0.005, "flow-dur": 0.3},
                                     {"world-nodur": 0.02, "world-dur": 0.01, "flow-dur": 0.0}))
     assert choice.name == "world-dur" and choice.keeps_words
 
@@ -33,6 +33,20 @@ def test_when_none_keeps_the_words_the_one_losing_fewest_wins_and_says_so():
                                     {"world-nodur": 0.02, "world-dur": 0.01, "flow-dur": 0.0}))
     assert choice.name == "world-nodur" and not choice.keeps_words
     assert choice.reason.startswith("no converter keeps the words")
+
+
+def test_a_converter_keeping_the_sung_timing_loses_to_one_that_sounds_spoken():
+    report = _report("speech", {"psola-nodur": 0.003, "psola-tsm": 0.009, "world-nodur": 0.036},
+                     {"psola-nodur": 0.02, "psola-tsm": 0.02, "world-nodur": 0.01, "real": 0.19})
+    for name, ratio in (("psola-nodur", 1.76), ("psola-tsm", 1.03), ("world-nodur", 1.70), ("real", 1.0)):
+        report["summary"][name]["duration_ratio"] = {"mean": ratio, "ci95": 0.1, "n": 25}
+    choice = choose_default(report)
+    assert choice.name == "psola-tsm" and not choice.keeps_words
+    assert "of those that sound spoken, psola-tsm loses the fewest" in choice.reason
+    # Nothing sounds spoken: the rule falls back to every converter.
+    for name in ("psola-tsm",):
+        report["summary"][name]["duration_ratio"]["mean"] = 1.5
+    assert choose_default(report).name == "psola-nodur"
 
 
 @pytest.mark.parametrize("direction", list(Direction), ids=lambda d: d.value)

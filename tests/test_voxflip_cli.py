@@ -261,6 +261,8 @@ def test_demo_renders_the_bundled_example_both_ways(tmp_path: Path, capsys):
     spoken, _ = sf.read(tmp_path / "arctic_a0007_sung_spoken.wav")
     assert sung_rate == 16_000
     assert abs(sung.shape[0] / sung_rate - 7.63) < 0.01  # the tune's span
-    assert spoken.shape[0] == sung.shape[0]  # the default singing -> speech converter (world-nodur) keeps the timing
+    # The default singing -> speech converter (psola-tsm) gives the held notes back a speaking pace:
+    # shorter, but not so short that syllables went missing (the sentence reads in about 3 s).
+    assert 0.4 * sung.shape[0] < spoken.shape[0] < 0.85 * sung.shape[0]
     assert np.sqrt(np.mean(sung**2)) > 0.01 and np.sqrt(np.mean(spoken**2)) > 0.01
     assert "Listen:" in stdout

@@ -107,7 +107,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def live_converters(args: argparse.Namespace) -> dict[str, Any]:
-    """The converters of both modes for ``voxflip live``: ``--to``'s with ``--method``, the other's default.
+    """The converters of both modes for ``voxflip live``: ``--to``'s with ``--method``, else each
+    direction's live default (the default converter's live form).
 
     Each option goes to the converter(s) that take it (``--melody`` to the singing one,
     ``--duration`` to the speech one); an option neither takes is refused by the ``--to``
@@ -115,11 +116,11 @@ def live_converters(args: argparse.Namespace) -> dict[str, Any]:
     without ``--chunk-ms`` streams at its live chunk, and so does the other mode's when
     ``--chunk-ms`` is not on its grid.
     """
-    from voxflip.engine.registry import Direction, default_converter, get_converter, make_converter
+    from voxflip.engine.registry import Direction, get_converter, live_default_converter, make_converter
 
     given = given_options(args)
     primary = Direction.parse(args.to)
-    specs = {d: get_converter(args.method, d) if d is primary and args.method else default_converter(d)
+    specs = {d: get_converter(args.method, d) if d is primary and args.method else live_default_converter(d)
              for d in Direction}
     built = {}
     for direction, spec in specs.items():

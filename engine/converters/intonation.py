@@ -16,7 +16,12 @@ built from what a listener expects of read speech:
   louder syllables get bigger accents;
 * **no held notes** -- a syllable that outlasts its fall (a long sung vowel)
   gets a weaker re-accent, so the pitch keeps moving however long the vowel
-  is; the result glides through a one-pole smoother of ``glide_ms``.
+  is; the result glides through a one-pole smoother of ``glide_ms``;
+* **the melody's shape, scaled** -- optionally, ``melody_weight`` times the sung pitch
+  (smoothed over ``melody_smoothing_ms``, which takes out vibrato) minus the singer's median
+  sung pitch is added, so the speech rises and falls where the tune did, over a fraction of
+  its range (0, the default here, ignores the tune; ``world-tsm`` and the PSOLA converters use
+  0.5).
 
 Every rule looks only at the past, so the contour streams with no lookahead.
 """
@@ -47,6 +52,8 @@ class IntonationConfig:
     accent_floor_semitones: float = -2.0
     reaccent_fraction: float = 0.7
     glide_ms: float = 20.0
+    melody_weight: float = 0.0
+    melody_smoothing_ms: float = 100.0
 
     def __post_init__(self) -> None:
         if not (40.0 <= self.min_speaking_hz <= self.default_speaking_hz <= self.max_speaking_hz <= 600.0):
@@ -79,6 +86,9 @@ class SpeechIntonation:
         self._glide = 1.0 - math.exp(-frame_s / (config.glide_ms / 1000.0))
         self._hist = np.zeros(_HIST_BINS)
         self._hist_count = 0
+        self.median_midi: float | None = None
+        self.sung_midi: float | None = None
+        self._melody_alpha = 1.0 - math.exp(-frame_s / (config.melody_smoothing_ms / 1000.0))
         self.base_midi = _midi(config.default_speaking_hz)
         self.phrase_t = 0.0
         self.syllable_t = 0.0
@@ -97,6 +107,7 @@ class SpeechIntonation:
         if self._hist_count and (self._hist_count <= 40 or self._hist_count % 20 == 1):
             cum = np.cumsum(self._hist)
             median_midi = _HIST_LO + (np.searchsorted(cum, cum[-1] / 2.0) + 0.5) / 4.0
+            self.median_midi = float(median_midi)
             cfg = self.config
             target = median_midi + cfg.speaking_shift_semitones
             self.base_midi = min(max(target, _midi(cfg.min_speaking_hz)), _midi(cfg.max_speaking_hz))
@@ -118,6 +129,11 @@ class SpeechIntonation:
             self.cycle_t += dt
             return 0.0
         self._update_range(sung_f0_hz)
+        sung = _midi(sung_f0_hz)
+        if self.sung_midi is None or event.phrase_start:
+            self.sung_midi = sung
+        else:
+            self.sung_midi += self._melody_alpha * (sung - self.sung_midi)
         self.syllable_peak_db = max(self.syllable_peak_db, level_db)
         if self.level_mean_db is None:
             self.level_mean_db = level_db
@@ -143,6 +159,8 @@ class SpeechIntonation:
         else:
             accent = self.accent - cfg.accent_fall_semitones_per_s * (self.cycle_t - rise_s)
         target = self.base_midi + phrase + accent + transpose_semitones
+        if cfg.melody_weight and self.median_midi is not None and self.sung_midi is not None:
+            target += cfg.melody_weight * (self.sung_midi - self.median_midi)
         if self.out_midi is None:
             self.out_midi = target
         else:

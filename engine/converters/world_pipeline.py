@@ -68,7 +68,13 @@ class WorldPipelineConverter(Converter):
         self.chunk_samples = chunk_frames * analysis.hop_samples
         margin = analysis.margin_samples
         self.context_samples = margin
+        self.lookahead_frames = LOOKAHEAD_FRAMES
         self.lookahead_samples = (LOOKAHEAD_FRAMES - 1) * analysis.hop_samples + margin + 1
+
+    def analyse_further(self, frames: int) -> None:
+        """Analyse ``frames`` more frames ahead of the output (a subclass that needs to see further)."""
+        self.lookahead_frames += frames
+        self.lookahead_samples += frames * self.hop_samples
 
     # -- subclass hooks ---------------------------------------------------------------------------
     @abstractmethod
@@ -88,17 +94,7 @@ class WorldPipelineConverter(Converter):
         return PipelineState(synth=self.synth.init_state(), custom=self.init_custom())
 
     def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
-        n = self.chunk_frames
-        k = state.chunks
-        c0 = k * self.chunk_samples
-        if k == 0:
-            first, count = 0, n + LOOKAHEAD_FRAMES
-        else:
-            first, count = k * n + LOOKAHEAD_FRAMES, n
-        raw = self.analyzer.analyze(np.asarray(window, dtype=np.float64), c0 - self.context_samples, first, count)
-        state.chunks += 1
-        tidy, tidy_first = self._tidy(raw, state)
-        end_frame = None if input_end is None else -(-input_end // self.hop_samples)
+        tidy, tidy_first, end_frame = self.analyse_chunk(window, state, input_end)
         out = self.transform(tidy, tidy_first, state, end_frame)
         audio, state.synth = self.synth.step(out.f0_hz, out.sp, out.ap, state.synth)
         state.frames_out += len(out)
@@ -112,6 +108,23 @@ class WorldPipelineConverter(Converter):
         audio, state.synth = self.synth.step(out.f0_hz, out.sp, out.ap, state.synth)
         state.frames_out += len(out)
         return audio
+
+    def analyse_chunk(self, window: np.ndarray, state: PipelineState,
+                      input_end: int | None) -> tuple[Frames, int, int | None]:
+        """Steps 1-2 for one chunk: the tidy frames it completes, the index of the first, and the
+        index of the first frame past the input (once known)."""
+        n = self.chunk_frames
+        k = state.chunks
+        c0 = k * self.chunk_samples
+        if k == 0:
+            first, count = 0, n + self.lookahead_frames
+        else:
+            first, count = k * n + self.lookahead_frames, n
+        raw = self.analyzer.analyze(np.asarray(window, dtype=np.float64), c0 - self.context_samples, first, count)
+        state.chunks += 1
+        tidy, tidy_first = self._tidy(raw, state)
+        end_frame = None if input_end is None else -(-input_end // self.hop_samples)
+        return tidy, tidy_first, end_frame
 
     # -- internals --------------------------------------------------------------------------------
     def _tidy(self, raw: Frames, state: PipelineState) -> tuple[Frames, int]:
@@ -142,6 +155,8 @@ class WorldPipelineConverter(Converter):
         tidy = Frames(f0, ready.periodicity, ready.level_db, ready.sp, ready.ap)
         first = state.frames_tidied
         state.frames_tidied += len(tidy)
-        state.tidy_prev = Frames(np.array([f0[-1]]), ready.periodicity[-1:], ready.level_db[-1:], ready.sp[-1:], ready.ap[-1:])
+        # The context of the next call is this frame as analysed, not as tidied: within a call every
+        # frame sees its neighbours as analysed, so the result does not depend on the chunk size.
+        state.tidy_prev = ready.slice(len(ready) - 1, len(ready))
         state.tidy_pending = seq.slice(len(seq) - 1, len(seq))
         return tidy, first

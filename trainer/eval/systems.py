@@ -88,18 +88,41 @@ def has_melody(entry: ManifestEntry) -> bool:
     return bool(entry.notes) or entry.singing is not None
 
 
-def _converter_runner(spec: ConverterSpec) -> Runner:
-    """Run a registered converter on an entry: the singing (to speech) or the speech on its notes (to singing)."""
+def _converter_runner(spec: ConverterSpec, *, live: bool = False) -> Runner:
+    """Run a registered converter on an entry: the singing (to speech) or the speech on its notes (to singing).
+
+    ``live``: as ``voxflip live`` would play it, at the live chunk, through the constant-rate FIFO in
+    blocks of :data:`LIVE_BLOCK` (a converter that shortens time leaves silence where it ran ahead of
+    the input), with the declared latency cut from the front.
+    """
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-        given = {}
+        given: dict = {"chunk_ms": spec.grid.live_ms} if live else {}
         if "model_path" in spec.option_names and options.get("model") is not None:
             given["model_path"] = options["model"]
         if spec.direction is Direction.TO_SINGING:
             given["melody"] = melody_of(entry)
         converter = make_converter(spec.direction, spec.name, **given)
-        return _convert(getattr(entry, spec.direction.source), converter)
+        source = getattr(entry, spec.direction.source)
+        return _convert_live(source, converter) if live else _convert(source, converter)
 
     return run
+
+
+#: the device block of the live simulation (``voxflip live``'s default)
+LIVE_BLOCK = 256
+
+
+def _convert_live(entry_audio: Path, converter) -> tuple[np.ndarray, int]:
+    from voxflip.streaming.realtime import RealtimeStreamer
+    from voxflip.streaming.streamer import Streamer
+
+    audio, rate = read_audio(entry_audio)
+    engine = RealtimeStreamer(Streamer(converter, rate, rate), rate)
+    latency = int(round(engine.latency_s * rate))
+    padded = np.concatenate([audio, np.zeros(latency + 2 * LIVE_BLOCK, np.float32)])
+    blocks = [engine.process(padded[i:i + LIVE_BLOCK]) for i in range(0, padded.shape[0] - LIVE_BLOCK + 1, LIVE_BLOCK)]
+    out = np.concatenate(blocks)[latency:]
+    return out[: audio.shape[0]] if converter.time_preserving else out, rate
 
 
 def _identity(side: str) -> Runner:
@@ -147,6 +170,21 @@ def _copy_synthesis(path: Path) -> tuple[np.ndarray, int]:
     return MelVocoder(MelVocoderConfig(mel=mel))(log_mel.astype(np.float32), f0), mel.sample_rate
 
 
+def _world_copy(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+    """Copy synthesis of the singing through the WORLD converters' analysis and synthesis, nothing changed."""
+    from voxflip.engine.converters.world_pipeline import WorldPipelineConverter
+    from voxflip.engine.features.world import AnalysisConfig
+
+    class WorldCopy(WorldPipelineConverter):
+        def init_custom(self) -> None:
+            return None
+
+        def transform(self, frames, first_frame, state, input_end_frame):  # type: ignore[no-untyped-def]
+            return frames
+
+    return _convert(entry.singing, WorldCopy(AnalysisConfig()))
+
+
 def _alt_tts(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
     """The S2S paper's transcribe-and-synthesise baseline: pocketsphinx, then Festival."""
     from .asr import transcribe
@@ -188,6 +226,8 @@ register(System("real-vocoded", _SPEECH, "the real speech's mel and F0 through t
                 "(their ceiling)", _vocoded("speech"), ("speech",)))
 register(System("input-vocoded", _SPEECH, "the input singing's mel and F0 through the flow systems' DSP vocoder "
                 "(what the vocoder alone costs the singing)", _vocoded("singing"), ("singing",)))
+register(System("input-world", _SPEECH, "the input singing through WORLD analysis and synthesis, nothing changed "
+                "(what the WORLD converters' vocoder alone costs)", _world_copy, ("singing",)))
 register(System("identity", _SPEECH, "alias of input: the singing unchanged", _identity("singing"), ("singing",)))
 register(System("alt-tts", _SPEECH, "transcribe (pocketsphinx) then synthesise (Festival)", _alt_tts, ("singing",)))
 register(System("sts-input", _SINGING, "the input speech, unchanged (the floor)", _identity("speech"),
@@ -198,5 +238,9 @@ for _name in ("AlignSTS", "StyleSinger"):
     register(System(f"{_name.lower()}-published", _SINGING, f"{_name}'s published output for the same speech "
                     "(published.jsonl beside the manifest)", _published(_name), ("speech", "melody")))
 for _spec in converters():
-    register(System(_spec.name, _spec.direction, _spec.summary, _converter_runner(_spec),
-                    (_spec.direction.source,) if _spec.direction is _SPEECH else ("speech", "melody")))
+    _needs = (_spec.direction.source,) if _spec.direction is _SPEECH else ("speech", "melody")
+    register(System(_spec.name, _spec.direction, _spec.summary, _converter_runner(_spec), _needs))
+    if _spec.direction is _SPEECH:
+        register(System(f"live:{_spec.name}", _spec.direction, f"{_spec.name} as voxflip live plays it (live chunk, "
+                        f"{LIVE_BLOCK}-frame blocks, silence where it ran ahead)", _converter_runner(_spec, live=True),
+                        _needs))

@@ -1,0 +1,91 @@
+"""Singing -> speech on the singer's own waveform: speech timing and intonation by TD-PSOLA.
+
+The decisions are ``world-tsm``'s (:mod:`.world_speech_timing`): the same analysis, the
+same speech timing (held vowels and long rests time-scaled, consonants kept) and the same
+speech intonation. Only the synthesis differs: instead of a source-filter vocoder driven by
+the analysed envelope, :class:`voxflip.engine.vocoder.psola.PsolaSynth` re-spaces two-period
+grains of the input itself. Unvoiced sounds and everything the envelope analysis smooths
+away (breath, the fine structure of consonants, the singer's timbre) pass through as
+recorded; unvoiced frames at the sung pace come out sample for sample.
+
+``psola-tsm`` shortens; ``psola-nodur`` keeps the sung timing (its output lines up with its
+input, so its latency is constant: the live form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..features.world import Frames
+from ..vocoder.psola import PsolaConfig, PsolaState, PsolaSynth
+from .speech_timing import SpeechTimingConfig
+from .world_pipeline import PipelineState
+from .world_speech_timing import WorldSpeechTimingConfig, WorldSpeechTimingConverter
+
+
+@dataclass
+class PsolaPipelineState(PipelineState):
+    psola: PsolaState | None = None
+
+
+class PsolaToSpeechConverter(WorldSpeechTimingConverter):
+    """TD-PSOLA singing -> speech (module docstring); the registry's ``psola-tsm`` and ``psola-nodur``."""
+
+    name = "psola-to-speech"
+
+    def __init__(self, config: WorldSpeechTimingConfig | None = None, *, shorten: bool = True,
+                 chunk_frames: int | None = None) -> None:
+        config = config or WorldSpeechTimingConfig()
+        if not shorten:
+            config = replace(config, timing=SpeechTimingConfig.sung())
+        super().__init__(config, chunk_frames=chunk_frames)
+        analysis = config.analysis
+        self.psola = PsolaSynth(PsolaConfig(analysis.sample_rate, analysis.hop_samples,
+                                            min_f0_hz=analysis.envelope_f0_floor_hz))
+        # A chunk's output is complete once no later grain can reach into it (a grain reaches a period
+        # either side of its mark), and a grain is placed once the analysis is a period past it
+        # (PsolaSynth.render): analyse that much further ahead. The analysis margin already holds
+        # the input those grains read.
+        ahead = self.psola.reach + self.psola.config.max_period
+        self.analyse_further(-(-ahead // self.hop_samples) + 1)
+
+    def init_state(self) -> PsolaPipelineState:
+        return PsolaPipelineState(synth=self.synth.init_state(), custom=self.init_custom(),
+                                  psola=self.psola.init_state())
+
+    def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
+        assert isinstance(state, PsolaPipelineState) and state.psola is not None
+        k = state.chunks
+        self.psola.add_input(np.asarray(window, np.float64), k * self.chunk_samples - self.context_samples, state.psola)
+        tidy, first, end_frame = self.analyse_chunk(window, state, input_end)
+        self.psola.add_analysis(tidy.f0_hz, first, state.psola)
+        if self.time_preserving:
+            # Frames past the end of the input still get output: the streamer trims it.
+            end_frame = None
+        out, source, covers = self.spoken(tidy, first, state, end_frame)
+        self.psola.add_output_frames(source, covers, out.f0_hz, state.psola)
+        if self.time_preserving:
+            until = (k + 1) * self.chunk_samples
+            audio = self.psola.render(state.psola, until=until)
+            if audio.shape[0] != self.chunk_samples:   # the lookahead above makes this impossible
+                raise AssertionError(f"psola produced {audio.shape[0]} samples for a {self.chunk_samples}-sample chunk")
+        else:
+            audio = self.psola.render(state.psola)
+        state.frames_out += len(out)
+        return audio
+
+    def finish(self, state: PipelineState) -> np.ndarray:
+        assert isinstance(state, PsolaPipelineState) and state.psola is not None
+        if state.finished:
+            return np.zeros(0, np.float32)
+        state.finished = True
+        if self.time_preserving:
+            return np.zeros(0, np.float32)
+        out, source, covers = self.spoken_finish(state)
+        self.psola.add_output_frames(source, covers, out.f0_hz, state.psola)
+        return self.psola.render(state.psola, final=True)
+
+    def transform_finish(self, state: PipelineState) -> Frames:   # unused: finish() renders by PSOLA
+        return Frames.empty(self.analysis.bins)

@@ -1,0 +1,254 @@
+"""Streaming TD-PSOLA: the input waveform itself, re-timed and re-pitched grain by grain.
+
+Pitch-synchronous overlap-add (Moulines and Charpentier, 1990) cuts the voiced input into
+two-period grains centred on *analysis marks* one period apart, and adds them back at
+*synthesis marks* spaced by the new period. The grains keep the spectral envelope of the
+input (its formants, its breath and the detail a vocoder model smooths away); only the
+spacing, and so the pitch, changes. Unvoiced input is overlap-added with a fixed hop and a
+Hann window, which reproduces it exactly wherever the time map runs at rate 1.
+
+The time map comes as *output frames*: output frame ``j`` (centred on output sample
+``j * hop``) stands for input frames ``source[j] .. source[j] + covers[j] - 1``, and carries
+the output F0 (0: unvoiced). Output time inside a frame maps linearly onto the input frames
+it covers, so a frame that covers four input frames plays them four times faster.
+
+Streaming: :meth:`PsolaSynth.add_input`, :meth:`add_analysis` and :meth:`add_output_frames`
+feed what each chunk brings; :meth:`render` returns the output samples no later grain can
+touch. Everything depends only on the order of those calls, so a converter that makes them
+on a fixed chunk grid gets the same output whatever the caller's block size.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PsolaConfig:
+    """Settings of :class:`PsolaSynth`.
+
+    Attributes:
+        sample_rate, hop_samples: the frame grid of the analysis and of the output frames.
+        min_f0_hz: the lowest F0 a grain is cut for; it bounds grain length (two periods) and so
+            how far ahead of the output the input must reach.
+    """
+
+    sample_rate: int = 24_000
+    hop_samples: int = 120
+    min_f0_hz: float = 70.0
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.hop_samples <= 0:
+            raise ConfigError("psola.sample_rate and psola.hop_samples must be > 0")
+        if not 20.0 <= self.min_f0_hz <= 400.0:
+            raise ConfigError(f"psola.min_f0_hz={self.min_f0_hz!r} must be within 20..400 Hz")
+
+    @property
+    def max_period(self) -> int:
+        """The longest grain half-width, in samples."""
+        return int(math.ceil(self.sample_rate / self.min_f0_hz))
+
+
+@dataclass
+class PsolaState:
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    history_start: int = 0                  # input sample index of history[0]
+    marks: list[int] = field(default_factory=list)       # analysis marks (input samples), ascending
+    periods: list[float] = field(default_factory=list)   # the period at each mark, samples
+    next_mark: float = -math.inf            # where the next analysis mark falls
+    frames_analysed: int = 0
+    source: list[int] = field(default_factory=list)      # output frames from frames_base on
+    covers: list[int] = field(default_factory=list)
+    f0: list[float] = field(default_factory=list)
+    frames_base: int = 0
+    tau: float = 0.0                        # the next synthesis mark (output samples)
+    acc: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    acc_start: int = 0                      # output sample index of acc[0]; everything before is emitted
+    grains: int = 0
+
+
+class PsolaSynth:
+    """Streaming TD-PSOLA (module docstring). One instance serves any number of states."""
+
+    def __init__(self, config: PsolaConfig | None = None) -> None:
+        self.config = config or PsolaConfig()
+        hop = self.config.hop_samples
+        self._unvoiced_window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(2 * hop) / (2 * hop))
+        self._windows: dict[int, np.ndarray] = {}
+
+    def init_state(self) -> PsolaState:
+        return PsolaState()
+
+    # -- feeding ------------------------------------------------------------------------------------
+    def add_input(self, samples: np.ndarray, start: int, state: PsolaState) -> None:
+        """Input samples from index ``start`` on (overlap with what is already held is ignored)."""
+        end = start + samples.shape[0]
+        have_end = state.history_start + state.history.shape[0]
+        if state.history.shape[0] == 0:
+            state.history = np.asarray(samples, np.float64).copy()
+            state.history_start = start
+            return
+        if end <= have_end:
+            return
+        if start > have_end:
+            raise ValueError(f"input samples {have_end}..{start} were never given")
+        state.history = np.concatenate([state.history, np.asarray(samples[have_end - start:], np.float64)])
+
+    def add_analysis(self, f0_hz: np.ndarray, first_frame: int, state: PsolaState) -> None:
+        """The input F0 of frames ``first_frame..`` (0: unvoiced): places the analysis marks."""
+        hop = self.config.hop_samples
+        if first_frame != state.frames_analysed:
+            raise ValueError(f"analysis frame {first_frame} given, {state.frames_analysed} expected")
+        for i, f0 in enumerate(np.asarray(f0_hz, np.float64)):
+            frame = first_frame + i
+            if f0 > 0:
+                lo, hi = (frame - 0.5) * hop, (frame + 0.5) * hop
+                period = self.config.sample_rate / max(f0, self.config.min_f0_hz)
+                if state.next_mark < lo:
+                    state.next_mark = lo   # voicing starts (or restarts) here
+                while state.next_mark < hi:
+                    state.marks.append(round(state.next_mark))
+                    state.periods.append(period)
+                    state.next_mark += period
+        state.frames_analysed = first_frame + len(f0_hz)
+
+    def add_output_frames(self, source: np.ndarray, covers: np.ndarray, f0_hz: np.ndarray, state: PsolaState) -> None:
+        state.source.extend(int(s) for s in source)
+        state.covers.extend(int(c) for c in covers)
+        state.f0.extend(float(f) for f in f0_hz)
+
+    # -- output -------------------------------------------------------------------------------------
+    @property
+    def reach(self) -> int:
+        """How far (samples) a grain reaches either side of its mark, at most."""
+        return self.config.max_period + 1
+
+    def frames_out(self, state: PsolaState) -> int:
+        return state.frames_base + len(state.source)
+
+    def render(self, state: PsolaState, *, until: int | None = None, final: bool = False) -> np.ndarray:
+        """Place every grain the output frames allow; return the samples now complete.
+
+        ``until`` caps what is returned (a time-preserving caller asks for exactly its chunk);
+        ``final`` (the input has ended, every analysis frame is in) returns everything up to the
+        end of the last output frame. Otherwise grains wait until the analysis has reached a
+        period past their input time, so the output does not depend on how the calls are spaced.
+        """
+        hop = self.config.hop_samples
+        end_out = self.frames_out(state) * hop
+        # A grain is placed once no analysis mark still to come could be nearer to it than those known:
+        # marks to come lie past the last analysed frame, so its input time must be a period short of it.
+        known = (state.frames_analysed - 0.5) * hop - self.config.max_period
+        while state.tau < end_out:
+            if not final and self._input_time(state) > known:
+                break
+            self._grain(state)
+        ready = end_out if final else max(state.acc_start, math.floor(state.tau) - self.reach)
+        if until is not None:
+            ready = min(ready, until)
+        n = max(0, ready - state.acc_start)
+        self._grow(state, state.acc_start + n)
+        out = state.acc[:n].astype(np.float32)
+        state.acc = state.acc[n:]
+        state.acc_start += n
+        self._forget(state)
+        return out
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _input_time(self, state: PsolaState) -> float:
+        """The input time (samples) the next synthesis mark maps to."""
+        hop = self.config.hop_samples
+        j = int(state.tau // hop)
+        k = j - state.frames_base
+        return (state.source[k] + (state.tau / hop - j) * state.covers[k]) * hop
+
+    def _grain(self, state: PsolaState) -> None:
+        cfg = self.config
+        hop = cfg.hop_samples
+        t = self._input_time(state)
+        f0_out = state.f0[int(state.tau // hop) - state.frames_base]
+        if f0_out > 0:
+            m = self._nearest_mark(state, t)
+            if m is not None:
+                mark, period = state.marks[m], state.periods[m]
+                half = min(int(round(period)), cfg.max_period)
+                if abs(mark - t) < period:
+                    self._add(state, round(state.tau), self._input(state, mark, half) * self._window(half), half)
+                    state.tau += cfg.sample_rate / f0_out
+                    state.grains += 1
+                    return
+        centre = round(t)
+        self._add(state, round(state.tau), self._input(state, centre, hop) * self._unvoiced_window, hop)
+        state.tau += hop
+        state.grains += 1
+
+    def _nearest_mark(self, state: PsolaState, t: float) -> int | None:
+        marks = state.marks
+        if not marks:
+            return None
+        i = bisect.bisect_left(marks, t)
+        best = None
+        for c in (i - 1, i):
+            if 0 <= c < len(marks) and (best is None or abs(marks[c] - t) < abs(marks[best] - t)):
+                best = c
+        return best
+
+    def _window(self, half: int) -> np.ndarray:
+        w = self._windows.get(half)
+        if w is None:
+            w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(2 * half) / (2 * half))
+            self._windows[half] = w
+        return w
+
+    def _input(self, state: PsolaState, centre: int, half: int) -> np.ndarray:
+        """``input[centre - half : centre + half]``, zeros where the history has none."""
+        a = centre - half - state.history_start
+        b = a + 2 * half
+        h = state.history
+        if a >= 0 and b <= h.shape[0]:
+            return h[a:b]
+        out = np.zeros(2 * half)
+        lo, hi = max(a, 0), min(b, h.shape[0])
+        if hi > lo:
+            out[lo - a:hi - a] = h[lo:hi]
+        return out
+
+    def _grow(self, state: PsolaState, end: int) -> None:
+        need = end - state.acc_start
+        if need > state.acc.shape[0]:
+            state.acc = np.concatenate([state.acc, np.zeros(need - state.acc.shape[0] + 4096)])
+
+    def _add(self, state: PsolaState, centre: int, grain: np.ndarray, half: int) -> None:
+        a = centre - half
+        if a < state.acc_start:   # the very start of the output: cut what falls before it
+            grain = grain[state.acc_start - a:]
+            a = state.acc_start
+        if grain.shape[0] == 0:
+            return
+        self._grow(state, a + grain.shape[0])
+        i = a - state.acc_start
+        state.acc[i:i + grain.shape[0]] += grain
+
+    def _forget(self, state: PsolaState) -> None:
+        """Drop output frames, marks and input the grains still to come can no longer use."""
+        hop = self.config.hop_samples
+        done = min(int(state.tau // hop) - state.frames_base, len(state.source))
+        if done > 0:
+            del state.source[:done], state.covers[:done], state.f0[:done]
+            state.frames_base += done
+        if not state.source:
+            return
+        oldest_input = state.source[0] * hop - 2 * self.reach
+        m = bisect.bisect_left(state.marks, oldest_input)
+        if m > 0:
+            del state.marks[:m], state.periods[:m]
+        cut = oldest_input - state.history_start
+        if cut > 0:
+            state.history = state.history[cut:]
+            state.history_start += cut
