@@ -38,8 +38,10 @@ from ..errors import ConfigError
 from ..features.world import Frames
 
 TRANSIENT, STEADY, PAUSE = 0, 1, 2
-#: a steady stretch this long (frames) counts as a vowel nucleus in the statistics
+#: a steady stretch this long (frames) is a vowel nucleus (statistics: ``TimingState.vowels``) ...
 VOWEL_MIN_FRAMES = 6
+#: ... a new one unless the voice ran on from the last without an unvoiced frame or a dip this deep (dB)
+VOWEL_DIP_DB = 3.0
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,10 @@ class TimingState:
     frames_out: int = 0
     counts: list[int] = field(default_factory=lambda: [0, 0, 0])   # input frames per class
     dropped: int = 0
-    vowels: int = 0    # steady stretches of at least VOWEL_MIN_FRAMES: the vowel nuclei seen
+    vowels: int = 0    # vowel nuclei seen (VOWEL_MIN_FRAMES, VOWEL_DIP_DB)
+    nucleus_db: float | None = None     # peak level of the last nucleus
+    gap_voiced: bool = True             # every frame since it voiced
+    gap_min_db: float = math.inf        # the lowest level since it
 
 
 @dataclass
@@ -230,6 +235,7 @@ class SpeechTiming:
         kind = self._classify(state, pos)
         state.counts[kind] += 1
         state.frames_in += 1
+        self._count_vowels(state, kind, state.pending[pos][2], level)
         cfg = self.config
         if kind == TRANSIENT:
             state.steady_run = state.pause_run = 0
@@ -238,8 +244,6 @@ class SpeechTiming:
         elif kind == STEADY:
             state.pause_run = 0
             state.steady_run += 1
-            if state.steady_run == VOWEL_MIN_FRAMES:
-                state.vowels += 1
             if state.steady_run <= self.keep_vowel or cfg.vowel_rate >= 1.0:
                 self._emit_bin(state, out)
                 out.append((frame, index, 1, STEADY))
@@ -257,6 +261,25 @@ class SpeechTiming:
                 out.append((frame, index, 1, PAUSE))
             else:
                 state.dropped += 1
+
+    @staticmethod
+    def _count_vowels(state: TimingState, kind: int, voiced: bool, level: float) -> None:
+        """Statistics only: a steady stretch of VOWEL_MIN_FRAMES is a vowel nucleus; one the voice reached
+        from the last without a break (an unvoiced frame, a dip of VOWEL_DIP_DB) is the same vowel on a new
+        note or after a glide, not a new syllable."""
+        run = state.steady_run + (kind == STEADY)   # _decide counts this frame into the run after us
+        if kind == STEADY and run == VOWEL_MIN_FRAMES:
+            joined = (state.nucleus_db is not None and state.gap_voiced
+                      and state.gap_min_db >= min(state.nucleus_db, level) - VOWEL_DIP_DB)
+            state.vowels += not joined
+            state.nucleus_db = level
+        elif kind == STEADY and run > VOWEL_MIN_FRAMES and state.nucleus_db is not None:
+            state.nucleus_db = max(state.nucleus_db, level)
+        else:
+            state.gap_voiced = state.gap_voiced and voiced
+            state.gap_min_db = min(state.gap_min_db, level)
+            return
+        state.gap_voiced, state.gap_min_db = True, math.inf
 
     def _classify(self, state: TimingState, pos: int) -> int:
         pending = state.pending
