@@ -14,6 +14,7 @@ input, so its latency is constant: the live form).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -48,8 +49,11 @@ class PsolaToSpeechConverter(WorldSpeechTimingConverter):
         # either side of its mark), and a grain is placed once the analysis is a period past it
         # (PsolaSynth.render): analyse that much further ahead. The analysis margin already holds
         # the input those grains read.
-        ahead = self.psola.reach + self.psola.config.max_period
-        self.analyse_further(-(-ahead // self.hop_samples) + 1)
+        # With the analysis A frames in (the tidy step holds one back), grains are placed up to input
+        # time (A - 0.5) hops - max_period, and output is complete a reach before the last grain: a chunk
+        # ending at frame E is complete when (A - E - 0.5) hops >= reach + max_period.
+        ahead = (self.psola.reach + self.psola.config.max_period) / self.hop_samples
+        self.analyse_further(math.ceil(ahead - 0.5))
 
     def init_state(self) -> PsolaPipelineState:
         return PsolaPipelineState(synth=self.synth.init_state(), custom=self.init_custom(),
