@@ -140,3 +140,10 @@ def test_a_rate_of_one_keeps_every_frame_that_is_not_a_long_pause():
 def test_bad_settings_name_the_setting(field, value):
     with pytest.raises(ConfigError, match=field):
         SpeechTimingConfig(**{field: value})
+
+
+def test_the_pitch_source_is_checked():
+    from voxflip.engine.converters.world_speech_timing import WorldSpeechTimingConfig
+
+    with pytest.raises(ConfigError, match=r"pitch='hummed' is not one of speech, sung, sung-shifted"):
+        WorldSpeechTimingConfig(pitch="hummed")

@@ -36,12 +36,20 @@ class WorldSpeechTimingConfig:
     timing: SpeechTimingConfig = SpeechTimingConfig()
     syllables: SyllableConfig = SyllableConfig(pitch_step_semitones=1.5)
     # Half of the sung melody's movement (smoothed, around the singer's median) rides on the speech
-    # contour: on dev-data it lost fewer words than none (+0.011 against +0.029 paired CER, PSOLA;
+    # contour: on dev-data it lost fewer words than none (+0.009 against +0.029 paired CER, PSOLA;
     # docs/results.md), and the held notes are gone either way.
     intonation: IntonationConfig = IntonationConfig(melody_weight=0.5)
+    #: "speech" (the intonation above); for ablations, "sung" (the sung F0 kept) or "sung-shifted"
+    #: (the sung F0 moved by the intonation's speaking_shift_semitones)
+    pitch: str = "speech"
 
     def __post_init__(self) -> None:
         check_transpose(self.transpose_semitones)
+        if self.pitch not in PITCH_SOURCES:
+            raise ConfigError(f"pitch={self.pitch!r} is not one of {', '.join(PITCH_SOURCES)}")
+
+
+PITCH_SOURCES = ("speech", "sung", "sung-shifted")
 
 
 @dataclass
@@ -133,6 +141,9 @@ class WorldSpeechTimingConverter(WorldPipelineConverter):
             if event.voiced:
                 f0_out[j] = s.intonation.next(event, float(frames.f0_hz[j]), float(frames.level_db[j]),
                                               s.transpose_semitones)
+                if self.config.pitch != "speech":
+                    shift = self.config.intonation.speaking_shift_semitones if self.config.pitch == "sung-shifted" else 0.0
+                    f0_out[j] = float(frames.f0_hz[j]) * 2.0 ** ((shift + s.transpose_semitones) / 12.0)
             else:
                 s.intonation.next(event, 0.0, float(frames.level_db[j]), s.transpose_semitones)
         # Events of input frames that can no longer be output (decided and passed) are forgotten.

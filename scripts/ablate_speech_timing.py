@@ -1,0 +1,80 @@
+"""The speech-timing ablations of docs/results.md ("Ablations of the speech timing"), on real pairs.
+
+Each variant is the shipped converter (``psola-tsm``/``psola-nodur``, or ``world-tsm``) with one
+setting changed, scored by ``voxflip eval``'s runner against the same Whisper ruler. Run from the
+repository root with the eval extra installed (about 1.2 minutes per variant on two cores)::
+
+    python scripts/ablate_speech_timing.py --manifest ../shared/dev-data/manifest.jsonl --out eval/ablations
+
+It prints one line per variant (paired CER against the input singing, duration ratio, DNSMOS, held
+pitch) and writes the full report to OUT/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from voxflip.engine.converters.intonation import IntonationConfig
+from voxflip.engine.converters.psola_to_speech import PsolaToSpeechConverter
+from voxflip.engine.converters.speech_timing import SpeechTimingConfig
+from voxflip.engine.converters.world_speech_timing import WorldSpeechTimingConfig, WorldSpeechTimingConverter
+from voxflip.engine.direction import Direction
+from voxflip.trainer.eval import systems
+from voxflip.trainer.eval.runner import evaluate
+
+SHIPPED = WorldSpeechTimingConfig()
+PLAIN = replace(SHIPPED, intonation=IntonationConfig())      # the rule-based contour without the tune
+MILD = SpeechTimingConfig(steady_db=7.0, vowel_keep_ms=120.0, vowel_rate=0.25)
+
+#: name -> (synthesis, shorten, config)
+VARIANTS = {
+    "abl-world-mild-mw0": ("world", True, replace(PLAIN, timing=MILD)),
+    "abl-world-mw0": ("world", True, PLAIN),
+    "abl-world-mild-sung": ("world", True, replace(PLAIN, timing=MILD, pitch="sung")),
+    "abl-psola-copy": ("psola", False, replace(SHIPPED, pitch="sung")),
+    "abl-psola-nodur-shifted": ("psola", False, replace(SHIPPED, pitch="sung-shifted")),
+    "abl-psola-shifted": ("psola", True, replace(SHIPPED, pitch="sung-shifted")),
+    "abl-psola-mw0": ("psola", True, PLAIN),
+    "abl-psola-mw05": ("psola", True, SHIPPED),
+    "abl-psola-mw1": ("psola", True, replace(SHIPPED, intonation=IntonationConfig(melody_weight=1.0))),
+}
+
+
+def _register(name: str, synthesis: str, shorten: bool, config: WorldSpeechTimingConfig) -> None:
+    def run(entry, options):  # type: ignore[no-untyped-def]
+        if synthesis == "psola":
+            converter = PsolaToSpeechConverter(config, shorten=shorten)
+        else:
+            converter = WorldSpeechTimingConverter(config)
+        return systems._convert(entry.singing, converter)
+
+    systems.register(systems.System(name, Direction.TO_SPEECH, name, run, ("singing",)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--out", default="eval/ablations")
+    parser.add_argument("--only", default=None, help="comma-separated variant names (default: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    chosen = list(VARIANTS) if args.only is None else [n.strip() for n in args.only.split(",")]
+    for name in chosen:
+        _register(name, *VARIANTS[name])
+    result = evaluate(["input", *chosen], args.manifest, Path(args.out) / "report.md", workers=args.workers)
+    report = json.loads((Path(args.out) / "report.json").read_text())
+    for name in chosen:
+        paired = report["paired_cer"]["overall"][name]
+        summary = report["summary"][name]
+        print(f"{name:24s} paired CER {paired['mean']:+.3f} ± {paired['ci95']:.3f}  duration "
+              f"{summary['duration_ratio']['mean']:.2f}  DNSMOS {summary['dnsmos_ovrl']['mean']:.2f}  "
+              f"held pitch {summary['held_pitch']['mean']:.3f}")
+    if result.failures:
+        print("failures:", {k: len(v) for k, v in result.failures.items()})
+
+
+if __name__ == "__main__":
+    main()
