@@ -30,6 +30,7 @@ from .errors import MelodyError
 from .musicxml import DEFAULT_TEMPO_BPM, _parse_musicxml, parse_musicxml
 from .note_list import NOTE_KEYS, REQUIRED_NOTE_KEYS, _parse_note_list, parse_note_list
 from .notes import (
+    AUDIO_EXTENSIONS,
     DEFAULT_VELOCITY,
     EXTENSIONS,
     MIN_NOTE_S,
@@ -70,7 +71,10 @@ def load_melody(path: PathLike, *, transpose_semitones: float = 0.0, tempo_facto
     """Read a melody file chosen by extension, then transpose it and change its tempo.
 
     Args:
-        path: a .mid, .midi, .musicxml, .xml, .mxl, .csv or .json file.
+        path: a .mid, .midi, .musicxml, .xml, .mxl, .csv or .json file, or a sung or hummed
+            recording (.wav, .flac, .ogg, .mp3, .aiff), whose notes are transcribed
+            (:func:`voxflip.engine.melody_audio.transcribe_melody`: whole semitones, the singer's
+            tuning removed).
         transpose_semitones: pitch shift in semitones, fractions allowed (CLI ``--transpose``).
         tempo_factor: speed factor; 2.0 plays twice as fast (CLI ``--tempo``).
 
@@ -146,6 +150,13 @@ def _parse_midi(file: Path, source: str) -> Melody:
     return _finish(notes, source, "no notes outside the percussion channel 10")
 
 
+def _parse_audio(path: Path, source: str) -> Melody:
+    from .melody_audio import transcribe_melody_file
+
+    melody = transcribe_melody_file(path).melody
+    return Melody(melody.notes, source)
+
+
 _PARSERS: dict[str, Callable[[Path, str], Melody]] = {
     ".mid": _parse_midi,
     ".midi": _parse_midi,
@@ -154,4 +165,5 @@ _PARSERS: dict[str, Callable[[Path, str], Melody]] = {
     ".mxl": _parse_musicxml,
     ".csv": _parse_note_list,
     ".json": _parse_note_list,
+    **{extension: _parse_audio for extension in AUDIO_EXTENSIONS},
 }

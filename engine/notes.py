@@ -28,7 +28,9 @@ PathLike = str | os.PathLike[str]
 MIN_NOTE_S = 0.010  # notes shorter than this (after monophonic cutting) are dropped
 DEFAULT_VELOCITY = 100
 SAME_ONSET_S = 1e-6  # notes starting closer than this form one chord
-EXTENSIONS = (".mid", ".midi", ".musicxml", ".xml", ".mxl", ".csv", ".json")
+#: a sung or hummed reference, transcribed to notes (engine/melody_audio.py)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
+EXTENSIONS = (".mid", ".midi", ".musicxml", ".xml", ".mxl", ".csv", ".json", *AUDIO_EXTENSIONS)
 
 
 def _note_problem(start_s: float, end_s: float, midi_note: float, velocity: int) -> str | None:

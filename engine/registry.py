@@ -209,6 +209,15 @@ def _flow(predict_durations: bool) -> Callable[[Any, int], Converter]:
 
 
 def _world_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
+    return _to_singing(options, chunk_frames, psola=False)
+
+
+def _psola_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
+    return _to_singing(options, chunk_frames, psola=True)
+
+
+def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Converter:
+    from .converters.psola_to_singing import PsolaToSingingConverter
     from .converters.world_to_singing import WorldToSingingConfig, WorldToSingingConverter
     from .converters.world_to_singing_live import LiveNotesToSingingConverter
     from .melody import load_melody
@@ -224,6 +233,9 @@ def _world_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
                               "or the notes played live")
         if options.tempo is not None:
             raise OptionError("tempo", options.tempo, "scales a melody file; live notes have their own tempo")
+        if psola:
+            raise OptionError("live_notes", True, "are sung by the WORLD converter only (--method world); "
+                              "the PSOLA one sings a melody file")
         config = replace(config, transpose_semitones=options.transpose_semitones)
         return LiveNotesToSingingConverter(config, chunk_frames=chunk_frames)
     melody = options.melody
@@ -237,14 +249,15 @@ def _world_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
         melody = load_melody(melody, tempo_factor=1.0 if options.tempo is None else options.tempo)
     if options.transpose_semitones:
         melody = melody.transposed(options.transpose_semitones)
-    return WorldToSingingConverter(melody, config, chunk_frames=chunk_frames)
+    return (PsolaToSingingConverter if psola else WorldToSingingConverter)(melody, config, chunk_frames=chunk_frames)
 
 
 _WORLD = world_chunk_grid()
 
 #: every converter, the default of each direction first: the one the real-pair evaluation supports
 #: (docs/results.md: on dev-data, psola-tsm loses the fewest words of the singing -> speech converters
-#: that sound spoken; live, where it would leave gaps, it plays as world-nodur, docs/live.md)
+#: that sound spoken; live, where it would leave gaps, it plays as world-nodur, docs/live.md; psola loses
+#: the fewest words of the speech -> singing converters; live, for live notes too, it plays as world)
 CONVERTERS: tuple[ConverterSpec, ...] = (
     ConverterSpec("psola-tsm", Direction.TO_SPEECH,
                   "the singer's own waveform (TD-PSOLA): speech intonation and speech timing",
@@ -266,6 +279,9 @@ CONVERTERS: tuple[ConverterSpec, ...] = (
     ConverterSpec("psola-nodur", Direction.TO_SPEECH,
                   "the singer's own waveform (TD-PSOLA): speech intonation, the sung timing kept",
                   ConverterOptions, _psola(False), time_preserving=True, grid=_WORLD),
+    ConverterSpec("psola", Direction.TO_SINGING,
+                  "TD-PSOLA: world's syllable-to-note plan sung on the speaker's own waveform",
+                  SingOptions, _psola_to_singing, time_preserving=False, grid=_WORLD, live_form="world"),
     ConverterSpec("world", Direction.TO_SINGING,
                   "WORLD: the speech's syllables on the notes of a melody (or of live notes)",
                   SingOptions, _world_to_singing, time_preserving=False, grid=_WORLD, params=("transpose", "note")),
@@ -323,7 +339,8 @@ def make_converter(to: Direction | str, method: str | None = None, **options: An
 
     Args:
         to: ``"speech"`` (singing -> speech) or ``"singing"`` (speech -> singing), or a :class:`Direction`.
-        method: a name of :func:`names` for that direction; ``None`` takes the direction's default.
+        method: a name of :func:`names` for that direction; ``None`` takes the direction's default
+            (for live notes, ``live_notes=True``, the default's live form: the default sings a file).
         **options: the fields of the converter's options dataclass (:class:`ConverterOptions`,
             :class:`ShortenOptions`, :class:`FlowOptions`, :class:`SingOptions`).
 
@@ -334,7 +351,10 @@ def make_converter(to: Direction | str, method: str | None = None, **options: An
         ConfigError, MelodyError, ArtifactMismatchError: from building it (a bad melody or model file).
     """
     direction = Direction.parse(to)
-    spec = default_converter(direction) if method is None else get_converter(method, direction)
+    if method is None:
+        spec = live_default_converter(direction) if options.get("live_notes") else default_converter(direction)
+    else:
+        spec = get_converter(method, direction)
     return spec.build(spec.make_options(**options))
 
 

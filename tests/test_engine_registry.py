@@ -64,7 +64,7 @@ def test_the_chunk_changes_unit_in_one_place(spec):
 
 @pytest.mark.parametrize("spec", CONVERTERS, ids=lambda s: s.name)
 def test_run_time_parameters_are_exactly_the_declared_ones(spec):
-    converter = _build(spec, **({"live_notes": True} if spec.direction is Direction.TO_SINGING else {}))
+    converter = _build(spec, **({"live_notes": True} if "note" in spec.params else {}))
     valid = {"transpose": 2.0, "duration": 0.5, "note": (60, 1.0)}
     state = converter.init_state()
     for name in spec.params:
@@ -79,20 +79,27 @@ def test_each_direction_has_a_default_and_names_are_unique():
     everything = names()
     assert len(everything) == len(set(everything))
     assert default_converter("speech").name == "psola-tsm"         # docs/results.md: real voices chose it
-    assert default_converter(Direction.TO_SINGING).name == "world"
+    assert default_converter(Direction.TO_SINGING).name == "psola"
     assert get_converter("flow").name == "flow-dur"                 # an alias
 
 
 @pytest.mark.parametrize("spec", [s for s in CONVERTERS if s.live_form], ids=lambda s: s.name)
-def test_a_live_form_converts_the_same_way_and_keeps_time(spec):
-    """A converter whose live form is another one: that one exists, converts the same way and keeps
-    time (a time-shortening converter live only leaves silence where it ran ahead: docs/live.md)."""
+def test_a_live_form_converts_the_same_way_and_can_play_live(spec):
+    """A converter whose live form is another one: that one exists and converts the same way; to speech it
+    keeps time (a time-shortening converter live only leaves silence where it ran ahead), to singing it
+    also sings live notes (docs/live.md)."""
     live = get_converter(spec.live_form, spec.direction)
-    assert live.time_preserving and live.live_form is None
+    assert live.live_form is None
+    if spec.direction is Direction.TO_SPEECH:
+        assert live.time_preserving
+    else:
+        assert "note" in live.params
+        _build(live, live_notes=True)
     assert live_default_converter(spec.direction).name in (spec.name, live.name)
 
 
 @pytest.mark.parametrize("to, method, options, match", [
+    ("singing", "psola", {"live_notes": True}, r"^live_notes=True are sung by the WORLD converter only"),
     ("sideways", None, {}, r"^to='sideways' is not a direction; use one of: speech, singing"),
     ("speech", "world", {}, r"^method='world' does not convert to speech; use one of: psola-tsm, world-nodur"),
     ("speech", "world-nodur", {"duration": 0.5}, r"^duration=0.5 does not apply to world-nodur; it takes: chunk_ms"),

@@ -69,12 +69,13 @@ def four_notes() -> Melody:
     return Melody(tuple(Note(0.1 + 0.45 * i, 0.5 + 0.45 * i, m) for i, m in enumerate([60, 64, 67, 72])), "four")
 
 
+@pytest.mark.parametrize("method", ["world", "psola"])
 @pytest.mark.parametrize("block", CHUNK_SIZES)
-def test_to_singing_streamed_output_does_not_depend_on_block_size(speech_2s, four_notes, block):
+def test_to_singing_streamed_output_does_not_depend_on_block_size(speech_2s, four_notes, block, method):
     audio, rate = speech_2s
-    reference = stream_in_blocks(Streamer(WorldToSingingConverter(four_notes), rate), audio, 10**9)
-    out = stream_in_blocks(Streamer(WorldToSingingConverter(four_notes), rate), audio, block)
-    assert_allclose_report_first_mismatch(out, reference, ATOL_BY_CONVERTER["world"], f"world block={block}")
+    reference = stream_in_blocks(Streamer(make_converter("singing", method, melody=four_notes), rate), audio, 10**9)
+    out = stream_in_blocks(Streamer(make_converter("singing", method, melody=four_notes), rate), audio, block)
+    assert_allclose_report_first_mismatch(out, reference, 1e-6, f"{method} block={block}")
 
 
 def test_to_speech_nodur_keeps_duration_and_dur_shortens_it(sung_held_notes):
@@ -115,12 +116,13 @@ def test_to_speech_speaks_below_the_sung_pitch(sung_held_notes):
     assert -11.0 < shift < -3.0  # the speaking range sits 7.5 semitones under the sung median, plus accents
 
 
-def test_to_singing_follows_the_melody_and_lasts_its_span(example_speech):
+@pytest.mark.parametrize("method", ["world", "psola"])
+def test_to_singing_follows_the_melody_and_lasts_its_span(example_speech, method):
     audio, rate = example_speech
     from importlib.resources import files
 
     melody = load_melody(str(files("voxflip") / "data" / "tune.csv"))
-    out = stream_in_blocks(Streamer(WorldToSingingConverter(melody), rate), audio, 4096)
+    out = stream_in_blocks(Streamer(make_converter("singing", method, melody=melody), rate), audio, 4096)
     assert abs(out.shape[0] / rate - melody.span_s) <= 0.005
     times, f0 = praat_f0(out, rate)
     reference = np.array([n.f0_hz if (n := melody.note_at(t)) else 0.0 for t in times])

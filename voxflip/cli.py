@@ -103,7 +103,8 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", required=True, help="output file; the extension picks the format")
     render.add_argument("--to", required=True, choices=_directions(), help="target: speech or singing")
     render.add_argument("--method", help=_method_help())
-    render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, or a .csv/.json note list")
+    render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, a .csv/.json note list, "
+                        "or a sung or hummed recording (.wav/.flac/...: its notes are transcribed)")
     render.add_argument("--model", help=f"a model exported by voxflip export (model.onnx) for "
                                         f"{_option_methods('model_path')} (default: the shipped one)")
     render.add_argument("--transpose", type=_finite_float, metavar="SEMITONES",

@@ -100,6 +100,8 @@ class ToSingingState:
     notes_sung: int = 0
     notes_held: int = 0
     last_frame: Frames | None = None
+    sources: list[float] | None = None   # per output frame, its input frame (-1: silence), when traced
+    gains: list[float] | None = None
 
 
 class WorldToSingingConverter(WorldPipelineConverter):
@@ -197,6 +199,7 @@ class WorldToSingingConverter(WorldPipelineConverter):
                 f0s.append(0.0)
                 sps.append(silence_sp)
                 aps.append(ones)
+                self._trace(s, -1.0, 0.0)
                 s.out_frame += 1
             while s.out_frame < limit:
                 pos = s.out_frame - slot.start
@@ -221,6 +224,7 @@ class WorldToSingingConverter(WorldPipelineConverter):
         length = slot.end - slot.start
         gain = (slot.note.velocity / 100.0) ** 2
         if unit is None:  # nothing was ever said: sing silence
+            self._trace(s, -1.0, 0.0)
             return 0.0, np.full(bins, _SILENCE_POWER), np.ones(bins)
         if slot.held:
             # Melisma: hold the steady middle of the last nucleus.
@@ -246,9 +250,17 @@ class WorldToSingingConverter(WorldPipelineConverter):
                 src = unit.nucleus + self._stretch(pos - o_len, m_len, unit.nucleus_frames)
                 voiced = True
         sp, ap = s.units.store.interpolate(src)
+        self._trace(s, src, gain)
         if not voiced:
             return 0.0, sp * gain, ap
         return self._pitch(slot, pos, s), sp * gain, ap
+
+    @staticmethod
+    def _trace(s: ToSingingState, source: float, gain: float) -> None:
+        """Remember where an output frame came from (for a synthesiser that reads the input itself)."""
+        if s.sources is not None and s.gains is not None:
+            s.sources.append(source)
+            s.gains.append(gain)
 
     def _stretch(self, q: int, out_len: int, in_len: int) -> float:
         """Source offset inside a nucleus of ``in_len`` frames for output frame ``q`` of ``out_len``."""

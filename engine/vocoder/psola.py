@@ -63,9 +63,11 @@ class PsolaState:
     periods: list[float] = field(default_factory=list)   # the period at each mark, samples
     next_mark: float = -math.inf            # where the next analysis mark falls
     frames_analysed: int = 0
-    source: list[int] = field(default_factory=list)      # output frames from frames_base on
-    covers: list[int] = field(default_factory=list)
+    source: list[float] = field(default_factory=list)    # output frames from frames_base on (< 0: silence)
+    covers: list[float] = field(default_factory=list)
     f0: list[float] = field(default_factory=list)
+    gain: list[float] = field(default_factory=list)
+    keep_from: int | None = None            # input samples from here on are kept whatever the frames say
     frames_base: int = 0
     tau: float = 0.0                        # the next synthesis mark (output samples)
     acc: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -118,10 +120,15 @@ class PsolaSynth:
                     state.next_mark += period
         state.frames_analysed = first_frame + len(f0_hz)
 
-    def add_output_frames(self, source: np.ndarray, covers: np.ndarray, f0_hz: np.ndarray, state: PsolaState) -> None:
-        state.source.extend(int(s) for s in source)
-        state.covers.extend(int(c) for c in covers)
+    def add_output_frames(self, source: np.ndarray, covers: np.ndarray, f0_hz: np.ndarray, state: PsolaState,
+                          gain: np.ndarray | None = None) -> None:
+        """Output frames: the input frame each starts at (a fraction is fine; negative: a frame of
+        silence), how many input frames it spans (0: it holds its input time), its F0 (0: unvoiced)
+        and, optionally, a gain for its grains."""
+        state.source.extend(float(s) for s in source)
+        state.covers.extend(float(c) for c in covers)
         state.f0.extend(float(f) for f in f0_hz)
+        state.gain.extend(np.ones(len(source)) if gain is None else (float(g) for g in gain))
 
     # -- output -------------------------------------------------------------------------------------
     @property
@@ -162,29 +169,38 @@ class PsolaSynth:
 
     # -- internals ----------------------------------------------------------------------------------
     def _input_time(self, state: PsolaState) -> float:
-        """The input time (samples) the next synthesis mark maps to."""
+        """The input time (samples) the next synthesis mark maps to (-inf in a frame of silence)."""
         hop = self.config.hop_samples
         j = int(state.tau // hop)
         k = j - state.frames_base
+        if state.source[k] < 0:
+            return -math.inf
         return (state.source[k] + (state.tau / hop - j) * state.covers[k]) * hop
 
     def _grain(self, state: PsolaState) -> None:
         cfg = self.config
         hop = cfg.hop_samples
+        k = int(state.tau // hop) - state.frames_base
+        if state.source[k] < 0:   # a frame of silence: no grain, the clock moves on to the next frame
+            state.tau = (int(state.tau // hop) + 1) * hop
+            return
         t = self._input_time(state)
-        f0_out = state.f0[int(state.tau // hop) - state.frames_base]
+        f0_out = state.f0[k]
+        gain = state.gain[k]
         if f0_out > 0:
             m = self._nearest_mark(state, t)
             if m is not None:
                 mark, period = state.marks[m], state.periods[m]
                 half = min(int(round(period)), cfg.max_period)
                 if abs(mark - t) < period:
-                    self._add(state, round(state.tau), self._input(state, mark, half) * self._window(half), half)
+                    grain = self._input(state, mark, half) * self._window(half)
+                    self._add(state, round(state.tau), grain * gain if gain != 1.0 else grain, half)
                     state.tau += cfg.sample_rate / f0_out
                     state.grains += 1
                     return
         centre = round(t)
-        self._add(state, round(state.tau), self._input(state, centre, hop) * self._unvoiced_window, hop)
+        grain = self._input(state, centre, hop) * self._unvoiced_window
+        self._add(state, round(state.tau), grain * gain if gain != 1.0 else grain, hop)
         state.tau += hop
         state.grains += 1
 
@@ -240,11 +256,14 @@ class PsolaSynth:
         hop = self.config.hop_samples
         done = min(int(state.tau // hop) - state.frames_base, len(state.source))
         if done > 0:
-            del state.source[:done], state.covers[:done], state.f0[:done]
+            del state.source[:done], state.covers[:done], state.f0[:done], state.gain[:done]
             state.frames_base += done
-        if not state.source:
+        sources = [s for s in state.source if s >= 0]
+        if not sources:
             return
-        oldest_input = state.source[0] * hop - 2 * self.reach
+        oldest_input = int(min(sources) * hop) - 2 * self.reach
+        if state.keep_from is not None:
+            oldest_input = min(oldest_input, state.keep_from - 2 * self.reach)
         m = bisect.bisect_left(state.marks, oldest_input)
         if m > 0:
             del state.marks[:m], state.periods[:m]
