@@ -14,9 +14,9 @@ SR, HOP = 24_000, 120
 
 
 def _render(x: np.ndarray, f0_in: np.ndarray, source: np.ndarray, covers: np.ndarray, f0_out: np.ndarray,
-            pieces: int = 1) -> np.ndarray:
+            pieces: int = 1, narrow_raised: bool = False) -> np.ndarray:
     """Feed the synthesiser in ``pieces`` installments (input, analysis and output frames alike)."""
-    synth = PsolaSynth(PsolaConfig(SR, HOP))
+    synth = PsolaSynth(PsolaConfig(SR, HOP, narrow_raised=narrow_raised))
     state = synth.init_state()
     synth.add_input(x, 0, state)
     synth.add_analysis(f0_in, 0, state)
@@ -57,12 +57,13 @@ def test_unvoiced_input_at_the_sung_pace_comes_out_sample_for_sample():
     np.testing.assert_allclose(y[: -HOP], x[: frames * HOP - HOP], atol=1e-12)
 
 
-@pytest.mark.parametrize("f0_out", [150.0, 260.0])
-def test_voiced_grains_take_the_new_pitch_and_keep_the_formant(f0_out):
+@pytest.mark.parametrize(("f0_out", "narrow"), [(150.0, False), (260.0, False), (150.0, True), (260.0, True)])
+def test_voiced_grains_take_the_new_pitch_and_keep_the_formant(f0_out, narrow):
     x = _pulses(200.0, 0.6)
     frames = x.shape[0] // HOP
     ident = np.arange(frames)
-    y = _render(x, np.full(frames, 200.0), ident, np.ones(frames, int), np.full(frames, f0_out), pieces=5)
+    y = _render(x, np.full(frames, 200.0), ident, np.ones(frames, int), np.full(frames, f0_out), pieces=5,
+                narrow_raised=narrow)
     mid = slice(SR // 10, SR // 2)
     assert abs(12 * np.log2(_f0_of(y[mid]) / f0_out)) < 0.3
     # The resonance stays where it was (the grains carry the input's envelope): by linear prediction.

@@ -185,7 +185,8 @@ def test_melody_shorter_than_speech_says_by_how_much_and_what_was_done(
     melody = tmp_path / "short.csv"
     melody.write_text("start_s,end_s,midi_note\n0.0,0.4,60\n0.4,0.8,64\n0.8,1.2,67\n")
     out = tmp_path / "out.wav"
-    code, _, stderr = run(["render", str(example_speech_path), "-o", str(out), "--to", "singing", "--melody", str(melody)], capsys)
+    code, _, stderr = run(["render", str(example_speech_path), "-o", str(out), "--to", "singing", "--melody", str(melody),
+                           "--method", "world"], capsys)
     assert code == 0
     match = re.search(r"shorter than the speech: 3 notes \(1.20 s\) for (\d+) syllables, (\d+) syllable\(s\) over; "
                       r"the melody was repeated (\d+) more time\(s\)", stderr)
@@ -193,6 +194,24 @@ def test_melody_shorter_than_speech_says_by_how_much_and_what_was_done(
     syllables, over, repeats = (int(g) for g in match.groups())
     assert over == syllables - 3 and repeats == -(-syllables // 3) - 1
     assert out.exists()
+
+
+def test_psola_repeats_a_melody_far_too_short_and_shares_notes_within_it(
+    tmp_path: Path, example_speech_path: Path, capsys
+):
+    melody = tmp_path / "short.csv"
+    melody.write_text("start_s,end_s,midi_note\n0.0,0.4,60\n0.4,0.8,64\n0.8,1.2,67\n")
+    out = tmp_path / "out.wav"
+    code, _, stderr = run(["render", str(example_speech_path), "-o", str(out), "--to", "singing", "--melody", str(melody),
+                           "--method", "psola"], capsys)
+    assert code == 0
+    match = re.search(r"shorter than the speech: 3 notes \(1.20 s\) for (\d+) syllables; the melody was repeated "
+                      r"(\d+) more time\(s\)", stderr)
+    assert match, stderr
+    syllables, repeats = (int(g) for g in match.groups())
+    assert repeats == -(-syllables // 6) - 1      # at most two syllables per note on average
+    audio, rate = sf.read(out)
+    assert abs(audio.shape[0] / rate - 1.2 * (repeats + 1)) < 0.01
 
 
 def test_multichannel_input_is_downmixed_and_said_so(tmp_path: Path, example_speech, capsys):

@@ -83,6 +83,7 @@ class _Slot:
     unit: Unit
     held: bool  # True when it re-uses the last unit (melisma)
     prev_midi: float | None
+    notes: tuple[Note, ...] = ()  # a melisma over several notes (psola's plan): the pitch follows each in turn
 
 
 @dataclass
@@ -101,6 +102,7 @@ class ToSingingState:
     notes_held: int = 0
     last_frame: Frames | None = None
     sources: list[float] | None = None   # per output frame, its input frame (-1: silence), when traced
+    plan: list[_Slot] | None = None      # every slot decided in advance (psola), else None: note by note
     gains: list[float] | None = None
 
 

@@ -37,11 +37,15 @@ class PsolaConfig:
         sample_rate, hop_samples: the frame grid of the analysis and of the output frames.
         min_f0_hz: the lowest F0 a grain is cut for; it bounds grain length (two periods) and so
             how far ahead of the output the input must reach.
+        narrow_raised: where the output pitch is above the input's, cut grains two *output* periods
+            long instead of two input periods (less of the input's own periodicity in each grain,
+            slightly wider formants): for large upward shifts, as speech -> singing makes.
     """
 
     sample_rate: int = 24_000
     hop_samples: int = 120
     min_f0_hz: float = 70.0
+    narrow_raised: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.hop_samples <= 0:
@@ -192,6 +196,8 @@ class PsolaSynth:
             if m is not None:
                 mark, period = state.marks[m], state.periods[m]
                 half = min(int(round(period)), cfg.max_period)
+                if cfg.narrow_raised:
+                    half = max(2, min(half, int(round(cfg.sample_rate / f0_out))))
                 if abs(mark - t) < period:
                     grain = self._input(state, mark, half) * self._window(half)
                     self._add(state, round(state.tau), grain * gain if gain != 1.0 else grain, half)

@@ -1,0 +1,64 @@
+"""Syllables to notes as a singer places them: melismas, shared notes, rests at phrase breaks."""
+
+from __future__ import annotations
+
+import pytest
+
+from voxflip.engine.converters.note_alignment import AlignmentConfig, Group, align
+from voxflip.engine.errors import ConfigError
+
+
+def _notes(durations: list[float], rests_after: tuple[int, ...] = ()) -> list[tuple[float, float]]:
+    out, t = [], 0.0
+    for j, d in enumerate(durations):
+        out.append((t, t + d))
+        t += d + (0.5 if j in rests_after else 0.0)
+    return out
+
+
+def _pairs(groups: list[Group]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    return [(tuple(g.syllables), tuple(g.notes)) for g in groups]
+
+
+def test_as_many_syllables_as_notes_of_matching_rhythm_go_one_to_one():
+    groups = align([0.2, 0.2, 0.4, 0.2], [False, False, False, True], _notes([0.5, 0.5, 1.0, 0.5]))
+    assert _pairs(groups) == [((0,), (0,)), ((1,), (1,)), ((2,), (2,)), ((3,), (3,))]
+
+
+def test_a_long_syllable_takes_the_surplus_notes_as_a_melisma():
+    # Five notes for three syllables; the middle syllable is spoken three times as long.
+    groups = align([0.2, 0.6, 0.2], [False, False, True], _notes([0.4, 0.4, 0.4, 0.4, 0.4]))
+    assert _pairs(groups) == [((0,), (0,)), ((1,), (1, 2, 3)), ((2,), (4,))]
+
+
+def test_short_syllables_share_a_note_when_the_notes_run_short():
+    # Four syllables, three notes: the two quick ones share the long note.
+    groups = align([0.3, 0.1, 0.1, 0.3], [False, False, False, True], _notes([0.6, 0.4, 0.6]))
+    assert _pairs(groups) == [((0,), (0,)), ((1, 2), (1,)), ((3,), (2,))]
+
+
+def test_the_tunes_rest_falls_on_the_speech_pause():
+    # Two phrases of three syllables; the tune has a rest after its fourth note (and one extra note
+    # in the first phrase). The first phrase's syllables must end exactly at that rest.
+    groups = align([0.2] * 6, [False, False, True, False, False, True],
+                   _notes([0.4] * 7, rests_after=(3,)))
+    first_phrase = [g for g in groups if g.syllables.start < 3]
+    assert max(max(g.notes) for g in first_phrase) == 3
+
+
+def test_every_syllable_and_note_is_used_once_in_order_even_when_the_counts_are_far_apart():
+    for n, m in ((1, 12), (12, 1), (7, 30), (30, 7)):
+        groups = align([0.2] * n, [False] * (n - 1) + [True], _notes([0.3] * m))
+        assert [s for g in groups for s in g.syllables] == list(range(n))
+        assert [j for g in groups for j in g.notes] == list(range(m))
+        assert all(len(g.syllables) == 1 or len(g.notes) == 1 for g in groups)
+
+
+def test_nothing_to_align_gives_nothing():
+    assert align([], [], _notes([0.5])) == []
+    assert align([0.2], [True], []) == []
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError, match="max_notes_per_syllable"):
+        AlignmentConfig(max_notes_per_syllable=0)
