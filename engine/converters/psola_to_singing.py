@@ -31,7 +31,6 @@ from .note_alignment import AlignmentConfig, align
 from .world_pipeline import PipelineState
 from .world_to_singing import ToSingingState, WorldToSingingConfig, WorldToSingingConverter, _Slot
 
-
 #: the most syllables per note, on average, before a melody too short for the speech is repeated
 SHARE_LIMIT = 2
 
