@@ -70,11 +70,13 @@ class PsolaToSingingConverter(WorldToSingingConverter):
         self.psola.add_input(np.asarray(window, np.float64), k * self.chunk_samples - self.context_samples, state.psola)
         tidy, first, end_frame = self.analyse_chunk(window, state, input_end)
         self.psola.add_analysis(tidy.f0_hz, first, state.psola)
-        state.custom.units.feed(tidy, first, end_frame)
+        self.transform(tidy, first, state, end_frame)
         return np.zeros(0, np.float32)
 
     def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
-        raise NotImplementedError("psola renders in finish(); step() feeds the units")  # pragma: no cover
+        """Listen only: the syllable units grow; nothing is sung before the input has ended."""
+        state.custom.units.feed(frames, first_frame, input_end_frame)
+        return Frames.empty(self.analysis.bins)
 
     def finish(self, state: PipelineState) -> np.ndarray:
         assert isinstance(state, PsolaSingingState) and state.psola is not None
