@@ -62,3 +62,22 @@ def test_nothing_to_align_gives_nothing():
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError, match="max_notes_per_syllable"):
         AlignmentConfig(max_notes_per_syllable=0)
+
+
+def test_early_consonants_start_before_the_note_and_take_from_the_previous_vowel():
+    from voxflip.engine.converters.psola_to_singing import PsolaToSingingConverter
+    from voxflip.engine.converters.syllable_units import Unit
+    from voxflip.engine.converters.world_to_singing import _Slot
+    from voxflip.engine.melody import Melody, Note
+
+    notes = (Note(0.0, 1.0, 60), Note(1.0, 2.0, 62), Note(2.5, 3.0, 64))
+    converter = PsolaToSingingConverter(Melody(notes, "t"), early_consonants=True)
+    # Three syllables: no onset; a 60 ms onset after a legato note; a 100 ms onset after a 0.5 s rest.
+    units = [Unit(onset=0, nucleus=0, coda=40, end=40), Unit(onset=50, nucleus=62, coda=90, end=90),
+             Unit(onset=100, nucleus=120, coda=150, end=150)]
+    plan = [_Slot(notes[0], 0, 200, units[0], False, None), _Slot(notes[1], 200, 400, units[1], False, 60.0),
+            _Slot(notes[2], 500, 600, units[2], False, None)]
+    converter._consonants_before_the_beat(plan)
+    assert (plan[0].start, plan[0].end) == (0, 188)       # the legato vowel gives up the 12-frame onset
+    assert (plan[1].start, plan[1].end) == (188, 400)
+    assert (plan[2].start, plan[2].end) == (480, 600)     # the rest gives the 20-frame onset

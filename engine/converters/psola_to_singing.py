@@ -49,8 +49,17 @@ class PsolaToSingingConverter(WorldToSingingConverter):
     name = "psola-to-singing"
 
     def __init__(self, melody: Melody, config: WorldToSingingConfig | None = None, *,
-                 alignment: AlignmentConfig | None = None, chunk_frames: int | None = None) -> None:
+                 alignment: AlignmentConfig | None = None, early_consonants: bool = False,
+                 chunk_frames: int | None = None) -> None:
+        """Args:
+            melody, config, chunk_frames: as :class:`WorldToSingingConverter`.
+            alignment: the syllable-to-note costs (:class:`.note_alignment.AlignmentConfig`).
+            early_consonants: start each syllable's onset consonants before its note, as singers do.
+                Off: on dev-data it followed the notes a little better (RCA 0.743 against 0.728,
+                DNSMOS 2.52 against 2.47) but lost more words (CER 0.512 against 0.470).
+        """
         super().__init__(melody, config, chunk_frames=chunk_frames)
+        self.early_consonants = bool(early_consonants)
         analysis = self.config.analysis
         self.alignment = alignment or AlignmentConfig()
         # Grains two output periods long where the note is above the speech (nearly always): on dev-data
@@ -139,7 +148,28 @@ class PsolaToSingingConverter(WorldToSingingConverter):
             prev_end, prev_midi = end, group_notes[-1].midi_note + s.transpose_semitones
         if not units:   # nothing was said: the melody's length of silence
             plan = [_Slot(notes[0], 0, self._frame_of(notes[-1].end_s), None, True, None)]  # type: ignore[arg-type]
+        elif self.early_consonants:
+            self._consonants_before_the_beat(plan)
         s.plan = plan
+
+    def _consonants_before_the_beat(self, plan: list[_Slot]) -> None:
+        """Singers start a syllable's onset consonants before its note, so the vowel lands on the beat:
+        move each slot's start back by its onset (taken from a rest before it, else from the end of
+        the previous slot, which keeps at least two thirds of its length)."""
+        prev_end = 0
+        for k, slot in enumerate(plan):
+            onset = slot.unit.nucleus - slot.unit.onset if slot.unit is not None else 0
+            onset = min(onset, int(self.config.max_onset_fraction * (slot.end - slot.start)))
+            if onset > 0:
+                room = slot.start - prev_end
+                if room < onset and k > 0:
+                    previous = plan[k - 1]
+                    take = min(onset - room, (previous.end - previous.start) // 3)
+                    if take > 0:
+                        previous.end -= take
+                        room += take
+                slot.start -= min(onset, max(0, room))
+            prev_end = slot.end
 
     def _next_slot(self, s: ToSingingState) -> _Slot | None | str:
         if s.plan:
