@@ -126,3 +126,18 @@ def test_the_output_does_not_depend_on_the_chunk_size(short_voice, method):
     for chunk_ms in (5, 10, 40):
         out = stream_in_blocks(Streamer(make_converter("speech", method, chunk_ms=chunk_ms)), short_voice, 10**9)
         np.testing.assert_array_equal(out, reference, err_msg=f"{method} at {chunk_ms} ms chunks")
+
+
+def test_input_is_held_in_a_buffer_that_grows_by_doubling():
+    """Holding a whole speech (psola to singing) must not copy it on every chunk: the buffer grows
+    geometrically, so 2000 chunks cost a handful of reallocations, and what it holds is the input."""
+    synth = PsolaSynth(PsolaConfig(SR, HOP))
+    state = synth.init_state()
+    x = np.random.default_rng(5).normal(0, 0.1, 2000 * 480)
+    capacities = set()
+    for k in range(2000):
+        synth.add_input(x[k * 480 - (40 if k else 0):(k + 1) * 480], k * 480 - (40 if k else 0), state)
+        capacities.add(state.buffer.shape[0])
+    assert state.held == x.shape[0] and state.buffer.shape[0] < 2 * x.shape[0] + 4096
+    assert len(capacities) <= 12
+    np.testing.assert_array_equal(state.buffer[state.offset:state.offset + state.held], x)

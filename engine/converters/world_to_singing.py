@@ -177,7 +177,7 @@ class WorldToSingingConverter(WorldPipelineConverter):
 
         A completed unit can release a whole long note at once; live, that would be one slow
         chunk. The budget spreads it over the following chunks (up to twice real time)."""
-        bins = self.analysis.bins
+        bins = s.units.store.bins   # the envelopes the units keep (psola keeps none)
         f0s: list[float] = []
         sps: list[np.ndarray] = []
         aps: list[np.ndarray] = []
@@ -223,7 +223,7 @@ class WorldToSingingConverter(WorldPipelineConverter):
         return Frames(np.array(f0s), np.ones(n), np.zeros(n), np.stack(sps), np.stack(aps))
 
     def _sing_frame(self, slot: _Slot, pos: int, s: ToSingingState) -> tuple[float, np.ndarray, np.ndarray]:
-        bins = self.analysis.bins
+        bins = s.units.store.bins   # the envelopes the units keep (psola keeps none)
         unit = slot.unit
         length = slot.end - slot.start
         gain = (slot.note.velocity / 100.0) ** 2

@@ -61,8 +61,10 @@ class PsolaConfig:
 
 @dataclass
 class PsolaState:
-    history: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    history_start: int = 0                  # input sample index of history[0]
+    buffer: np.ndarray = field(default_factory=lambda: np.zeros(0))   # input held: buffer[offset:offset + held]
+    offset: int = 0
+    held: int = 0
+    history_start: int = 0                  # input sample index of the first sample held
     marks: list[int] = field(default_factory=list)       # analysis marks (input samples), ascending
     periods: list[float] = field(default_factory=list)   # the period at each mark, samples
     next_mark: float = -math.inf            # where the next analysis mark falls
@@ -95,16 +97,22 @@ class PsolaSynth:
     def add_input(self, samples: np.ndarray, start: int, state: PsolaState) -> None:
         """Input samples from index ``start`` on (overlap with what is already held is ignored)."""
         end = start + samples.shape[0]
-        have_end = state.history_start + state.history.shape[0]
-        if state.history.shape[0] == 0:
-            state.history = np.asarray(samples, np.float64).copy()
+        if state.held == 0 and state.offset == 0 and state.buffer.shape[0] == 0:
             state.history_start = start
-            return
+        have_end = state.history_start + state.held
         if end <= have_end:
             return
         if start > have_end:
             raise ValueError(f"input samples {have_end}..{start} were never given")
-        state.history = np.concatenate([state.history, np.asarray(samples[have_end - start:], np.float64)])
+        new = np.asarray(samples[have_end - start:], np.float64)
+        need = state.held + new.shape[0]
+        if state.offset + need > state.buffer.shape[0]:
+            # Grow by doubling (amortised constant cost per sample), moving what is held to the front.
+            grown = np.zeros(max(need, 2 * state.buffer.shape[0], 4096))
+            grown[:state.held] = state.buffer[state.offset:state.offset + state.held]
+            state.buffer, state.offset = grown, 0
+        state.buffer[state.offset + state.held:state.offset + need] = new
+        state.held = need
 
     def add_analysis(self, f0_hz: np.ndarray, first_frame: int, state: PsolaState) -> None:
         """The input F0 of frames ``first_frame..`` (0: unvoiced): places the analysis marks."""
@@ -232,7 +240,7 @@ class PsolaSynth:
         """``input[centre - half : centre + half]``, zeros where the history has none."""
         a = centre - half - state.history_start
         b = a + 2 * half
-        h = state.history
+        h = state.buffer[state.offset:state.offset + state.held]
         if a >= 0 and b <= h.shape[0]:
             return h[a:b]
         out = np.zeros(2 * half)
@@ -244,7 +252,9 @@ class PsolaSynth:
     def _grow(self, state: PsolaState, end: int) -> None:
         need = end - state.acc_start
         if need > state.acc.shape[0]:
-            state.acc = np.concatenate([state.acc, np.zeros(need - state.acc.shape[0] + 4096)])
+            grown = np.zeros(max(need, 2 * state.acc.shape[0], 4096))
+            grown[:state.acc.shape[0]] = state.acc
+            state.acc = grown
 
     def _add(self, state: PsolaState, centre: int, grain: np.ndarray, half: int) -> None:
         a = centre - half
@@ -273,7 +283,8 @@ class PsolaSynth:
         m = bisect.bisect_left(state.marks, oldest_input)
         if m > 0:
             del state.marks[:m], state.periods[:m]
-        cut = oldest_input - state.history_start
+        cut = min(oldest_input - state.history_start, state.held)
         if cut > 0:
-            state.history = state.history[cut:]
+            state.offset += cut
+            state.held -= cut
             state.history_start += cut
