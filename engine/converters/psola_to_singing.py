@@ -29,6 +29,7 @@ from ..melody import Melody
 from ..vocoder.psola import PsolaConfig, PsolaState, PsolaSynth
 from .base import ConverterReport
 from .note_alignment import AlignmentConfig, align
+from .psola_to_speech import feed_chunk
 from .syllable_units import UnitTracker
 from .world_pipeline import PipelineState
 from .world_to_singing import ToSingingState, WorldToSingingConfig, WorldToSingingConverter, _Slot
@@ -80,10 +81,7 @@ class PsolaToSingingConverter(WorldToSingingConverter):
     # -- streaming: listen until the end, then sing ----------------------------------------------
     def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
         assert isinstance(state, PsolaSingingState) and state.psola is not None
-        k = state.chunks
-        self.psola.add_input(np.asarray(window, np.float64), k * self.chunk_samples - self.context_samples, state.psola)
-        tidy, first, end_frame = self.analyse_chunk(window, state, input_end)
-        self.psola.add_analysis(tidy.f0_hz, first, state.psola)
+        tidy, first, end_frame = feed_chunk(self, self.psola, state.psola, window, state, input_end)
         self.transform(tidy, first, state, end_frame)
         return np.zeros(0, np.float32)
 

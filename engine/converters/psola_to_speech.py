@@ -22,8 +22,19 @@ import numpy as np
 from ..features.world import Frames
 from ..vocoder.psola import PsolaConfig, PsolaState, PsolaSynth
 from .speech_timing import SpeechTimingConfig
-from .world_pipeline import PipelineState
+from .world_pipeline import PipelineState, WorldPipelineConverter
 from .world_speech_timing import WorldSpeechTimingConfig, WorldSpeechTimingConverter
+
+
+def feed_chunk(converter: WorldPipelineConverter, synth: PsolaSynth, psola: PsolaState, window: np.ndarray,
+               state: PipelineState, input_end: int | None) -> tuple[Frames, int, int | None]:
+    """What every PSOLA converter does first with a chunk: hand its window to the synthesiser, analyse
+    it, and place the analysis marks of the frames it completes; returns ``analyse_chunk``'s result."""
+    start = state.chunks * converter.chunk_samples - converter.context_samples
+    synth.add_input(np.asarray(window, np.float64), start, psola)
+    tidy, first, end_frame = converter.analyse_chunk(window, state, input_end)
+    synth.add_analysis(tidy.f0_hz, first, psola)
+    return tidy, first, end_frame
 
 
 @dataclass
@@ -62,9 +73,7 @@ class PsolaToSpeechConverter(WorldSpeechTimingConverter):
     def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
         assert isinstance(state, PsolaPipelineState) and state.psola is not None
         k = state.chunks
-        self.psola.add_input(np.asarray(window, np.float64), k * self.chunk_samples - self.context_samples, state.psola)
-        tidy, first, end_frame = self.analyse_chunk(window, state, input_end)
-        self.psola.add_analysis(tidy.f0_hz, first, state.psola)
+        tidy, first, end_frame = feed_chunk(self, self.psola, state.psola, window, state, input_end)
         if self.time_preserving:
             # Frames past the end of the input still get output: the streamer trims it.
             end_frame = None
