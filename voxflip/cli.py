@@ -33,6 +33,7 @@ FLAG_OF_OPTION: dict[str, str] = {
     "tempo": "--tempo",
     "vibrato_cents": "--vibrato-cents",
     "portamento_ms": "--portamento-ms",
+    "max_output_s": "--max-output-s",
     "live_notes": "live notes (no --melody)",
 }
 
@@ -123,6 +124,11 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--gain", type=_finite_float, default=0.0, metavar="DB", help="output gain in dB (default 0)")
     render.add_argument("--fx", metavar="PRESET",
                         help="effect preset JSON: pre-effects before the converter, post-effects after (see docs/effects.md)")
+    render.add_argument("--max-output-s", type=_finite_float, metavar="S",
+                        help="--to singing: the longest output a melody may ask for, in seconds (default 3600); "
+                             "a longer melody is refused before anything is allocated")
+    render.add_argument("--allow-plugins", action="store_true",
+                        help="let the --fx preset load VST3/AU plugin files (a plugin is code: see docs/security.md)")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     devices = sub.add_parser("devices", help="list audio devices", description="List the audio devices PortAudio sees.")
@@ -153,6 +159,10 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--block-size", type=_positive_int, default=256, metavar="N", help="frames per device callback (default 256)")
     live.add_argument("--channels", type=_positive_int, default=1, metavar="N", help="device channels (default 1)")
     live.add_argument("--fx", metavar="PRESET", help="effect preset JSON (pre- and post-effects around the converter)")
+    live.add_argument("--allow-plugins", action="store_true",
+                      help="let presets load VST3/AU plugin files (a plugin is code: see docs/security.md)")
+    live.add_argument("--max-output-s", type=_finite_float, metavar="S",
+                      help="the longest tune --melody may ask for, in seconds (default 3600)")
     live.add_argument("--safety-ms", type=_finite_float, default=5.0, metavar="MS",
                       help="scheduling margin added to the worker's prefill (default 5 ms; 0 = tightest, risks xruns)")
     live.add_argument("--on-overload", choices=["silence", "dry"], default="silence",

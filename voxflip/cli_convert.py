@@ -24,6 +24,7 @@ CONVERTER_FLAGS: dict[str, str] = {
     "tempo": "tempo",
     "vibrato_cents": "vibrato_cents",
     "portamento_ms": "portamento_ms",
+    "max_output_s": "max_output_s",
 }
 
 
@@ -62,6 +63,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             progress=progress,
             gain_db=args.gain,
             fx_preset=args.fx,
+            allow_plugins=args.allow_plugins,
         )
     finally:
         if bar is not None:
@@ -155,7 +157,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         rate = probe(args.input_file).sample_rate
     rate = rate or 48_000
     block = check_block_size(args.block_size)
-    controller = build_controller(converters, args.to, rate, args.fx)
+    controller = build_controller(converters, args.to, rate, args.fx, allow_plugins=args.allow_plugins)
     processor = controller.realtime
     chunk_s = max(c.chunk_samples / c.sample_rate for c in converters.values())
     prefill = prefill_blocks_for(chunk_s, rate, block, margin_s=args.safety_ms / 1000.0)

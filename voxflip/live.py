@@ -88,11 +88,12 @@ def format_devices(devices: list[Device]) -> str:
 
 
 def build_controller(converters: dict, mode: str, sample_rate: int, fx_preset: str | None = None,
-                     preset_dir: str | None = None):
+                     preset_dir: str | None = None, *, allow_plugins: bool = False):
     """The live chain: a converter per mode (``"speech"``, ``"singing"``; the active one by ``mode``) and effects."""
     from voxflip.streaming.live_control import LiveController
 
-    return LiveController(converters, mode, sample_rate, preset=fx_preset, preset_dir=preset_dir)
+    return LiveController(converters, mode, sample_rate, preset=fx_preset, preset_dir=preset_dir,
+                          allow_plugins=allow_plugins)
 
 
 def run_live_devices(

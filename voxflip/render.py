@@ -69,6 +69,7 @@ def render_file(
     progress: Callable[[int, int], None] | None = None,
     gain_db: float = 0.0,
     fx_preset: str | os.PathLike[str] | None = None,
+    allow_plugins: bool = False,
 ) -> RenderResult:
     """Convert one file.
 
@@ -82,6 +83,7 @@ def render_file(
         gain_db: output gain in dB, -60..+24.
         fx_preset: an effect preset (JSON): its pre-effects run before the converter and its
             post-effects after it, at the input's rate; their tails are rendered at the end.
+        allow_plugins: let the preset load VST3/AU plugin files (code; off by default).
 
     Returns:
         A :class:`RenderResult`.
@@ -116,7 +118,7 @@ def render_file(
         else:
             from voxflip.streaming.presets import load_preset
 
-            chain = load_preset(fx_preset, converter=converter)
+            chain = load_preset(fx_preset, converter=converter, allow_plugins=allow_plugins)
             chain.sample_rate = info.sample_rate
             resample = MonoResampler(info.sample_rate, rate_out)
             latency_s = chain.latency_s + resample.delay_s
