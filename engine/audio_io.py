@@ -101,8 +101,8 @@ def _open_checked(path: str | os.PathLike[str]) -> tuple[sf.SoundFile, AudioInfo
         raise AudioInputError(
             f"audio input {name} cannot be read: {_one_line(exc.strerror or exc)}"
         ) from None
-    try:
-        handle = sf.SoundFile(path)
+    try:  # bytes: a name that is not valid UTF-8 (b"caf\xe9.wav") reaches libsndfile as it is on disk
+        handle = sf.SoundFile(os.fsencode(path) if os.name == "posix" else path)
     except sf.LibsndfileError as exc:
         detail = _libsndfile_detail(exc)
         detail = "" if any(text in detail for text in _UNHELPFUL_ERRORS) else f" (libsndfile: {detail})"
@@ -155,13 +155,22 @@ class AudioReader:
         path: the input file, validated as in :func:`probe`.
         block_frames: samples per channel in each block (the last one may be shorter).
         mono: average the channels into one.
+        check_finite: refuse NaN/Inf samples (the default). False passes them through, for a
+            consumer that replaces and counts them itself (the live engine plays them as silence).
 
     Raises:
         AudioInputError: as :func:`probe`.
         ValueError: ``block_frames`` < 1.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, block_frames: int = 65536, mono: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        block_frames: int = 65536,
+        mono: bool = True,
+        check_finite: bool = True,
+    ) -> None:
         if (
             isinstance(block_frames, bool)
             or not isinstance(block_frames, numbers.Integral)
@@ -170,6 +179,7 @@ class AudioReader:
             raise ValueError(f"block_frames must be an integer >= 1 sample, got {block_frames!r}")
         self.block_frames = int(block_frames)
         self.mono = mono
+        self.check_finite = check_finite
         self._file, self.info = _open_checked(path)
         self.downmixed = mono and self.info.channels > 1
         self.frames_read = 0
@@ -181,7 +191,8 @@ class AudioReader:
         Each call starts again from the beginning of the file (ValueError if the format cannot seek).
 
         Raises:
-            AudioInputError: a NaN/Inf sample, a decoding error, or fewer samples than the header declares.
+            AudioInputError: a NaN/Inf sample (unless ``check_finite`` is False), a decoding error,
+                or fewer samples than the header declares.
         """
         info, name = self.info, repr(str(self.info.path))
         if self._file.closed:
@@ -205,7 +216,7 @@ class AudioReader:
                 ) from None
             if data.shape[0] == 0:
                 break
-            if not np.isfinite(data).all():
+            if self.check_finite and not np.isfinite(data).all():
                 self._raise_non_finite(data)
             self.frames_read += data.shape[0]
             if self.downmixed:

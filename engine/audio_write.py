@@ -9,6 +9,7 @@ The sample-rate range it accepts, ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``, is the o
 
 from __future__ import annotations
 
+import errno
 import logging
 import numbers
 import os
@@ -99,8 +100,10 @@ def _check_output(path: Path, sample_rate: int, channels: int, subtype: str | No
 class AtomicAudioWriter:
     """Write audio to a hidden temporary file and rename it onto ``path`` on success (context manager).
 
-    ``with`` commits when the block succeeds and aborts when it raises (the exception propagates).
-    A failure at any point removes the temporary file and leaves an existing file at ``path`` untouched.
+    ``with`` commits when the block succeeds and aborts when it raises (the exception propagates,
+    with the note "'PATH' was not written"). A failure or an interruption (Ctrl-C, or a signal the
+    caller turns into an exception) at any point removes the temporary file and leaves an existing
+    file at ``path`` untouched.
 
     Args:
         path: final file; its extension (one of ``WRITE_EXTENSIONS``) picks the format.
@@ -127,17 +130,20 @@ class AtomicAudioWriter:
         self.frames_written = 0
         self.clipped_samples = 0
         for _ in range(100):
-            temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+            # The name is recorded before the file exists, so that an interruption (Ctrl-C, SIGTERM)
+            # anywhere from here on finds it and removes it.
+            self._temp_path = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
             try:  # created with the umask's permissions, unlike mkstemp's 0600
-                self._fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                self._fd = os.open(self._temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
+                self._temp_path = None
                 continue
             except OSError as exc:
+                self._temp_path = None
                 raise AudioOutputError(
                     f"audio output {str(self.path)!r}: cannot create a temporary file "
-                    f"next to it: {_one_line(exc.strerror or exc)}"
+                    f"next to it: {_os_error_text(exc)}"
                 ) from None
-            self._temp_path = temp
             break
         else:  # pragma: no cover - 100 random collisions
             raise AudioOutputError(f"audio output {str(self.path)!r}: no free temporary file name next to it")
@@ -146,11 +152,15 @@ class AtomicAudioWriter:
                 self._fd, "w", self.sample_rate, self.channels, self.subtype, format=fmt, closefd=False
             )
         except (sf.SoundFileError, RuntimeError, OSError) as exc:
+            detail = self._disk_refusal() or _libsndfile_detail(exc)
             self._discard()
             raise AudioOutputError(
                 f"audio output {str(self.path)!r}: libsndfile cannot write {fmt}/{self.subtype} "
-                f"at {self.sample_rate} Hz with {self.channels} channels: {_libsndfile_detail(exc)}"
+                f"at {self.sample_rate} Hz with {self.channels} channels: {detail}"
             ) from None
+        except BaseException:  # interrupted: no temporary file left behind
+            self._discard()
+            raise
 
     def write(self, block: np.ndarray) -> None:
         """Append ``block``: float ``(n,)`` when mono, else ``(channels, n)``; clipped to [-1, 1].
@@ -186,10 +196,11 @@ class AtomicAudioWriter:
         try:
             self._file.write(np.ascontiguousarray(block.T))
         except (sf.SoundFileError, RuntimeError, OSError) as exc:
+            detail = self._disk_refusal() or _libsndfile_detail(exc)
             self.abort()
             raise AudioOutputError(
                 f"audio output {str(self.path)!r}: writing failed after {self.frames_written} "
-                f"samples: {_libsndfile_detail(exc)}"
+                f"samples: {detail}; the partial file was removed"
             ) from None
         self.clipped_samples += clipped
         self.frames_written += block.shape[1]
@@ -207,17 +218,30 @@ class AtomicAudioWriter:
             raise ValueError(f"audio output {str(self.path)!r} was aborted; open a new writer")
         file, self._file = self._file, None
         try:
-            file.close()
+            try:
+                file.close()
+            except (sf.SoundFileError, RuntimeError) as exc:  # the header could not be written
+                raise AudioOutputError(
+                    f"audio output {str(self.path)!r} could not be saved: "
+                    f"{self._disk_refusal() or _libsndfile_detail(exc)}"
+                ) from None
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
             os.replace(self._temp_path, self.path)
-        except (sf.SoundFileError, RuntimeError, OSError) as exc:
+            self._state = "committed"
+            self._temp_path = None
+        except AudioOutputError:
             self.abort()
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else _libsndfile_detail(exc)
-            raise AudioOutputError(f"audio output {str(self.path)!r} could not be saved: {detail}") from None
-        self._state = "committed"
-        self._temp_path = None
+            raise
+        except OSError as exc:
+            self.abort()
+            raise AudioOutputError(
+                f"audio output {str(self.path)!r} could not be saved: {_os_error_text(exc)}"
+            ) from None
+        except BaseException:  # interrupted: the output is either complete (renamed) or absent
+            self.abort()
+            raise
         self._fsync_directory()
         return self.path
 
@@ -227,6 +251,21 @@ class AtomicAudioWriter:
             return
         self._state = "aborted"
         self._discard()
+
+    def _disk_refusal(self) -> str | None:
+        """Why the disk refused a write, when it did (full, file-size limit, quota); else None.
+
+        libsndfile reports every failed write as "System error" and drops errno, so this writes one
+        byte at the end of the temporary file (discarded right after) and reads the reason the
+        kernel gives for that.
+        """
+        if self._fd < 0:
+            return None
+        try:
+            os.pwrite(self._fd, b"\0", os.fstat(self._fd).st_size)
+        except OSError as exc:
+            return _os_error_text(exc, self.path.parent)
+        return None
 
     def _discard(self) -> None:
         if self._file is not None:
@@ -264,11 +303,39 @@ class AtomicAudioWriter:
         if exc_type is None:
             self.commit()
         else:
+            interrupted_writing = self._state == "open"  # not a failure of this writer's (that one says so)
             self.abort()
+            if interrupted_writing and exc is not None:
+                exc.add_note(f"{str(self.path)!r} was not written")
 
     def __del__(self) -> None:  # a writer dropped without commit() or abort() leaves no temporary file
         if getattr(self, "_state", None) == "open":
             self.abort()
+
+
+def _os_error_text(exc: OSError, folder: Path | None = None) -> str:
+    """One line for an operating-system error while writing, with what to do about the usual ones."""
+    text = _one_line(exc.strerror or exc)
+    disk = f"the disk holding {str(folder)!r}" if folder is not None else "the disk"
+    if exc.errno == errno.ENOSPC:
+        return f"{text}: {disk} is full; free some space or write the output to another disk"
+    if exc.errno == getattr(errno, "EDQUOT", None):
+        return f"{text}: your quota on {disk} is used up; free some space or write the output to another disk"
+    if exc.errno == errno.EFBIG:
+        limit = _file_size_limit()
+        shown = f" of {limit} bytes" if limit is not None else ""
+        return f"{text}: this process's file-size limit{shown} (ulimit -f) is reached; raise it or write a shorter output"
+    return text
+
+
+def _file_size_limit() -> int | None:
+    """The soft RLIMIT_FSIZE in bytes, or None when unlimited or unknown."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
 def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int) -> Path:

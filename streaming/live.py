@@ -7,11 +7,17 @@ Threads and what they do:
   the output ring is short it plays silence (or the dry input, if asked) and
   counts an xrun. It never blocks, never waits for Python work, never raises.
   The output that missed its turn is dropped when it arrives, so an xrun
-  never adds latency (it cannot creep up over a long session).
+  never adds latency (it cannot creep up over a long session). Non-finite
+  input samples (NaN, Inf) become silence before they reach the ring, and
+  are counted.
 * the **worker** takes blocks from the input ring, runs the
   :class:`~voxflip.streaming.realtime.RealtimeStreamer` (converter + effects),
   applies queued parameter changes between blocks, and writes the result to
-  the output ring. An exception is logged once and turns into silence.
+  the output ring. An exception is logged once and turns into silence (with
+  ``stop_on_error``, it is kept in :attr:`LiveEngine.failure` instead, for the
+  caller to end the run with); non-finite output samples become silence and
+  are counted. If the worker's loop itself dies, :attr:`LiveEngine.failure`
+  says why, and :func:`run_file` raises it.
 
 Latency: the output ring starts with one block of silence (the callback reads
 block ``k``'s output one callback after it wrote block ``k``'s input), so the
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from voxflip.engine.errors import EngineError
 from voxflip.engine.params import ParamChange
 
 from .realtime import RealtimeStreamer
@@ -41,6 +48,10 @@ from .ring_buffer import RingBuffer
 log = logging.getLogger(__name__)
 
 OVERLOAD_MODES = ("silence", "dry")
+
+
+class LiveRunError(EngineError):
+    """A live run cannot go on: its worker or its file pacer failed (the message says where and why)."""
 
 
 @dataclass
@@ -53,6 +64,8 @@ class LiveStats:
     device_flags: int = 0          # callbacks PortAudio flagged with an under/overflow
     input_overruns: int = 0        # input blocks the ring had no room for
     worker_errors: int = 0
+    non_finite_input_samples: int = 0   # NaN/Inf samples from the device or file, played as silence
+    non_finite_output_samples: int = 0  # NaN/Inf samples from the processor, played as silence
     late_samples_dropped: int = 0  # output that arrived after its xrun, dropped to keep the latency fixed
     chunk_rtf: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
 
@@ -86,6 +99,13 @@ class LiveEngine:
         prefill_blocks: blocks of silence the output ring starts with: the time the worker may
             take for one block. A converter computes a whole chunk in the block that completes
             it, so this should cover one chunk (see :func:`prefill_blocks_for`).
+        stop_on_error: a processor exception is not logged but kept in :attr:`failure` (the
+            first one), so that the caller can end the run (a file run: its output would have
+            a silent hole); the block still plays as silence.
+
+    Attributes:
+        failure: the exception that ended the worker's loop, or with ``stop_on_error`` the first
+            processor exception; None while all is well.
     """
 
     def __init__(
@@ -100,6 +120,7 @@ class LiveEngine:
         apply_param: Callable[[ParamChange], None] | None = None,
         ring_seconds: float = 2.0,
         prefill_blocks: int = 1,
+        stop_on_error: bool = False,
     ) -> None:
         if on_overload not in OVERLOAD_MODES:
             raise ValueError(f"on_overload={on_overload!r} is not one of {', '.join(OVERLOAD_MODES)}")
@@ -118,6 +139,9 @@ class LiveEngine:
         self.params: queue.Queue[ParamChange] = queue.Queue(maxsize=1024)
         self.stats = LiveStats()
         self._out_block = np.zeros(block_size * channels_out, np.float32)
+        self._finite = np.zeros(block_size * channels_in, bool)  # the callback's NaN/Inf check, preallocated
+        self.stop_on_error = stop_on_error
+        self.failure: BaseException | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._error_logged = False
@@ -142,8 +166,13 @@ class LiveEngine:
         """Copy one device block in and one out. Never blocks, never raises."""
         try:
             stats = self.stats
+            samples = None
             if in_data is not None:
                 samples = np.frombuffer(in_data, dtype=np.float32)
+                finite = np.isfinite(samples, out=self._finite) if samples.shape == self._finite.shape else np.isfinite(samples)
+                if not finite.all():  # NaN/Inf would poison the converter's state: play them as silence
+                    stats.non_finite_input_samples += int(finite.size - np.count_nonzero(finite))
+                    samples = np.where(finite, samples, np.float32(0.0))
                 written = self.in_ring.write(samples, self.channels_in)
                 if written < frame_count:
                     stats.input_overruns += 1
@@ -159,8 +188,8 @@ class LiveEngine:
             else:
                 stats.xruns += 1
                 self._debt += frame_count
-                if self.on_overload == "dry" and in_data is not None:
-                    mono = np.frombuffer(in_data, dtype=np.float32).reshape(-1, self.channels_in).mean(axis=1)
+                if self.on_overload == "dry" and samples is not None:
+                    mono = samples.reshape(-1, self.channels_in).mean(axis=1)
                     out[:] = np.repeat(mono, self.channels_out)
                 else:
                     out[:] = 0.0
@@ -188,6 +217,7 @@ class LiveEngine:
         if self._worker is not None:
             raise RuntimeError("the engine is already running")
         self._stop.clear()
+        self.failure = None
         # The callback needs the GIL; by default a waiting thread gets it only after 5 ms, longer
         # than a 256-frame block. Ask the worker to hand it over every 0.5 ms while live.
         self._switch_interval = sys.getswitchinterval()
@@ -202,11 +232,21 @@ class LiveEngine:
             self._worker = None
             sys.setswitchinterval(self._switch_interval)
 
+    @property
+    def running(self) -> bool:
+        """True while the worker thread is alive (started and neither stopped nor dead)."""
+        return self._worker is not None and self._worker.is_alive()
+
     def _work(self) -> None:
         idle = min(0.002, self.block_size / self.sample_rate / 4)
-        while not self._stop.is_set():
-            if not self.work_once():
-                time.sleep(idle)
+        try:
+            while not self._stop.is_set():
+                if not self.work_once():
+                    time.sleep(idle)
+        except BaseException as exc:  # the loop itself broke: say why instead of going quiet
+            self.failure = exc
+            if not self.stop_on_error:
+                log.error("the live worker stopped: %s: %s", type(exc).__name__, exc)
 
     def work_once(self) -> bool:
         """Apply queued parameters and convert one block if a whole one is waiting; True if it did."""
@@ -218,12 +258,19 @@ class LiveEngine:
         started = time.perf_counter()
         try:
             y = self.processor.process(x)
-        except Exception:
+        except Exception as exc:
             self.stats.worker_errors += 1
-            if not self._error_logged:
+            if self.stop_on_error:
+                if self.failure is None:
+                    self.failure = exc
+            elif not self._error_logged:
                 log.exception("live conversion failed; playing silence (further errors are counted, not logged)")
                 self._error_logged = True
             y = np.zeros(block, np.float32)
+        finite = np.isfinite(y)
+        if not finite.all():
+            self.stats.non_finite_output_samples += int(finite.size - np.count_nonzero(finite))
+            y = np.where(finite, y, np.float32(0.0)).astype(np.float32, copy=False)
         self.stats.chunk_rtf.append((time.perf_counter() - started) * self.sample_rate / block)
         self.out_ring.write(y)
         return True
@@ -280,13 +327,35 @@ def run_file(
     After the input ends the pacer feeds silence until the engine's latency has
     played out: the output is exactly the input's length plus
     :attr:`LiveEngine.latency_samples`, what a listener would have heard.
+
+    The engine must be started (:meth:`LiveEngine.start`). Setting ``stop`` ends the run early.
+
+    Raises:
+        LiveRunError: the worker died, or (``engine.stop_on_error``) a block failed to convert;
+            or the pacer failed for another reason (``on_block`` raised, a bug).
+        EngineError: what reading ``blocks`` raised (an ``AudioInputError`` for a corrupt file),
+            raised here, in the calling thread.
+        BaseException: what ``write`` raised, or an interruption (Ctrl-C) while waiting.
+        In every case the pacer has been told to stop first.
     """
     block = engine.block_size
     period = block / engine.sample_rate
     out_q: queue.Queue[np.ndarray | None] = queue.Queue()
     stop = stop or threading.Event()
+    failed: list[BaseException] = []  # what ended the pacer, raised again in the calling thread
+
+    def check_engine(index: int) -> None:
+        if engine.failure is not None:
+            exc = engine.failure
+            raise LiveRunError(
+                f"live conversion failed about {index * period:.2f} s into the input: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            ) from exc
+        if not engine.running:
+            raise LiveRunError("the live engine's worker is not running; call LiveEngine.start() before run_file")
 
     def pace() -> None:
+        index = 0
         try:
             deadline = time.perf_counter()
             pending = np.zeros(0, np.float32)
@@ -294,7 +363,7 @@ def run_file(
             exhausted = False
             samples_in = 0
             owed: int | None = None  # output samples still to emit, known once the input ends
-            index = 0
+            check_engine(index)
             while not stop.is_set():
                 while pending.shape[0] < block and not exhausted:
                     try:
@@ -319,6 +388,7 @@ def run_file(
                         time.sleep(delay)
                 elif index > 0:
                     while engine.out_ring.available < block and not stop.is_set():
+                        check_engine(index)  # a dead worker would leave this waiting for ever
                         time.sleep(0.0002)
                 out = engine.callback(chunk.tobytes(), block)
                 mono = np.frombuffer(out, dtype=np.float32).reshape(-1, engine.channels_out)[:, 0].copy()
@@ -327,16 +397,31 @@ def run_file(
                     owed -= mono.shape[0]
                 out_q.put(mono)
                 index += 1
+                check_engine(index)
                 if on_block is not None:
                     on_block(index)
+        except EngineError as exc:
+            failed.append(exc)
+        except Exception as exc:
+            error = LiveRunError(f"the live file pacer failed about {index * period:.2f} s into the input: "
+                                 f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+            error.__cause__ = exc
+            failed.append(error)
         finally:
             out_q.put(None)
 
     pacer = threading.Thread(target=pace, name="voxflip-pacer", daemon=True)
     pacer.start()
-    while True:
-        item = out_q.get()
-        if item is None:
-            break
-        write(item)
+    try:
+        while True:
+            item = out_q.get()
+            if item is None:
+                break
+            write(item)
+    except BaseException:  # write failed, or Ctrl-C/SIGTERM arrived: stop the pacer before leaving
+        stop.set()
+        pacer.join(timeout=2.0)
+        raise
     pacer.join()
+    if failed:
+        raise failed[0]

@@ -1,7 +1,11 @@
 """The ``voxflip`` command line: its parser, and the reporting of errors.
 
 ``main(argv)`` returns the exit status: 0 on success, 2 for a user error (one line on
-stderr; ``--debug`` adds the traceback), 130 on Ctrl-C. The commands themselves are in
+stderr; ``--debug`` adds the traceback), ``128 + N`` when signal N stops it: 130 on Ctrl-C
+(SIGINT), 143 on SIGTERM, 129 on SIGHUP. Each of these three signals raises
+:class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread, so every ``with`` and
+``finally`` on the way out runs: an output file being written is removed, never left
+half-written or as a hidden temporary file. The commands themselves are in
 :mod:`voxflip.cli_convert` (render, demo, live, devices, bench) and :mod:`voxflip.cli_train`
 (corpus, train, export, eval). Converter names and their options come from the registry
 (:mod:`voxflip.engine.registry`); its errors name options as the Python API does
@@ -11,11 +15,15 @@ stderr; ``--debug`` adds the traceback), 130 on Ctrl-C. The commands themselves 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Iterator, Sequence
+from types import FrameType, ModuleType
 
 from voxflip.engine.errors import EngineError, OptionError
 
@@ -293,28 +301,118 @@ def error_message(exc: EngineError) -> str:
         message = exc.worded(lambda name: FLAG_OF_OPTION.get(name, name))
     else:
         message = str(exc)
-    return message.replace("\n", " ")
+    notes = [str(note) for note in getattr(exc, "__notes__", ())]   # added on the way out ("... was not written")
+    return "; ".join([message, *notes]).replace("\n", " ")
+
+
+#: the signals that stop a command cleanly (as Ctrl-C does), where the platform has them
+STOP_SIGNALS: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) arrived; raised in the main thread by :func:`main`.
+
+    It is a ``KeyboardInterrupt``, so code that cleans up after Ctrl-C cleans up after
+    SIGTERM and SIGHUP too, and ``main`` returns ``128 + signum``.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal_name(signum))
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[list[int]]:
+    """While inside, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread.
+
+    Only the first signal raises; later ones are noted (in the list yielded) and ignored while
+    the command cleans up, except that a third one ends the process at once. A signal that
+    is ignored when this starts (``nohup``, a background job's SIGINT) stays ignored, and a
+    forked worker process that inherited the handler dies of the signal as it would by default.
+    The previous handlers are back on exit. Outside the main thread this does nothing.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    pid = os.getpid()
+    done = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != pid:   # a forked child (multiprocessing, DataLoader): behave as by default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        received.append(signum)
+        if len(received) >= 3:   # cleaning up is stuck and the user insists
+            os._exit(128 + received[0])
+        if len(received) == 1 and not done:
+            raise Interrupted(signum)
+
+    previous: dict[int, object] = {}
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None or signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, handler)
+    try:
+        yield received
+    finally:
+        done = True
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _never_fail_printing() -> None:
+    """Print what cannot be encoded (a file name that is not UTF-8) escaped, instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = f"{exc.filename!r}: " if exc.filename is not None else ""
+    return f"{where}{' '.join((exc.strerror or str(exc)).split())}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import importlib
 
-    parser = get_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    module, function = COMMANDS[args.command]
-    try:
-        return getattr(importlib.import_module(f"voxflip.{module}"), function)(args)
-    except EngineError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"voxflip: error: {error_message(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("voxflip: interrupted", file=sys.stderr)
-        return 130
+    _never_fail_printing()
+    with stop_signals_raise():
+        parser = get_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        module, function = COMMANDS[args.command]
+        try:
+            return getattr(importlib.import_module(f"voxflip.{module}"), function)(args)
+        except EngineError as exc:
+            if args.debug:
+                traceback.print_exc()
+            print(f"voxflip: error: {error_message(exc)}", file=sys.stderr)
+            return 2
+        except OSError as exc:   # one not wrapped where it happened (a --stats-json path, ...)
+            if args.debug:
+                traceback.print_exc()
+            print(f"voxflip: error: {_os_error_message(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            if args.debug:
+                traceback.print_exc()
+            signum = getattr(exc, "signum", signal.SIGINT)
+            notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+            print(f"voxflip: interrupted by {signal_name(signum)}{notes}", file=sys.stderr)
+            return 128 + signum
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -149,6 +149,12 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise EngineError("--input-file and --output-file go together")
     if args.fast and args.input_file is None:
         raise EngineError("--fast only applies to --input-file")
+    if args.stats_json:   # checked before the run, not after an hour of it
+        import os
+
+        folder = os.path.dirname(args.stats_json) or "."
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            raise EngineError(f"--stats-json {args.stats_json!r}: folder {folder!r} does not exist or is not writable")
     converters = live_converters(args)
     rate = args.sample_rate
     if rate is None and args.input_file is not None:
@@ -168,18 +174,28 @@ def cmd_live(args: argparse.Namespace) -> int:
     processor.set_gain_db(args.gain)
     processor.reset_ramps()
     osc = start_osc(args, engine) if args.osc else None
+    interrupted: KeyboardInterrupt | None = None   # Ctrl-C or a stop signal: summarise, then exit 128+N
     try:
         if args.input_file is not None:
             extra = run_live_file(engine, args.input_file, args.output_file, realtime=not args.fast, quiet=args.quiet)
         else:
             extra = run_live_devices(engine, input_device=args.input_device, output_device=args.output_device,
                                      duration_s=args.seconds, quiet=args.quiet)
+    except KeyboardInterrupt as exc:
+        interrupted, extra = exc, {}
     finally:
         if osc is not None:
             osc.stop()
         if not args.quiet:
             print(file=sys.stderr)
-    print(summary(engine, extra))
+    stopped_by = None
+    if interrupted is not None:
+        import signal
+
+        from .cli import signal_name
+
+        stopped_by = signal_name(getattr(interrupted, "signum", signal.SIGINT))
+    print(summary(engine, extra, stopped_by), flush=True)
     if osc is not None:
         counters = ", ".join(f"{k} {v}" for k, v in osc.counters.items() if v)
         print(f"voxflip live: OSC messages: {counters or 'none'}")
@@ -190,10 +206,39 @@ def cmd_live(args: argparse.Namespace) -> int:
                  "processor_latency_samples": processor.latency_samples, "prefill_blocks": engine.prefill_blocks,
                  "xruns": engine.stats.xruns, "input_overruns": engine.stats.input_overruns,
                  "device_flags": engine.stats.device_flags, "worker_errors": engine.stats.worker_errors,
-                 "blocks": engine.stats.blocks_out, "osc": dict(osc.counters) if osc is not None else None, **extra}
-        with open(args.stats_json, "w") as f:
-            json.dump(stats, f, indent=2)
+                 "non_finite_input_samples": engine.stats.non_finite_input_samples,
+                 "non_finite_output_samples": engine.stats.non_finite_output_samples,
+                 "blocks": engine.stats.blocks_out, "osc": dict(osc.counters) if osc is not None else None,
+                 "stopped_by": stopped_by, **extra}
+        _write_text_atomically(args.stats_json, json.dumps(stats, indent=2), flag="--stats-json")
+    if interrupted is not None:
+        raise interrupted
     return 0
+
+
+def _write_text_atomically(path: str, text: str, *, flag: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it there: never half a file."""
+    import contextlib
+    import os
+    import secrets
+
+    folder, name = os.path.split(path)
+    temp = None
+    try:
+        temp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the umask's permissions
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(temp, path)
+        temp = None
+    except OSError as exc:
+        if isinstance(exc, FileExistsError):
+            temp = None   # not ours
+        raise EngineError(f"{flag} {path!r} cannot be written: {' '.join((exc.strerror or str(exc)).split())}") from None
+    finally:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
 
 
 def start_osc(args: argparse.Namespace, engine):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from voxflip.engine.errors import AudioInputError, ConfigError, EngineError, install_hint
-from voxflip.streaming.live import LiveEngine, run_file
+from voxflip.streaming.live import LiveEngine, LiveRunError, run_file
 
 DEFAULT_BLOCK = 256
 
@@ -105,7 +106,16 @@ def run_live_devices(
     duration_s: float | None = None,
     quiet: bool = False,
 ) -> dict[str, float]:
-    """Run ``engine`` full duplex on PortAudio devices until Ctrl-C (or ``duration_s``)."""
+    """Run ``engine`` full duplex on PortAudio devices until Ctrl-C (or ``duration_s``).
+
+    Ctrl-C (SIGINT) is the normal way to stop: it returns like the end of ``duration_s``.
+    Another stop signal turned into a ``KeyboardInterrupt`` by the CLI (SIGTERM, SIGHUP: one
+    with a ``signum`` other than SIGINT's) stops the devices and is raised again.
+
+    Raises:
+        EngineError: the devices cannot be opened.
+        LiveRunError: the worker thread died.
+    """
     pyaudio, pa = open_pyaudio()
     stream = None
     try:
@@ -136,10 +146,15 @@ def run_live_devices(
                 time.sleep(status_interval_s)
                 if not quiet:
                     print("\r" + engine.status_line(), end="", file=sys.stderr, flush=True)
+                if engine.failure is not None:
+                    exc = engine.failure
+                    raise LiveRunError(f"the live worker stopped after {time.monotonic() - started:.1f} s: "
+                                       f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
                 if duration_s is not None and time.monotonic() - started >= duration_s:
                     break
-        except KeyboardInterrupt:
-            pass
+        except KeyboardInterrupt as exc:
+            if getattr(exc, "signum", signal.SIGINT) != signal.SIGINT:
+                raise
         return {"device_input_latency_s": device_in, "device_output_latency_s": device_out,
                 "seconds": time.monotonic() - started}
     finally:
@@ -153,11 +168,24 @@ def run_live_devices(
 
 def run_live_file(engine: LiveEngine, input_path: str, output_path: str, *, realtime: bool = True,
                   quiet: bool = False) -> dict[str, float]:
-    """Play ``input_path`` through the live engine in real time (or as fast as possible) into ``output_path``."""
+    """Play ``input_path`` through the live engine in real time (or as fast as possible) into ``output_path``.
+
+    The output is written only when the whole input has played: an error, Ctrl-C or a stop
+    signal leaves no file (and no temporary file). NaN/Inf input samples play as silence and
+    are counted in ``engine.stats.non_finite_input_samples``. A block that fails to convert
+    ends the run (the engine is switched to ``stop_on_error``): the output would have a hole.
+
+    Raises:
+        AudioInputError: the input cannot be read, or is not at the engine's rate.
+        AudioOutputError: the output cannot be written (disk full, ...).
+        LiveRunError: the conversion failed.
+        KeyboardInterrupt: Ctrl-C or a stop signal (the output is not written).
+    """
     from voxflip.engine.audio_io import AudioReader
     from voxflip.engine.audio_write import AtomicAudioWriter
 
-    with AudioReader(input_path, block_frames=engine.block_size * 16) as reader:
+    engine.stop_on_error = True
+    with AudioReader(input_path, block_frames=engine.block_size * 16, check_finite=False) as reader:
         if reader.info.sample_rate != engine.sample_rate:
             raise AudioInputError(
                 f"audio input {input_path!r} is at {reader.info.sample_rate} Hz but the live engine runs at "
@@ -175,27 +203,30 @@ def run_live_file(engine: LiveEngine, input_path: str, output_path: str, *, real
 
         engine.start()
         try:
-            with AtomicAudioWriter(output_path, engine.sample_rate, 1) as writer:
-                try:
-                    run_file(engine, reader.blocks(), writer.write, realtime=realtime, on_block=status, stop=stop)
-                except KeyboardInterrupt:
-                    stop.set()
-                    raise
+            with AtomicAudioWriter(output_path, engine.sample_rate, 1) as writer:  # on error: "... was not written"
+                run_file(engine, reader.blocks(), writer.write, realtime=realtime, on_block=status, stop=stop)
         finally:
             engine.stop()
         return {"seconds": time.monotonic() - started}
 
 
-def summary(engine: LiveEngine, extra: dict[str, float]) -> str:
+def summary(engine: LiveEngine, extra: dict[str, float], stopped_by: str | None = None) -> str:
+    """The one-line report of a live run; ``stopped_by`` names the signal that cut it short, if one did."""
     p50, p99 = engine.stats.rtf_percentiles()
     s = engine.stats
-    return (
-        f"voxflip live: {s.blocks_out} blocks ({s.blocks_out * engine.block_size / engine.sample_rate:.1f} s) at "
+    text = (
+        f"voxflip live{f' (stopped by {stopped_by})' if stopped_by else ''}: {s.blocks_out} blocks "
+        f"({s.blocks_out * engine.block_size / engine.sample_rate:.1f} s) at "
         f"{engine.sample_rate} Hz, declared latency {1000 * engine.latency_s:.1f} ms, RTF p50 {p50:.2f} p99 {p99:.2f}, "
         f"xruns {s.xruns}, input overruns {s.input_overruns}, device flags {s.device_flags}, "
         f"worker errors {s.worker_errors}, silence inserted {engine.processor.gap_samples / engine.sample_rate:.2f} s, "
         f"late output dropped {s.late_samples_dropped / engine.sample_rate:.2f} s"
     )
+    if s.non_finite_input_samples:
+        text += f", non-finite input {s.non_finite_input_samples} samples (played as silence)"
+    if s.non_finite_output_samples:
+        text += f", non-finite output {s.non_finite_output_samples} samples (played as silence)"
+    return text
 
 
 def check_block_size(block_size: int) -> int:
