@@ -15,6 +15,15 @@ Per chunk of ``chunk_frames`` 10 ms frames at 16 kHz:
 Analysis runs ``lookahead_frames + 1`` frames ahead of synthesis (the model's lookahead
 and the vocoder's interpolation frame), which is part of ``latency_samples``.
 Noise for the prior comes from a generator seeded per stream, so a render is repeatable.
+
+Level and rate safety (docs/converters.md, "Level safety"): a frame whose mel window peaks above
+full scale is analysed scaled down by ``2**-k`` (:mod:`..features.levels`; ``k`` never falls
+within a stream, so a loud stream keeps its level contour), so the model sees the levels it was
+trained on whatever the input's, and ``k * ln 2`` is added back to the speech mel of the frames
+that came from it: a loud input comes out loud, at about the length a normal-level one gets. The bands above :data:`RESAMPLER_EDGE` of Nyquist (7.2-8 kHz), which a resampler's
+transition band attenuates and a native 16 kHz input does not, take the value of the band below
+them, so the same content gives the same durations at any input rate (the model's durations
+follow that band closely: it alone moved a 4 s sentence from 4.0 s at 22-192 kHz to 4.2 s at 16 kHz).
 """
 
 from __future__ import annotations
@@ -27,13 +36,22 @@ import numpy as np
 from ..backends.onnx_step import OnnxStepModel
 from ..errors import ConfigError
 from ..features.frames import frame_matrix
-from ..features.mel import MelAnalyzer, MelConfig
+from ..features.levels import scale_exponents
+from ..features.mel import MelAnalyzer, MelConfig, band_edges_hz
 from ..features.pitch import PitchConfig, yin_frames
 from ..features.syllables import SyllableConfig, SyllableTracker
 from ..vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 from ..vocoder.source_filter import SynthState
 from .base import ChunkGrid, Converter, ConverterReport, check_transpose
 from .intonation import IntonationConfig, SpeechIntonation
+
+#: fraction of the model's Nyquist frequency up to which every resampler is flat (pedalboard's
+#: StreamResampler: -0.0 dB at 7.2 kHz, -0.2 dB at 7.5, -3 dB at 7.8 for 16 kHz out); the mel bands
+#: reaching above it are not read from the input (see the module docstring)
+RESAMPLER_EDGE = 0.9
+#: the most speech frames one singing frame may expand to (normal input: at most about 10; a
+#: bound on the output's length whatever the model predicts)
+MAX_FRAMES_PER_FRAME = 16.0
 
 
 def flow_chunk_grid() -> ChunkGrid:
@@ -56,6 +74,8 @@ class FlowState:
     chunks: int = 0
     pending_f0: list[float] = field(default_factory=list)    # speech F0 of frames whose mel is still to come
     pending_voiced: list[bool] = field(default_factory=list)
+    pending_gain: list[float] = field(default_factory=list)  # log gain taken off each such frame (level safety)
+    gain_exponent: int = 0                                    # the largest 2**-k scale used so far
     carry: float = 0.0                                        # dur: fractional frames owed
     frames_out: int = 0
     last_mel: np.ndarray | None = None
@@ -93,6 +113,8 @@ class FlowToSpeechConverter(Converter):
         self.vocoder = MelVocoder(MelVocoderConfig(mel=mel))
         self._frame_s = self.hop_samples / self.sample_rate
         self._seed = seed
+        upper = band_edges_hz(mel)[2:]
+        self._bands_read = max(1, int(np.sum(upper <= RESAMPLER_EDGE * mel.sample_rate / 2)))
 
     def describe(self) -> str:
         return f"{self.name} ({self.model.path.name}) @ {self.sample_rate} Hz"
@@ -112,14 +134,26 @@ class FlowToSpeechConverter(Converter):
             raise ConfigError(f"{self.name} has no parameter {name!r}; it has transpose")
 
     # -- analysis ------------------------------------------------------------------------------------
-    def _analyse(self, window: np.ndarray, start: int, first: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _analyse(self, window: np.ndarray, start: int, first: int, count: int,
+                 s: FlowState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Log-mel (level-safe, top bands from below the resampler edge), F0, level in dB and the
+        log gain taken off each frame's mel (0 until the stream first goes above full scale)."""
         mel_cfg = self.model.mel
         frames = frame_matrix(window, start, first, count, self.hop_samples, mel_cfg.win_samples)
+        # The scale only ever grows: once loud, the stream keeps its own level contour (which the
+        # model's durations follow), at the level of its loudest frame so far brought to full scale.
+        own = scale_exponents(np.max(np.abs(frames), axis=1)) if count else np.zeros(0, np.int64)
+        exponents = np.maximum.accumulate(np.concatenate([[s.gain_exponent], own]))[1:]
+        if count:
+            s.gain_exponent = int(exponents[-1])
+        if exponents.any():
+            frames = np.ldexp(frames, -exponents[:, None])
         log_mel = self._mel.log_mel_frames(frames)
+        log_mel[:, self._bands_read:] = log_mel[:, self._bands_read - 1 : self._bands_read]
         pitch_frames = frame_matrix(window, start, first, count, self.hop_samples, self._pitch_win)
         f0, _ = yin_frames(pitch_frames, self.sample_rate, self.pitch)
         level_db = 20.0 * np.log10(np.sqrt(np.mean(pitch_frames**2, axis=1)) + 1e-10)
-        return log_mel, f0, level_db
+        return log_mel, f0, level_db, exponents * np.log(2.0)
 
     def _speech_f0(self, s: FlowState, f0: np.ndarray, level_db: np.ndarray) -> tuple[list[float], list[bool]]:
         out, voiced = [], []
@@ -136,7 +170,8 @@ class FlowToSpeechConverter(Converter):
         k = s.chunks
         first, count = (0, n + self.ahead) if k == 0 else (k * n + self.ahead, n)
         c0 = k * self.chunk_samples
-        log_mel, f0, level = self._analyse(np.asarray(window, dtype=np.float64), c0 - self.context_samples, first, count)
+        log_mel, f0, level, log_gain = self._analyse(np.asarray(window, dtype=np.float64), c0 - self.context_samples,
+                                                     first, count, s)
         s.chunks += 1
         speech_mel = skip = None
         if not self.predict_durations:
@@ -150,19 +185,22 @@ class FlowToSpeechConverter(Converter):
         sf0, svoiced = self._speech_f0(s, f0, level)
         s.pending_f0.extend(sf0)
         s.pending_voiced.extend(svoiced)
+        s.pending_gain.extend(log_gain.tolist())
         m = mu.shape[0]
         src_f0 = np.array(s.pending_f0[:m])
-        del s.pending_f0[:m], s.pending_voiced[:m]
+        src_gain = np.array(s.pending_gain[:m])
+        del s.pending_f0[:m], s.pending_voiced[:m], s.pending_gain[:m]
         if speech_mel is not None:
-            return self._synth(s, speech_mel[drop:], src_f0)
+            return self._synth(s, speech_mel[drop:] + src_gain[:, None], src_f0)
         end_frame = None if input_end is None else -(-input_end // self.hop_samples)
         skip = None if skip is None else skip[drop:]   # a residual model's singing frames, to add to its output
-        return self._expand(s, mu, logs, log_dur, skip, src_f0, k * n + 1 if k else 0, end_frame)
+        return self._expand(s, mu, logs, log_dur, skip, src_f0, src_gain, k * n + 1 if k else 0, end_frame)
 
-    def _expand(self, s: FlowState, mu, logs, log_dur, skip, src_f0, first_frame: int,
+    def _expand(self, s: FlowState, mu, logs, log_dur, skip, src_f0, src_gain, first_frame: int,
                 end_frame: int | None) -> np.ndarray:
         counts = []
-        for i, d in enumerate(np.expm1(np.maximum(log_dur, 0.0))):
+        log_dur = np.nan_to_num(np.asarray(log_dur, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        for i, d in enumerate(np.minimum(np.expm1(np.maximum(log_dur, 0.0)), MAX_FRAMES_PER_FRAME)):
             if end_frame is not None and first_frame + i >= end_frame:
                 counts.append(0)
                 continue
@@ -176,7 +214,7 @@ class FlowToSpeechConverter(Converter):
         noise = s.rng.standard_normal((index.size, mu.shape[1])).astype(np.float32)
         z = mu[index] + np.exp(logs[index]) * noise * float(self.model.manifest["noise_scale"])
         mel, s.decoder = self.model.decode(z, s.decoder, None if skip is None else skip[index])
-        return self._synth(s, mel, src_f0[index])
+        return self._synth(s, mel + src_gain[index][:, None], src_f0[index])
 
     def _synth(self, s: FlowState, mel: np.ndarray, f0: np.ndarray) -> np.ndarray:
         if mel.shape[0] == 0:

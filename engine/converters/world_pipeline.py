@@ -152,7 +152,7 @@ class WorldPipelineConverter(Converter):
         blip = (f0 > 0) & ~voiced_before & ~voiced_next
         f0 = np.where(gap | jump, mean_neighbour, f0)
         f0 = np.where(blip, 0.0, f0)
-        tidy = Frames(f0, ready.periodicity, ready.level_db, ready.sp, ready.ap)
+        tidy = Frames(f0, ready.periodicity, ready.level_db, ready.sp, ready.ap, ready.scale_exponent)
         first = state.frames_tidied
         state.frames_tidied += len(tidy)
         # The context of the next call is this frame as analysed, not as tidied: within a call every

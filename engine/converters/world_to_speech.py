@@ -126,6 +126,7 @@ class WorldToSpeechConverter(WorldPipelineConverter):
         f0_out = np.zeros(n)
         shortening = self.shorten
         keep_ratio = 1.0 - 0.9 * s.duration
+        floors = frames.envelope_floor(1e-12)   # level safety: the floor follows a loud frame's level
         for i in range(n):
             index = first_frame + i
             if shortening and input_end_frame is not None and index >= input_end_frame:
@@ -136,7 +137,7 @@ class WorldToSpeechConverter(WorldPipelineConverter):
             event = s.tracker.update(f0 > 0, level, f0)
             s.frames_in += 1
             if shortening and s.duration > 0.0:
-                logsp = 10.0 * np.log10(frames.sp[i, self._steady_bins] + 1e-12)
+                logsp = 10.0 * np.log10(frames.sp[i, self._steady_bins] + floors[i]) - 10.0 * np.log10(floors[i, 0] / 1e-12)
                 steady = (
                     event.voiced
                     and not event.syllable_start
@@ -156,7 +157,8 @@ class WorldToSpeechConverter(WorldPipelineConverter):
                 s.last_kept_logsp = logsp
             f0_out[i] = s.intonation.next(event, f0, level, s.transpose_semitones)
             s.frames_kept += 1
-        out = Frames(f0_out[keep], frames.periodicity[keep], frames.level_db[keep], frames.sp[keep], frames.ap[keep])
+        out = Frames(f0_out[keep], frames.periodicity[keep], frames.level_db[keep], frames.sp[keep], frames.ap[keep],
+                     frames.exponents()[keep])
         if len(out):
             s.last_out = out.slice(len(out) - 1, len(out))
         return out

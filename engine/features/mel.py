@@ -90,11 +90,16 @@ def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
     return np.where(mel < min_log_mel, mel * f_sp, min_log_hz * np.exp(logstep * (mel - min_log_mel)))
 
 
+def band_edges_hz(config: MelConfig) -> np.ndarray:
+    """``(n_mels + 2,)`` edges of the filterbank's triangles: band ``i`` spans ``edges[i] .. edges[i + 2]``."""
+    return mel_to_hz(np.linspace(hz_to_mel(config.fmin_hz), hz_to_mel(config.fmax_hz), config.n_mels + 2))
+
+
 def mel_filterbank(config: MelConfig) -> np.ndarray:
     """``(n_mels, n_fft // 2 + 1)`` triangular filters, each of unit area in Hz."""
     bins = config.n_fft // 2 + 1
     freqs = np.linspace(0.0, config.sample_rate / 2, bins)
-    edges = mel_to_hz(np.linspace(hz_to_mel(config.fmin_hz), hz_to_mel(config.fmax_hz), config.n_mels + 2))
+    edges = band_edges_hz(config)
     lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None, :] - lower) / (center - lower)
     falling = (upper - freqs[None, :]) / (upper - center)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .frames import frame_matrix
+from .levels import frame_peaks, repair_aperiodicity, scale_exponents
 from .pitch import PitchConfig, yin_frames
 
 with warnings.catch_warnings():
@@ -84,14 +85,25 @@ class Frames:
     level_db: np.ndarray     # (n,), frame RMS in dB full scale
     sp: np.ndarray           # (n, bins), power spectral envelope
     ap: np.ndarray           # (n, bins), aperiodicity 0..1
+    #: (n,) int: each frame was analysed at 2**-k of its level (.levels); None: all 0
+    scale_exponent: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.f0_hz.shape[0])
 
+    def exponents(self) -> np.ndarray:
+        """``scale_exponent``, zeros where it was not kept."""
+        return np.zeros(len(self), np.int64) if self.scale_exponent is None else self.scale_exponent
+
+    def envelope_floor(self, floor: float) -> np.ndarray:
+        """``(n, 1)``: a floor for ``sp`` that follows the level as the analysis did (``floor * 4**k``),
+        so a decision on floored envelopes is the same for a loud frame as for its normal-level copy."""
+        return np.ldexp(np.full(len(self), float(floor)), 2 * self.exponents())[:, None]
+
     def slice(self, start: int, stop: int) -> Frames:
         return Frames(
             self.f0_hz[start:stop], self.periodicity[start:stop], self.level_db[start:stop],
-            self.sp[start:stop], self.ap[start:stop],
+            self.sp[start:stop], self.ap[start:stop], self.exponents()[start:stop],
         )
 
     @staticmethod
@@ -105,6 +117,7 @@ class Frames:
             np.concatenate([p.level_db for p in parts]),
             np.concatenate([p.sp for p in parts]),
             np.concatenate([p.ap for p in parts]),
+            np.concatenate([p.exponents() for p in parts]),
         )
 
     @staticmethod
@@ -149,10 +162,20 @@ class WorldAnalyzer:
         level_db = 20.0 * np.log10(rms + 1e-10)
         x = np.ascontiguousarray(segment, dtype=np.float64)
         times = centers / cfg.sample_rate
-        sp = pyworld.cheaptrick(x, f0, times, cfg.sample_rate, fft_size=cfg.fft_size)
         f0_d4c = np.where(f0 > 0, np.maximum(f0, cfg.d4c_min_f0_hz), 0.0)
-        ap = pyworld.d4c(x, f0_d4c, times, cfg.sample_rate, threshold=0.0, fft_size=cfg.fft_size)
-        return Frames(f0, periodicity, level_db, sp, ap)
+        # Level safety (.levels): a frame whose analysis reach peaks above full scale is analysed
+        # scaled down by 2**-k, and its envelope scaled back up by 4**k (exact: powers of two).
+        exponents = scale_exponents(frame_peaks(x, centers, margin))
+        sp = np.empty((num_frames, cfg.bins))
+        ap = np.empty((num_frames, cfg.bins))
+        for k in np.unique(exponents):
+            rows = np.nonzero(exponents == k)[0]
+            xk = x if k == 0 else np.ldexp(x, -int(k))
+            sp[rows] = np.ldexp(pyworld.cheaptrick(xk, f0[rows], times[rows], cfg.sample_rate, fft_size=cfg.fft_size),
+                                2 * int(k))
+            ap[rows] = pyworld.d4c(xk, f0_d4c[rows], times[rows], cfg.sample_rate, threshold=0.0,
+                                   fft_size=cfg.fft_size)
+        return Frames(f0, periodicity, level_db, sp, repair_aperiodicity(ap), exponents)
 
     def analyze_signal(self, audio: np.ndarray) -> Frames:
         """Analyse every centred frame of a whole signal (offline convenience)."""

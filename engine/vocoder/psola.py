@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
+from ..features.levels import limit_output
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class PsolaSynth:
             ready = min(ready, until)
         n = max(0, ready - state.acc_start)
         self._grow(state, state.acc_start + n)
-        out = state.acc[:n].astype(np.float32)
+        out = limit_output(state.acc[:n])
         state.acc = state.acc[n:]
         state.acc_start += n
         self._forget(state)

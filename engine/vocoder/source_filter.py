@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
+from ..features.levels import limit_output
 
 _EPS = 1e-12
 
@@ -176,7 +177,7 @@ class SourceFilterSynth:
         out = buf[:total]
         state.ola = buf[total : total + cfg.fft_size].copy()
         state.samples_out += total
-        return out.astype(np.float32), state
+        return limit_output(out), state
 
     def _responses(
         self,
