@@ -4,7 +4,9 @@ Threads:
 
 * the **server thread** (python-osc's :class:`BlockingOSCUDPServer`, one datagram at a
   time, so changes are queued in the order they arrived) checks the sender against the
-  allowlist (parsed by :mod:`~voxflip.osc_control.binding`), checks the datagram's
+  allowlist (parsed by :mod:`~voxflip.osc_control.binding`), then that sender's own rate
+  limit (a token bucket per sender address, so a flood from one sender -- allowed or
+  not -- never uses up another's share), checks the datagram's
   structure (:func:`~voxflip.osc_control.datagram.check_datagram`), decodes it, validates
   each message with :func:`~voxflip.osc_control.address_space.parse_message` and puts
   (``put_nowait``) the :class:`~voxflip.engine.params.ParamChange` on the engine's
@@ -29,6 +31,7 @@ import queue
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,6 +65,8 @@ COUNTER_NAMES: tuple[str, ...] = (
     "replies_sent", "reply_errors", "internal_errors",
 )
 
+#: senders whose rate-limit buckets are remembered; the least recently heard is forgotten first
+MAX_TRACKED_SENDERS = 1024
 _POLL_INTERVAL_S = 0.05                         # how quickly serve_forever notices stop()
 _RECEIVE_BUFFER_BYTES = 1 << 20                 # asked of the OS; it may grant less
 _INT32 = (-(2**31), 2**31 - 1)
@@ -85,9 +90,10 @@ class OscServer:
         reply_to: ``(host, port)`` to push a status message to every ``reply_interval_s``.
         reply_interval_s: seconds between pushes, >= 0.01.
         log_interval_s: at most one warning per rejection reason per this many seconds.
-        max_rate: datagrams per second taken on average; those over it are dropped unread
-            and counted as ``rate_limited``.
-        burst: datagrams taken at once above ``max_rate`` (the token bucket's size), >= 1.
+        max_rate: datagrams per second taken on average from each sender address (checked
+            after the allowlist); those over it are dropped unread and counted as ``rate_limited``.
+        burst: datagrams taken at once from one sender above ``max_rate`` (its token bucket's
+            size), >= 1. The last :data:`MAX_TRACKED_SENDERS` senders' buckets are kept.
 
     Raises:
         ValueError: a bad port, CIDR, ``reply_to``, interval or rate (one line each).
@@ -122,12 +128,12 @@ class OscServer:
             raise ValueError(f"log_interval_s={log_interval_s!r} must be a number of seconds >= 0")
         if not (isinstance(max_rate, int | float) and max_rate > 0 and isinstance(burst, int) and burst >= 1):
             raise ValueError(f"max_rate={max_rate!r} must be > 0 datagrams per second and burst={burst!r} >= 1")
-        # A token bucket in front of everything: a flood must not take the interpreter from the
-        # audio worker. Datagrams over the rate are dropped unread (counted as rate_limited).
+        # A token bucket per sender address, after the allowlist: a flood must not take the
+        # interpreter from the audio worker, nor one sender's flood the share of another.
+        # Datagrams over the rate are dropped unread (counted as rate_limited).
         self._max_rate = float(max_rate)
         self._burst = float(burst)
-        self._tokens = float(burst)
-        self._tokens_at = time.monotonic()
+        self._buckets: OrderedDict[Any, tuple[float, float]] = OrderedDict()   # sender -> (tokens, at)
         self._queue = queue
         self._host = host
         self._port = port
@@ -224,30 +230,36 @@ class OscServer:
     # --- server thread ---
 
     def _admit(self, client_address: Any) -> bool:
-        """The rate limit and the allowlist, before any parsing (called by the socket server)."""
+        """The allowlist, then the sender's rate limit, before any parsing (called by the socket server)."""
         self._count("datagrams")
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._max_rate)
-        self._tokens_at = now
-        if self._tokens < 1.0:
-            self._reject(Rejection("rate_limited", f"more than {self._max_rate:g} datagrams per second; dropped unread"),
-                         _sender(client_address))
-            return False
-        self._tokens -= 1.0
-        if self._networks is None:
-            return True
         try:
-            ip = ipaddress.ip_address(client_address[0])
+            ip: Any = ipaddress.ip_address(client_address[0])
             if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
                 ip = ip.ipv4_mapped
-            if any(ip in network for network in self._networks):
-                return True
         except (ValueError, TypeError, IndexError):
-            ip = client_address
-        allowed = ", ".join(map(str, self._networks))
-        self._reject(Rejection("not_allowed", f"sender {ip} is outside the allowlist ({allowed}); datagram dropped"),
-                     _sender(client_address))
-        return False
+            ip = None
+        if self._networks is not None and not (ip is not None and any(ip in net for net in self._networks)):
+            allowed = ", ".join(map(str, self._networks))
+            self._reject(Rejection("not_allowed", f"sender {client_address if ip is None else ip} is outside "
+                                   f"the allowlist ({allowed}); datagram dropped"), _sender(client_address))
+            return False
+        if not self._take_token(ip if ip is not None else repr(client_address)):
+            self._reject(Rejection("rate_limited", f"more than {self._max_rate:g} datagrams per second from this "
+                                   "sender; dropped unread"), _sender(client_address))
+            return False
+        return True
+
+    def _take_token(self, sender: Any) -> bool:
+        """One datagram from ``sender`` (an address, any port): whether its bucket had a token."""
+        now = time.monotonic()
+        buckets = self._buckets
+        tokens, at = buckets.pop(sender, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._max_rate)
+        taken = tokens >= 1.0
+        buckets[sender] = (tokens - 1.0 if taken else tokens, now)   # now the most recently heard
+        while len(buckets) > MAX_TRACKED_SENDERS:
+            buckets.popitem(last=False)
+        return taken
 
     def _on_datagram(self, data: bytes, client_address: Any) -> None:
         try:

@@ -15,7 +15,8 @@ audio thread.
   ``duration``: to the speech converter, if it shortens vowels. Which converter takes which
   parameter is the registry's ``ConverterSpec.params``; any other is refused with a message.
 - ``fx``: a parameter of a named plugin in the chain; ``preset``: rebuild the
-  chain's effects from a preset name (bundled, or in the preset folder).
+  chain's effects from a preset *name* (bundled, or in the user preset folder;
+  never a path, never the working directory -- see docs/security.md).
 
 Latency is declared once, when the engine starts, from the converter of the starting
 mode. The WORLD converters of both modes share one chunk grid, and so one latency; a
@@ -39,7 +40,7 @@ from voxflip.engine.params import ParamChange
 from voxflip.engine.registry import spec_of
 
 from .effects import Chain
-from .presets import bundled_presets, load_preset
+from .presets import find_preset, is_preset_path, load_preset
 from .realtime import RealtimeStreamer
 
 log = logging.getLogger(__name__)
@@ -140,17 +141,25 @@ class LiveController:
         converters: the converter per mode (``"speech"`` and/or ``"singing"``).
         mode: the starting mode.
         sample_rate: the device rate.
-        preset: an effect preset name or path, or None.
-        preset_dir: a folder of presets that ``preset`` changes may name.
+        preset: the starting effect preset: a name, or a path given by the user (the
+            command line's ``--fx``), or None.
+        preset_dir: the user preset folder that preset *names* are looked up in, beside
+            the bundled presets; default :func:`~.presets.user_preset_dir`.
+        allow_plugins: let presets load VST3/AU plugin files (a plugin is code).
+
+    Raises:
+        ConfigError: no converter for ``mode``; a bad starting preset.
     """
 
     def __init__(self, converters: dict[str, Converter], mode: str, sample_rate: int, *,
-                 preset: str | None = None, preset_dir: str | Path | None = None) -> None:
+                 preset: str | None = None, preset_dir: str | Path | None = None,
+                 allow_plugins: bool = False) -> None:
         if mode not in converters:
             raise ConfigError(f"mode {mode!r} has no converter; available: {', '.join(converters)}")
         self.converters = converters
         self.sample_rate = int(sample_rate)
         self.preset_dir = Path(preset_dir) if preset_dir is not None else None
+        self.allow_plugins = bool(allow_plugins)
         self.mode = mode
         self.preset = preset
         self._sticky: dict[str, dict[str, object]] = {m: {} for m in converters}  # re-applied after a swap
@@ -166,19 +175,15 @@ class LiveController:
         if preset is None:
             chain = Chain([converter], sample_rate=self.sample_rate)
         else:
-            chain = load_preset(self._preset_path(preset), converter=converter)
+            chain = load_preset(self._preset_path(preset), converter=converter, allow_plugins=self.allow_plugins)
             chain.sample_rate = self.sample_rate
         return chain
 
-    def _preset_path(self, name: str) -> str:
-        if self.preset_dir is not None:
-            candidate = self.preset_dir / f"{name}.json"
-            if candidate.is_file():
-                return str(candidate)
-        if name in bundled_presets() or Path(name).is_file():
-            return name
-        where = f" or in {self.preset_dir}" if self.preset_dir is not None else ""
-        raise ConfigError(f"preset {name!r} is not a bundled preset ({', '.join(bundled_presets())}){where}")
+    def _preset_path(self, preset: str) -> Path:
+        """The file of the starting preset (a name, or the user's path) or of a later one (a name)."""
+        if is_preset_path(preset):
+            return Path(preset)
+        return find_preset(preset, self.preset_dir)
 
     # -- the worker's entry point --------------------------------------------------------------------
     def apply(self, change: ParamChange) -> None:
@@ -200,7 +205,10 @@ class LiveController:
             self._converter_param("speech", "duration", value)
         elif name == "fx":
             plugin, param, v = value
-            self.chain.set_parameter(plugin, param, v)
+            try:
+                self.chain.set_parameter(plugin, param, v)
+            except ValueError as exc:   # an unknown plugin or parameter, a value out of range
+                raise ConfigError(f"fx {plugin}/{param}: {exc}") from exc
         elif name == "preset":
             self._load_preset(str(value))
         else:
@@ -220,6 +228,10 @@ class LiveController:
             self._swap(self._build(self.converters[mode], self.preset))
 
     def _load_preset(self, name: str) -> None:
+        # a run-time change (OSC) names a preset; only the command line may give a path
+        if is_preset_path(name):
+            raise ConfigError(f"preset {name!r}: a run-time preset change takes a preset name, never a path; "
+                              "put the file in the user preset folder (docs/effects.md) and send its name")
         chain = self._build(self.converters[self.mode], name)  # raises before anything changes
         self.preset = name
         self._swap(chain)

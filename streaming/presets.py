@@ -1,15 +1,19 @@
 """Effect presets: JSON files that build a :class:`~.effects.Chain`.
 
 :func:`load_preset` reads a preset (a path, or the name of one of
-:func:`bundled_presets`), checks every key, plugin and parameter, and builds the
-chain with an optional converter between ``pre`` and ``post``. Every mistake is
-one ``ConfigError`` line naming the file and the item. ``docs/effects.md``
-("Presets", "Preset errors") has the format and the messages.
+:func:`bundled_presets` or of a preset in :func:`user_preset_dir`), checks every
+key, plugin and parameter, and builds the chain with an optional converter
+between ``pre`` and ``post``. Every mistake is one ``ConfigError`` line naming
+the file and the item. ``docs/effects.md`` ("Presets", "Preset errors") has the
+format and the messages; ``docs/security.md`` why a bare name never reads the
+working directory and why a plugin file needs ``allow_plugins``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -27,12 +31,83 @@ except ImportError as exc:  # pragma: no cover - pedalboard is a core dependency
 
 _TOP_KEYS = ("name", "description", "pre", "post")
 _ITEM_KEYS = ("plugin", "plugin_path", "plugin_name", "name", "params")
+#: what a preset *name* may be (the OSC address space allows the same): never a path
+PRESET_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_NAME_FORM = "letters, digits, '_' and '-', at most 64 (a name, never a path)"
 
 
 def bundled_presets() -> dict[str, Path]:
     """The presets shipped in ``voxflip/data/presets``, by file stem."""
     folder = Path(str(files("voxflip") / "data" / "presets"))
     return {p.stem: p for p in sorted(folder.glob("*.json"))}
+
+
+def user_preset_dir() -> Path:
+    """The user's preset folder: ``$XDG_CONFIG_HOME/voxflip/presets`` (default ``~/.config/voxflip/presets``).
+
+    A bare preset name (``--fx mine``, OSC ``/voxflip/preset mine``) is looked up
+    here and among the bundled presets, never in the working directory.
+    """
+    config = os.environ.get("XDG_CONFIG_HOME", "")
+    base = Path(config) if config and Path(config).is_absolute() else Path.home() / ".config"
+    return base / "voxflip" / "presets"
+
+
+def is_preset_path(preset: str | os.PathLike[str]) -> bool:
+    """Whether ``preset`` names a file (a path object, or text with a '/' or ending in ``.json``) rather than a name."""
+    if not isinstance(preset, str):
+        return True
+    seps = {"/", os.sep, os.altsep} - {None}
+    return any(sep in preset for sep in seps) or preset.lower().endswith(".json")
+
+
+def find_preset(name: str, user_dir: str | Path | None = None) -> Path:
+    """The file of a preset *name*: a bundled preset or ``<user_dir>/<name>.json``, never the working directory.
+
+    Args:
+        name: a preset name (:data:`PRESET_NAME_RE`), e.g. ``"hall"``.
+        user_dir: the user preset folder; default :func:`user_preset_dir`.
+
+    Raises:
+        ConfigError: a name that is not a plain name, one found in neither folder
+            (the message lists what there is), or one in both: a user preset never
+            replaces a bundled one silently.
+    """
+    if not isinstance(name, str) or not PRESET_NAME_RE.match(name):
+        raise ConfigError(f"preset name {name!r} must be {_NAME_FORM}; give a file as a path (./{name}.json)")
+    folder = Path(user_dir) if user_dir is not None else user_preset_dir()
+    bundled = bundled_presets()
+    mine = folder / f"{name}.json"
+    in_user = mine.is_file()
+    if name in bundled and in_user:
+        raise ConfigError(
+            f"preset {name!r} is both a bundled preset and {mine}; bundled names are reserved: "
+            f"rename {mine.name}, or pass it as a path (--fx {mine})"
+        )
+    if name in bundled:
+        return bundled[name]
+    if in_user:
+        return mine
+    shipped = ", ".join(bundled) or "none"
+    theirs = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    listed = f" ({', '.join(theirs)})" if theirs else " (none)"
+    raise ConfigError(
+        f"preset {name!r} is not a bundled preset ({shipped}) nor in the user preset folder {folder}{listed}; "
+        f"a file in the working directory is named as a path: ./{name}.json"
+    )
+
+
+def _refuse_plugins(data: dict, path: Path) -> None:
+    """Refuse any ``plugin_path`` item before anything is built: a plugin file is code."""
+    for section in ("pre", "post"):
+        entries = data.get(section, [])
+        for i, item in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(item, dict) and "plugin_path" in item:
+                raise ConfigError(
+                    f"{path}: {section}[{i}]: plugin_path {item['plugin_path']!r} names a VST3/AU plugin, and a "
+                    "plugin is code that runs with your permissions; plugins load only with --allow-plugins "
+                    "(allow_plugins=True), see docs/security.md"
+                )
 
 
 def _build_item(item: Any, where: str, base: Path) -> tuple[pedalboard.Plugin, str | None]:
@@ -87,25 +162,31 @@ def _build_item(item: Any, where: str, base: Path) -> tuple[pedalboard.Plugin, s
     return plugin, name
 
 
-def load_preset(path: str | Path, *, converter: Converter | None = None) -> Chain:
+def load_preset(path: str | os.PathLike[str], *, converter: Converter | None = None, allow_plugins: bool = False,
+                user_dir: str | Path | None = None) -> Chain:
     """Build a :class:`Chain` from a JSON preset (format in docs/effects.md).
 
     Args:
-        path: the preset file, or the name of a bundled preset (``"hall"``).
-            Relative ``plugin_path`` and impulse-response paths are taken
-            from the preset's folder.
+        path: the preset file -- a path object, or text with a '/' or ending
+            in ``.json`` -- or a preset name (``"hall"``), looked up by
+            :func:`find_preset` among the bundled presets and in ``user_dir``,
+            never in the working directory. Relative ``plugin_path`` and
+            impulse-response paths are taken from the preset's folder.
         converter: goes between ``pre`` and ``post``; without one the preset is
             just its effects.
+        allow_plugins: let ``plugin_path`` items load VST3/AU files. A plugin
+            is code; without this a preset naming one is refused before
+            anything is loaded (CLI: ``--allow-plugins``).
+        user_dir: the user preset folder for names; default :func:`user_preset_dir`.
 
     Raises:
         ConfigError: one line naming the file, the item (``pre[1]``) and what
-            is allowed -- missing file, bad JSON, unknown key, plugin or
-            parameter, a value of the wrong type or out of range, a plugin file
-            that is missing or cannot be loaded, a name used twice.
+            is allowed -- missing file or unknown name, bad JSON, unknown key,
+            plugin or parameter, a value of the wrong type or out of range, a
+            plugin file without ``allow_plugins``, one that is missing or cannot
+            be loaded, a name used twice.
     """
-    path = Path(path)
-    if not path.is_file() and str(path) in bundled_presets():
-        path = bundled_presets()[str(path)]
+    path = Path(path) if is_preset_path(path) else find_preset(path, user_dir)
     if not path.is_file():
         shipped = ", ".join(bundled_presets()) or "none"
         raise ConfigError(f"preset file {str(path)!r} does not exist; bundled presets: {shipped}")
@@ -120,6 +201,8 @@ def load_preset(path: str | Path, *, converter: Converter | None = None) -> Chai
     unknown = [k for k in data if k not in _TOP_KEYS]
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; allowed keys: {', '.join(_TOP_KEYS)}")
+    if not allow_plugins:
+        _refuse_plugins(data, path)
     name = data.get("name", path.stem)
     if not isinstance(name, str):
         raise ConfigError(f"{path}: name must be a string, got {name!r}")

@@ -313,7 +313,7 @@ def test_bad_preset_is_refused_with_one_clear_line(tmp_path, content, match):
     path = tmp_path / "bad.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(ConfigError, match=match) as info:
-        load_preset(path, converter=DelayConverter())
+        load_preset(path, converter=DelayConverter(), allow_plugins=True)
     message = str(info.value)
     assert message.startswith(str(path)) and "\n" not in message
 

@@ -289,44 +289,64 @@ def load_exported(manifest_path: str | Path) -> tuple[ToSpeechFlow, list[str]]:
     import onnx
     from onnx import numpy_helper
 
-    from .models.to_speech_flow import ToSpeechFlowConfig
+    from voxflip.engine.backends.onnx_step import MAX_MANIFEST_BYTES, check_manifest
+
+    from .train import model_config_from
 
     path = Path(manifest_path)
     if path.suffix == ".onnx":
         path = path.with_suffix(".manifest.json")
     if not path.is_file():
         raise ConfigError(f"{path}: no model manifest here (voxflip export writes model.manifest.json)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != "s2s-flow":
-        raise ArtifactMismatchError(f"{path} is format {manifest.get('format_version')!r} of {manifest.get('model')!r}; "
-                         f"this voxflip reads format {FORMAT_VERSION} of 's2s-flow'")
-    model = ToSpeechFlow(ToSpeechFlowConfig(**manifest["model_config"]))
-    graph = onnx.load(str(path.parent / manifest["files"]["step"])).graph
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a model manifest "
+                          f"(at most {MAX_MANIFEST_BYTES})")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not a valid JSON model manifest ({type(exc).__name__})") from None
+    check_manifest(manifest, path)   # every field, files inside the folder; ArtifactMismatchError/ConfigError
+    if "model_config" not in manifest:
+        raise ConfigError(f"{path}: model_config is missing; export the checkpoint again to fine-tune from it")
+    model = ToSpeechFlow(model_config_from(manifest["model_config"], str(path)))
+    step_path = path.parent / manifest["files"]["step"]
+    try:
+        graph = onnx.load(str(step_path)).graph
+    except Exception as exc:  # onnx raises DecodeError, ValidationError, OSError ...
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ArtifactMismatchError(f"{step_path}: onnx cannot read this graph (corrupt or not an ONNX "
+                                    f"model): {reason}") from None
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     constants = {n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"
                  for a in n.attribute if a.name == "value"}
-    state = model.state_dict()
-    loaded: set[str] = set()
-    for name, value in values.items():
-        key = name.removeprefix("model.")
-        if name.startswith("model.") and key in state:
-            state[key] = torch.from_numpy(np.array(value)).reshape(state[key].shape)
-            loaded.add(key)
-    blocks = len(model.flow.couplings)
-    exps = [n.input[0] for n in graph.node if n.op_type == "Exp" and n.input[0] in values
-            and not n.input[0].startswith("model.")]
-    einsums = [n.input[0] for n in graph.node if n.op_type == "Einsum" and n.input[0] in constants]
-    if len(exps) != blocks or len(einsums) != blocks:
-        raise ArtifactMismatchError(f"{path}: expected {blocks} folded ActNorm scales and 1x1 convolutions in the step graph, "
-                         f"found {len(exps)} and {len(einsums)}; was it written by this voxflip's export?")
-    for i in range(blocks):     # the inverse runs the blocks last to first
-        b = blocks - 1 - i
-        state[f"flow.actnorms.{b}.log_scale"] = -torch.from_numpy(np.array(values[exps[i]])).reshape(1, -1, 1)
-        state[f"flow.actnorms.{b}.initialised"] = torch.tensor(True)
-        inv = torch.from_numpy(np.array(constants[einsums[i]], dtype=np.float64))
-        state[f"flow.invconvs.{b}.weight"] = torch.linalg.inv(inv).to(torch.float32)
-        loaded |= {f"flow.actnorms.{b}.log_scale", f"flow.actnorms.{b}.initialised", f"flow.invconvs.{b}.weight"}
-    model.load_state_dict(state)
+    try:
+        state = model.state_dict()
+        loaded: set[str] = set()
+        for name, value in values.items():
+            key = name.removeprefix("model.")
+            if name.startswith("model.") and key in state:
+                state[key] = torch.from_numpy(np.array(value)).reshape(state[key].shape)
+                loaded.add(key)
+        blocks = len(model.flow.couplings)
+        exps = [n.input[0] for n in graph.node if n.op_type == "Exp" and n.input[0] in values
+                and not n.input[0].startswith("model.")]
+        einsums = [n.input[0] for n in graph.node if n.op_type == "Einsum" and n.input[0] in constants]
+        if len(exps) != blocks or len(einsums) != blocks:
+            raise ArtifactMismatchError(f"{path}: expected {blocks} folded ActNorm scales and 1x1 convolutions in the "
+                                        f"step graph, found {len(exps)} and {len(einsums)}; was it written by this "
+                                        "voxflip's export?")
+        for i in range(blocks):     # the inverse runs the blocks last to first
+            b = blocks - 1 - i
+            state[f"flow.actnorms.{b}.log_scale"] = -torch.from_numpy(np.array(values[exps[i]])).reshape(1, -1, 1)
+            state[f"flow.actnorms.{b}.initialised"] = torch.tensor(True)
+            inv = torch.from_numpy(np.array(constants[einsums[i]], dtype=np.float64))
+            state[f"flow.invconvs.{b}.weight"] = torch.linalg.inv(inv).to(torch.float32)
+            loaded |= {f"flow.actnorms.{b}.log_scale", f"flow.actnorms.{b}.initialised", f"flow.invconvs.{b}.weight"}
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:   # a graph that is not this model's
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ArtifactMismatchError(f"{step_path}: its weights do not fit the model its manifest describes: "
+                                    f"{reason}") from None
     model.eval()
     model.flow.refresh_inverse()
     fresh = sorted(k for k in state if k not in loaded)

@@ -5,6 +5,11 @@
   They hold the model, the optimiser, the step, the position in the data order and every
   random generator's state, so a killed run resumed from its last checkpoint continues
   exactly as if it had not stopped (a test checks bit-identical weights).
+- A checkpoint holds tensors and plain values only (the configuration as a dict or TOML
+  text, the random states as tensors and numbers) and is read with
+  ``torch.load(weights_only=True)``: unpickling objects could run code from a file made
+  elsewhere (docs/security.md). Checkpoints of an older voxflip, which pickled numpy's
+  random state, are refused with one line.
 - TensorBoard curves go to ``run_dir/tb``; a progress bar to stderr; the resolved
   configuration to ``run_dir/config.toml``.
 - Under ``torchrun --nproc_per_node=N voxflip train ...`` every process takes its share of
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import sys
@@ -33,6 +39,9 @@ from .models.to_speech_flow import ToSpeechFlow
 
 log = logging.getLogger(__name__)
 _CKPT = re.compile(r"step_(\d{8})\.pt$")
+#: ``payload["format"]`` of the checkpoints this voxflip writes (tensors and plain values only)
+CHECKPOINT_FORMAT = 2
+_RESUME_KEYS = ("model", "optimizer", "step", "epoch", "index", "rng")
 
 
 def _dist() -> tuple[int, int]:
@@ -60,6 +69,83 @@ def _prune(run_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
+def rng_states() -> dict:
+    """Every random generator's state as tensors and plain values (what ``weights_only`` loads)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"bit_generator": str(name), "keys": torch.from_numpy(np.asarray(keys, np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": None if gauss_next is None else float(gauss_next)},
+    }
+
+
+def set_rng_states(states: dict, path: Path) -> None:
+    """Restore what :func:`rng_states` returned (read from the checkpoint ``path``)."""
+    try:
+        torch.set_rng_state(states["torch"])
+        n = states["numpy"]
+        np.random.set_state((n["bit_generator"], n["keys"].numpy().astype(np.uint32), int(n["pos"]),
+                             int(n["has_gauss"]), float(n["cached_gaussian"])))
+        py = states["python"]
+        random.setstate((int(py["version"]), tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise ConfigError(f"checkpoint {str(path)!r}: its random generator states (rng) are not what this voxflip "
+                          f"writes ({_one_line(exc)}); resume from another checkpoint or pass --no-resume") from None
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    found = re.search(r"Unsupported [^.]*", str(exc))   # torch's weights_only refusal, e.g. "... GLOBAL exec was not ..."
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = found.group(0).strip() if found else (lines or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_checkpoint(path: str | Path, *, needs: tuple[str, ...] = ("model", "model_config")) -> dict:
+    """A checkpoint's payload, loaded with ``torch.load(weights_only=True)``: tensors and plain values only.
+
+    Args:
+        path: a ``.pt`` file written by :func:`train`.
+        needs: the keys the caller reads.
+
+    Raises:
+        ConfigError: one line -- the file holds pickled objects (it is refused unread: loading
+            them could run code), it is not a torch checkpoint, or it lacks a key of ``needs``.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} holds pickled objects, not only tensors and plain values "
+            f"({_one_line(exc)}); voxflip refuses them unread, since unpickling can run code. A checkpoint "
+            "of an older voxflip must be made again (voxflip train), or fine-tune from its ONNX export "
+            "(train.init_from = model.manifest.json)"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise ConfigError(f"checkpoint {str(path)!r} is not a torch checkpoint this voxflip can read: "
+                          f"{_one_line(exc)}") from None
+    if not isinstance(payload, dict):
+        raise ConfigError(f"checkpoint {str(path)!r} holds a {type(payload).__name__}, not a voxflip checkpoint "
+                          "(a dict with model, model_config, ...)")
+    missing = [k for k in needs if k not in payload]
+    if missing:
+        raise ConfigError(f"checkpoint {str(path)!r} has no {missing[0]!r}; a voxflip checkpoint has "
+                          f"{', '.join(needs)} (format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def _load_model_state(model: torch.nn.Module, state: object, path: Path) -> None:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"checkpoint {str(path)!r}: 'model' must map parameter names to tensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"checkpoint {str(path)!r} does not fit this model: {_one_line(exc)}") from None
+
+
 def build_model(config: RunConfig, data: PairData) -> ToSpeechFlow:
     model_cfg = replace(config.model, n_phones=max(1, len(data.phones)))
     model = ToSpeechFlow(model_cfg)
@@ -68,13 +154,65 @@ def build_model(config: RunConfig, data: PairData) -> ToSpeechFlow:
     return model
 
 
-def load_checkpoint(path: str | Path) -> tuple[ToSpeechFlow, dict]:
-    """A model (eval mode) and the checkpoint's payload."""
+#: the largest value of a whole-number model setting read from a checkpoint or an export (sizes, layers)
+MAX_MODEL_SETTING = 4096
+#: the most parameters a model read from a checkpoint or an export may have (800 MB of float32)
+MAX_MODEL_PARAMETERS = 200_000_000
+
+
+def model_config_from(raw: object, where: str):
+    """A ``ToSpeechFlowConfig`` from a checkpoint's or export's ``model_config`` dict, checked field by field.
+
+    Every key must be a setting of this voxflip, of the setting's type, whole numbers within
+    0..:data:`MAX_MODEL_SETTING`, and the model at most :data:`MAX_MODEL_PARAMETERS` parameters
+    (counted on the meta device, before anything is allocated), so a file cannot ask for a
+    model that fills memory.
+
+    Raises:
+        ConfigError: one line naming ``where``, the setting and what is allowed.
+    """
+    from dataclasses import fields
+
     from .models.to_speech_flow import ToSpeechFlowConfig
 
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    model = ToSpeechFlow(ToSpeechFlowConfig(**payload["model_config"]))
-    model.load_state_dict(payload["model"])
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: model_config must be a dict of model settings, got {type(raw).__name__}")
+    known = {f.name: type(f.default) for f in fields(ToSpeechFlowConfig)}
+    for key, value in raw.items():
+        kind = known.get(key)
+        if kind is None:
+            raise ConfigError(f"{where}: model_config has an unknown setting {str(key)[:40]!r}; "
+                              f"settings: {', '.join(known)}")
+        ok = (isinstance(value, bool) if kind is bool
+              else isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MODEL_SETTING
+              if kind is int
+              else isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value))
+        if not ok:
+            allowed = {bool: "true or false", int: f"a whole number in 0..{MAX_MODEL_SETTING}"}.get(kind, "a finite number")
+            raise ConfigError(f"{where}: model_config.{key}={str(value)[:40]} must be {allowed}")
+    try:
+        config = ToSpeechFlowConfig(**raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: model_config does not fit this voxflip: {_one_line(exc)}") from None
+    with torch.device("meta"):   # sizes only: nothing is allocated
+        count = sum(p.numel() for p in ToSpeechFlow(config).parameters())
+    if count > MAX_MODEL_PARAMETERS:
+        raise ConfigError(f"{where}: model_config describes a model of {count} parameters; at most "
+                          f"{MAX_MODEL_PARAMETERS} are allowed (the tiny and default models have about 2 million)")
+    return config
+
+
+def load_checkpoint(path: str | Path) -> tuple[ToSpeechFlow, dict]:
+    """A model (eval mode) and the checkpoint's payload, read with ``weights_only=True``.
+
+    Raises:
+        ConfigError: one line -- a file with pickled objects, a missing or bad field, weights
+            that do not fit the model its ``model_config`` describes.
+    """
+    path = Path(path)
+    payload = read_checkpoint(path)
+    model = ToSpeechFlow(model_config_from(payload["model_config"], f"checkpoint {str(path)!r}"))
+    _load_model_state(model, payload["model"], path)
     model.eval()
     model.flow.refresh_inverse()
     return model, payload
@@ -191,13 +329,17 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
     step, epoch, index = 0, 0, 0
     last = latest_checkpoint(run_dir) if resume else None
     if last is not None:
-        payload = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(payload["model"])
-        optimiser.load_state_dict(payload["optimizer"])
+        payload = read_checkpoint(last, needs=_RESUME_KEYS)
+        _load_model_state(model, payload["model"], last)
+        try:
+            optimiser.load_state_dict(payload["optimizer"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"checkpoint {str(last)!r}: its optimiser state does not fit this run: "
+                              f"{_one_line(exc)}; pass --no-resume to start over") from None
         step, epoch, index = payload["step"], payload["epoch"], payload["index"]
-        torch.set_rng_state(payload["rng"]["torch"])
-        np.random.set_state(payload["rng"]["numpy"])
-        random.setstate(payload["rng"]["python"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (step, epoch, index)):
+            raise ConfigError(f"checkpoint {str(last)!r}: step, epoch and index must be whole numbers >= 0")
+        set_rng_states(payload["rng"], last)
         if rank == 0:
             log.info("resumed from %s (step %d)", last, step)
     wrapped: torch.nn.Module = model
@@ -253,10 +395,11 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
             if step % tc.checkpoint_every == 0 or step == target:
                 checkpoint = run_dir / "checkpoints" / f"step_{step:08d}.pt"
                 _save(checkpoint, {
+                    "format": CHECKPOINT_FORMAT,
                     "model": model.state_dict(), "optimizer": optimiser.state_dict(),
-                    "model_config": model.cfg.to_dict(), "phones": data.phones,
+                    "model_config": model.cfg.to_dict(), "phones": list(data.phones),
                     "step": step, "epoch": epoch, "index": index,
-                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                    "rng": rng_states(),
                     "train_config": to_toml(with_manifest_absolute(config)),
                 })
                 _prune(run_dir, tc.keep_checkpoints)
