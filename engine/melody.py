@@ -20,28 +20,35 @@ are here.
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import mido
 
-from .errors import MelodyError
+from .errors import MelodyError, OptionError
 from .musicxml import DEFAULT_TEMPO_BPM, _parse_musicxml, parse_musicxml
 from .note_list import NOTE_KEYS, REQUIRED_NOTE_KEYS, _parse_note_list, parse_note_list
 from .notes import (
     AUDIO_EXTENSIONS,
     DEFAULT_VELOCITY,
     EXTENSIONS,
+    MAX_MELODY_BYTES,
+    MAX_NOTES,
     MIN_NOTE_S,
     SAME_ONSET_S,
+    TEMPO_FACTOR_RANGE,
     Melody,
     Note,
     PathLike,
     _check_file,
+    _check_note_count,
     _check_tempo_factor,
     _check_transpose,
     _finish,
+    _read_limited,
     to_monophonic,
 )
 
@@ -50,13 +57,17 @@ __all__ = [
     "DEFAULT_VELOCITY",
     "DRUM_CHANNEL",
     "EXTENSIONS",
+    "MAX_MELODY_BYTES",
+    "MAX_NOTES",
     "MIN_NOTE_S",
     "NOTE_KEYS",
     "REQUIRED_NOTE_KEYS",
     "SAME_ONSET_S",
+    "TEMPO_FACTOR_RANGE",
     "Melody",
     "Note",
     "PathLike",
+    "check_melody_end",
     "load_melody",
     "parse_midi",
     "parse_musicxml",
@@ -67,7 +78,8 @@ __all__ = [
 DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0 as mido does
 
 
-def load_melody(path: PathLike, *, transpose_semitones: float = 0.0, tempo_factor: float = 1.0) -> Melody:
+def load_melody(path: PathLike, *, transpose_semitones: float = 0.0, tempo_factor: float = 1.0,
+                max_output_s: float | None = None) -> Melody:
     """Read a melody file chosen by extension, then transpose it and change its tempo.
 
     Args:
@@ -76,14 +88,18 @@ def load_melody(path: PathLike, *, transpose_semitones: float = 0.0, tempo_facto
             (:func:`voxflip.engine.melody_audio.transcribe_melody`: whole semitones, the singer's
             tuning removed).
         transpose_semitones: pitch shift in semitones, fractions allowed (CLI ``--transpose``).
-        tempo_factor: speed factor; 2.0 plays twice as fast (CLI ``--tempo``).
+        tempo_factor: speed factor, 0.1..10; 2.0 plays twice as fast (CLI ``--tempo``).
+        max_output_s: the latest a melody may end, in seconds after ``tempo_factor`` (CLI
+            ``--max-output-s``); ``None``: no limit. A recording longer than that is refused
+            before it is decoded.
 
     Returns:
         The monophonic melody, `source` set to `path`.
 
     Raises:
-        MelodyError: bad arguments, or the file is missing, of an unknown type, unreadable, empty or
-            has invalid notes.
+        MelodyError: bad arguments, or the file is missing, of an unknown type, unreadable, too
+            large (``MAX_MELODY_BYTES``), empty, has more than ``MAX_NOTES`` notes or invalid notes.
+        OptionError: the melody ends after ``max_output_s``.
     """
     source = os.fspath(path)
     _check_transpose(transpose_semitones, source)
@@ -95,7 +111,28 @@ def load_melody(path: PathLike, *, transpose_semitones: float = 0.0, tempo_facto
         raise MelodyError(
             f"{source}: unknown melody file extension {extension!r}; allowed: {', '.join(EXTENSIONS)}"
         )
-    return parser(file, source).transposed(transpose_semitones).with_tempo(tempo_factor)
+    if max_output_s is not None and parser is _parse_audio:
+        from .audio_io import probe
+
+        check_melody_end(probe(file).duration_s / tempo_factor, source, max_output_s)
+    melody = parser(file, source).transposed(transpose_semitones).with_tempo(tempo_factor)
+    if max_output_s is not None:
+        check_melody_end(melody.span_s, source, max_output_s)
+    return melody
+
+
+def check_melody_end(end_s: float, source: str, max_output_s: float) -> None:
+    """Refuse a melody that ends after ``max_output_s`` (the singing would be that long).
+
+    Raises:
+        OptionError: naming ``max_output_s`` (the CLI's ``--max-output-s``), the melody's end and the limit.
+    """
+    if end_s > max_output_s:
+        raise OptionError(
+            "max_output_s", max_output_s,
+            f"s is the longest singing allowed, but melody {source} ends at {end_s:.1f} s (after the tempo "
+            f"factor); raise it to at least {math.ceil(end_s)}, or use a shorter or faster melody",
+        )
 
 
 def parse_midi(path: PathLike) -> Melody:
@@ -118,8 +155,9 @@ def parse_midi(path: PathLike) -> Melody:
 
 
 def _parse_midi(file: Path, source: str) -> Melody:
+    data = _read_limited(file, source)
     try:
-        midi = mido.MidiFile(file)
+        midi = mido.MidiFile(file=io.BytesIO(data))
     except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, mido.KeySignatureError) as exc:
         raise MelodyError(
             f"{source}: not a readable MIDI file ({type(exc).__name__}: {exc}); "
@@ -132,12 +170,15 @@ def _parse_midi(file: Path, source: str) -> Melody:
     now_s = 0.0
     sounding: dict[tuple[int, int], list[tuple[float, int]]] = {}
     notes: list[Note] = []
+    started = 0
     for msg in midi:  # tracks merged; msg.time is seconds since the previous message
         now_s += msg.time
         if msg.type not in ("note_on", "note_off") or msg.channel == DRUM_CHANNEL:
             continue
         key = (msg.channel, msg.note)
         if msg.type == "note_on" and msg.velocity > 0:
+            started += 1
+            _check_note_count(started, source)
             sounding.setdefault(key, []).append((now_s, msg.velocity))
         elif sounding.get(key):
             start_s, velocity = sounding[key].pop(0)

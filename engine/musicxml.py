@@ -4,7 +4,8 @@ The first part with pitched notes is used; ties are merged; grace notes, cue not
 percussion are skipped; times come from ``<sound tempo>`` (120 quarter notes per minute until the
 first one); positions are counted exactly in quarter notes (`Fraction`) and become seconds
 only at the end. Every bad score raises `MelodyError` with one line naming the file, the part
-and measure, the value and what is allowed.
+and measure, the value and what is allowed. A score (or the score entry of an .mxl archive,
+decompressed a piece at a time) may have at most ``MAX_MELODY_BYTES`` bytes and ``MAX_NOTES`` notes.
 
 `parse_musicxml` is re-exported by :mod:`.melody`, whose `load_melody` calls `_parse_musicxml`
 for .musicxml, .xml and .mxl files.
@@ -23,9 +24,20 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import MelodyError
-from .notes import DEFAULT_VELOCITY, Melody, PathLike, _build_note, _check_file, _finish
+from .notes import (
+    DEFAULT_VELOCITY,
+    Melody,
+    PathLike,
+    _build_note,
+    _check_file,
+    _check_note_count,
+    _check_size,
+    _finish,
+    _read_limited,
+)
 
 DEFAULT_TEMPO_BPM = 120.0  # MusicXML tempo, quarter notes per minute, before any <sound tempo>
+_ENTRY_PIECE_BYTES = 1 << 20  # an .mxl entry is decompressed this much at a time
 _STEP_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
@@ -70,7 +82,8 @@ def _read_mxl(file: Path, source: str) -> ET.Element:
                     f"{source}: compressed MusicXML has no META-INF/container.xml naming "
                     "the score; export it as .mxl again or unzip it to .musicxml"
                 )
-            container = _parse_xml(archive.read("META-INF/container.xml"), f"{source} META-INF/container.xml")
+            container = _parse_xml(_read_entry(archive, "META-INF/container.xml", source),
+                                   f"{source} META-INF/container.xml")
             rootfiles = [
                 e for e in container.iter() if e.tag.rsplit("}", 1)[-1] == "rootfile" and e.get("full-path")
             ]
@@ -85,7 +98,7 @@ def _read_mxl(file: Path, source: str) -> ET.Element:
                 raise MelodyError(
                     f"{source}: META-INF/container.xml names {name!r}, which is not in the archive"
                 )
-            data = archive.read(name)
+            data = _read_entry(archive, name, source)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
         raise MelodyError(
             f"{source}: not a readable compressed MusicXML (.mxl) zip ({exc}); export it again"
@@ -93,15 +106,25 @@ def _read_mxl(file: Path, source: str) -> ET.Element:
     return _parse_xml(data, f"{source} {name}")
 
 
+def _read_entry(archive: zipfile.ZipFile, name: str, source: str) -> bytes:
+    """One archive entry, decompressed a piece at a time and refused once it passes
+    `MAX_MELODY_BYTES` (whatever size the archive declares: a zip bomb stops there)."""
+    _check_size(archive.getinfo(name).file_size, source, f"entry {name!r} (decompressed)")
+    pieces: list[bytes] = []
+    size = 0
+    with archive.open(name) as entry:
+        while piece := entry.read(_ENTRY_PIECE_BYTES):
+            size += len(piece)
+            _check_size(size, source, f"entry {name!r} (decompressed)")
+            pieces.append(piece)
+    return b"".join(pieces)
+
+
 def _parse_musicxml(file: Path, source: str) -> Melody:
     if file.suffix.lower() == ".mxl" or zipfile.is_zipfile(file):
         root = _read_mxl(file, source)
     else:
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            raise MelodyError(f"{source}: cannot be read ({exc})") from exc
-        root = _parse_xml(data, source)
+        root = _parse_xml(_read_limited(file, source), source)
     parts: dict[str, list[tuple[str, ET.Element]]] = {}  # part id -> (measure number, music data)
     if root.tag == "score-partwise":
         for index, part in enumerate(root.findall("part")):
@@ -223,6 +246,7 @@ def _walk_part(
                     chord_start, cursor = cursor, cursor + duration
                 pitch = element.find("pitch")
                 if pitch is not None and element.find("cue") is None and duration > 0:
+                    _check_note_count(len(notes) + 1, where_part)
                     _add_xml_note(
                         notes,
                         open_ties,

@@ -3,7 +3,8 @@
 Each note gives ``start_s``, ``end_s`` and ``midi_note`` and optionally ``velocity`` (default
 100): a CSV file names them in a header row, a JSON file is a list of objects or
 ``{"notes": [...]}``. Every bad note list raises `MelodyError` with one line naming the file, the
-line or note number, the value and what is allowed.
+line or note number, the value and what is allowed. A file may hold at most ``MAX_NOTES`` notes
+and ``MAX_MELODY_BYTES`` bytes (:mod:`.notes`); the reader stops where it passes either.
 
 `parse_note_list` is re-exported by :mod:`.melody`, whose `load_melody` calls `_parse_note_list`
 for .csv and .json files.
@@ -18,7 +19,17 @@ import math
 from pathlib import Path
 
 from .errors import MelodyError
-from .notes import DEFAULT_VELOCITY, Melody, Note, PathLike, _build_note, _check_file, _finish
+from .notes import (
+    DEFAULT_VELOCITY,
+    Melody,
+    Note,
+    PathLike,
+    _build_note,
+    _check_file,
+    _check_note_count,
+    _finish,
+    _read_limited,
+)
 
 NOTE_KEYS = ("start_s", "end_s", "midi_note", "velocity")
 REQUIRED_NOTE_KEYS = NOTE_KEYS[:3]
@@ -45,10 +56,12 @@ def parse_note_list(path: PathLike) -> Melody:
 
 
 def _parse_note_list(file: Path, source: str) -> Melody:
+    data = _read_limited(file, source)
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise MelodyError(f"{source}: cannot be read as UTF-8 text ({exc})") from exc
+    del data
     rows = _json_rows(text, source) if file.suffix.lower() == ".json" else _csv_rows(text, source)
     notes = [_note_from_row(row, where) for where, row in rows]
     return _finish(notes, source, "the note list has no notes")
@@ -89,6 +102,7 @@ def _csv_rows(text: str, source: str) -> list[tuple[str, dict[str, object]]]:
                     f"{where}: {len(cells)} values for {len(header)} columns ({','.join(header)})"
                 )
             else:
+                _check_note_count(len(rows) + 1, source)
                 rows.append(
                     (
                         where,
@@ -126,6 +140,7 @@ def _json_rows(text: str, source: str) -> list[tuple[str, dict[str, object]]]:
         raise MelodyError(
             f'{source}: expected a list of notes or {{"notes": [...]}}, got {type(data).__name__}'
         )
+    _check_note_count(len(data), source)
     rows: list[tuple[str, dict[str, object]]] = []
     for index, item in enumerate(data):
         where = f"{source} note #{index + 1}"

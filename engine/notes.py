@@ -28,6 +28,12 @@ PathLike = str | os.PathLike[str]
 MIN_NOTE_S = 0.010  # notes shorter than this (after monophonic cutting) are dropped
 DEFAULT_VELOCITY = 100
 SAME_ONSET_S = 1e-6  # notes starting closer than this form one chord
+#: the most notes a melody may have (a 3600 s tune at 16 notes a second has 57,600); readers stop past it
+MAX_NOTES = 100_000
+#: the largest melody file (or .mxl score entry, decompressed) a reader takes, in bytes
+MAX_MELODY_BYTES = 32 * 1024 * 1024
+#: how much faster (or slower) ``tempo_factor`` may play a melody
+TEMPO_FACTOR_RANGE = (0.1, 10.0)
 #: a sung or hummed reference, transcribed to notes (engine/melody_audio.py)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 EXTENSIONS = (".mid", ".midi", ".musicxml", ".xml", ".mxl", ".csv", ".json", *AUDIO_EXTENSIONS)
@@ -88,11 +94,41 @@ def _check_transpose(semitones: float, source: str) -> None:
 
 
 def _check_tempo_factor(factor: float, source: str) -> None:
-    if isinstance(factor, bool) or not math.isfinite(factor) or factor <= 0:
+    lo, hi = TEMPO_FACTOR_RANGE
+    if isinstance(factor, bool) or not math.isfinite(factor) or not lo <= factor <= hi:
         raise MelodyError(
-            f"{source}: tempo_factor={factor!r} must be a finite number > 0 "
+            f"{source}: tempo_factor={factor!r} must be a finite number > 0, within {lo:g}..{hi:g} "
             "(2.0 plays twice as fast, 0.5 half as fast)"
         )
+
+
+def _check_note_count(count: int, source: str) -> None:
+    """Raise once a reader has found more than `MAX_NOTES` notes (it stops reading there)."""
+    if count > MAX_NOTES:
+        raise MelodyError(
+            f"{source}: more than {MAX_NOTES:,} notes; a melody may have at most {MAX_NOTES:,} "
+            "(split the tune into shorter files)"
+        )
+
+
+def _check_size(size: int, source: str, what: str = "the file") -> None:
+    if size > MAX_MELODY_BYTES:
+        raise MelodyError(
+            f"{source}: {what} is {size:,} bytes, more than the {MAX_MELODY_BYTES // (1024 * 1024)} MiB a melody "
+            "file may have; split the tune into shorter files"
+        )
+
+
+def _read_limited(file: Path, source: str) -> bytes:
+    """The bytes of a melody file, refused before reading when it is larger than `MAX_MELODY_BYTES`."""
+    try:
+        with file.open("rb") as handle:
+            _check_size(os.fstat(handle.fileno()).st_size, source)
+            data = handle.read(MAX_MELODY_BYTES + 1)
+    except OSError as exc:
+        raise MelodyError(f"{source}: cannot be read ({exc})") from exc
+    _check_size(len(data), source)  # a file that grew, or a pipe whose size is not known
+    return data
 
 
 @dataclass(frozen=True)
@@ -212,6 +248,7 @@ def _build_note(where: str, start_s: float, end_s: float, midi_note: float, velo
 
 
 def _finish(notes: list[Note], source: str, why_empty: str) -> Melody:
+    _check_note_count(len(notes), source)
     if not notes:
         raise MelodyError(f"{source}: the melody is empty: {why_empty}")
     mono = to_monophonic(notes)

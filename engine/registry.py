@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from importlib.resources import files
@@ -61,6 +62,10 @@ class FlowOptions(ConverterOptions):
     model_path: str | Path | None = None
 
 
+#: the longest singing a melody may ask for by default, in seconds (``max_output_s``, ``--max-output-s``)
+DEFAULT_MAX_OUTPUT_S = 3600.0
+
+
 @dataclass(frozen=True)
 class SingOptions(ConverterOptions):
     """``world`` speech -> singing.
@@ -68,8 +73,10 @@ class SingOptions(ConverterOptions):
     Attributes:
         melody: a :class:`Melody` or a melody file (.mid, .musicxml, .mxl, .csv, .json).
         live_notes: no melody; sing the notes played live (``/voxflip/note``).
-        tempo: plays a melody file ``tempo`` times faster.
+        tempo: plays a melody file ``tempo`` times faster, 0.1..10.
         vibrato_cents, portamento_ms: ``None`` keeps :class:`WorldToSingingConfig`'s defaults.
+        max_output_s: the latest the melody may end, in seconds after ``tempo`` (the singing is
+            that long): a longer one is refused before anything is sung (live notes: unused).
     """
 
     melody: Melody | str | Path | None = None
@@ -77,6 +84,7 @@ class SingOptions(ConverterOptions):
     tempo: float | None = None
     vibrato_cents: float | None = None
     portamento_ms: float | None = None
+    max_output_s: float = DEFAULT_MAX_OUTPUT_S
 
 
 @dataclass(frozen=True)
@@ -220,8 +228,18 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
     from .converters.psola_to_singing import PsolaToSingingConverter
     from .converters.world_to_singing import WorldToSingingConfig, WorldToSingingConverter
     from .converters.world_to_singing_live import LiveNotesToSingingConverter
-    from .melody import load_melody
+    from .melody import check_melody_end, load_melody
+    from .notes import TEMPO_FACTOR_RANGE, _check_note_count
 
+    max_output_s = options.max_output_s
+    if isinstance(max_output_s, bool) or not isinstance(max_output_s, int | float) \
+            or not math.isfinite(max_output_s) or max_output_s <= 0:
+        raise OptionError("max_output_s", max_output_s, "must be a number of seconds > 0 (default 3600)")
+    lo, hi = TEMPO_FACTOR_RANGE
+    if options.tempo is not None and (isinstance(options.tempo, bool) or not isinstance(options.tempo, int | float)
+                                      or not lo <= options.tempo <= hi):
+        raise OptionError("tempo", options.tempo, f"is outside {lo:g}..{hi:g} (a factor: 2 plays the melody "
+                          "twice as fast, 0.5 half as fast)")
     config = WorldToSingingConfig()
     if options.vibrato_cents is not None:
         config = replace(config, vibrato_cents=options.vibrato_cents)
@@ -243,10 +261,13 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
         raise OptionError("melody", MISSING, "is needed to sing: a .mid, .musicxml, .mxl, .csv or .json tune "
                           "(or live notes)")
     if isinstance(melody, Melody):
+        _check_note_count(len(melody.notes), melody.source)
         if options.tempo is not None:
             melody = melody.with_tempo(options.tempo)
+        check_melody_end(melody.span_s, melody.source, max_output_s)
     else:
-        melody = load_melody(melody, tempo_factor=1.0 if options.tempo is None else options.tempo)
+        melody = load_melody(melody, tempo_factor=1.0 if options.tempo is None else options.tempo,
+                             max_output_s=max_output_s)
     if options.transpose_semitones:
         melody = melody.transposed(options.transpose_semitones)
     return (PsolaToSingingConverter if psola else WorldToSingingConverter)(melody, config, chunk_frames=chunk_frames)

@@ -14,13 +14,20 @@ as output held back until enough input has arrived; that delay is part of
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from voxflip.engine.converters.base import Converter, ConverterReport
+from voxflip.engine.features.levels import OUTPUT_CEILING
 
 from .chunker import Chunker
+
+#: output samples :meth:`Streamer.flush_chunks` holds back until the end, where the output is cut or
+#: padded to its exact length (the resamplers are off from it by a few samples at most)
+HOLD_BACK_SAMPLES = 4096
 
 
 def validate_block(block: Any) -> np.ndarray:
@@ -69,7 +76,10 @@ class MonoResampler:
         if self._impl is None or x.shape[0] == 0:
             return x.astype(np.float32, copy=False)
         self._fed = True
-        return self._impl.process(x.astype(np.float32, copy=False)[None, :])[0]
+        x = x.astype(np.float32, copy=False)
+        if not np.abs(x).max() <= OUTPUT_CEILING:   # near float32's maximum the filter itself overflows to inf
+            x = np.clip(x, -OUTPUT_CEILING, OUTPUT_CEILING)
+        return self._impl.process(x[None, :])[0]
 
     def flush(self) -> np.ndarray:
         if self._impl is None or not self._fed:
@@ -150,8 +160,20 @@ class Streamer:
 
     def flush(self) -> np.ndarray:
         """End the stream: return everything still owed. A second call returns nothing."""
+        pieces = list(self.flush_chunks())
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def flush_chunks(self) -> Iterator[np.ndarray]:
+        """End the stream: yield everything still owed, in pieces of bounded size.
+
+        The pieces concatenate to what :meth:`flush` returns; a singing converter's tail (the rest of
+        a melody once the speech has ended) comes out a converter piece at a time, so a caller that
+        writes each piece before asking for the next holds about one piece, whatever the tail's
+        length. The last ``HOLD_BACK_SAMPLES`` are held until the end, where the output is padded
+        or cut to its exact length. A second call yields nothing.
+        """
         if self._flushed:
-            return np.zeros(0, np.float32)
+            return
         self._flushed = True
         tail = self._in.flush()
         if tail.shape[0]:
@@ -159,16 +181,27 @@ class Streamer:
         end = self._chunker.samples_in
         self._chunker.pad_to_end()
         y = self._run_chunks(input_end=end)
-        tail = self.converter.finish(self._state)
-        self._model_out += tail.shape[0]
-        y = np.concatenate([y, tail])
         if self.converter.time_preserving:
-            # Chunks padded past the end produced output for the padding: drop it.
+            # Chunks padded past the end produced output for the padding: drop it (a time-preserving
+            # converter owes at most a few chunks at the end, so its tail is taken at once).
+            pieces = list(self.converter.finish_chunks(self._state))
+            tail = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
+            self._model_out += tail.shape[0]
+            y = np.concatenate([y, tail])
             surplus = self._model_out - end
             if surplus > 0:
                 y = y[: max(0, y.shape[0] - surplus)]
                 self._model_out -= surplus
-        out = np.concatenate([self._out.process(y), self._out.flush()])
+            converted: Iterator[np.ndarray] = iter([y])
+        else:
+            converted = itertools.chain([y], self._tail_pieces())
+        held = np.zeros(0, np.float32)
+        for piece in converted:
+            held = np.concatenate([held, self._out.process(piece)])
+            if held.shape[0] > HOLD_BACK_SAMPLES:
+                yield self._emit(held[: held.shape[0] - HOLD_BACK_SAMPLES])
+                held = held[held.shape[0] - HOLD_BACK_SAMPLES :]
+        out = np.concatenate([held, self._out.flush()])
         if self.converter.time_preserving:
             expected = round(self._samples_in * self.output_sample_rate / self.input_sample_rate)
         else:
@@ -178,7 +211,12 @@ class Streamer:
             out = np.concatenate([out, np.zeros(missing, np.float32)])
         elif missing < 0:
             out = out[: out.shape[0] + missing]
-        return self._emit(out)
+        yield self._emit(out)
+
+    def _tail_pieces(self) -> Iterator[np.ndarray]:
+        for piece in self.converter.finish_chunks(self._state):
+            self._model_out += piece.shape[0]
+            yield piece.astype(np.float32, copy=False)
 
     def report(self) -> ConverterReport:
         return self.converter.report(self._state)

@@ -144,7 +144,9 @@ def render_file(
                 done += block.shape[0]
                 if progress is not None:
                     progress(done, info.frames)
-            writer.write(gain * flush())
+            # the tail in pieces, each written as it comes: a melody can leave minutes of singing after the speech
+            for piece in streamer.flush_chunks() if fx_preset is None else iter([flush()]):
+                writer.write(gain * piece)
             out_frames = writer.frames_written
             clipped = writer.clipped_samples
         peak_db = 20.0 * math.log10(peak) if peak > 0 else -math.inf

@@ -10,7 +10,10 @@ the grid is fixed, the output cannot depend on how the caller's audio arrived.
 ``step`` returns whatever output the chunk completes: exactly
 ``chunk_samples`` for a time-preserving converter, any number (including 0)
 for a converter that changes timing. ``finish`` returns what is left once the
-input has ended. All history lives in the state object from ``init_state``.
+input has ended; ``finish_chunks`` yields the same samples in pieces of bounded
+size (a melody can leave minutes of singing after the speech has ended, and the
+caller writes each piece before the next is made). All history lives in the
+state object from ``init_state``.
 
 ``latency_samples`` is the worst-case delay from an input sample arriving to
 its converted output leaving ``step``: one chunk plus the lookahead.
@@ -19,6 +22,7 @@ its converted output leaving ``step``: one chunk plus the lookahead.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +81,14 @@ class Converter(ABC):
     def finish(self, state: Any) -> np.ndarray:
         """Output still owed after the last chunk (empty for most converters)."""
         return np.zeros(0, np.float32)
+
+    def finish_chunks(self, state: Any) -> Iterator[np.ndarray]:
+        """:meth:`finish`'s output in pieces of bounded size, in order (their concatenation equals it).
+
+        The default yields ``finish(state)`` once; a converter whose tail can be long (the singing
+        converters: the rest of a melody) overrides this and :meth:`finish` with it.
+        """
+        yield self.finish(state)
 
     def report(self, state: Any) -> ConverterReport:
         """Warnings and statistics about the run so far."""

@@ -43,6 +43,24 @@ class AlignmentConfig:
             raise ConfigError("alignment costs must be >= 0")
 
 
+#: the most cells (syllables x notes) and cost evaluations :func:`align` is asked for: about 200 MB
+#: and half a minute; a tune of thousands of notes on a few syllables, or the reverse, needs more
+MAX_ALIGNMENT_CELLS = 2_000_000
+MAX_ALIGNMENT_STEPS = 40_000_000
+
+
+def alignment_work(syllables: int, notes: int, config: AlignmentConfig | None = None) -> tuple[int, int]:
+    """``(cells, steps)`` :func:`align` takes for this many syllables and notes: its table's size and
+    the cost evaluations that fill it (every group a cell can end)."""
+    cfg = config or AlignmentConfig()
+    if syllables == 0 or notes == 0:
+        return 0, 0
+    max_notes = max(cfg.max_notes_per_syllable, math.ceil(notes / syllables))
+    max_syls = max(cfg.max_syllables_per_note, math.ceil(syllables / notes))
+    cells = (syllables + 1) * (notes + 1)
+    return cells, cells * (min(max_notes, notes) + min(max_syls, syllables))
+
+
 @dataclass(frozen=True)
 class Group:
     """Syllables ``syllables`` on notes ``notes`` (half-open index ranges; one of them has length 1)."""

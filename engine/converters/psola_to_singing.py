@@ -20,15 +20,17 @@ its samples and, per 5 ms frame, F0 and level (measured: 323 MB peak for a 300 s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..errors import OptionError
 from ..features.world import Frames
 from ..melody import Melody
 from ..vocoder.psola import PsolaConfig, PsolaState, PsolaSynth
 from .base import ConverterReport
-from .note_alignment import AlignmentConfig, align
+from .note_alignment import MAX_ALIGNMENT_CELLS, MAX_ALIGNMENT_STEPS, AlignmentConfig, align, alignment_work
 from .psola_to_speech import feed_chunk
 from .syllable_units import UnitTracker
 from .world_pipeline import PipelineState
@@ -92,20 +94,40 @@ class PsolaToSingingConverter(WorldToSingingConverter):
         return Frames.empty(self.analysis.bins)
 
     def finish(self, state: PipelineState) -> np.ndarray:
+        pieces = list(self.finish_chunks(state))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def finish_chunks(self, state: PipelineState) -> Iterator[np.ndarray]:
+        """Plan the whole song, then sing it ``tail_piece_frames`` output frames at a time.
+
+        Each piece's frames go to the synthesiser, which returns the samples no later grain can
+        reach (a grain reaches at most ``reach`` samples back from its mark); the last call returns
+        the rest. Grains are placed in the same order as by one call over every frame, and the
+        whole input is kept until the end (``keep_from``), so the samples are the same."""
         assert isinstance(state, PsolaSingingState) and state.psola is not None
         if state.finished:
-            return np.zeros(0, np.float32)
+            return
         state.finished = True
         s: ToSingingState = state.custom
         s.input_ended = True
         s.units.close()
         self._plan(state)
-        out = self._generate(s)
-        assert s.sources is not None and s.gains is not None and len(s.sources) == len(out)
-        self.psola.add_output_frames(np.array(s.sources), np.zeros(len(out)), out.f0_hz, state.psola,
-                                     np.array(s.gains))
-        state.frames_out += len(out)
-        return self.psola.render(state.psola, final=True)
+        psola = state.psola
+        psola.keep_from = psola.history_start
+        assert s.sources is not None and s.gains is not None
+        while True:
+            out = self._generate(s, budget=self.tail_piece_frames)
+            if not len(out):
+                break
+            assert len(s.sources) == len(out)
+            self.psola.add_output_frames(np.array(s.sources), np.zeros(len(out)), out.f0_hz, psola,
+                                         np.array(s.gains))
+            s.sources.clear()
+            s.gains.clear()
+            state.frames_out += len(out)
+            until = self.psola.frames_out(psola) * self.hop_samples - self.psola.reach
+            yield self.psola.render(psola, until=until, final=True)
+        yield self.psola.render(psola, final=True)
 
     # -- the plan ----------------------------------------------------------------------------------
     def _plan(self, state: PsolaSingingState) -> None:
@@ -121,11 +143,20 @@ class PsolaToSingingConverter(WorldToSingingConverter):
             notes = tuple(replace(n, start_s=n.start_s + k * span, end_s=n.end_s + k * span)
                           for k in range(passes) for n in notes)
             state.repeats = passes - 1
+        cells, steps = alignment_work(len(units), len(notes), self.alignment)
+        if cells > MAX_ALIGNMENT_CELLS or steps > MAX_ALIGNMENT_STEPS:
+            raise OptionError(
+                "melody", self.melody.source,
+                f"has {len(notes)} notes for the speech's {len(units)} syllables: psola's alignment of the two "
+                f"would take {steps:,} steps ({cells:,} cells), more than its limit of {MAX_ALIGNMENT_STEPS:,} "
+                f"({MAX_ALIGNMENT_CELLS:,}); sing it with method world (note by note), or use a melody nearer "
+                "the speech's length",
+            )
         frame_s = self._frame_s
         pause = s.units.syllables._pause
         durations = [(u.end - u.onset) * frame_s for u in units]
         pause_after = [units[i + 1].onset - units[i].end >= pause for i in range(len(units) - 1)] + [True]
-        groups = align(durations, pause_after, [(n.start_s, n.end_s) for n in notes], self.alignment)
+        groups = align(durations, pause_after, [(n.start_s, n.end_s) for n in notes], self.alignment) if units else []
         plan: list[_Slot] = []
         prev_end, prev_midi = -10, None
         for group in groups:

@@ -22,6 +22,7 @@ complete, so an offline render is the same whatever the block size.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,9 @@ from .syllable_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
 
 _SILENCE_POWER = 1e-14
+#: output frames per piece of the tail sung after the speech has ended (2 s at the 5 ms hop; the
+#: synthesiser needs about 30 MB per second of frames it is given at once)
+TAIL_PIECE_FRAMES = 400
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class WorldToSingingConverter(WorldPipelineConverter):
         self.melody = melody
         self._frame_s = config.analysis.hop_samples / config.analysis.sample_rate
         self._edge = max(1, round(config.edge_ms / 1000.0 / self._frame_s))
+        #: output frames per piece of the tail (:meth:`finish_chunks`)
+        self.tail_piece_frames = TAIL_PIECE_FRAMES
 
     def describe(self) -> str:
         return f"{self.name} @ {self.sample_rate} Hz, melody {self.melody.source} ({len(self.melody.notes)} notes)"
@@ -307,15 +313,44 @@ class WorldToSingingConverter(WorldPipelineConverter):
         return out
 
     def transform_finish(self, state: PipelineState) -> Frames:
+        """Every output frame still owed, at once (:meth:`finish_chunks` makes them in pieces)."""
+        pieces = list(self._finish_frames(state))
+        return Frames.concat(pieces, self.analysis.bins) if pieces else Frames.empty(self.analysis.bins)
+
+    def _finish_frames(self, state: PipelineState) -> Iterator[Frames]:
+        """The frames owed once the input has ended, at most ``TAIL_PIECE_FRAMES`` at a time: the rest
+        of the melody (minutes, when the tune is longer than the speech) is never held at once."""
         s: ToSingingState = state.custom
         s.input_ended = True
         s.units.close()
-        out = self._generate(s)
-        tail = out.slice(len(out) - 1, len(out)) if len(out) else s.last_frame
-        if tail is None:
-            return out
-        # One more frame closes the synthesiser's last interval.
-        return Frames.concat([out, tail], self.analysis.bins)
+        bins = self.analysis.bins
+        piece = self._generate(s, budget=self.tail_piece_frames)
+        tail = s.last_frame
+        while len(piece):
+            tail = piece.slice(len(piece) - 1, len(piece))
+            following = self._generate(s, budget=self.tail_piece_frames)
+            if not len(following):
+                break
+            yield piece
+            piece = following
+        # One more frame closes the synthesiser's last interval; it goes with the last piece, so a
+        # tail of one piece is synthesised in one call, as it was before the tail came in pieces.
+        if tail is not None:
+            yield Frames.concat([piece, tail], bins)
+
+    def finish_chunks(self, state: PipelineState) -> Iterator[np.ndarray]:
+        """The singing still owed after the speech has ended, synthesised a piece at a time."""
+        if state.finished:
+            return
+        state.finished = True
+        for out in self._finish_frames(state):
+            audio, state.synth = self.synth.step(out.f0_hz, out.sp, out.ap, state.synth)
+            state.frames_out += len(out)
+            yield audio
+
+    def finish(self, state: PipelineState) -> np.ndarray:
+        pieces = list(self.finish_chunks(state))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     def report(self, state: PipelineState) -> ConverterReport:
         s: ToSingingState = state.custom
