@@ -482,3 +482,39 @@ def test_a_residual_export_reads_back_into_torch(exported_residual: Path):
     for dur in (False, True):
         assert torch.allclose(original.infer(mel, dur=dur, noise=noise)[0], model.infer(mel, dur=dur, noise=noise)[0],
                               atol=1e-4), dur
+
+
+@pytest.mark.parametrize("seed", [0, 1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow),
+                                  pytest.param(4, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)])
+def test_killed_at_a_random_moment_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path, seed: int):
+    """kill -9 at a random moment -- mid-step, mid-checkpoint-write, before the first checkpoint --
+    and train again in the same folder: the run ends bit-identical to one never interrupted. Nothing
+    is cleaned up by hand: what the killed run left (a half-written temporary file included) is what
+    the resumed run finds."""
+    from voxflip.trainer.train import train
+
+    steps = ["train.max_steps=12", "train.checkpoint_every=2"]
+    reference = train(_config(tiny_corpus, *steps), tmp_path / "straight", progress=False)
+    run = tmp_path / "killed"
+    code = (
+        "from voxflip.trainer.config import load_config\n"
+        "from voxflip.trainer.train import train\n"
+        f"config = load_config({str(REPO / 'configs' / 'tiny.toml')!r}, ['data.manifest=\"{tiny_corpus}\"', "
+        f"{steps[0]!r}, {steps[1]!r}])\n"
+        f"train(config, {str(run)!r}, progress=False)\n"
+    )
+    rng = np.random.default_rng(seed)
+    after = int(rng.integers(0, 5))   # kill once the checkpoint of step 2*after is written (0: before the first)...
+    pause = float(rng.uniform(0.0, 0.4))   # ...and this much later: within a step, or a checkpoint write
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run.is_dir() if after == 0 else run.joinpath("checkpoints", f"step_{2 * after:08d}.pt").exists()):
+        assert proc.poll() is None, proc.stderr.read().decode()[-800:]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    time.sleep(pause)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = train(_config(tiny_corpus, *steps), run, progress=False)
+    a, b = _weights(reference), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a), f"seed {seed}: resumed weights differ"
