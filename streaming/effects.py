@@ -22,7 +22,7 @@ Plugin parameters and their ranges are in :mod:`.effect_params`; presets
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -338,19 +338,32 @@ class Chain:
 
         Tails are rendered from silence until they stay below -90 dBFS, at most
         :attr:`max_tail_s` (default 5 s) past the end of the input. A second
-        call returns nothing.
+        call returns nothing. :meth:`flush_chunks` gives the same in pieces.
         """
+        return self._shape(np.concatenate(list(self._flush_pieces()), axis=1))
+
+    def flush_chunks(self) -> Iterator[np.ndarray]:
+        """:meth:`flush` in pieces of bounded size (a converter's long tail, e.g. a melody that
+        outlasts the speech, is never held whole); the pieces joined are what :meth:`flush` returns."""
+        for piece in self._flush_pieces():
+            if piece.shape[-1]:
+                yield self._shape(piece)
+
+    def _flush_pieces(self) -> Iterator[np.ndarray]:
         if self._flushed or not self._started:
             self._flushed = True
-            return self._shape(np.zeros((1, 0), np.float32))
+            yield np.zeros((1, 0), np.float32)
+            return
         self._flushed = True
         y = self._pre.finish()
         if self._streamer is not None:
-            parts = [self._streamer.process(y)] if y.shape[1] else []
-            y = np.concatenate([*parts, self._streamer.flush()])[None, :]
-        y = self._post.process(y)
-        tail = self._post.finish(self.max_tail_s, TAIL_QUIET_S + self._longest_delay_s())
-        return self._shape(np.concatenate([y, tail], axis=1))
+            if y.shape[1]:
+                yield self._post.process(self._streamer.process(y)[None, :])
+            for piece in self._streamer.flush_chunks():
+                yield self._post.process(piece[None, :])
+        else:
+            yield self._post.process(y)
+        yield self._post.finish(self.max_tail_s, TAIL_QUIET_S + self._longest_delay_s())
 
     def reset(self) -> None:
         """Start a new stream: reset every plugin and the converter's stream."""

@@ -119,7 +119,7 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--transpose", type=_finite_float, metavar="SEMITONES",
                         help="shift the melody (singing) or the speaking pitch (speech) by semitones (default 0)")
     render.add_argument("--tempo", type=_finite_float, metavar="FACTOR",
-                        help="play the melody FACTOR times faster (2 = twice as fast; default 1)")
+                        help="play the melody FACTOR times faster, 0.1..10 (2 = twice as fast; default 1)")
     render.add_argument("--duration", type=_finite_float, metavar="AMOUNT",
                         help=f"how far {_option_methods('duration')} shortens sustained vowels, 0..1 (default 1)")
     render.add_argument("--vibrato-cents", type=_finite_float, metavar="CENTS", help="singing vibrato depth (default 25)")
@@ -155,7 +155,7 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--melody", help="tune for singing (it plays from the start of the stream); without one, "
                                        "singing follows live notes (OSC /voxflip/note)")
     live.add_argument("--transpose", type=_finite_float, metavar="SEMITONES", help="as for render (default 0)")
-    live.add_argument("--tempo", type=_finite_float, metavar="FACTOR", help="play --melody faster (default 1)")
+    live.add_argument("--tempo", type=_finite_float, metavar="FACTOR", help="play --melody FACTOR times faster, 0.1..10 (default 1)")
     live.add_argument("--duration", type=_finite_float, metavar="AMOUNT",
                       help=f"{_option_methods('duration')}: vowel shortening 0..1")
     live.add_argument("--chunk-ms", type=_finite_float, default=None, metavar="MS",

@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,7 +113,7 @@ def render_file(
             raise ConfigError(f"output {str(out_path)!r} is the input file; write to another path")
         if fx_preset is None:
             streamer = Streamer(converter, info.sample_rate, rate_out)
-            process, flush, latency_s = streamer.process, streamer.flush, streamer.latency_s
+            process, flush, latency_s = streamer.process, streamer.flush_chunks, streamer.latency_s
             report = streamer.report
         else:
             from voxflip.streaming.presets import load_preset
@@ -126,8 +126,10 @@ def render_file(
             def process(block: np.ndarray) -> np.ndarray:
                 return resample.process(chain.process(block))
 
-            def flush() -> np.ndarray:
-                return np.concatenate([resample.process(chain.flush()), resample.flush()])
+            def flush() -> Iterator[np.ndarray]:
+                for piece in chain.flush_chunks():
+                    yield resample.process(piece)
+                yield resample.flush()
 
             def report() -> ConverterReport:
                 return chain.streamer.report() if chain.streamer is not None else ConverterReport()
@@ -145,7 +147,7 @@ def render_file(
                 if progress is not None:
                     progress(done, info.frames)
             # the tail in pieces, each written as it comes: a melody can leave minutes of singing after the speech
-            for piece in streamer.flush_chunks() if fx_preset is None else iter([flush()]):
+            for piece in flush():
                 writer.write(gain * piece)
             out_frames = writer.frames_written
             clipped = writer.clipped_samples
