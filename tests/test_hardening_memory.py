@@ -1,5 +1,6 @@
 """Bounded memory for melodies and the singing tail (issue 15): renders run in a child process and
-its peak RSS is measured (``os.wait4``'s ``ru_maxrss``).
+its peak RSS is measured (the child's own ``VmHWM``, written as it exits: ``ru_maxrss`` of a child
+would include the size of the pytest process it was forked from).
 
 The bounds, and why:
 
@@ -17,11 +18,9 @@ the test instead of eating the machine.
 
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import sys
-import time
 import zipfile
 from importlib.resources import files
 from pathlib import Path
@@ -48,25 +47,37 @@ def _limit_child() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (CHILD_LIMIT_BYTES, CHILD_LIMIT_BYTES))
 
 
+#: the child: voxflip's own entry point, and its high-water RSS (since exec) written to argv[1] at exit
+_CHILD = """
+import atexit, sys
+out = sys.argv[1]
+def _peak():
+    with open("/proc/self/status") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(out, "w") as f:
+        f.write(kb)
+atexit.register(_peak)
+sys.argv = ["voxflip", *sys.argv[2:]]
+from voxflip.cli import main
+sys.exit(main())
+"""
+
+
 def run_voxflip(tmp_path: Path, *args: str, timeout_s: float = 120.0) -> tuple[int, str, float]:
     """Run ``voxflip ARGS`` in a child process; return its exit code, stderr and peak RSS in MB."""
-    err_path = tmp_path / "stderr.txt"
-    with open(err_path, "wb") as err, open(os.devnull, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voxflip", *args], stdout=out, stderr=err,
-                                preexec_fn=_limit_child)
-        deadline = time.monotonic() + timeout_s
-        while True:   # wait4, not Popen.wait: the rusage of this one child
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                raise TimeoutError(f"voxflip {' '.join(args)} ran past {timeout_s} s")
-            time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err_path.read_text(errors="replace"), usage.ru_maxrss / 1024.0
+    err_path, peak_path = tmp_path / "stderr.txt", tmp_path / "peak_kb.txt"
+    peak_path.unlink(missing_ok=True)
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(peak_path), *args], stdout=subprocess.DEVNULL,
+                                stderr=err, preexec_fn=_limit_child)
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise TimeoutError(f"voxflip {' '.join(args)} ran past {timeout_s} s") from None
+    assert peak_path.exists(), f"the child wrote no peak RSS (exit {code}): {err_path.read_text(errors='replace')}"
+    return code, err_path.read_text(errors="replace"), int(peak_path.read_text()) / 1024.0
 
 
 def write_notes(path: Path, span_s: float, note_s: float = 0.45, gap_s: float = 0.05) -> Path:
