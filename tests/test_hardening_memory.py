@@ -173,6 +173,23 @@ def test_max_output_s_raises_the_limit_and_lowers_it(tmp_path):
     assert code == 0, stderr
 
 
+def test_voxflip_live_refuses_a_melody_past_max_output_s(tmp_path):
+    melody = write_notes(tmp_path / "mel.csv", 20.0)
+    code, stderr, peak_mb = run_voxflip(tmp_path, "live", "--to", "singing", "--melody", str(melody), "--max-output-s",
+                                        "10", "--input-file", str(SPEECH), "--output-file", str(tmp_path / "o.wav"),
+                                        "--fast", "-q")
+    assert_refused(code, stderr, peak_mb, "--max-output-s=10.0", "ends at 19.7 s")
+    assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize("method", ["flow", "world-nodur"])
+def test_a_chunk_of_a_billion_ms_is_refused_before_allocating(tmp_path, method):
+    """--chunk-ms 1e9 once made flow allocate 477 GiB; the chunk grid refuses it first."""
+    code, stderr, peak_mb = run_voxflip(tmp_path, "render", str(SPEECH), "-o", str(tmp_path / "o.wav"), "--to",
+                                        "speech", "--method", method, "--chunk-ms", "1e9", "-q")
+    assert_refused(code, stderr, peak_mb, "--chunk-ms=1000000000.0")
+
+
 def test_tempo_that_runs_away_is_refused(tmp_path):
     code, stderr, peak_mb = render(tmp_path, TUNE, "--tempo", "1e-9")
     assert_refused(code, stderr, peak_mb, "--tempo=1e-09", "0.1..10")
