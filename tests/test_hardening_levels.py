@@ -129,6 +129,34 @@ def test_flow_output_length_does_not_depend_on_the_input_sample_rate():
     assert spread <= frame_s + 1e-9, f"output seconds by input rate: {seconds}"
 
 
+def test_flow_length_of_full_band_speech_at_every_rate_the_file_can_carry(example_speech):
+    """The bundled sentence (16 kHz, content up to 8 kHz) resampled to each rate: the length of flow-dur's
+    output within one 10 ms frame of the 16 kHz render. (At 96 and 192 kHz pedalboard's one-stage
+    resampler rippled by +-0.6 dB below 8 kHz and moved it 4 frames; MonoResampler goes via 48 kHz.)"""
+    from voxflip.streaming.streamer import MonoResampler
+
+    spec = next(s for s in converters(Direction.TO_SPEECH) if s.name == "flow-dur")
+    audio, rate = example_speech
+    seconds = {}
+    for target in (16_000, 22_050, 44_100, 48_000, 96_000, 192_000):
+        resample = MonoResampler(rate, target)
+        x = np.concatenate([resample.process(audio), resample.flush()]) if target != rate else audio
+        seconds[target] = _render(spec, x, None, sample_rate=target).shape[0] / target
+    assert max(abs(v - seconds[16_000]) for v in seconds.values()) <= 0.01 + 1e-9, seconds
+
+
+@pytest.mark.parametrize("rate", [96_000, 192_000])
+def test_high_rate_resampling_keeps_a_flat_passband(rate):
+    from voxflip.streaming.streamer import MonoResampler
+
+    t = np.arange(rate) / rate
+    for hz in (1000.0, 5000.0, 6500.0, 7200.0):
+        resample = MonoResampler(rate, 16_000)
+        y = np.concatenate([resample.process(np.sin(2 * np.pi * hz * t).astype(np.float32)), resample.flush()])
+        gain_db = 20 * np.log10(np.sqrt(2) * np.std(y[2000:-2000]))
+        assert abs(gain_db) < 0.1, f"{rate} Hz -> 16 kHz: {hz:g} Hz at {gain_db:+.2f} dB"
+
+
 def test_world_analysis_of_a_loud_frame_is_the_normal_analysis_scaled(voice):
     analyzer = WorldAnalyzer(AnalysisConfig())
     x = voice.astype(np.float64) * 2.0        # peaks at 0.6: analysed as it is
