@@ -107,7 +107,12 @@ def _extended_to_float(raw: bytes) -> float:
     """Decode the 80-bit IEEE extended float that AIFF uses for its sample rate."""
     exponent = ((raw[0] & 0x7F) << 8 | raw[1]) - 16383
     mantissa = int.from_bytes(raw[2:10], "big")
-    return math.ldexp(mantissa, exponent - 63) if mantissa else 0.0
+    if not mantissa:
+        return 0.0
+    try:
+        return math.ldexp(mantissa, exponent - 63)
+    except OverflowError:   # a corrupt header: no real rate is this large; the rate check refuses it
+        return math.inf
 
 
 def _check_aiff(f: BinaryIO, path: Path, file_size: int, is_aifc: bool) -> None:

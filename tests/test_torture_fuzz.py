@@ -257,3 +257,14 @@ def test_a_midi_header_that_claims_a_gigabyte_is_refused_without_allocating_it(t
     _melody_case(tmp_path, ".mid", bytes(data))
     with pytest.raises(EngineError, match="not a readable MIDI file"):
         load_melody(tmp_path / "fuzz.mid")
+
+
+def test_an_aiff_sample_rate_too_large_for_a_float_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzzer: an 80-bit extended rate with a huge exponent overflowed math.ldexp."""
+    data = bytearray(AUDIO_SEEDS[".aiff"])
+    rate_at = data.index(b"COMM") + 16        # chunk id, size, channels, frames, bits: then the rate
+    data[rate_at:rate_at + 2] = b"\x7f\xfe"
+    _audio_case(tmp_path, ".aiff", bytes(data))
+    with pytest.raises(EngineError):
+        with AudioReader(tmp_path / "fuzz.aiff") as reader:
+            list(reader.blocks())
