@@ -134,8 +134,8 @@ def _check_aiff(f: BinaryIO, path: Path, file_size: int, is_aifc: bool) -> None:
     channels, declared_frames, bits, rate, compression = comm
     data_offset, declared_bytes = ssnd
     present_bytes = max(0, min(file_size - data_offset, declared_bytes))
-    if compression in _AIFC_SAMPLE_BYTES and channels > 0:
-        per_sample = _AIFC_SAMPLE_BYTES[compression] or (bits + 7) // 8
+    per_sample = (_AIFC_SAMPLE_BYTES.get(compression) or (bits + 7) // 8) if compression in _AIFC_SAMPLE_BYTES else 0
+    if per_sample > 0 and channels > 0:
         present_frames = present_bytes // (per_sample * channels)
     elif declared_bytes > 0:  # compressed AIFC: assume a constant bit rate
         present_frames = int(declared_frames * present_bytes / declared_bytes)

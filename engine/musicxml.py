@@ -99,7 +99,8 @@ def _read_mxl(file: Path, source: str) -> ET.Element:
                     f"{source}: META-INF/container.xml names {name!r}, which is not in the archive"
                 )
             data = _read_entry(archive, name, source)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError,
+            UnicodeDecodeError) as exc:   # a member name flagged UTF-8 that is not
         raise MelodyError(
             f"{source}: not a readable compressed MusicXML (.mxl) zip ({exc}); export it again"
         ) from exc

@@ -268,3 +268,20 @@ def test_an_aiff_sample_rate_too_large_for_a_float_is_refused(tmp_path: Path) ->
     with pytest.raises(EngineError):
         with AudioReader(tmp_path / "fuzz.aiff") as reader:
             list(reader.blocks())
+
+
+def test_an_aiff_of_zero_bit_samples_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzzer: a COMM chunk with 0 bits per sample divided by zero in the truncation check."""
+    data = bytearray(AUDIO_SEEDS[".aiff"])
+    bits_at = data.index(b"COMM") + 14
+    data[bits_at:bits_at + 2] = b"\x00\x00"
+    _audio_case(tmp_path, ".aiff", bytes(data))
+
+
+def test_an_mxl_whose_member_name_is_not_the_utf8_it_claims_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzzer: zipfile raised UnicodeDecodeError for a name flagged UTF-8."""
+    data = bytearray(MELODY_SEEDS[".mxl"])
+    data[6:8] = b"\xff\xff"                    # every general-purpose flag, UTF-8 names included
+    at = data.index(b"META-INF/container.xml") + 1
+    data[at] = 0xB3                            # not UTF-8
+    _melody_case(tmp_path, ".mxl", bytes(data))
