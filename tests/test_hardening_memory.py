@@ -128,6 +128,20 @@ def test_an_hour_of_melody_on_short_speech_renders_in_bounded_memory(tmp_path, m
     assert -0.05 < over < (5.05 if extra else 0.05), "the melody's length (plus the reverb's tail, at most 5 s)"
 
 
+@pytest.mark.parametrize("method", ["psola", pytest.param("world", marks=pytest.mark.slow)])
+def test_a_minute_of_speech_on_two_minutes_of_melody_renders_in_bounded_memory(tmp_path, method):
+    """The issue's probe: 60 s of speech on a 118 s melody peaked at 864 MB (psola's whole-input buffers)."""
+    audio, rate = sf.read(str(SPEECH), dtype="float32")
+    long_speech = tmp_path / "minute.wav"
+    sf.write(long_speech, np.tile(audio, 15)[: 60 * rate], rate)
+    melody = write_notes(tmp_path / "long.csv", 118.0)
+    code, stderr, peak_mb = run_voxflip(tmp_path, "render", str(long_speech), "-o", str(tmp_path / "out.wav"), "--to",
+                                        "singing", "--melody", str(melody), "--method", method, "-q", timeout_s=300)
+    assert code == 0, stderr
+    assert peak_mb < RENDER_BOUND_MB, f"{method}: peak RSS {peak_mb:.0f} MB (bound {RENDER_BOUND_MB})"
+    assert sf.info(str(tmp_path / "out.wav")).duration >= 117.0
+
+
 # -- melodies that ask for too much: refused with one line, before anything per frame -----------------
 def write_midi(path: Path, ticks_per_beat: int, tempo_us: int, note_ticks: int) -> Path:
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo_us, time=0),
