@@ -6,5 +6,5 @@
 # here too, and the tests start JACK themselves: bash scripts/test.sh -m live
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VOXFLIP_APT_PACKAGES="portaudio19-dev jackd2 festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts ${VOXFLIP_APT_PACKAGES:-}" bash scripts/bootstrap.sh dev,live,train,eval
+VOXFLIP_APT_PACKAGES="portaudio19-dev jackd2 festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts ${VOXFLIP_APT_PACKAGES:-}" bash scripts/bootstrap.sh dev,live,train,eval,ray
 exec .venv/bin/python -m pytest "$@"

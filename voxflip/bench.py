@@ -38,14 +38,12 @@ def default_converters() -> tuple[str, ...]:
 def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: str | None = None):
     """The converter ``name`` as the benchmark runs it: at ``voxflip live``'s chunk unless ``chunk_ms``,
     a converter to singing on a generated melody that lasts ``seconds``."""
-    from voxflip.engine.melody import Melody, Note
     from voxflip.engine.registry import Direction, get_converter, make_converter
 
     spec = get_converter(name)
     options: dict = {"chunk_ms": chunk_ms or spec.grid.live_ms}
     if spec.direction is Direction.TO_SINGING:
-        notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
-        options["melody"] = Melody(notes, "bench")
+        options["melody"] = _bench_melody(seconds)
     if model is not None and "model_path" in spec.option_names:
         options["model_path"] = model
     return make_converter(spec.direction, spec.name, **options)
@@ -170,8 +168,213 @@ def format_table(results: list[BenchResult]) -> str:
     return "\n".join([head, *rows])
 
 
+# -- offline rendering: one long file per converter, against a naive pyworld pipeline ----------------
+
+@dataclass
+class OfflineResult:
+    """One offline render of ``seconds`` of audio at ``sample_rate`` (``converter`` "pyworld" is the baseline)."""
+
+    converter: str
+    seconds: float
+    output_seconds: float
+    sample_rate: int
+    wall_s: float
+    times_real_time: float
+    vs_baseline: float          # times faster than the naive pyworld pipeline on the same file, same run
+    peak_rss_mb: float
+    core: int | None
+
+
+def _pin(core: int | None) -> None:
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+
+
+def _offline_child(converter: str, wav: str, out_dir: str, core: int | None, model: str | None) -> None:
+    """Render ``wav`` with ``converter`` at its offline default chunk; print the wall time as JSON."""
+    _pin(core)
+    import resource
+
+    import soundfile as sf
+
+    from voxflip.engine.registry import Direction, get_converter, make_converter
+    from voxflip.render import render_file
+
+    seconds = sf.info(wav).duration
+    spec = get_converter(converter)
+    options: dict = {}
+    if spec.direction is Direction.TO_SINGING:
+        options["melody"] = _bench_melody(seconds)
+    if model is not None and "model_path" in spec.option_names:
+        options["model_path"] = model
+    conv = make_converter(spec.direction, spec.name, **options)
+    t0 = time.perf_counter()
+    result = render_file(wav, os.path.join(out_dir, f"{converter}.wav"), conv)
+    wall = time.perf_counter() - t0
+    print(json.dumps({"wall_s": wall, "output_seconds": result.output_seconds, "seconds": result.input_seconds,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _baseline_child(wav: str, core: int | None) -> None:
+    """The naive pyworld pipeline on the whole file: DIO, StoneMask, CheapTrick, D4C, synthesis."""
+    _pin(core)
+    import resource
+
+    import numpy as np
+    import pyworld
+    import soundfile as sf
+
+    audio, rate = sf.read(wav, dtype="float64")
+    t0 = time.perf_counter()
+    f0, times = pyworld.dio(audio, rate)
+    f0 = pyworld.stonemask(audio, f0, times, rate)
+    envelope = pyworld.cheaptrick(audio, f0, times, rate)
+    aperiodicity = pyworld.d4c(audio, f0, times, rate)
+    out = pyworld.synthesize(f0, envelope, aperiodicity, rate)
+    wall = time.perf_counter() - t0
+    assert np.all(np.isfinite(out))
+    print(json.dumps({"wall_s": wall, "output_seconds": out.shape[0] / rate, "seconds": audio.shape[0] / rate,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _bench_melody(seconds: float):
+    """The benchmark's tune: a note every 0.4 s over ``seconds`` (as :func:`bench_converter` sings)."""
+    from voxflip.engine.melody import Melody, Note
+
+    notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
+    return Melody(notes, "bench")
+
+
+def _bench_wav(device_rate: int, seconds: float, folder: str, name: str = "offline") -> str:
+    """The bench signal as a float WAV file (what an offline render reads)."""
+    import numpy as np
+    import soundfile as sf
+
+    path = os.path.join(folder, f"{name}_{device_rate}.wav")
+    sf.write(path, np.load(_bench_signal(device_rate, seconds, folder)), device_rate, subtype="FLOAT")
+    return path
+
+
+def _run_child(args: list[str], what: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "voxflip.bench", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"offline benchmark of {what} failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_offline_bench(converters: tuple[str, ...] | list[str] | None = None, sample_rate: int = 48_000,
+                      seconds: float = 60.0, core: int | None = 0, progress=None,
+                      model: str | None = None) -> list[OfflineResult]:
+    """Render one long file (the bundled speech looped to ``seconds`` at ``sample_rate``) with each
+    converter, each in a fresh process pinned to one core, and the naive pyworld pipeline on the
+    same file first (the baseline row, ``converter="pyworld"``)."""
+    import tempfile
+
+    converters = default_converters() if converters is None else converters
+    results: list[OfflineResult] = []
+    with tempfile.TemporaryDirectory() as folder:
+        wav = _bench_wav(sample_rate, seconds, folder)
+        pin = "-1" if core is None else str(core)
+        base = _run_child(["--baseline-child", wav, pin], "the pyworld baseline")
+        rows = [("pyworld", base)]
+        if progress is not None:
+            progress("pyworld", base)
+        for conv in converters:
+            row = _run_child(["--offline-child", conv, wav, folder, pin, model or ""], conv)
+            rows.append((conv, row))
+            if progress is not None:
+                progress(conv, row)
+        for name, row in rows:
+            results.append(OfflineResult(
+                converter=name, seconds=row["seconds"], output_seconds=row["output_seconds"], sample_rate=sample_rate,
+                wall_s=row["wall_s"], times_real_time=row["seconds"] / row["wall_s"],
+                vs_baseline=base["wall_s"] / row["wall_s"], peak_rss_mb=row["peak_rss_mb"], core=core))
+    return results
+
+
+def format_offline_table(results: list[OfflineResult]) -> str:
+    head = ("| converter | input / output | wall time | times real time | vs naive pyworld | peak RSS |\n"
+            "| --- | --- | --- | --- | --- | --- |")
+    rows = [f"| {r.converter} | {r.seconds:.0f} / {r.output_seconds:.0f} s at {r.sample_rate} Hz | {r.wall_s:.2f} s | "
+            f"{r.times_real_time:.1f}x | {r.vs_baseline:.2f}x | {r.peak_rss_mb:.0f} MB |" for r in results]
+    return "\n".join([head, *rows])
+
+
+@dataclass
+class CorpusBenchResult:
+    """Corpus rendering of ``files`` files (``seconds`` of audio in all) with ``workers`` processes."""
+
+    converter: str
+    workers: int
+    files: int
+    seconds: float
+    wall_s: float
+    times_real_time: float
+    speedup: float              # over the 1-worker row of the same run
+
+
+def run_corpus_bench(converter: str | None = None, files: int = 8, sample_rate: int = 48_000, seconds: float = 60.0,
+                     workers: tuple[int, ...] = (1, 2), model: str | None = None) -> list[CorpusBenchResult]:
+    """The same ``files`` files (the bench signal cut into equal parts) rendered with each worker
+    count through :func:`voxflip.corpus.render_corpus`, into a fresh folder each time."""
+    import shutil
+    import tempfile
+
+    import soundfile as sf
+
+    from voxflip.engine.registry import Direction, default_converter, get_converter
+
+    from .corpus import RenderSettings, jobs_from_folder, render_corpus
+
+    spec = get_converter(converter) if converter else default_converter(Direction.TO_SPEECH)
+    options: dict = {}
+    results: list[CorpusBenchResult] = []
+    with tempfile.TemporaryDirectory() as folder:
+        inputs = os.path.join(folder, "in")
+        os.makedirs(inputs)
+        audio, _ = sf.read(_bench_wav(sample_rate, seconds, folder), dtype="float32")
+        part = audio.shape[0] // files
+        for i in range(files):
+            sf.write(os.path.join(inputs, f"clip_{i:03d}.wav"), audio[i * part:(i + 1) * part], sample_rate,
+                     subtype="FLOAT")
+        if spec.direction is Direction.TO_SINGING:
+            melody = os.path.join(folder, "tune.json")
+            with open(melody, "w") as f:
+                json.dump([{"start_s": n.start_s, "end_s": n.end_s, "midi_note": n.midi_note}
+                           for n in _bench_melody(part / sample_rate).notes], f)
+            options["melody"] = melody
+        if model is not None and "model_path" in spec.option_names:
+            options["model_path"] = model
+        settings = RenderSettings(to=spec.direction.value, method=spec.name, options=options)
+        for count in workers:
+            out = os.path.join(folder, f"out_{count}")
+            shutil.rmtree(out, ignore_errors=True)
+            result = render_corpus(jobs_from_folder(inputs, out), settings, out, workers=count)
+            if result.failed:
+                raise RuntimeError(f"corpus benchmark: {result.failed[0]['id']}: {result.failed[0].get('error')}")
+            total = files * part / sample_rate
+            results.append(CorpusBenchResult(spec.name, count, files, total, result.wall_seconds,
+                                             total / result.wall_seconds, 0.0))
+    for r in results:
+        r.speedup = results[0].wall_s / r.wall_s
+    return results
+
+
+def format_corpus_table(results: list[CorpusBenchResult]) -> str:
+    head = "| converter | workers | files | audio | wall time | times real time | speed-up |\n| --- | --- | --- | --- | --- | --- | --- |"
+    rows = [f"| {r.converter} | {r.workers} | {r.files} | {r.seconds:.0f} s | {r.wall_s:.2f} s | "
+            f"{r.times_real_time:.1f}x | {r.speedup:.2f}x |" for r in results]
+    return "\n".join([head, *rows])
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         conv, ms, chunk, rate, signal, core, launched, model = sys.argv[2:10]
         _child(conv, float(ms), float(chunk), int(rate), signal, None if core == "-1" else int(core), float(launched),
                model or None)
+    elif len(sys.argv) > 1 and sys.argv[1] == "--offline-child":
+        conv, wav, folder, core, model = sys.argv[2:7]
+        _offline_child(conv, wav, folder, None if core == "-1" else int(core), model or None)
+    elif len(sys.argv) > 1 and sys.argv[1] == "--baseline-child":
+        wav, core = sys.argv[2:4]
+        _baseline_child(wav, None if core == "-1" else int(core))

@@ -106,10 +106,21 @@ def get_parser() -> argparse.ArgumentParser:
     render = sub.add_parser(
         "render",
         help="convert a file",
-        description="Convert an audio file: singing -> speech (--to speech) or speech -> singing (--to singing --melody TUNE).",
+        description="Convert an audio file: singing -> speech (--to speech) or speech -> singing (--to singing --melody TUNE). "
+                    "With --manifest or --input-dir (and --out), convert a whole corpus on every core (or on Ray): "
+                    "DIR/<id>.wav per file and DIR/render.jsonl; a second run skips what is done and unchanged.",
     )
-    render.add_argument("input", help="audio file: wav, flac, mp3, ogg or aiff, 8-192 kHz, any channel count")
-    render.add_argument("-o", "--output", required=True, help="output file; the extension picks the format")
+    render.add_argument("input", nargs="?", help="audio file: wav, flac, mp3, ogg or aiff, 8-192 kHz, any channel count")
+    render.add_argument("-o", "--output", help="output file; the extension picks the format")
+    render.add_argument("--manifest", metavar="M", help="render every entry of this manifest (.jsonl, docs/data.md): "
+                        "its singing for --to speech, its speech for --to singing (on --melody, else the entry's notes)")
+    render.add_argument("--input-dir", metavar="D", help="render every audio file under this folder (recursive)")
+    render.add_argument("--out", metavar="DIR", help="with --manifest/--input-dir: output folder (DIR/<id>.wav, "
+                        "or the input's relative path with .wav; DIR/render.jsonl records what was made)")
+    render.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                        help=f"with --manifest/--input-dir: processes (default: every core, {os.cpu_count() or 1} here)")
+    render.add_argument("--ray", metavar="ADDRESS", help="with --manifest/--input-dir: run the files as tasks on a Ray "
+                        "cluster at ADDRESS (ray.init(address=...)); 'local' starts a local instance with --workers CPUs")
     render.add_argument("--to", required=True, choices=_directions(), help="target: speech or singing")
     render.add_argument("--method", help=_method_help())
     render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, a .csv/.json note list, "
@@ -202,7 +213,14 @@ def get_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default=None,
                        help=f"model for {_option_methods('model_path')} (default: the shipped one)")
     bench.add_argument("--rate", type=_positive_int, default=48_000, help="device sample rate (default 48000)")
-    bench.add_argument("--seconds", type=_finite_float, default=20.0, help="audio per configuration (default 20 s)")
+    bench.add_argument("--seconds", type=_finite_float, default=None,
+                       help="audio per configuration (default 20 s; with --offline 60 s, the length of the one long file)")
+    bench.add_argument("--offline", action="store_true",
+                       help="offline rendering instead: times real time per converter for one long 48 kHz file "
+                            "(--rate), against a naive pyworld analysis-resynthesis of the same file")
+    bench.add_argument("--corpus", action="store_true",
+                       help="with --offline: corpus rendering of --files files (--seconds in all) with 1 and 2 workers")
+    bench.add_argument("--files", type=_positive_int, default=8, metavar="N", help="with --corpus: files (default 8)")
 
     corpus = sub.add_parser("corpus", help="training data: import, synthesise, check, compute features",
                             description="Build and inspect training manifests (docs/data.md).")

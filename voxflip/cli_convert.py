@@ -34,7 +34,97 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, flag, None) is not None}
 
 
+#: the flags of a corpus render (--manifest / --input-dir), refused with a single file
+CORPUS_FLAGS = ("out", "workers", "ray")
+
+
 def cmd_render(args: argparse.Namespace) -> int:
+    sources = [f for f, v in (("IN", args.input), ("--manifest", args.manifest), ("--input-dir", args.input_dir)) if v]
+    if len(sources) != 1:
+        raise EngineError(f"render takes one of: an input file IN, --manifest M or --input-dir D; got "
+                          f"{' and '.join(sources) if sources else 'none'}")
+    if args.input is None:
+        return cmd_render_corpus(args)
+    given = [f"--{f.replace('_', '-')}" for f in CORPUS_FLAGS if getattr(args, f) is not None]
+    if given:
+        raise EngineError(f"{', '.join(given)} go with --manifest or --input-dir; a single file takes -o OUT")
+    if args.output is None:
+        raise EngineError("render IN needs -o OUT (the output file)")
+    return cmd_render_file(args)
+
+
+def cmd_render_corpus(args: argparse.Namespace) -> int:
+    """``voxflip render --manifest M | --input-dir D --out DIR``: exit 1 when any file failed."""
+    import os
+
+    from voxflip.engine.registry import make_converter
+
+    from .corpus import RenderSettings, jobs_from_folder, jobs_from_manifest, print_failures, render_corpus
+    from .render import DEFAULT_BLOCK_SIZE
+
+    flag = "--manifest" if args.manifest else "--input-dir"
+    if args.output is not None:
+        raise EngineError(f"{flag} writes into a folder: give --out DIR instead of -o")
+    if args.out is None:
+        raise EngineError(f"{flag} needs --out DIR (the output folder)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise EngineError(f"--out {args.out!r} is a file; give a folder")
+    def absolute(value):   # files named by options reach every worker (and Ray node) by the same path
+        return os.path.abspath(value) if isinstance(value, str) and os.path.isfile(value) else value
+
+    options = {name: absolute(value) for name, value in given_options(args).items()}
+    settings = RenderSettings(to=args.to, method=args.method, options=options,
+                              block_size=args.block_size or DEFAULT_BLOCK_SIZE, sample_rate=args.sample_rate,
+                              gain_db=args.gain, fx=absolute(args.fx), allow_plugins=args.allow_plugins)
+    if args.ray is not None:
+        from .corpus_ray import import_ray
+
+        import_ray()    # missing: one line before any work
+    if args.manifest:
+        jobs = jobs_from_manifest(args.manifest, args.to, args.out, has_melody=args.melody is not None)
+    else:
+        jobs = jobs_from_folder(args.input_dir, args.out)
+    if args.manifest is None or args.to != "singing" or args.melody is not None:
+        make_converter(args.to, args.method, **settings.options)   # bad options or melody: exit 2, before any file
+    if not -60.0 <= args.gain <= 24.0:
+        raise EngineError(f"--gain {args.gain!r} dB is outside -60..24 dB")
+    workers = args.workers or os.cpu_count() or 1
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="file", file=sys.stderr, desc="render", leave=False,
+                       mininterval=0.1 if sys.stderr.isatty() else 10.0)
+        bar.update(done - bar.n)
+
+    runner = None
+    where = f"{workers} worker{'s' if workers > 1 else ''}"
+    if args.ray is not None:
+        import functools
+
+        from .corpus_ray import run_ray
+
+        runner = functools.partial(run_ray, address=args.ray, workers=workers)
+        where = f"on Ray ({args.ray})"
+    try:
+        result = render_corpus(jobs, settings, args.out, workers=workers, runner=runner,
+                               progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print_failures(result.records)
+    from .corpus import summary
+
+    print(summary(result, args.out, where))
+    return 1 if result.failed else 0
+
+
+def cmd_render_file(args: argparse.Namespace) -> int:
     from voxflip.engine.registry import make_converter
 
     from .render import DEFAULT_BLOCK_SIZE, print_warnings, render_file
@@ -303,6 +393,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         runs_model = ", ".join(s.name for s in converters() if "model_path" in s.option_names)
         raise EngineError(f"--model applies to the converters that run a model ({runs_model}); "
                           f"none of {', '.join(s.name for s in specs)} does")
+    if args.corpus and not args.offline:
+        raise EngineError("--corpus goes with --offline: voxflip bench --offline --corpus")
+    if args.offline:
+        if args.seconds is not None and not 1.0 <= args.seconds <= 3600.0:
+            raise EngineError(f"--offline --seconds {args.seconds!r} must be 1..3600 s of audio")
+        return _bench_offline(args, [s.name for s in specs])
     try:
         block_ms = [float(b) for b in args.block_ms.split(",") if b.strip()]
     except ValueError:
@@ -317,10 +413,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(r) -> None:
         print(f"bench: {r.converter} at {r.block_ms:g} ms: RTF p50 {r.rtf_p50:.2f}", file=sys.stderr)
 
-    results = run_bench([s.name for s in specs], block_ms, args.rate, args.seconds, progress=progress,
+    results = run_bench([s.name for s in specs], block_ms, args.rate, args.seconds or 20.0, progress=progress,
                         chunk_ms=args.chunk_ms, model=args.model)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
         print(format_table(results))
+    return 0
+
+
+def _bench_offline(args: argparse.Namespace, names: list[str]) -> int:
+    """``voxflip bench --offline [--corpus]``: times real time per converter for one long file, and the
+    naive pyworld pipeline on it; with ``--corpus``, 1 and 2 workers over ``--files`` files."""
+    import json
+    from dataclasses import asdict
+
+    from .bench import format_corpus_table, format_offline_table, run_corpus_bench, run_offline_bench
+
+    seconds = args.seconds or 60.0
+
+    def progress(name: str, row: dict) -> None:
+        print(f"bench --offline: {name}: {row['seconds'] / row['wall_s']:.1f}x real time", file=sys.stderr)
+
+    if args.corpus:
+        if args.converters is not None and len(names) != 1:
+            raise EngineError(f"--corpus measures one converter; --converters {args.converters!r} names {len(names)}")
+        corpus = run_corpus_bench(names[0] if args.converters else None, files=args.files, sample_rate=args.rate,
+                                  seconds=seconds, model=args.model)
+        print(json.dumps([asdict(r) for r in corpus], indent=2) if args.json else format_corpus_table(corpus))
+        return 0
+    results = run_offline_bench(names, sample_rate=args.rate, seconds=seconds, progress=progress, model=args.model)
+    print(json.dumps([asdict(r) for r in results], indent=2) if args.json else format_offline_table(results))
     return 0
