@@ -33,7 +33,15 @@ VOXFLIP = [sys.executable, "-m", "voxflip.cli"]
 NON_UTF8 = b"caf\xe9"  # Latin-1 "café": not valid UTF-8
 
 
+def _default_signals() -> None:
+    """In the child: the stop signals at their defaults, whatever the test runner inherited (under
+    ``nohup`` SIGHUP arrives ignored, and voxflip rightly leaves an ignored signal ignored)."""
+    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start(argv: list, **kwargs) -> subprocess.Popen:
+    kwargs.setdefault("preexec_fn", _default_signals)
     return subprocess.Popen([*VOXFLIP, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
