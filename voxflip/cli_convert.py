@@ -38,6 +38,30 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
 CORPUS_FLAGS = ("out", "workers", "ray")
 
 
+class ProgressBar:
+    """A ``progress(done, total)`` callback that opens a tqdm bar on stderr at its first call
+    (none with ``quiet``); ``close()`` ends it. Keyword arguments go to tqdm."""
+
+    def __init__(self, quiet: bool, **tqdm_options: Any) -> None:
+        self.quiet = quiet
+        self.options = tqdm_options
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=sys.stderr, leave=False,
+                            mininterval=0.1 if sys.stderr.isatty() else 10.0, **self.options)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     sources = [f for f, v in (("IN", args.input), ("--manifest", args.manifest), ("--input-dir", args.input_dir)) if v]
     if len(sources) != 1:
@@ -89,18 +113,7 @@ def cmd_render_corpus(args: argparse.Namespace) -> int:
     if not -60.0 <= args.gain <= 24.0:
         raise EngineError(f"--gain {args.gain!r} dB is outside -60..24 dB")
     workers = args.workers or os.cpu_count() or 1
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if args.quiet:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="file", file=sys.stderr, desc="render", leave=False,
-                       mininterval=0.1 if sys.stderr.isatty() else 10.0)
-        bar.update(done - bar.n)
+    progress = ProgressBar(args.quiet, desc="render", unit="file")
 
     runner = None
     where = f"{workers} worker{'s' if workers > 1 else ''}"
@@ -115,8 +128,7 @@ def cmd_render_corpus(args: argparse.Namespace) -> int:
         result = render_corpus(jobs, settings, args.out, workers=workers, runner=runner,
                                progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     print_failures(result.records)
     from .corpus import summary
 
@@ -130,18 +142,7 @@ def cmd_render_file(args: argparse.Namespace) -> int:
     from .render import DEFAULT_BLOCK_SIZE, print_warnings, render_file
 
     converter = make_converter(args.to, args.method, **given_options(args))
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if args.quiet:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="smp", unit_scale=True, delay=1.0, file=sys.stderr,
-                       desc=f"{converter.name}", leave=False, mininterval=0.1 if sys.stderr.isatty() else 10.0)
-        bar.update(done - bar.n)
+    progress = ProgressBar(args.quiet, desc=converter.name, unit="smp", unit_scale=True, delay=1.0)
 
     try:
         result = render_file(
@@ -156,8 +157,7 @@ def cmd_render_file(args: argparse.Namespace) -> int:
             allow_plugins=args.allow_plugins,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     print_warnings(result.warnings)
     print(result.summary())
     return 0
