@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import wait_until
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from voxflip.cli import main
@@ -33,15 +34,6 @@ def one_line(exc: BaseException) -> str:
     message = str(exc)
     assert message and "\n" not in message, message
     return message
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()
 
 
 # --- plugins: a preset may name a VST3 only with --allow-plugins -----------------------------------

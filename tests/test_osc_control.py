@@ -16,11 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_until
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -71,15 +72,6 @@ def raw_bundle(*elements: bytes, sizes: list[int] | None = None) -> bytes:
         size = len(element) if sizes is None else sizes[i]
         data += size.to_bytes(4, "big", signed=True) + element
     return data
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()
 
 
 def send_and_wait(client: socket.socket, server: OscServer, data: bytes, items: int = 1) -> None:
