@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,6 +38,12 @@ from .world_to_singing import ToSingingState, WorldToSingingConfig, WorldToSingi
 
 #: the most syllables per note, on average, before a melody too short for the speech is repeated
 SHARE_LIMIT = 2
+#: frames kept clear of a syllable's ends when the speech's pauses are gathered for the rests
+REST_MARGIN_FRAMES = 4
+#: a pause frame is played in a rest only this far (dB) or more below the speech's median syllable level
+REST_QUIET_DB = 20.0
+#: pause runs shorter than this (frames) are not played in rests (a jump every few frames would buzz)
+REST_MIN_RUN = 4
 
 
 @dataclass
@@ -46,6 +52,7 @@ class PsolaSingingState(PipelineState):
     repeats: int = 0           # extra passes through a melody too short for the speech
     melisma_notes: int = 0     # notes beyond the first of a syllable's group
     shared_notes: int = 0      # notes that carry more than one syllable
+    levels: list[np.ndarray] = field(default_factory=list)   # every input frame's level (dB), in order
 
 
 class PsolaToSingingConverter(WorldToSingingConverter):
@@ -91,6 +98,9 @@ class PsolaToSingingConverter(WorldToSingingConverter):
         """Listen only: the syllable units grow; nothing is sung before the input has ended."""
         thin = Frames(frames.f0_hz, frames.periodicity, frames.level_db, frames.sp[:, :1], frames.ap[:, :1])
         state.custom.units.feed(thin, first_frame, input_end_frame)
+        assert isinstance(state, PsolaSingingState)
+        count = len(frames) if input_end_frame is None else max(0, min(len(frames), input_end_frame - first_frame))
+        state.levels.append(np.asarray(frames.level_db[:count], np.float32))
         return Frames.empty(self.analysis.bins)
 
     def finish(self, state: PipelineState) -> np.ndarray:
@@ -152,6 +162,7 @@ class PsolaToSingingConverter(WorldToSingingConverter):
                 f"({MAX_ALIGNMENT_CELLS:,}); sing it with method world (note by note), or use a melody nearer "
                 "the speech's length",
             )
+        s.rest_pool = self._rest_pool(np.concatenate(state.levels) if state.levels else np.zeros(0), units)
         frame_s = self._frame_s
         pause = s.units.syllables._pause
         durations = [(u.end - u.onset) * frame_s for u in units]
@@ -186,6 +197,40 @@ class PsolaToSingingConverter(WorldToSingingConverter):
         elif self.early_consonants:
             self._consonants_before_the_beat(plan)
         s.plan = plan
+
+    @staticmethod
+    def _rest_pool(levels: np.ndarray, units: list) -> np.ndarray:
+        """The input frames the song's rests play: the speech's own pauses (room tone, breaths).
+
+        A recording is never digitally silent between phrases, and a singer breathes there; rests of
+        exact zeros sound gated. Frames at least ``REST_MARGIN_FRAMES`` from every syllable, at least
+        ``REST_QUIET_DB`` below the median syllable level, in runs of ``REST_MIN_RUN`` or more, in
+        input order (empty when the speech has no such pause: the rests stay silent)."""
+        n = len(levels)
+        if not units or n == 0:
+            return np.zeros(0, np.int64)
+        free = np.ones(n, bool)
+        spoken = []
+        for u in units:
+            free[max(0, u.onset - REST_MARGIN_FRAMES):min(n, u.end + REST_MARGIN_FRAMES)] = False
+            spoken.append(levels[u.onset:min(n, u.end)])
+        voice = np.concatenate(spoken)
+        if not len(voice):
+            return np.zeros(0, np.int64)
+        free &= levels <= float(np.median(voice)) - REST_QUIET_DB
+        # keep runs of REST_MIN_RUN frames or more
+        edges = np.diff(np.concatenate(([0], free.astype(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        keep = [np.arange(a, b) for a, b in zip(starts, ends, strict=True) if b - a >= REST_MIN_RUN]
+        return np.concatenate(keep) if keep else np.zeros(0, np.int64)
+
+    def _rest_frame(self, s: ToSingingState) -> None:
+        pool = s.rest_pool
+        if pool is None or not len(pool):
+            self._trace(s, -1.0, 0.0)
+            return
+        self._trace(s, float(pool[s.rest_cursor % len(pool)]), 1.0)
+        s.rest_cursor += 1
 
     def _consonants_before_the_beat(self, plan: list[_Slot]) -> None:
         """Singers start a syllable's onset consonants before its note, so the vowel lands on the beat:

@@ -110,6 +110,8 @@ class ToSingingState:
     sources: list[float] | None = None   # per output frame, its input frame (-1: silence), when traced
     plan: list[_Slot] | None = None      # every slot decided in advance (psola), else None: note by note
     gains: list[float] | None = None
+    rest_pool: np.ndarray | None = None  # input frames a rest plays (psola: the speech's own pauses)
+    rest_cursor: int = 0                 # next frame of rest_pool
 
 
 class WorldToSingingConverter(WorldPipelineConverter):
@@ -209,7 +211,7 @@ class WorldToSingingConverter(WorldPipelineConverter):
                 f0s.append(0.0)
                 sps.append(silence_sp)
                 aps.append(ones)
-                self._trace(s, -1.0, 0.0)
+                self._rest_frame(s)
                 s.out_frame += 1
             while s.out_frame < limit:
                 pos = s.out_frame - slot.start
@@ -264,6 +266,10 @@ class WorldToSingingConverter(WorldPipelineConverter):
         if not voiced:
             return 0.0, sp * gain, ap
         return self._pitch(slot, pos, s), sp * gain, ap
+
+    def _rest_frame(self, s: ToSingingState) -> None:
+        """One output frame of a rest: silence here (psola plays the speech's own pauses)."""
+        self._trace(s, -1.0, 0.0)
 
     @staticmethod
     def _trace(s: ToSingingState, source: float, gain: float) -> None:
