@@ -31,6 +31,7 @@ from .converters.flow_to_speech import flow_chunk_grid
 from .converters.world_pipeline import world_chunk_grid
 from .direction import Direction
 from .errors import MISSING, ConfigError, MissingDependencyError, OptionError, install_hint
+from .features.world import VOICE_FLOOR_RANGE_HZ, AnalysisConfig
 from .melody import Melody
 
 
@@ -49,7 +50,20 @@ class ConverterOptions:
 
 
 @dataclass(frozen=True)
-class ShortenOptions(ConverterOptions):
+class WorldOptions(ConverterOptions):
+    """The converters on the WORLD analysis (WORLD and PSOLA synthesis).
+
+    Attributes:
+        voice_floor_hz: the lowest F0 of the voice, 71..400 Hz: the analysis windows are sized
+            for it, and the latency with them (``AnalysisConfig.for_voice_floor``; 100 Hz: 6.7 ms
+            less than the default, which serves voices down to 60 Hz). ``None``: the default.
+    """
+
+    voice_floor_hz: float | None = None
+
+
+@dataclass(frozen=True)
+class ShortenOptions(WorldOptions):
     """``world-dur``: how far steady vowels are shortened, 0 (not at all) .. 1 (default)."""
 
     duration: float | None = None
@@ -67,7 +81,7 @@ DEFAULT_MAX_OUTPUT_S = 3600.0
 
 
 @dataclass(frozen=True)
-class SingOptions(ConverterOptions):
+class SingOptions(WorldOptions):
     """``world`` speech -> singing.
 
     Attributes:
@@ -176,6 +190,7 @@ def _world_to_speech(shorten: bool) -> Callable[[Any, int], Converter]:
         from .converters.world_to_speech import WorldToSpeechConfig, WorldToSpeechConverter
 
         config = WorldToSpeechConfig(transpose_semitones=options.transpose_semitones)
+        config = replace(config, analysis=_analysis(options, config.analysis))
         if isinstance(options, ShortenOptions) and options.duration is not None:
             config = replace(config, duration=options.duration)
         return WorldToSpeechConverter(config, shorten=shorten, chunk_frames=chunk_frames)
@@ -183,10 +198,24 @@ def _world_to_speech(shorten: bool) -> Callable[[Any, int], Converter]:
     return build
 
 
+def _analysis(options: ConverterOptions, analysis: AnalysisConfig) -> AnalysisConfig:
+    """The analysis settings the options ask for (``voice_floor_hz``)."""
+    floor = getattr(options, "voice_floor_hz", None)
+    if floor is None:
+        return analysis
+    try:
+        return analysis.for_voice_floor(floor)
+    except ConfigError as exc:
+        lo, hi = VOICE_FLOOR_RANGE_HZ
+        raise OptionError("voice_floor_hz", floor, f"must be within {lo:g}..{hi:g} Hz (the lowest F0 of the voice)") \
+            from exc
+
+
 def _world_speech_timing(options: ConverterOptions, chunk_frames: int) -> Converter:
     from .converters.world_speech_timing import WorldSpeechTimingConfig, WorldSpeechTimingConverter
 
     config = WorldSpeechTimingConfig(transpose_semitones=options.transpose_semitones)
+    config = replace(config, analysis=_analysis(options, config.analysis))
     return WorldSpeechTimingConverter(config, chunk_frames=chunk_frames)
 
 
@@ -196,6 +225,7 @@ def _psola(shorten: bool) -> Callable[[Any, int], Converter]:
         from .converters.world_speech_timing import WorldSpeechTimingConfig
 
         config = WorldSpeechTimingConfig(transpose_semitones=options.transpose_semitones)
+        config = replace(config, analysis=_analysis(options, config.analysis))
         return PsolaToSpeechConverter(config, shorten=shorten, chunk_frames=chunk_frames)
 
     return build
@@ -241,6 +271,7 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
         raise OptionError("tempo", options.tempo, f"is outside {lo:g}..{hi:g} (a factor: 2 plays the melody "
                           "twice as fast, 0.5 half as fast)")
     config = WorldToSingingConfig()
+    config = replace(config, analysis=_analysis(options, config.analysis))
     if options.vibrato_cents is not None:
         config = replace(config, vibrato_cents=options.vibrato_cents)
     if options.portamento_ms is not None:
@@ -255,7 +286,8 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
             raise OptionError("live_notes", True, "are sung by the WORLD converter only (--method world); "
                               "the PSOLA one sings a melody file")
         config = replace(config, transpose_semitones=options.transpose_semitones)
-        return LiveNotesToSingingConverter(config, chunk_frames=chunk_frames)
+        # notes act at chunk boundaries: without --chunk-ms, the live chunk, never the offline one
+        return LiveNotesToSingingConverter(config, chunk_frames=chunk_frames if options.chunk_ms is not None else None)
     melody = options.melody
     if melody is None:
         raise OptionError("melody", MISSING, "is needed to sing: a .mid, .musicxml, .mxl, .csv or .json tune "
@@ -273,11 +305,9 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
     return (PsolaToSingingConverter if psola else WorldToSingingConverter)(melody, config, chunk_frames=chunk_frames)
 
 
-_WORLD = world_chunk_grid()
-#: the PSOLA converters stream on the WORLD grid, but their output does not depend on the chunk
-#: (grains wait for the analysis, not the chunk: tests), so an offline render takes 100 ms chunks:
-#: a fifth of the calls, 1.3-1.5x faster end to end on 60 s at 48 kHz, the same samples
-_PSOLA = replace(_WORLD, default_frames=5 * _WORLD.default_frames)
+#: the WORLD and PSOLA converters: their output does not depend on the chunk (tests: each frame is
+#: analysed on its own samples, PSOLA grains wait for the analysis), so an offline render takes 1 s chunks
+_WORLD = _PSOLA = world_chunk_grid()
 
 #: every converter, the default of each direction first: the one the real-pair evaluation supports
 #: (docs/results.md: on dev-data, psola-tsm loses the fewest words of the singing -> speech converters
@@ -286,9 +316,9 @@ _PSOLA = replace(_WORLD, default_frames=5 * _WORLD.default_frames)
 CONVERTERS: tuple[ConverterSpec, ...] = (
     ConverterSpec("psola-tsm", Direction.TO_SPEECH,
                   "the singer's own waveform (TD-PSOLA): speech intonation and speech timing",
-                  ConverterOptions, _psola(True), time_preserving=False, grid=_PSOLA, live_form="world-nodur"),
+                  WorldOptions, _psola(True), time_preserving=False, grid=_PSOLA, live_form="world-nodur"),
     ConverterSpec("world-nodur", Direction.TO_SPEECH, "WORLD: speech intonation, the sung timing kept",
-                  ConverterOptions, _world_to_speech(False), time_preserving=True, grid=_WORLD),
+                  WorldOptions, _world_to_speech(False), time_preserving=True, grid=_WORLD),
     ConverterSpec("flow-dur", Direction.TO_SPEECH,
                   "the S2S flow model (Huang and Benetos) with its predicted speech durations",
                   FlowOptions, _flow(True), time_preserving=False, grid=flow_chunk_grid(), needs=(ONNX_RUNTIME,),
@@ -300,10 +330,10 @@ CONVERTERS: tuple[ConverterSpec, ...] = (
                   params=("transpose", "duration")),
     ConverterSpec("world-tsm", Direction.TO_SPEECH,
                   "WORLD: speech intonation and speech timing (held vowels and long rests time-scaled, "
-                  "consonants kept)", ConverterOptions, _world_speech_timing, time_preserving=False, grid=_WORLD),
+                  "consonants kept)", WorldOptions, _world_speech_timing, time_preserving=False, grid=_WORLD),
     ConverterSpec("psola-nodur", Direction.TO_SPEECH,
                   "the singer's own waveform (TD-PSOLA): speech intonation, the sung timing kept",
-                  ConverterOptions, _psola(False), time_preserving=True, grid=_PSOLA),
+                  WorldOptions, _psola(False), time_preserving=True, grid=_PSOLA),
     ConverterSpec("psola", Direction.TO_SINGING,
                   "TD-PSOLA: world's syllable-to-note plan sung on the speaker's own waveform",
                   SingOptions, _psola_to_singing, time_preserving=False, grid=_PSOLA, live_form="world"),
@@ -367,7 +397,7 @@ def make_converter(to: Direction | str, method: str | None = None, **options: An
         method: a name of :func:`names` for that direction; ``None`` takes the direction's default
             (for live notes, ``live_notes=True``, the default's live form: the default sings a file).
         **options: the fields of the converter's options dataclass (:class:`ConverterOptions`,
-            :class:`ShortenOptions`, :class:`FlowOptions`, :class:`SingOptions`).
+            :class:`WorldOptions`, :class:`ShortenOptions`, :class:`FlowOptions`, :class:`SingOptions`).
 
     Raises:
         OptionError: an unknown direction or method, an option the converter does not take,

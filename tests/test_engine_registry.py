@@ -109,6 +109,9 @@ def test_a_live_form_converts_the_same_way_and_can_play_live(spec):
     ("singing", None, {}, r"^melody is needed to sing"),
     ("singing", None, {"melody": str(TUNE), "vibrato_cents": 300}, r"^vibrato_cents=300 is outside 0..200"),
     ("singing", None, {"live_notes": True, "tempo": 2.0}, r"^tempo=2.0 scales a melody file"),
+    ("speech", "world-nodur", {"voice_floor_hz": 50}, r"^voice_floor_hz=50 must be within 71..400 Hz"),
+    ("singing", None, {"melody": str(TUNE), "voice_floor_hz": 500.0}, r"^voice_floor_hz=500.0 must be within 71"),
+    ("speech", "flow-nodur", {"voice_floor_hz": 100}, r"^voice_floor_hz=100 does not apply to flow-nodur"),
 ])
 def test_option_errors_name_the_option_as_the_api_spells_it(to, method, options, match):
     with pytest.raises(OptionError, match=match):
@@ -120,7 +123,8 @@ def test_the_cli_words_every_option_as_its_flag():
     assert options <= set(FLAG_OF_OPTION), options - set(FLAG_OF_OPTION)
     with pytest.raises(OptionError) as caught:
         make_converter("speech", "world-nodur", duration=0.5)
-    assert error_message(caught.value) == "--duration=0.5 does not apply to world-nodur; it takes: --chunk-ms, --transpose"
+    assert error_message(caught.value) == ("--duration=0.5 does not apply to world-nodur; it takes: --chunk-ms, "
+                                           "--transpose, --voice-floor")
 
 
 def test_the_registry_is_the_only_place_a_converter_is_named():

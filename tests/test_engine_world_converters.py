@@ -164,3 +164,43 @@ def test_runtime_parameters_are_checked(short_voice):
         conv.set_param(state, "duration", 2.0)
     with pytest.raises(ValueError, match="no parameter 'pitch'"):
         conv.set_param(state, "pitch", 1.0)
+
+
+@pytest.mark.parametrize("method", ["world-nodur", "world-dur", "world-tsm"])
+def test_world_output_does_not_depend_on_the_chunk_size(example_speech, method):
+    """Each frame's envelope and aperiodicity come from its own samples alone (CheapTrick and D4C are
+    called frame by frame: their guard noise restarts with every call), so any chunk gives the same
+    output, up to float32 rounding. The bundled sentence is a 16 kHz recording: above 8 kHz it is
+    near silence, where D4C followed the noise and grouped calls differed by 0.01."""
+    audio, rate = example_speech
+    reference = stream_in_blocks(Streamer(make_converter("speech", method, chunk_ms=20), rate), audio, 10**9)
+    for chunk_ms in (5, 10, 100):
+        out = stream_in_blocks(Streamer(make_converter("speech", method, chunk_ms=chunk_ms), rate), audio, 10**9)
+        assert_allclose_report_first_mismatch(out, reference, 1e-6, f"{method} at {chunk_ms} ms chunks")
+
+
+def test_world_singing_does_not_depend_on_the_chunk_size(speech_2s, four_notes):
+    audio, rate = speech_2s
+    outputs = [stream_in_blocks(Streamer(make_converter("singing", "world", melody=four_notes, chunk_ms=chunk_ms),
+                                         rate), audio, 10**9) for chunk_ms in (10, 20, 100)]
+    for chunk_ms, out in zip((20, 100), outputs[1:], strict=True):
+        assert_allclose_report_first_mismatch(out, outputs[0], 1e-6, f"world at {chunk_ms} ms chunks")
+
+
+@pytest.mark.parametrize(("to", "method"), [("speech", "world-nodur"), ("speech", "world-tsm"), ("speech", "psola-tsm"),
+                                            ("singing", "world")])
+def test_sharing_the_analysis_between_processes_gives_the_same_output(example_speech, four_notes, to, method):
+    """``use_cores`` (an offline render of a long file) hands part of each chunk's frames to a worker
+    process; every frame's analysis depends on its own samples only, so the output is identical."""
+    audio, rate = example_speech
+    extra = {"melody": four_notes} if to == "singing" else {}
+    outputs = []
+    for cores in (1, 2):
+        converter = make_converter(to, method, **extra)       # the offline 1 s chunk: 200 frames, 100 each
+        converter.use_cores(cores)
+        try:
+            outputs.append(stream_in_blocks(Streamer(converter, rate), audio, 10**9))
+            assert (converter.analyzer._pool is not None) == (cores > 1), "the worker process was not used"
+        finally:
+            converter.close()
+    np.testing.assert_array_equal(outputs[1], outputs[0])

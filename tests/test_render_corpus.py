@@ -222,7 +222,7 @@ def test_ray_local_gives_what_the_process_pool_gives(tmp_path, manifest, capsys)
     (["render", "--to", "speech", "--out", "D"], "got none"),
     (["render", "--manifest", "M", "--to", "speech"], "needs --out DIR"),
     (["render", "--manifest", "M", "-o", "x.wav", "--to", "speech"], "give --out DIR instead of -o"),
-    (["render", "IN", "-o", "x.wav", "--to", "speech", "--workers", "2"], "--workers go with --manifest"),
+    (["render", "IN", "-o", "x.wav", "--to", "speech", "--ray", "local"], "--ray go with --manifest"),
     (["render", "IN", "--to", "speech"], "needs -o OUT"),
     (["render", "--input-dir", "IN_DIR", "--out", "D", "--to", "singing"], "--melody is needed"),
     (["render", "--manifest", "M", "--out", "D", "--to", "singing"], "none of the 1 entries"),
@@ -251,6 +251,11 @@ def test_bench_offline_reports_each_converter_against_the_pyworld_baseline(capsy
     rows = json.loads(stdout)
     assert [r["converter"] for r in rows] == ["pyworld", METHOD]
     assert rows[0]["vs_baseline"] == 1.0 and all(r["times_real_time"] > 0 and r["seconds"] == 2.0 for r in rows)
+    if len(os.sched_getaffinity(0)) >= 2:
+        code, stdout, err = run(["bench", "--offline", "--cores", 2, "--converters", METHOD, "--seconds", 2, "--json"],
+                                capsys)
+        assert code == 0, err
+        assert [r["cores"] for r in json.loads(stdout)] == [1, 2]
     code, stdout, err = run(["bench", "--offline", "--corpus", "--converters", METHOD, "--files", 2, "--seconds", 2,
                              "--json"], capsys)
     assert code == 0, err

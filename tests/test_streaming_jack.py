@@ -154,12 +154,14 @@ def _probe_and_client_ports(env) -> tuple[dict[str, str], dict[str, str]]:
     return voxflip, probe
 
 
-@pytest.mark.parametrize("mix", [0.0, 1.0], ids=["engine-path", "world-nodur"])
-def test_click_delay_through_voxflip_live_equals_declared_latency_plus_device_buffers(jack_env, tmp_path: Path, mix):
+@pytest.mark.parametrize(("mix", "extra"), [(0.0, ()), (1.0, ()), (1.0, ("--voice-floor", "100", "--chunk-ms", "5"))],
+                         ids=["engine-path", "world-nodur", "world-nodur-low-latency"])
+def test_click_delay_through_voxflip_live_equals_declared_latency_plus_device_buffers(jack_env, tmp_path: Path, mix,
+                                                                                      extra):
     stats_path = tmp_path / "stats.json"
     live = subprocess.Popen(
         [sys.executable, "-m", "voxflip", "live", "--to", "speech", "--method", "world-nodur", "--seconds", "12", "--sample-rate", str(RATE),
-         "--block-size", str(PERIOD), "--mix", str(mix), "--stats-json", str(stats_path), "-q"],
+         "--block-size", str(PERIOD), "--mix", str(mix), "--stats-json", str(stats_path), "-q", *extra],
         env=jack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -150,6 +150,9 @@ def test_unwritable_output_gives_one_line_exit_2(tmp_path: Path, speech_wav: Pat
         (["--to", "speech", "--method", "flow", "--chunk-ms", "15"], "--chunk-ms=15.0 ms must be a multiple of the 10 ms hop, 10..1000 ms"),
         (["--to", "speech", "--method", "world-nodur", "--gain", "40"], "outside -60..24"),
         (["--to", "speech", "--method", "world-nodur", "--sample-rate", "400000"], "outside 8000..192000"),
+        (["--to", "speech", "--method", "world-nodur", "--voice-floor", "40"],
+         "--voice-floor=40.0 must be within 71..400 Hz (the lowest F0 of the voice)"),
+        (["--to", "speech", "--method", "flow", "--voice-floor", "100"], "--voice-floor=100.0 does not apply to flow"),
     ],
 )
 def test_bad_options_give_one_line_exit_2(tmp_path: Path, speech_wav: Path, capsys, extra, expected):
@@ -285,3 +288,13 @@ def test_demo_renders_the_bundled_example_both_ways(tmp_path: Path, capsys):
     assert 0.4 * sung.shape[0] < spoken.shape[0] < 0.85 * sung.shape[0]
     assert np.sqrt(np.mean(sung**2)) > 0.01 and np.sqrt(np.mean(spoken**2)) > 0.01
     assert "Listen:" in stdout
+
+
+@pytest.mark.parametrize("method", ["world-nodur", "psola-tsm"])
+def test_render_one_file_on_two_processes_writes_the_same_bytes(tmp_path: Path, speech_wav: Path, capsys, method):
+    outs = {n: tmp_path / f"out{n}.wav" for n in (1, 2)}
+    for n, out in outs.items():
+        code, _, stderr = run(["render", str(speech_wav), "-o", str(out), "--to", "speech", "--method", method,
+                               "--workers", str(n), "-q"], capsys)
+        assert code == 0, stderr
+    assert outs[1].read_bytes() == outs[2].read_bytes()

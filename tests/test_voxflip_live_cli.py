@@ -44,6 +44,19 @@ def test_live_from_a_file_writes_input_plus_latency_and_a_summary(tmp_path: Path
     assert "declared latency" in stdout and "xruns 0" in stdout
 
 
+def test_live_with_a_voice_floor_declares_and_records_the_low_latency(tmp_path: Path, speech_48k: Path, capsys):
+    out, stats = tmp_path / "live.wav", tmp_path / "stats.json"
+    code, stdout, stderr = run(["live", "--to", "speech", "--method", "world-nodur", "--voice-floor", "100", "--chunk-ms",
+                                "5", "--input-file", str(speech_48k), "--output-file", str(out), "--fast", "-q",
+                                "--stats-json", str(stats)], capsys)
+    assert code == 0, stderr
+    facts = json.loads(stats.read_text())
+    assert facts["voice_floor_hz"] == 100.0 and facts["chunk_ms"] == 5.0
+    assert facts["processor_latency_samples"] == 1158            # 24.125 ms at 48 kHz: under 25 ms
+    assert sf.info(out).frames == sf.info(speech_48k).frames + facts["declared_latency_samples"]
+    assert facts["xruns"] == 0 and facts["worker_errors"] == 0
+
+
 def test_live_mix_zero_from_a_file_is_the_input_delayed(tmp_path: Path, speech_48k: Path, capsys):
     out, stats = tmp_path / "live.wav", tmp_path / "stats.json"
     code, _, stderr = run(["live", "--to", "speech", "--method", "world-nodur", "--mix", "0", "--input-file", str(speech_48k), "--output-file",
@@ -97,7 +110,22 @@ def test_render_with_an_effect_preset_adds_its_tail(tmp_path: Path, example_spee
                                             (["--block-ms", "0"], "1..500 ms"),
                                             (["--chunk-ms", "0"], "--chunk-ms=0.0 ms must be a multiple of the"),
                                             (["--converters", "world", "--model", "m.onnx"], "none of world does"),
-                                            (["--converters", "flow-dur", "--model", "missing.onnx"], "missing")])
+                                            (["--converters", "flow-dur", "--model", "missing.onnx"], "missing"),
+                                            (["--converters", "flow-dur", "--voice-floor", "100"], "none of flow-dur is"),
+                                            (["--converters", "world", "--voice-floor", "20"],
+                                             "--voice-floor=20.0 must be within 71..400 Hz"),
+                                            (["--offline", "--voice-floor", "100"], "not --offline"),
+                                            (["--cores", "2"], "--cores goes with --offline"),
+                                            (["--offline", "--cores", "4096"], "more than the")])
 def test_bench_bad_options(capsys, extra, expected):
     code, _, stderr = run(["bench", *extra], capsys)
     assert code == 2 and expected in stderr
+
+
+def test_bench_reports_the_latency_of_the_voice_floor_it_was_given(capsys):
+    code, stdout, stderr = run(["bench", "--converters", "world-nodur", "--chunk-ms", "5", "--voice-floor", "100",
+                                "--block-ms", "10", "--seconds", "1", "--json"], capsys)
+    assert code == 0, stderr
+    (row,) = json.loads(stdout)
+    assert row["voice_floor_hz"] == 100.0 and row["chunk_ms"] == 5.0
+    assert row["algorithmic_latency_ms"] == pytest.approx(24.125, abs=0.05)

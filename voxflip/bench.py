@@ -35,9 +35,11 @@ def default_converters() -> tuple[str, ...]:
     return tuple(spec.name for spec in converters() if not spec.missing())
 
 
-def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: str | None = None):
+def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: str | None = None,
+                    voice_floor_hz: float | None = None):
     """The converter ``name`` as the benchmark runs it: at ``voxflip live``'s chunk unless ``chunk_ms``,
-    a converter to singing on a generated melody that lasts ``seconds``."""
+    a converter to singing on a generated melody that lasts ``seconds``; ``model`` and
+    ``voice_floor_hz`` go to the converters that take them."""
     from voxflip.engine.registry import Direction, get_converter, make_converter
 
     spec = get_converter(name)
@@ -46,6 +48,8 @@ def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: st
         options["melody"] = _bench_melody(seconds)
     if model is not None and "model_path" in spec.option_names:
         options["model_path"] = model
+    if voice_floor_hz is not None and "voice_floor_hz" in spec.option_names:
+        options["voice_floor_hz"] = voice_floor_hz
     return make_converter(spec.direction, spec.name, **options)
 
 
@@ -66,23 +70,25 @@ class BenchResult:
     startup_s: float
     seconds: float
     core: int | None
+    voice_floor_hz: float | None = None
 
 
 def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, signal_path: str, core: int | None,
-           launched: float, model: str | None) -> None:
+           launched: float, model: str | None, voice_floor_hz: float | None = None) -> None:
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
     import resource
 
     import numpy as np
 
+    from voxflip.engine.registry import get_converter
     from voxflip.streaming.live import prefill_blocks_for
     from voxflip.streaming.realtime import RealtimeStreamer
     from voxflip.streaming.streamer import Streamer
 
     audio = np.load(signal_path)
     seconds = audio.shape[0] / device_rate
-    conv = bench_converter(converter, chunk_ms or None, seconds, model)
+    conv = bench_converter(converter, chunk_ms or None, seconds, model, voice_floor_hz)
     processor = RealtimeStreamer(Streamer(conv, device_rate, device_rate), device_rate)
     block = int(round(block_ms * device_rate / 1000))
     prefill = prefill_blocks_for(conv.chunk_samples / conv.sample_rate, device_rate, block)
@@ -108,6 +114,7 @@ def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, s
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         startup_s=(first_output or time.time()) - launched,
         seconds=seconds, core=core,
+        voice_floor_hz=voice_floor_hz if "voice_floor_hz" in get_converter(converter).option_names else None,
     )
     print(json.dumps(asdict(result)))
 
@@ -130,9 +137,10 @@ def _bench_signal(device_rate: int, seconds: float, folder: str) -> str:
 
 def run_bench(converters: tuple[str, ...] | list[str] | None = None, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
               core: int | None = 0, progress=None, chunk_ms: float | None = None,
-              model: str | None = None) -> list[BenchResult]:
+              model: str | None = None, voice_floor_hz: float | None = None) -> list[BenchResult]:
     """Benchmark each converter (default: :func:`default_converters`) at each block size;
-    ``chunk_ms=None`` takes what ``voxflip live`` uses."""
+    ``chunk_ms=None`` takes what ``voxflip live`` uses; ``voice_floor_hz`` goes to the converters
+    that take it."""
     import tempfile
 
     converters = default_converters() if converters is None else converters
@@ -145,7 +153,8 @@ def run_bench(converters: tuple[str, ...] | list[str] | None = None, block_ms=BL
             for ms in block_ms:
                 launched = time.time()
                 cmd = [sys.executable, "-m", "voxflip.bench", "--child", conv, str(ms), str(chunk), str(device_rate),
-                       signal, "-1" if core is None else str(core), repr(launched), model or ""]
+                       signal, "-1" if core is None else str(core), repr(launched), model or "",
+                       "" if voice_floor_hz is None else repr(voice_floor_hz)]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise RuntimeError(f"benchmark of {conv} at {ms} ms failed: {done.stderr.strip()[-500:]}")
@@ -159,7 +168,8 @@ def format_table(results: list[BenchResult]) -> str:
     head = ("| converter | block / chunk | algorithmic / declared latency | compute p50 / p99 | RTF p50 / p99 / mean "
             "| peak RSS | start-up |\n| --- | --- | --- | --- | --- | --- | --- |")
     rows = [
-        f"| {r.converter} | {r.block_ms:g} / {r.chunk_ms:g} ms | {r.algorithmic_latency_ms:.1f} / {r.declared_latency_ms:.1f} ms | "
+        f"| {r.converter}{'' if r.voice_floor_hz is None else f' (voice floor {r.voice_floor_hz:g} Hz)'} | "
+        f"{r.block_ms:g} / {r.chunk_ms:g} ms | {r.algorithmic_latency_ms:.1f} / {r.declared_latency_ms:.1f} ms | "
         f"{r.compute_p50_ms:.2f} / "
         f"{r.compute_p99_ms:.2f} ms | {r.rtf_p50:.2f} / {r.rtf_p99:.2f} / {r.rtf_mean:.2f} | {r.peak_rss_mb:.0f} MB | "
         f"{r.startup_s:.2f} s |"
@@ -183,16 +193,20 @@ class OfflineResult:
     vs_baseline: float          # times faster than the naive pyworld pipeline on the same file, same run
     peak_rss_mb: float
     core: int | None
+    cores: int = 1              # cores the render used (the pyworld baseline: always one)
 
 
-def _pin(core: int | None) -> None:
+def _pin(core: int | None, cores: int = 1) -> None:
+    """Run on ``cores`` CPU cores from ``core`` on (``None``: wherever the system likes)."""
     if core is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {core})
+        os.sched_setaffinity(0, set(range(core, core + cores)))
 
 
-def _offline_child(converter: str, wav: str, out_dir: str, core: int | None, model: str | None) -> None:
-    """Render ``wav`` with ``converter`` at its offline default chunk; print the wall time as JSON."""
-    _pin(core)
+def _offline_child(converter: str, wav: str, out_dir: str, core: int | None, model: str | None,
+                   cores: int = 1) -> None:
+    """Render ``wav`` with ``converter`` at its offline default chunk on ``cores`` cores; print the
+    wall time as JSON."""
+    _pin(core, cores)
     import resource
 
     import soundfile as sf
@@ -209,7 +223,7 @@ def _offline_child(converter: str, wav: str, out_dir: str, core: int | None, mod
         options["model_path"] = model
     conv = make_converter(spec.direction, spec.name, **options)
     t0 = time.perf_counter()
-    result = render_file(wav, os.path.join(out_dir, f"{converter}.wav"), conv)
+    result = render_file(wav, os.path.join(out_dir, f"{converter}.wav"), conv, cores=cores)
     wall = time.perf_counter() - t0
     print(json.dumps({"wall_s": wall, "output_seconds": result.output_seconds, "seconds": result.input_seconds,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -264,10 +278,11 @@ def _run_child(args: list[str], what: str) -> dict:
 
 def run_offline_bench(converters: tuple[str, ...] | list[str] | None = None, sample_rate: int = 48_000,
                       seconds: float = 60.0, core: int | None = 0, progress=None,
-                      model: str | None = None) -> list[OfflineResult]:
+                      model: str | None = None, cores: int = 1) -> list[OfflineResult]:
     """Render one long file (the bundled speech looped to ``seconds`` at ``sample_rate``) with each
-    converter, each in a fresh process pinned to one core, and the naive pyworld pipeline on the
-    same file first (the baseline row, ``converter="pyworld"``)."""
+    converter, each in a fresh process pinned to ``cores`` cores (``render_file(cores=...)``), and the
+    naive pyworld pipeline on the same file first, on one core (the baseline row,
+    ``converter="pyworld"``)."""
     import tempfile
 
     converters = default_converters() if converters is None else converters
@@ -280,7 +295,7 @@ def run_offline_bench(converters: tuple[str, ...] | list[str] | None = None, sam
         if progress is not None:
             progress("pyworld", base)
         for conv in converters:
-            row = _run_child(["--offline-child", conv, wav, folder, pin, model or ""], conv)
+            row = _run_child(["--offline-child", conv, wav, folder, pin, model or "", str(cores)], conv)
             rows.append((conv, row))
             if progress is not None:
                 progress(conv, row)
@@ -288,15 +303,17 @@ def run_offline_bench(converters: tuple[str, ...] | list[str] | None = None, sam
             results.append(OfflineResult(
                 converter=name, seconds=row["seconds"], output_seconds=row["output_seconds"], sample_rate=sample_rate,
                 wall_s=row["wall_s"], times_real_time=row["seconds"] / row["wall_s"],
-                vs_baseline=base["wall_s"] / row["wall_s"], peak_rss_mb=row["peak_rss_mb"], core=core))
+                vs_baseline=base["wall_s"] / row["wall_s"], peak_rss_mb=row["peak_rss_mb"], core=core,
+                cores=1 if name == "pyworld" else cores))
     return results
 
 
 def format_offline_table(results: list[OfflineResult]) -> str:
-    head = ("| converter | input / output | wall time | times real time | vs naive pyworld | peak RSS |\n"
-            "| --- | --- | --- | --- | --- | --- |")
-    rows = [f"| {r.converter} | {r.seconds:.0f} / {r.output_seconds:.0f} s at {r.sample_rate} Hz | {r.wall_s:.2f} s | "
-            f"{r.times_real_time:.1f}x | {r.vs_baseline:.2f}x | {r.peak_rss_mb:.0f} MB |" for r in results]
+    head = ("| converter | cores | input / output | wall time | times real time | vs naive pyworld | peak RSS |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |")
+    rows = [f"| {r.converter} | {r.cores} | {r.seconds:.0f} / {r.output_seconds:.0f} s at {r.sample_rate} Hz | "
+            f"{r.wall_s:.2f} s | {r.times_real_time:.1f}x | {r.vs_baseline:.2f}x | {r.peak_rss_mb:.0f} MB |"
+            for r in results]
     return "\n".join([head, *rows])
 
 
@@ -369,12 +386,12 @@ def format_corpus_table(results: list[CorpusBenchResult]) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        conv, ms, chunk, rate, signal, core, launched, model = sys.argv[2:10]
+        conv, ms, chunk, rate, signal, core, launched, model, floor = sys.argv[2:11]
         _child(conv, float(ms), float(chunk), int(rate), signal, None if core == "-1" else int(core), float(launched),
-               model or None)
+               model or None, float(floor) if floor else None)
     elif len(sys.argv) > 1 and sys.argv[1] == "--offline-child":
-        conv, wav, folder, core, model = sys.argv[2:7]
-        _offline_child(conv, wav, folder, None if core == "-1" else int(core), model or None)
+        conv, wav, folder, core, model, cores = sys.argv[2:8]
+        _offline_child(conv, wav, folder, None if core == "-1" else int(core), model or None, int(cores))
     elif len(sys.argv) > 1 and sys.argv[1] == "--baseline-child":
         wav, core = sys.argv[2:4]
         _baseline_child(wav, None if core == "-1" else int(core))

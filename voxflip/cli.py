@@ -42,8 +42,14 @@ FLAG_OF_OPTION: dict[str, str] = {
     "vibrato_cents": "--vibrato-cents",
     "portamento_ms": "--portamento-ms",
     "max_output_s": "--max-output-s",
+    "voice_floor_hz": "--voice-floor",
     "live_notes": "live notes (no --melody)",
 }
+
+
+_VOICE_FLOOR_HELP = ("the lowest F0 of the voice, 71..400 Hz, for the converters on the WORLD analysis: its windows "
+                     "and the latency are sized for it (default: voices down to 60 Hz; 100 with --chunk-ms 5: "
+                     "24 ms live at 48 kHz, docs/live.md). Lower frames are analysed as unvoiced")
 
 
 def _positive_int(text: str) -> int:
@@ -118,7 +124,9 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", metavar="DIR", help="with --manifest/--input-dir: output folder (DIR/<id>.wav, "
                         "or the input's relative path with .wav; DIR/render.jsonl records what was made)")
     render.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                        help=f"with --manifest/--input-dir: processes (default: every core, {os.cpu_count() or 1} here)")
+                        help=f"processes (default: every core, {os.cpu_count() or 1} here): with --manifest/--input-dir, "
+                             "files in parallel; for one file of 20 s or more, its analysis shared between them "
+                             "(WORLD and PSOLA converters; the same output)")
     render.add_argument("--ray", metavar="ADDRESS", help="with --manifest/--input-dir: run the files as tasks on a Ray "
                         "cluster at ADDRESS (ray.init(address=...)); 'local' starts a local instance with --workers CPUs")
     render.add_argument("--to", required=True, choices=_directions(), help="target: speech or singing")
@@ -137,6 +145,7 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--portamento-ms", type=_finite_float, metavar="MS", help="singing glide between legato notes (default 30)")
     render.add_argument("--chunk-ms", type=_finite_float, metavar="MS",
                         help=f"processing chunk, a multiple of the converter's hop ({_chunk_help(live=False)})")
+    render.add_argument("--voice-floor", type=_finite_float, metavar="HZ", help=_VOICE_FLOOR_HELP)
     render.add_argument("--block-size", type=_positive_int, default=None, metavar="N",
                         help="read and stream the input in blocks of N samples (default 65536); the output does not depend on it")
     render.add_argument("--sample-rate", type=_positive_int, metavar="HZ", help="output sample rate (default: the input's)")
@@ -172,6 +181,7 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--chunk-ms", type=_finite_float, default=None, metavar="MS",
                       help=f"converter chunk, a multiple of its hop (live defaults: {_chunk_help(live=True)}; "
                            "shorter: less latency, more per-call overhead)")
+    live.add_argument("--voice-floor", type=_finite_float, metavar="HZ", help=_VOICE_FLOOR_HELP)
     live.add_argument("--input-device", type=int, metavar="ID", help="input device id (see voxflip devices)")
     live.add_argument("--output-device", type=int, metavar="ID", help="output device id (see voxflip devices)")
     live.add_argument("--sample-rate", type=_positive_int, metavar="HZ", help="device rate (default: 48000, or the input file's)")
@@ -212,6 +222,10 @@ def get_parser() -> argparse.ArgumentParser:
                        help=f"converter chunk in ms (default: what voxflip live uses: {_chunk_help(live=True)})")
     bench.add_argument("--model", default=None,
                        help=f"model for {_option_methods('model_path')} (default: the shipped one)")
+    bench.add_argument("--cores", type=_positive_int, default=1, metavar="N",
+                       help="with --offline: render the long file on N cores (default 1; the baseline stays on one)")
+    bench.add_argument("--voice-floor", type=_finite_float, metavar="HZ",
+                       help="the live benchmark with --voice-floor HZ for the converters on the WORLD analysis")
     bench.add_argument("--rate", type=_positive_int, default=48_000, help="device sample rate (default 48000)")
     bench.add_argument("--seconds", type=_finite_float, default=None,
                        help="audio per configuration (default 20 s; with --offline 60 s, the length of the one long file)")

@@ -25,6 +25,7 @@ CONVERTER_FLAGS: dict[str, str] = {
     "vibrato_cents": "vibrato_cents",
     "portamento_ms": "portamento_ms",
     "max_output_s": "max_output_s",
+    "voice_floor": "voice_floor_hz",
 }
 
 
@@ -35,7 +36,7 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 #: the flags of a corpus render (--manifest / --input-dir), refused with a single file
-CORPUS_FLAGS = ("out", "workers", "ray")
+CORPUS_FLAGS = ("out", "ray")
 
 
 class ProgressBar:
@@ -155,6 +156,7 @@ def cmd_render_file(args: argparse.Namespace) -> int:
             gain_db=args.gain,
             fx_preset=args.fx,
             allow_plugins=args.allow_plugins,
+            cores=args.workers,
         )
     finally:
         progress.close()
@@ -294,6 +296,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
         stats = {"sample_rate": rate, "block_size": block, "declared_latency_samples": engine.latency_samples,
                  "processor_latency_samples": processor.latency_samples, "prefill_blocks": engine.prefill_blocks,
+                 "chunk_ms": 1000.0 * chunk_s, "voice_floor_hz": args.voice_floor,
                  "xruns": engine.stats.xruns, "input_overruns": engine.stats.input_overruns,
                  "device_flags": engine.stats.device_flags, "worker_errors": engine.stats.worker_errors,
                  "non_finite_input_samples": engine.stats.non_finite_input_samples,
@@ -370,6 +373,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from voxflip.engine.registry import converters, get_converter
 
     from .bench import default_converters, format_table, run_bench
+    from .render import available_cores
 
     if args.converters is None:
         names = list(default_converters())
@@ -393,6 +397,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         runs_model = ", ".join(s.name for s in converters() if "model_path" in s.option_names)
         raise EngineError(f"--model applies to the converters that run a model ({runs_model}); "
                           f"none of {', '.join(s.name for s in specs)} does")
+    if args.voice_floor is not None:
+        if args.offline:
+            raise EngineError("--voice-floor goes with the live benchmark (it sizes the live latency); not --offline")
+        if not any("voice_floor_hz" in s.option_names for s in specs):
+            raise EngineError(f"--voice-floor applies to the converters on the WORLD analysis; none of "
+                              f"{', '.join(s.name for s in specs)} is")
+        from .bench import bench_converter
+
+        floored = next(s.name for s in specs if "voice_floor_hz" in s.option_names)
+        bench_converter(floored, args.chunk_ms, 1.0, None, args.voice_floor)   # a bad floor fails here, once
+    if args.cores != 1 and (not args.offline or args.corpus):
+        raise EngineError("--cores goes with --offline (one long file on several cores); the live benchmark and "
+                          "--corpus run each render on one core")
+    if args.offline and args.cores > available_cores():
+        raise EngineError(f"--cores {args.cores} is more than the {available_cores()} this process may use")
     if args.corpus and not args.offline:
         raise EngineError("--corpus goes with --offline: voxflip bench --offline --corpus")
     if args.offline:
@@ -414,7 +433,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"bench: {r.converter} at {r.block_ms:g} ms: RTF p50 {r.rtf_p50:.2f}", file=sys.stderr)
 
     results = run_bench([s.name for s in specs], block_ms, args.rate, args.seconds or 20.0, progress=progress,
-                        chunk_ms=args.chunk_ms, model=args.model)
+                        chunk_ms=args.chunk_ms, model=args.model, voice_floor_hz=args.voice_floor)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
@@ -442,6 +461,7 @@ def _bench_offline(args: argparse.Namespace, names: list[str]) -> int:
                                   seconds=seconds, model=args.model)
         print(json.dumps([asdict(r) for r in corpus], indent=2) if args.json else format_corpus_table(corpus))
         return 0
-    results = run_offline_bench(names, sample_rate=args.rate, seconds=seconds, progress=progress, model=args.model)
+    results = run_offline_bench(names, sample_rate=args.rate, seconds=seconds, progress=progress, model=args.model,
+                                cores=args.cores)
     print(json.dumps([asdict(r) for r in results], indent=2) if args.json else format_offline_table(results))
     return 0

@@ -271,7 +271,8 @@ def render_job(job: RenderJob, settings: RenderSettings) -> dict[str, Any]:
         with _source_of(job) as source:
             result = render_file(source, job.output, converter, block_size=settings.block_size,
                                  output_sample_rate=settings.sample_rate, gain_db=settings.gain_db,
-                                 fx_preset=settings.fx, allow_plugins=settings.allow_plugins)
+                                 fx_preset=settings.fx, allow_plugins=settings.allow_plugins,
+                                 cores=1)   # the corpus is shared between cores file by file
         record.update(status="ok", converter=result.converter, input_seconds=round(result.input_seconds, 6),
                       output_seconds=round(result.output_seconds, 6), output_sample_rate=result.output_sample_rate,
                       latency_ms=round(result.latency_ms, 3), warnings=result.warnings)

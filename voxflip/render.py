@@ -7,6 +7,7 @@ uses, and written atomically: a failure leaves no output file behind.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -59,6 +60,25 @@ class RenderResult:
         )
 
 
+#: the shortest input (s) a render shares between cores by default (``cores=None``)
+PARALLEL_MIN_S = 20.0
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _closing(converter: Converter) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        converter.close()
+
+
 def render_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
@@ -70,6 +90,7 @@ def render_file(
     gain_db: float = 0.0,
     fx_preset: str | os.PathLike[str] | None = None,
     allow_plugins: bool = False,
+    cores: int | None = None,
 ) -> RenderResult:
     """Convert one file.
 
@@ -84,6 +105,9 @@ def render_file(
         fx_preset: an effect preset (JSON): its pre-effects run before the converter and its
             post-effects after it, at the input's rate; their tails are rendered at the end.
         allow_plugins: let the preset load VST3/AU plugin files (code; off by default).
+        cores: CPU cores the converter may use for this one file (:meth:`Converter.use_cores`; the
+            output is the same). ``None``: every core this process may run on for an input of
+            ``PARALLEL_MIN_S`` or more (worker processes take about a second to start), else one.
 
     Returns:
         A :class:`RenderResult`.
@@ -134,11 +158,14 @@ def render_file(
             def report() -> ConverterReport:
                 return chain.streamer.report() if chain.streamer is not None else ConverterReport()
 
+        if cores is None:
+            cores = available_cores() if info.frames >= PARALLEL_MIN_S * info.sample_rate else 1
+        converter.use_cores(cores)
         warnings: list[str] = []
         if reader.downmixed:
             warnings.append(f"{in_path.name} has {info.channels} channels; they were mixed down to mono")
         peak = 0.0
-        with AtomicAudioWriter(out_path, rate_out, 1) as writer:
+        with AtomicAudioWriter(out_path, rate_out, 1) as writer, _closing(converter):
             done = 0
             for block in reader.blocks():
                 peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)

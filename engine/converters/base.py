@@ -101,6 +101,15 @@ class Converter(ABC):
     def describe(self) -> str:
         return f"{self.name} @ {self.sample_rate} Hz"
 
+    def use_cores(self, cores: int) -> None:
+        """An offline render may give this converter ``cores`` CPU cores; the output must not change.
+        By default it keeps to one. Never called on the live path."""
+        return None
+
+    def close(self) -> None:
+        """Release what :meth:`use_cores` started (worker processes); the converter stays usable."""
+        return None
+
 
 class DelayConverter(Converter):
     """Returns its input delayed by nothing but its own lookahead: the plumbing test converter.

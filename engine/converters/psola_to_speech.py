@@ -60,7 +60,7 @@ class PsolaToSpeechConverter(WorldSpeechTimingConverter):
         # either side of its mark), and a grain is placed once the analysis is a period past it
         # (PsolaSynth.render): analyse that much further ahead. The analysis margin already holds
         # the input those grains read.
-        # With the analysis A frames in (the tidy step holds one back), grains are placed up to input
+        # With A tidy frames analysed (each tidied with the next frame's F0 alone), grains are placed up to input
         # time (A - 0.5) hops - max_period, and output is complete a reach before the last grain: a chunk
         # ending at frame E is complete when (A - E - 0.5) hops >= reach + max_period.
         ahead = (self.psola.reach + self.psola.config.max_period) / self.hop_samples

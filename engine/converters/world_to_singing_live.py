@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..features.world import Frames
 from .base import ConverterReport, check_transpose
 from .syllable_units import Unit, UnitTracker
-from .world_pipeline import PipelineState, WorldPipelineConverter
+from .world_pipeline import PipelineState, WorldPipelineConverter, world_chunk_grid
 from .world_to_singing import WorldToSingingConfig
 
 _SILENCE_POWER = 1e-14
@@ -75,6 +75,10 @@ class LiveNotesToSingingConverter(WorldPipelineConverter):
     def __init__(self, config: WorldToSingingConfig | None = None, *, chunk_frames: int | None = None,
                  max_wait_ms: float = 1000.0, wait_ms: float = 150.0) -> None:
         config = config or WorldToSingingConfig()
+        # Notes act at chunk boundaries: without a chunk, the live one (an offline-sized chunk would
+        # move every note to the next second).
+        if chunk_frames is None:
+            chunk_frames = world_chunk_grid(config.analysis).live_frames
         super().__init__(config.analysis, chunk_frames)
         if not 0 < max_wait_ms <= 10_000 or not 0 <= wait_ms <= 2000:
             raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be in (0, 10000] and wait_ms={wait_ms!r} in 0..2000")

@@ -142,7 +142,8 @@ def yin_frames(frames: np.ndarray, sample_rate: int, config: PitchConfig) -> tup
 
     rms = np.sqrt(np.mean(x * x, axis=1))
     level_db = 20.0 * np.log10(rms + 1e-12)
-    voiced = (mid < config.voicing_threshold) & (level_db > config.silence_db)
+    # A minimum at the longest lag is the edge of the search, not a period: the voice is below f0_min_hz.
+    voiced = (mid < config.voicing_threshold) & (level_db > config.silence_db) & (lag < max_lag)
     f0 = np.where(voiced, sample_rate / period, 0.0)
     return f0, 1.0 - np.minimum(np.maximum(mid, 0.0), 1.0)
 

@@ -4,16 +4,16 @@ F0 comes from the frame-local YIN estimator in :mod:`.pitch`; the envelope from
 WORLD's CheapTrick and the aperiodicity from WORLD's D4C (through pyworld),
 evaluated only at the requested frames of a segment. Every window these
 analyses open lies inside ``margin_samples`` of its frame, so a caller that
-hands over a segment with that margin on both sides gets the same envelope as
-an analysis of the whole file (D4C differs by a small amount at some frames;
-what matters for streaming is that it depends only on the fixed chunk grid).
+hands over a segment with that margin on both sides gets exactly the same
+frames as an analysis of the whole file, whatever the segment.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +26,12 @@ with warnings.catch_warnings():
     # pyworld imports pkg_resources, which warns on import under setuptools >= 67.
     warnings.simplefilter("ignore")
     import pyworld
+
+
+#: the lowest F0 D4C is given by default (its window: two periods each side)
+DEFAULT_D4C_MIN_F0_HZ = 100.0
+#: what ``AnalysisConfig.for_voice_floor`` takes, in Hz (the low end: CheapTrick's 1024-point FFT at 24 kHz)
+VOICE_FLOOR_RANGE_HZ = (71.0, 400.0)
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class AnalysisConfig:
     hop_samples: int = 120
     fft_size: int = 1024
     envelope_f0_floor_hz: float = 71.0
-    d4c_min_f0_hz: float = 100.0
+    d4c_min_f0_hz: float = DEFAULT_D4C_MIN_F0_HZ
     pitch: PitchConfig = PitchConfig()
 
     def __post_init__(self) -> None:
@@ -64,16 +70,48 @@ class AnalysisConfig:
     def bins(self) -> int:
         return self.fft_size // 2 + 1
 
+    def for_voice_floor(self, floor_hz: float) -> AnalysisConfig:
+        """These settings with every window sized for a voice whose F0 stays above ``floor_hz``.
+
+        The lowest F0 followed, the envelope's floor and the aperiodicity's lowest F0 decide how
+        far past a frame the analysis must read, and so the latency. The defaults serve any voice
+        down to 60 Hz; at ``floor_hz`` the F0 search starts at the floor, CheapTrick adapts down to
+        it (1.5 periods each side) and D4C is given at least 4/3 of it (two of those periods are
+        1.5 of the floor's): all three reach 1.5 floor periods. 100 Hz: 15.1 ms past the last
+        frame, against 21.8 ms by default. Frames of a voice below the floor are analysed as
+        unvoiced (the F0 search does not go there).
+
+        Raises:
+            ConfigError: ``floor_hz`` outside ``VOICE_FLOOR_RANGE_HZ``.
+        """
+        lo, hi = VOICE_FLOOR_RANGE_HZ
+        if isinstance(floor_hz, bool) or not isinstance(floor_hz, int | float) or not lo <= floor_hz <= hi:
+            raise ConfigError(f"voice_floor_hz={floor_hz!r} must be within {lo:g}..{hi:g} Hz (the lowest F0 of the "
+                              f"voice; {lo:g} Hz is as low as the {self.fft_size}-point envelope analysis goes)")
+        floor = float(floor_hz)
+        return replace(self, envelope_f0_floor_hz=floor, d4c_min_f0_hz=max(DEFAULT_D4C_MIN_F0_HZ, floor * 4.0 / 3.0),
+                       pitch=replace(self.pitch, f0_min_hz=floor))
+
     @property
     def pitch_window_samples(self) -> int:
         return self.pitch.window_samples(self.sample_rate)
 
     @property
-    def margin_samples(self) -> int:
-        """Samples every frame's analysis needs on each side of its centre."""
+    def envelope_margin_samples(self) -> int:
+        """Samples CheapTrick and D4C need on each side of a frame's centre."""
         cheaptrick = 1.5 * self.sample_rate / self.envelope_f0_floor_hz
         d4c = 2.0 * self.sample_rate / self.d4c_min_f0_hz
-        return int(math.ceil(max(cheaptrick, d4c, self.pitch_window_samples / 2))) + 2
+        return int(math.ceil(max(cheaptrick, d4c))) + 2
+
+    @property
+    def pitch_margin_samples(self) -> int:
+        """Samples the F0 estimator needs on each side of a frame's centre."""
+        return int(math.ceil(self.pitch_window_samples / 2)) + 2
+
+    @property
+    def margin_samples(self) -> int:
+        """Samples every frame's whole analysis needs on each side of its centre."""
+        return max(self.envelope_margin_samples, self.pitch_margin_samples)
 
 
 @dataclass
@@ -126,11 +164,38 @@ class Frames:
         return Frames(z, z, z, np.zeros((0, bins)), np.zeros((0, bins)))
 
 
-class WorldAnalyzer:
-    """Analyse consecutive frames of a segment. Stateless."""
+#: the fewest frames a process is given when an analysis is shared between processes
+MIN_FRAMES_PER_PROCESS = 20
 
-    def __init__(self, config: AnalysisConfig) -> None:
+
+class WorldAnalyzer:
+    """Analyse consecutive frames of a segment. Stateless.
+
+    Every frame's analysis is a function of its own samples alone, so frames can be analysed in
+    any grouping and in other processes with the same result. With ``processes > 1`` (offline
+    renders of long files: :meth:`voxflip.engine.converters.base.Converter.use_cores`) each call
+    hands all but the last share of its frames to a pool of ``processes - 1`` worker processes,
+    forked on first use and shut down with the analyser (:meth:`close`). The live path never does
+    this.
+    """
+
+    def __init__(self, config: AnalysisConfig, *, processes: int = 1) -> None:
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ConfigError(f"processes={processes!r} must be a whole number >= 1")
         self.config = config
+        self.processes = processes
+        self._pool: Any = None
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def analyze(self, segment: np.ndarray, segment_start: int, first_frame: int, num_frames: int) -> Frames:
         """Analyse frames ``first_frame .. first_frame + num_frames - 1``.
@@ -156,26 +221,74 @@ class WorldAnalyzer:
                 f"segment of {segment.shape[0]} samples at {segment_start} does not hold {margin} samples "
                 f"around frames {first_frame}..{first_frame + num_frames - 1}"
             )
+        shares = min(self.processes, num_frames // MIN_FRAMES_PER_PROCESS)
+        if shares <= 1:
+            return self._analyze_here(segment, segment_start, first_frame, num_frames)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: a spawned worker would import the caller's __main__ again (a script without a main guard
+            # would run twice); the workers only run numpy and pyworld on what they are sent
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(self.processes - 1, mp_context=multiprocessing.get_context(method))
+        bounds = np.linspace(0, num_frames, shares + 1).round().astype(int)
+        futures = []
+        for lo, hi in zip(bounds[:-2], bounds[1:-1], strict=True):
+            first, count = first_frame + int(lo), int(hi - lo)
+            start = first * hop - margin - segment_start
+            piece = segment[start:start + (count - 1) * hop + 2 * margin + 1]
+            futures.append(self._pool.submit(_analyze_part, cfg, piece, segment_start + start, first, count))
+        last = int(bounds[-2])
+        here = self._analyze_here(segment, segment_start, first_frame + last, num_frames - last)
+        return Frames.concat([f.result() for f in futures] + [here], cfg.bins)
+
+    def _analyze_here(self, segment: np.ndarray, segment_start: int, first_frame: int, num_frames: int) -> Frames:
+        cfg = self.config
+        hop = cfg.hop_samples
+        centers = (first_frame + np.arange(num_frames)) * hop - segment_start
+        margin = cfg.margin_samples
         windows = frame_matrix(segment, segment_start, first_frame, num_frames, hop, cfg.pitch_window_samples)
         f0, periodicity = yin_frames(windows, cfg.sample_rate, cfg.pitch)
         rms = np.sqrt(np.mean(windows * windows, axis=1))
         level_db = 20.0 * np.log10(rms + 1e-10)
         x = np.ascontiguousarray(segment, dtype=np.float64)
-        times = centers / cfg.sample_rate
         f0_d4c = np.where(f0 > 0, np.maximum(f0, cfg.d4c_min_f0_hz), 0.0)
         # Level safety (.levels): a frame whose analysis reach peaks above full scale is analysed
         # scaled down by 2**-k, and its envelope scaled back up by 4**k (exact: powers of two).
         exponents = scale_exponents(frame_peaks(x, centers, margin))
         sp = np.empty((num_frames, cfg.bins))
         ap = np.empty((num_frames, cfg.bins))
-        for k in np.unique(exponents):
-            rows = np.nonzero(exponents == k)[0]
-            xk = x if k == 0 else np.ldexp(x, -int(k))
-            sp[rows] = np.ldexp(pyworld.cheaptrick(xk, f0[rows], times[rows], cfg.sample_rate, fft_size=cfg.fft_size),
-                                2 * int(k))
-            ap[rows] = pyworld.d4c(xk, f0_d4c[rows], times[rows], cfg.sample_rate, threshold=0.0,
-                                   fft_size=cfg.fft_size)
+        # One frame per call, on the frame's own reach: CheapTrick and D4C add a tiny pseudo-random
+        # guard noise whose generator restarts at every call, so a frame analysed among others
+        # depends on how many came before it in the call, and where the input is near silence (above
+        # the band of a 16 kHz source, say) D4C's band aperiodicity follows that noise: 0.3 apart
+        # for the same frame in two groupings. Alone, a frame's analysis is a function of its own
+        # samples, and the output of every chunk size is the same.
+        reach = cfg.envelope_margin_samples
+        at = np.array([reach / cfg.sample_rate])
+        for row, centre in enumerate(centers):
+            k = int(exponents[row])
+            piece = x[centre - reach:centre + reach + 1]
+            if k:
+                piece = np.ldexp(piece, -k)
+            sp[row] = np.ldexp(pyworld.cheaptrick(piece, f0[row:row + 1], at, cfg.sample_rate,
+                                                  fft_size=cfg.fft_size)[0], 2 * k)
+            ap[row] = pyworld.d4c(piece, f0_d4c[row:row + 1], at, cfg.sample_rate, threshold=0.0,
+                                  fft_size=cfg.fft_size)[0]
         return Frames(f0, periodicity, level_db, sp, repair_aperiodicity(ap), exponents)
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config, "processes": self.processes, "_pool": None}
+
+    def pitch(self, segment: np.ndarray, segment_start: int, first_frame: int,
+              num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """F0 and periodicity alone of frames ``first_frame ..``, exactly as :meth:`analyze` finds
+        them; the segment needs only ``pitch_margin_samples`` around each frame."""
+        cfg = self.config
+        windows = frame_matrix(np.asarray(segment, np.float64), segment_start, first_frame, num_frames,
+                               cfg.hop_samples, cfg.pitch_window_samples)
+        return yin_frames(windows, cfg.sample_rate, cfg.pitch)
 
     def analyze_signal(self, audio: np.ndarray) -> Frames:
         """Analyse every centred frame of a whole signal (offline convenience)."""
@@ -193,3 +306,9 @@ class WorldAnalyzer:
             hi = (first + count - 1) * hop + 2 * margin + 1
             parts.append(self.analyze(padded[lo:hi], first * hop - margin, first, count))
         return Frames.concat(parts, cfg.bins)
+
+
+def _analyze_part(config: AnalysisConfig, segment: np.ndarray, segment_start: int, first_frame: int,
+                  num_frames: int) -> Frames:
+    """A worker process's share of :meth:`WorldAnalyzer.analyze`."""
+    return WorldAnalyzer(config)._analyze_here(segment, segment_start, first_frame, num_frames)

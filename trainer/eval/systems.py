@@ -88,15 +88,19 @@ def has_melody(entry: ManifestEntry) -> bool:
     return bool(entry.notes) or entry.singing is not None
 
 
-def _converter_runner(spec: ConverterSpec, *, live: bool = False) -> Runner:
+def _converter_runner(spec: ConverterSpec, *, live: bool = False, voice_floor_hz: float | None = None,
+                      chunk_ms: float | None = None) -> Runner:
     """Run a registered converter on an entry: the singing (to speech) or the speech on its notes (to singing).
 
-    ``live``: as ``voxflip live`` would play it, at the live chunk, through the constant-rate FIFO in
-    blocks of :data:`LIVE_BLOCK` (a converter that shortens time leaves silence where it ran ahead of
-    the input), with the declared latency cut from the front.
+    ``live``: as ``voxflip live`` would play it, at the live chunk (or ``chunk_ms``), through the
+    constant-rate FIFO in blocks of :data:`LIVE_BLOCK` (a converter that shortens time leaves silence
+    where it ran ahead of the input), with the declared latency cut from the front.
+    ``voice_floor_hz``: the converter's option of that name (``--voice-floor``).
     """
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-        given: dict = {"chunk_ms": spec.grid.live_ms} if live else {}
+        given: dict = {"chunk_ms": chunk_ms or spec.grid.live_ms} if live else {}
+        if voice_floor_hz is not None:
+            given["voice_floor_hz"] = voice_floor_hz
         if "model_path" in spec.option_names and options.get("model") is not None:
             given["model_path"] = options["model"]
         if spec.direction is Direction.TO_SINGING:
@@ -110,6 +114,9 @@ def _converter_runner(spec: ConverterSpec, *, live: bool = False) -> Runner:
 
 #: the device block of the live simulation (``voxflip live``'s default)
 LIVE_BLOCK = 256
+#: the low-latency live setting the ``floor100:`` and ``live-floor100:`` systems measure
+LOW_FLOOR_HZ = 100.0
+LOW_CHUNK_MS = 5.0
 
 
 def _convert_live(entry_audio: Path, converter) -> tuple[np.ndarray, int]:
@@ -244,3 +251,13 @@ for _spec in converters():
         register(System(f"live:{_spec.name}", _spec.direction, f"{_spec.name} as voxflip live plays it (live chunk, "
                         f"{LIVE_BLOCK}-frame blocks, silence where it ran ahead)", _converter_runner(_spec, live=True),
                         _needs))
+    if "voice_floor_hz" in _spec.option_names:
+        register(System(f"floor{LOW_FLOOR_HZ:g}:{_spec.name}", _spec.direction,
+                        f"{_spec.name} with --voice-floor {LOW_FLOOR_HZ:g} (analysis windows for voices above it)",
+                        _converter_runner(_spec, voice_floor_hz=LOW_FLOOR_HZ), _needs))
+        if _spec.direction is _SPEECH:
+            register(System(f"live-floor{LOW_FLOOR_HZ:g}:{_spec.name}", _spec.direction,
+                            f"{_spec.name} as voxflip live --voice-floor {LOW_FLOOR_HZ:g} --chunk-ms {LOW_CHUNK_MS:g} "
+                            "plays it (the low-latency setting)",
+                            _converter_runner(_spec, live=True, voice_floor_hz=LOW_FLOOR_HZ, chunk_ms=LOW_CHUNK_MS),
+                            _needs))
