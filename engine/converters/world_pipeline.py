@@ -77,7 +77,8 @@ class WorldPipelineConverter(Converter):
         self.context_samples = analysis.margin_samples
         self.lookahead_frames = LOOKAHEAD_FRAMES
         # past the last analysed frame: its envelope's reach, or the next frame's F0 (the tidy step's)
-        reach = max(analysis.envelope_margin_samples, analysis.hop_samples + analysis.pitch_future_samples)
+        reach = max(analysis.envelope_margin_samples, analysis.hop_samples + analysis.pitch_margin_samples,
+                    analysis.margin_samples)
         self.lookahead_samples = (LOOKAHEAD_FRAMES - 1) * analysis.hop_samples + reach + 1
 
     def use_cores(self, cores: int) -> None:

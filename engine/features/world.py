@@ -47,9 +47,6 @@ class AnalysisConfig:
         d4c_min_f0_hz: F0 values below this are raised to it for D4C only, which
             caps D4C's window (two periods each side) and so the lookahead.
         pitch: F0 estimator settings.
-        pitch_delay_samples: the F0 estimator's window is centred this many samples before
-            each frame: it reads that much less of the future (less lookahead) and that much
-            more of the past, and the F0 and voicing it finds are that much older.
     """
 
     sample_rate: int = 24_000
@@ -58,7 +55,6 @@ class AnalysisConfig:
     envelope_f0_floor_hz: float = 71.0
     d4c_min_f0_hz: float = DEFAULT_D4C_MIN_F0_HZ
     pitch: PitchConfig = PitchConfig()
-    pitch_delay_samples: int = 0
 
     def __post_init__(self) -> None:
         needed = 3.0 * self.sample_rate / self.envelope_f0_floor_hz + 1.0
@@ -69,9 +65,6 @@ class AnalysisConfig:
             )
         if self.hop_samples <= 0:
             raise ConfigError(f"analysis.hop_samples={self.hop_samples!r} must be > 0")
-        if not 0 <= self.pitch_delay_samples <= self.pitch_window_samples // 2:
-            raise ConfigError(f"analysis.pitch_delay_samples={self.pitch_delay_samples!r} must be within "
-                              f"0..{self.pitch_window_samples // 2} (half the F0 window)")
 
     @property
     def bins(self) -> int:
@@ -111,24 +104,14 @@ class AnalysisConfig:
         return int(math.ceil(max(cheaptrick, d4c))) + 2
 
     @property
-    def pitch_future_samples(self) -> int:
-        """Samples the F0 estimator reads past a frame's centre."""
-        return int(math.ceil(self.pitch_window_samples / 2)) - self.pitch_delay_samples + 2
-
-    @property
     def pitch_margin_samples(self) -> int:
-        """Samples the F0 estimator needs on each side of a frame's centre (the longer side)."""
-        return int(math.ceil(self.pitch_window_samples / 2)) + self.pitch_delay_samples + 2
+        """Samples the F0 estimator needs on each side of a frame's centre."""
+        return int(math.ceil(self.pitch_window_samples / 2)) + 2
 
     @property
     def margin_samples(self) -> int:
-        """Samples every frame's whole analysis needs on each side of its centre (the longer side)."""
+        """Samples every frame's whole analysis needs on each side of its centre."""
         return max(self.envelope_margin_samples, self.pitch_margin_samples)
-
-    @property
-    def future_margin_samples(self) -> int:
-        """Samples every frame's whole analysis needs after its centre."""
-        return max(self.envelope_margin_samples, self.pitch_future_samples)
 
 
 @dataclass
@@ -233,10 +216,10 @@ class WorldAnalyzer:
         hop = cfg.hop_samples
         centers = (first_frame + np.arange(num_frames)) * hop - segment_start
         margin = cfg.margin_samples
-        if centers[0] - margin < 0 or centers[-1] + cfg.future_margin_samples >= segment.shape[0]:
+        if centers[0] - margin < 0 or centers[-1] + margin >= segment.shape[0]:
             raise ValueError(
-                f"segment of {segment.shape[0]} samples at {segment_start} does not hold {margin} samples before "
-                f"and {cfg.future_margin_samples} after frames {first_frame}..{first_frame + num_frames - 1}"
+                f"segment of {segment.shape[0]} samples at {segment_start} does not hold {margin} samples "
+                f"around frames {first_frame}..{first_frame + num_frames - 1}"
             )
         shares = min(self.processes, num_frames // MIN_FRAMES_PER_PROCESS)
         if shares <= 1:
@@ -265,10 +248,9 @@ class WorldAnalyzer:
         hop = cfg.hop_samples
         centers = (first_frame + np.arange(num_frames)) * hop - segment_start
         margin = cfg.margin_samples
-        windows = frame_matrix(segment, segment_start + cfg.pitch_delay_samples, first_frame, num_frames, hop,
-                               cfg.pitch_window_samples)
+        windows = frame_matrix(segment, segment_start, first_frame, num_frames, hop, cfg.pitch_window_samples)
         f0, periodicity = yin_frames(windows, cfg.sample_rate, cfg.pitch)
-        rms = np.sqrt(np.mean(windows * windows, axis=1))   # over the same window (delayed with it)
+        rms = np.sqrt(np.mean(windows * windows, axis=1))
         level_db = 20.0 * np.log10(rms + 1e-10)
         x = np.ascontiguousarray(segment, dtype=np.float64)
         f0_d4c = np.where(f0 > 0, np.maximum(f0, cfg.d4c_min_f0_hz), 0.0)
@@ -304,8 +286,8 @@ class WorldAnalyzer:
         """F0 and periodicity alone of frames ``first_frame ..``, exactly as :meth:`analyze` finds
         them; the segment needs only ``pitch_margin_samples`` around each frame."""
         cfg = self.config
-        windows = frame_matrix(np.asarray(segment, np.float64), segment_start + cfg.pitch_delay_samples, first_frame,
-                               num_frames, cfg.hop_samples, cfg.pitch_window_samples)
+        windows = frame_matrix(np.asarray(segment, np.float64), segment_start, first_frame, num_frames,
+                               cfg.hop_samples, cfg.pitch_window_samples)
         return yin_frames(windows, cfg.sample_rate, cfg.pitch)
 
     def analyze_signal(self, audio: np.ndarray) -> Frames:
