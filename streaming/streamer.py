@@ -243,7 +243,10 @@ class Streamer:
 
     # -- internals ----------------------------------------------------------------------------------
     def _run_chunks(self, input_end: int | None) -> np.ndarray:
-        outs = [self.converter.step(window, self._state, input_end=input_end) for _, window in self._chunker.windows()]
+        windows = list(self._chunker.windows())
+        if len(windows) > 1:
+            self.converter.prefetch(windows)
+        outs = [self.converter.step(window, self._state, input_end=input_end) for _, window in windows]
         y = np.concatenate(outs).astype(np.float32, copy=False) if outs else np.zeros(0, np.float32)
         self._model_out += y.shape[0]
         return y

@@ -62,6 +62,8 @@ class RenderResult:
 
 #: the shortest input (s) a render shares between cores by default (``cores=None``)
 PARALLEL_MIN_S = 20.0
+#: seconds read per block when a render uses several cores (the output does not depend on it)
+PARALLEL_BLOCK_S = 8
 
 
 def available_cores() -> int:
@@ -160,7 +162,8 @@ def render_file(
 
         if cores is None:
             cores = available_cores() if info.frames >= PARALLEL_MIN_S * info.sample_rate else 1
-        converter.use_cores(cores)
+        if converter.use_cores(cores) > 1:   # several chunks per block: the workers start on the next ones
+            reader.block_frames = max(reader.block_frames, PARALLEL_BLOCK_S * info.sample_rate)
         warnings: list[str] = []
         if reader.downmixed:
             warnings.append(f"{in_path.name} has {info.channels} channels; they were mixed down to mono")

@@ -101,13 +101,19 @@ class Converter(ABC):
     def describe(self) -> str:
         return f"{self.name} @ {self.sample_rate} Hz"
 
-    def use_cores(self, cores: int) -> None:
+    def use_cores(self, cores: int) -> int:
         """An offline render may give this converter ``cores`` CPU cores; the output must not change.
-        By default it keeps to one. Never called on the live path."""
-        return None
+        Returns how many it will use: by default one. Never called on the live path."""
+        return 1
 
     def close(self) -> None:
         """Release what :meth:`use_cores` started (worker processes); the converter stays usable."""
+        return None
+
+    def prefetch(self, windows: list[tuple[int, np.ndarray]]) -> None:
+        """The ``(chunk index, window)`` pairs the next :meth:`step` calls will get, in order (offline,
+        when several are at hand): a converter using several cores may start on them. By default,
+        nothing."""
         return None
 
 

@@ -81,11 +81,12 @@ class WorldPipelineConverter(Converter):
                     analysis.margin_samples)
         self.lookahead_samples = (LOOKAHEAD_FRAMES - 1) * analysis.hop_samples + reach + 1
 
-    def use_cores(self, cores: int) -> None:
+    def use_cores(self, cores: int) -> int:
         """Share each chunk's analysis (about 60% of the work) between ``cores`` processes; every
         frame's analysis depends on its own samples only, so the output is the same."""
         self.analyzer.close()
         self.analyzer = WorldAnalyzer(self.analysis, processes=max(1, int(cores)))
+        return self.analyzer.processes
 
     def close(self) -> None:
         self.analyzer.close()
@@ -128,17 +129,29 @@ class WorldPipelineConverter(Converter):
         state.frames_out += len(out)
         return audio
 
+    def prefetch(self, windows: list[tuple[int, np.ndarray]]) -> None:
+        """Queue the analysis of chunks about to be stepped through for the worker processes of
+        :meth:`use_cores` (nothing without them)."""
+        if self.analyzer.processes <= 1:
+            return
+        jobs = []
+        for k, window in windows:
+            first, count = self._analysed_frames(k)
+            jobs.append((window, k * self.chunk_samples - self.context_samples, first, count))
+        self.analyzer.prefetch(jobs)
+
+    def _analysed_frames(self, k: int) -> tuple[int, int]:
+        """The first frame chunk ``k`` analyses fully, and how many."""
+        n = self.chunk_frames
+        return (0, n + self.lookahead_frames) if k == 0 else (k * n + self.lookahead_frames, n)
+
     def analyse_chunk(self, window: np.ndarray, state: PipelineState,
                       input_end: int | None) -> tuple[Frames, int, int | None]:
         """Steps 1-2 for one chunk: the tidy frames it completes, the index of the first, and the
         index of the first frame past the input (once known)."""
-        n = self.chunk_frames
         k = state.chunks
         c0 = k * self.chunk_samples
-        if k == 0:
-            first, count = 0, n + self.lookahead_frames
-        else:
-            first, count = k * n + self.lookahead_frames, n
+        first, count = self._analysed_frames(k)
         segment = np.asarray(window, dtype=np.float64)
         raw = self.analyzer.analyze(segment, c0 - self.context_samples, first, count)
         next_f0, _ = self.analyzer.pitch(segment, c0 - self.context_samples, first + count, 1)

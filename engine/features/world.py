@@ -185,12 +185,45 @@ class WorldAnalyzer:
         self.config = config
         self.processes = processes
         self._pool: Any = None
+        # (segment start, first frame, count) -> (future of the first `frames` of them, frames)
+        self._queued: dict[tuple[int, int, int], tuple[Any, int]] = {}
+        #: the part of a queued chunk the workers take; the caller analyses the rest while they do, and
+        #: the part moves towards the balance (the caller also runs everything after the analysis)
+        self.share = 0.75
 
     def close(self) -> None:
         """Stop the worker processes, if any were started."""
         pool, self._pool = self._pool, None
+        self._queued.clear()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def prefetch(self, jobs: list[tuple[np.ndarray, int, int, int]]) -> None:
+        """Queue analyses ``(segment, segment_start, first_frame, num_frames)`` for the worker
+        processes, ahead of the :meth:`analyze` calls that will ask for them (an offline render that
+        has several chunks at hand): the workers take the first :attr:`share` of each chunk's frames,
+        the caller the rest when it asks. A job not started by then is done in the caller.
+        Without worker processes, nothing."""
+        if self.processes <= 1:
+            return
+        pool = self._workers()
+        for segment, segment_start, first_frame, num_frames in jobs:
+            key = (segment_start, first_frame, num_frames)
+            if key not in self._queued:
+                frames = min(num_frames, max(1, round(self.share * num_frames)))
+                self._queued[key] = (pool.submit(_analyze_part, self.config, np.asarray(segment, np.float64),
+                                                 segment_start, first_frame, frames), frames)
+
+    def _workers(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: a spawned worker would import the caller's __main__ again (a script without a main guard
+            # would run twice); the workers only run numpy and pyworld on what they are sent
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(self.processes - 1, mp_context=multiprocessing.get_context(method))
+        return self._pool
 
     def __del__(self) -> None:
         pool = getattr(self, "_pool", None)
@@ -221,17 +254,21 @@ class WorldAnalyzer:
                 f"segment of {segment.shape[0]} samples at {segment_start} does not hold {margin} samples "
                 f"around frames {first_frame}..{first_frame + num_frames - 1}"
             )
+        queued = self._queued.pop((segment_start, first_frame, num_frames), None)
+        if queued is not None:
+            future, frames = queued
+            if future.cancel():   # still waiting for a worker: do it all here
+                return self._analyze_here(segment, segment_start, first_frame, num_frames)
+            rest = self._analyze_here(segment, segment_start, first_frame + frames, num_frames - frames)
+            early = future.done()
+            head = future.result()
+            # the workers were done first: give them more; the caller waited: give them less
+            self.share = min(0.95, self.share + 0.02) if early else max(0.3, self.share - 0.05)
+            return Frames.concat([head, rest], cfg.bins)
         shares = min(self.processes, num_frames // MIN_FRAMES_PER_PROCESS)
         if shares <= 1:
             return self._analyze_here(segment, segment_start, first_frame, num_frames)
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # fork: a spawned worker would import the caller's __main__ again (a script without a main guard
-            # would run twice); the workers only run numpy and pyworld on what they are sent
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(self.processes - 1, mp_context=multiprocessing.get_context(method))
+        self._workers()
         bounds = np.linspace(0, num_frames, shares + 1).round().astype(int)
         futures = []
         for lo, hi in zip(bounds[:-2], bounds[1:-1], strict=True):
@@ -279,7 +316,7 @@ class WorldAnalyzer:
         return Frames(f0, periodicity, level_db, sp, repair_aperiodicity(ap), exponents)
 
     def __getstate__(self) -> dict:
-        return {"config": self.config, "processes": self.processes, "_pool": None}
+        return {"config": self.config, "processes": self.processes, "_pool": None, "_queued": {}}
 
     def pitch(self, segment: np.ndarray, segment_start: int, first_frame: int,
               num_frames: int) -> tuple[np.ndarray, np.ndarray]:
