@@ -75,6 +75,7 @@ class PsolaState:
     f0: list[float] = field(default_factory=list)
     gain: list[float] = field(default_factory=list)
     keep_from: int | None = None            # input samples from here on are kept whatever the frames say
+    last_source: float = -1.0               # the latest input frame an output frame has started at
     frames_base: int = 0
     tau: float = 0.0                        # the next synthesis mark (output samples)
     acc: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -108,10 +109,17 @@ class PsolaSynth:
         new = np.asarray(samples[have_end - start:], np.float64)
         need = state.held + new.shape[0]
         if state.offset + need > state.buffer.shape[0]:
-            # Grow by doubling (amortised constant cost per sample), moving what is held to the front.
-            grown = np.zeros(max(need, 2 * state.buffer.shape[0], 4096))
-            grown[:state.held] = state.buffer[state.offset:state.offset + state.held]
-            state.buffer, state.offset = grown, 0
+            # Out of room at the end: move what is held to the front, into a buffer twice what is
+            # needed (amortised constant cost per sample). The buffer follows what is held, not what
+            # has passed: the input the grains can no longer use was dropped from the front (_forget).
+            size = max(2 * need, 4096)
+            if size <= state.buffer.shape[0]:
+                state.buffer[:state.held] = state.buffer[state.offset:state.offset + state.held]
+            else:
+                grown = np.zeros(size)
+                grown[:state.held] = state.buffer[state.offset:state.offset + state.held]
+                state.buffer = grown
+            state.offset = 0
         state.buffer[state.offset + state.held:state.offset + need] = new
         state.held = need
 
@@ -137,7 +145,13 @@ class PsolaSynth:
                           gain: np.ndarray | None = None) -> None:
         """Output frames: the input frame each starts at (a fraction is fine; negative: a frame of
         silence), how many input frames it spans (0: it holds its input time), its F0 (0: unvoiced)
-        and, optionally, a gain for its grains."""
+        and, optionally, a gain for its grains. Without ``keep_from``, an output frame must not start
+        before the earliest one still to be rendered (or, when all are, before the latest given): the
+        input before that is dropped."""
+        sounding = np.asarray(source, np.float64)
+        sounding = sounding[sounding >= 0]
+        if sounding.shape[0]:
+            state.last_source = float(sounding[-1])
         state.source.extend(float(s) for s in source)
         state.covers.extend(float(c) for c in covers)
         state.f0.extend(float(f) for f in f0_hz)
@@ -276,8 +290,10 @@ class PsolaSynth:
             del state.source[:done], state.covers[:done], state.f0[:done], state.gain[:done]
             state.frames_base += done
         sources = [s for s in state.source if s >= 0]
-        if not sources:
-            return
+        if not sources:   # every frame given is rendered: the next ones start at the latest source or later
+            if state.last_source < 0:
+                return
+            sources = [state.last_source]
         oldest_input = int(min(sources) * hop) - 2 * self.reach
         if state.keep_from is not None:
             oldest_input = min(oldest_input, state.keep_from - 2 * self.reach)
