@@ -11,6 +11,7 @@ frames as an analysis of the whole file, whatever the segment.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass, replace
 from typing import Any
@@ -175,8 +176,8 @@ class WorldAnalyzer:
     any grouping and in other processes with the same result. With ``processes > 1`` (offline
     renders of long files: :meth:`voxflip.engine.converters.base.Converter.use_cores`) each call
     hands all but the last share of its frames to a pool of ``processes - 1`` worker processes,
-    forked on first use and shut down with the analyser (:meth:`close`). The live path never does
-    this.
+    started on first use (forked on Linux, spawned elsewhere) and shut down with the analyser
+    (:meth:`close`). The live path never does this.
     """
 
     def __init__(self, config: AnalysisConfig, *, processes: int = 1) -> None:
@@ -219,9 +220,10 @@ class WorldAnalyzer:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            # fork: a spawned worker would import the caller's __main__ again (a script without a main guard
-            # would run twice); the workers only run numpy and pyworld on what they are sent
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            # fork on Linux: a spawned worker would import the caller's __main__ again (a script without a
+            # main guard would run twice); the workers only run numpy and pyworld on what they are sent.
+            # Elsewhere (macOS: system frameworks are not fork-safe) spawn.
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
             self._pool = ProcessPoolExecutor(self.processes - 1, mp_context=multiprocessing.get_context(method))
         return self._pool
 
