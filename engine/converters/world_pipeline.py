@@ -166,8 +166,7 @@ class WorldPipelineConverter(Converter):
         if not len(raw):
             return raw, state.frames_tidied
         prev = state.tidy_prev
-        ready = raw
-        f0 = ready.f0_hz.copy()
+        f0 = raw.f0_hz.copy()
         nxt = np.concatenate([raw.f0_hz[1:], [next_f0]])
         before = np.concatenate([[prev.f0_hz[0] if prev is not None else 0.0], raw.f0_hz[:-1]])
         voiced_before = before > 0
@@ -182,10 +181,10 @@ class WorldPipelineConverter(Converter):
         blip = (f0 > 0) & ~voiced_before & ~voiced_next
         f0 = np.where(gap | jump, mean_neighbour, f0)
         f0 = np.where(blip, 0.0, f0)
-        tidy = Frames(f0, ready.periodicity, ready.level_db, ready.sp, ready.ap, ready.scale_exponent)
+        tidy = Frames(f0, raw.periodicity, raw.level_db, raw.sp, raw.ap, raw.scale_exponent)
         first = state.frames_tidied
         state.frames_tidied += len(tidy)
         # The context of the next call is this frame as analysed, not as tidied: within a call every
         # frame sees its neighbours as analysed, so the result does not depend on the chunk size.
-        state.tidy_prev = ready.slice(len(ready) - 1, len(ready))
+        state.tidy_prev = raw.slice(len(raw) - 1, len(raw))
         return tidy, first
