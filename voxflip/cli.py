@@ -310,6 +310,13 @@ def get_parser() -> argparse.ArgumentParser:
         description="Sing the bundled CMU ARCTIC sentence on the bundled tune, then turn that singing back into speech.",
     )
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+
+    from .cli_trt import add_arguments as add_build_trt_arguments
+
+    build_trt = sub.add_parser("build-trt", help="TensorRT engines for an exported model (docs/gpu.md)",
+                               description="Sanitise an exported model's graphs and build cached TensorRT engines "
+                                           "with shape profiles for the chunks it streams.")
+    add_build_trt_arguments(build_trt)
     return parser
 
 
@@ -324,6 +331,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cli_train", "cmd_train"),
     "export": ("cli_train", "cmd_export"),
     "eval": ("cli_train", "cmd_eval"),
+    "build-trt": ("cli_trt", "cmd_build_trt"),
 }
 
 

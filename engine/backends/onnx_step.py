@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import ArtifactMismatchError, ConfigError
 from ..features.mel import MelConfig
 from .runtime import import_onnxruntime
+from .trt_manifest import check_trt_section
 
 FORMAT_VERSION = 1
 #: the largest manifest read (a real one is about 4 kB)
@@ -46,7 +47,7 @@ FILE_ROLES = ("step", "decoder", "encoder", "weights")
 _REQUIRED_FILES = ("step", "decoder")
 _MANIFEST_KEYS = ("format_version", "model", "onnx_opset", "files", "sample_rate", "hop_samples", "mel",
                   "chunk_frames", "lookahead_frames", "noise_scale", "residual", "state", "config_hash",
-                  "model_config")
+                  "model_config", "trt")
 _STATE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
@@ -178,6 +179,8 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
                               "(re-export it: voxflip export CHECKPOINT -o model.onnx)")
     for role, value in files.items():
         _file_in(path.parent, value, f"files.{role}", path)
+    if "trt" in manifest:   # written by voxflip build-trt: sanitised graphs and TensorRT engines
+        check_trt_section(manifest["trt"], path)
     return manifest
 
 
