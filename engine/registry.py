@@ -71,9 +71,12 @@ class ShortenOptions(WorldOptions):
 
 @dataclass(frozen=True)
 class FlowOptions(ConverterOptions):
-    """The flow converters: a model exported by ``voxflip export`` (``None``: the shipped one)."""
+    """The flow converters: a model exported by ``voxflip export`` (``None``: the shipped one), and
+    the vocoder: ``dsp`` (the default), ``hifigan`` or ``pwg`` (the shipped neural ones), or the
+    folder or manifest of one exported by ``voxflip export-vocoder``."""
 
     model_path: str | Path | None = None
+    vocoder: str | Path | None = None
 
 
 #: the longest singing a melody may ask for by default, in seconds (``max_output_s``, ``--max-output-s``)
@@ -180,6 +183,30 @@ class ConverterSpec:
         return converter
 
 
+def shipped_vocoder(name: str) -> Path:
+    """The folder of the neural vocoder shipped as ``name`` (``hifigan``, ``pwg``); it may be absent."""
+    return Path(str(files("voxflip") / "data" / "models" / f"vocoder_{name}"))
+
+
+def resolve_vocoder(value: str | Path | None) -> Path | None:
+    """``--vocoder``: ``None``/``dsp`` -> None (the DSP mel vocoder); ``hifigan``/``pwg`` -> the shipped
+    export; anything else is the path of an export (its folder, ``.onnx`` or manifest)."""
+    if value is None or value == "dsp":
+        return None
+    if value in ("hifigan", "pwg"):
+        folder = shipped_vocoder(str(value))
+        if not folder.is_dir():
+            raise OptionError("vocoder", value, "is not shipped with this installation; train one (voxflip "
+                              "train-vocoder), export it (voxflip export-vocoder CHECKPOINT -o DIR/vocoder.onnx) "
+                              "and pass DIR")
+        return folder
+    path = Path(value)
+    if not path.exists():
+        raise OptionError("vocoder", value, "must be dsp, hifigan, pwg or the folder of a vocoder exported by "
+                          "voxflip export-vocoder")
+    return path
+
+
 def default_flow_model() -> Path:
     """The S2S flow model shipped in the package (``voxflip/data/models/s2s_flow``)."""
     return Path(str(files("voxflip") / "data" / "models" / "s2s_flow" / "model.manifest.json"))
@@ -241,7 +268,8 @@ def _flow(predict_durations: bool) -> Callable[[Any, int], Converter]:
                               "train one (voxflip train), export it (voxflip export CHECKPOINT -o model.onnx) "
                               "and pass its model.onnx")
         return FlowToSpeechConverter(path, predict_durations=predict_durations, chunk_frames=chunk_frames,
-                                     transpose_semitones=options.transpose_semitones)
+                                     transpose_semitones=options.transpose_semitones,
+                                     vocoder=resolve_vocoder(options.vocoder))
 
     return build
 

@@ -36,10 +36,10 @@ def default_converters() -> tuple[str, ...]:
 
 
 def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: str | None = None,
-                    voice_floor_hz: float | None = None):
+                    voice_floor_hz: float | None = None, vocoder: str | None = None):
     """The converter ``name`` as the benchmark runs it: at ``voxflip live``'s chunk unless ``chunk_ms``,
-    a converter to singing on a generated melody that lasts ``seconds``; ``model`` and
-    ``voice_floor_hz`` go to the converters that take them."""
+    a converter to singing on a generated melody that lasts ``seconds``; ``model``,
+    ``voice_floor_hz`` and ``vocoder`` go to the converters that take them."""
     from voxflip.engine.registry import Direction, get_converter, make_converter
 
     spec = get_converter(name)
@@ -50,6 +50,8 @@ def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: st
         options["model_path"] = model
     if voice_floor_hz is not None and "voice_floor_hz" in spec.option_names:
         options["voice_floor_hz"] = voice_floor_hz
+    if vocoder is not None and "vocoder" in spec.option_names:
+        options["vocoder"] = vocoder
     return make_converter(spec.direction, spec.name, **options)
 
 
@@ -71,10 +73,12 @@ class BenchResult:
     seconds: float
     core: int | None
     voice_floor_hz: float | None = None
+    vocoder: str | None = None
 
 
 def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, signal_path: str, core: int | None,
-           launched: float, model: str | None, voice_floor_hz: float | None = None) -> None:
+           launched: float, model: str | None, voice_floor_hz: float | None = None,
+           vocoder: str | None = None) -> None:
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
     import resource
@@ -88,7 +92,7 @@ def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, s
 
     audio = np.load(signal_path)
     seconds = audio.shape[0] / device_rate
-    conv = bench_converter(converter, chunk_ms or None, seconds, model, voice_floor_hz)
+    conv = bench_converter(converter, chunk_ms or None, seconds, model, voice_floor_hz, vocoder)
     processor = RealtimeStreamer(Streamer(conv, device_rate, device_rate), device_rate)
     block = int(round(block_ms * device_rate / 1000))
     prefill = prefill_blocks_for(conv.chunk_samples / conv.sample_rate, device_rate, block)
@@ -115,6 +119,7 @@ def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, s
         startup_s=(first_output or time.time()) - launched,
         seconds=seconds, core=core,
         voice_floor_hz=voice_floor_hz if "voice_floor_hz" in get_converter(converter).option_names else None,
+        vocoder=(vocoder or "dsp") if "vocoder" in get_converter(converter).option_names else None,
     )
     print(json.dumps(asdict(result)))
 
@@ -137,10 +142,11 @@ def _bench_signal(device_rate: int, seconds: float, folder: str) -> str:
 
 def run_bench(converters: tuple[str, ...] | list[str] | None = None, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
               core: int | None = 0, progress=None, chunk_ms: float | None = None,
-              model: str | None = None, voice_floor_hz: float | None = None) -> list[BenchResult]:
+              model: str | None = None, voice_floor_hz: float | None = None,
+              vocoder: str | None = None) -> list[BenchResult]:
     """Benchmark each converter (default: :func:`default_converters`) at each block size;
-    ``chunk_ms=None`` takes what ``voxflip live`` uses; ``voice_floor_hz`` goes to the converters
-    that take it."""
+    ``chunk_ms=None`` takes what ``voxflip live`` uses; ``voice_floor_hz`` and ``vocoder`` go to
+    the converters that take them."""
     import tempfile
 
     converters = default_converters() if converters is None else converters
@@ -154,7 +160,7 @@ def run_bench(converters: tuple[str, ...] | list[str] | None = None, block_ms=BL
                 launched = time.time()
                 cmd = [sys.executable, "-m", "voxflip.bench", "--child", conv, str(ms), str(chunk), str(device_rate),
                        signal, "-1" if core is None else str(core), repr(launched), model or "",
-                       "" if voice_floor_hz is None else repr(voice_floor_hz)]
+                       "" if voice_floor_hz is None else repr(voice_floor_hz), vocoder or ""]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise RuntimeError(f"benchmark of {conv} at {ms} ms failed: {done.stderr.strip()[-500:]}")
@@ -386,9 +392,9 @@ def format_corpus_table(results: list[CorpusBenchResult]) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        conv, ms, chunk, rate, signal, core, launched, model, floor = sys.argv[2:11]
+        conv, ms, chunk, rate, signal, core, launched, model, floor, vocoder = sys.argv[2:12]
         _child(conv, float(ms), float(chunk), int(rate), signal, None if core == "-1" else int(core), float(launched),
-               model or None, float(floor) if floor else None)
+               model or None, float(floor) if floor else None, vocoder or None)
     elif len(sys.argv) > 1 and sys.argv[1] == "--offline-child":
         conv, wav, folder, core, model, cores = sys.argv[2:8]
         _offline_child(conv, wav, folder, None if core == "-1" else int(core), model or None, int(cores))

@@ -43,6 +43,7 @@ FLAG_OF_OPTION: dict[str, str] = {
     "portamento_ms": "--portamento-ms",
     "max_output_s": "--max-output-s",
     "voice_floor_hz": "--voice-floor",
+    "vocoder": "--vocoder",
     "live_notes": "live notes (no --melody)",
 }
 
@@ -100,6 +101,10 @@ def _chunk_help(live: bool) -> str:
     return "; ".join(f"{ms:g} ms for {', '.join(n)} (hop {hop:g} ms)" for (ms, hop), n in grids.items())
 
 
+_VOCODER_HELP = ("the vocoder of the mel-based converters (flow-*): dsp (default), hifigan or pwg (the shipped "
+                 "neural ones, where shipped), or the folder of one exported by voxflip export-vocoder")
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxflip",
@@ -135,6 +140,7 @@ def get_parser() -> argparse.ArgumentParser:
                         "or a sung or hummed recording (.wav/.flac/...: its notes are transcribed)")
     render.add_argument("--model", help=f"a model exported by voxflip export (model.onnx) for "
                                         f"{_option_methods('model_path')} (default: the shipped one)")
+    render.add_argument("--vocoder", metavar="NAME|DIR", help=_VOCODER_HELP)
     render.add_argument("--transpose", type=_finite_float, metavar="SEMITONES",
                         help="shift the melody (singing) or the speaking pitch (speech) by semitones (default 0)")
     render.add_argument("--tempo", type=_finite_float, metavar="FACTOR",
@@ -172,6 +178,7 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--method", help=_method_help())
     live.add_argument("--model", help=f"a model exported by voxflip export (model.onnx) for "
                                       f"{_option_methods('model_path')} (default: the shipped one)")
+    live.add_argument("--vocoder", metavar="NAME|DIR", help=_VOCODER_HELP)
     live.add_argument("--melody", help="tune for singing (it plays from the start of the stream); without one, "
                                        "singing follows live notes (OSC /voxflip/note)")
     live.add_argument("--transpose", type=_finite_float, metavar="SEMITONES", help="as for render (default 0)")
@@ -222,6 +229,7 @@ def get_parser() -> argparse.ArgumentParser:
                        help=f"converter chunk in ms (default: what voxflip live uses: {_chunk_help(live=True)})")
     bench.add_argument("--model", default=None,
                        help=f"model for {_option_methods('model_path')} (default: the shipped one)")
+    bench.add_argument("--vocoder", metavar="NAME|DIR", help=_VOCODER_HELP + " (the live benchmark)")
     bench.add_argument("--cores", type=_positive_int, default=1, metavar="N",
                        help="with --offline: render the long file on N cores (default 1; the baseline stays on one)")
     bench.add_argument("--voice-floor", type=_finite_float, metavar="HZ",
@@ -273,6 +281,32 @@ def get_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="override a config value")
     train.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
     train.add_argument("--steps", type=_positive_int, help="stop after this many more steps (the config's max_steps still caps)")
+    train_voc = sub.add_parser("train-vocoder", help="train a neural vocoder, HiFi-GAN or Parallel WaveGAN (docs/models.md)",
+                               description="Train a vocoder from a TOML config (configs/vocoder_*.toml); resumes from "
+                                           "the run folder's last checkpoint.")
+    train_voc.add_argument("config", help="TOML config (configs/vocoder_tiny.toml runs in seconds)")
+    train_voc.add_argument("--run-dir", required=True, help="checkpoints, TensorBoard curves and config.toml go here")
+    train_voc.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                           help="override a config value")
+    train_voc.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
+    train_voc.add_argument("--steps", type=_positive_int, help="stop after this many more steps")
+    export_voc = sub.add_parser("export-vocoder", help="export a vocoder checkpoint to a streaming ONNX graph",
+                                description="Write vocoder.onnx and vocoder.manifest.json from a train-vocoder checkpoint "
+                                            "(streamed parity with torch is checked before the manifest is written).")
+    export_voc.add_argument("checkpoint")
+    export_voc.add_argument("-o", "--output", required=True, help="the .onnx path (its folder is what --vocoder takes)")
+    ev_voc = sub.add_parser("eval-vocoder", help="copy synthesis of real recordings through vocoders (docs/results.md)",
+                            description="Analyse each recording of a manifest as the flow converters do and "
+                                        "synthesise it again with each vocoder; score Whisper CER, LSD, F0 RMSE, "
+                                        "DNSMOS and speaker similarity against the recording.")
+    ev_voc.add_argument("--manifest", required=True, help="a manifest of real recordings (e.g. ../shared/dev-data)")
+    ev_voc.add_argument("--vocoder", action="append", default=[], metavar="NAME[=DIR]",
+                        help="clip, world, dsp, hifigan, pwg (shipped) or NAME=DIR (an export); repeat "
+                             "(default: clip, world, dsp and the shipped neural ones)")
+    ev_voc.add_argument("--out", required=True, help="report .json (a .md table beside it; clips in <out>_clips/)")
+    ev_voc.add_argument("--sides", default="speech,singing", help="speech, singing or both (default)")
+    ev_voc.add_argument("--workers", type=_positive_int, default=1)
+    ev_voc.add_argument("--limit", type=_positive_int, help="only the first N entries")
     export = sub.add_parser("export", help="export a checkpoint to a streaming ONNX model",
                             description="Write model.onnx (+ model.decoder.onnx, model.manifest.json) from a checkpoint.")
     export.add_argument("checkpoint")
@@ -330,6 +364,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("cli_train", "cmd_corpus"),
     "train": ("cli_train", "cmd_train"),
     "export": ("cli_train", "cmd_export"),
+    "train-vocoder": ("cli_train", "cmd_train_vocoder"),
+    "eval-vocoder": ("cli_train", "cmd_eval_vocoder"),
+    "export-vocoder": ("cli_train", "cmd_export_vocoder"),
     "eval": ("cli_train", "cmd_eval"),
     "build-trt": ("cli_trt", "cmd_build_trt"),
 }

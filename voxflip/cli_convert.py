@@ -26,6 +26,7 @@ CONVERTER_FLAGS: dict[str, str] = {
     "portamento_ms": "portamento_ms",
     "max_output_s": "max_output_s",
     "voice_floor": "voice_floor_hz",
+    "vocoder": "vocoder",
 }
 
 
@@ -397,6 +398,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         runs_model = ", ".join(s.name for s in converters() if "model_path" in s.option_names)
         raise EngineError(f"--model applies to the converters that run a model ({runs_model}); "
                           f"none of {', '.join(s.name for s in specs)} does")
+    if args.vocoder is not None:
+        if args.offline:
+            raise EngineError("--vocoder goes with the live benchmark (voxflip bench --converters flow-nodur --vocoder V); "
+                              "not --offline")
+        if not any("vocoder" in s.option_names for s in specs):
+            raise EngineError(f"--vocoder applies to the converters that vocode mel frames "
+                              f"({', '.join(s.name for s in converters() if 'vocoder' in s.option_names)}); none of "
+                              f"{', '.join(s.name for s in specs)} does")
     if args.voice_floor is not None:
         if args.offline:
             raise EngineError("--voice-floor goes with the live benchmark (it sizes the live latency); not --offline")
@@ -427,13 +436,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if with_model:
         from .bench import bench_converter
 
-        bench_converter(with_model[0].name, args.chunk_ms, 1.0, args.model)   # a missing or bad model fails here, once
+        bench_converter(with_model[0].name, args.chunk_ms, 1.0, args.model, None, args.vocoder)  # a bad model fails here
 
     def progress(r) -> None:
         print(f"bench: {r.converter} at {r.block_ms:g} ms: RTF p50 {r.rtf_p50:.2f}", file=sys.stderr)
 
     results = run_bench([s.name for s in specs], block_ms, args.rate, args.seconds or 20.0, progress=progress,
-                        chunk_ms=args.chunk_ms, model=args.model, voice_floor_hz=args.voice_floor)
+                        chunk_ms=args.chunk_ms, model=args.model, voice_floor_hz=args.voice_floor, vocoder=args.vocoder)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:

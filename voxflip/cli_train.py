@@ -121,6 +121,67 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_vocoder(args: argparse.Namespace) -> int:
+    import logging
+
+    try:
+        from voxflip.trainer.vocoder_train import load_vocoder_config, train_vocoder
+    except ImportError as exc:
+        raise MissingDependencyError(f"training needs torch (pinned): {install_hint('train')} ({exc})") from None
+    logging.basicConfig(level=logging.INFO, format="voxflip train-vocoder: %(message)s")
+    config = load_vocoder_config(args.config, args.set)
+    checkpoint = train_vocoder(config, args.run_dir, resume=not args.no_resume, stop_after=args.steps)
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def cmd_export_vocoder(args: argparse.Namespace) -> int:
+    try:
+        from voxflip.trainer.vocoder_export import export_vocoder
+    except ImportError as exc:
+        raise MissingDependencyError(f"export needs torch and onnx: {install_hint('train')} ({exc})") from None
+    from pathlib import Path
+
+    if not Path(args.checkpoint).is_file():
+        raise EngineError(f"checkpoint {args.checkpoint!r} does not exist")
+    manifest = export_vocoder(args.checkpoint, args.output)
+    print(f"exported: {args.output} (manifest {manifest}); use it with --vocoder {Path(args.output).parent}")
+    return 0
+
+
+def cmd_eval_vocoder(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from voxflip.engine.registry import resolve_vocoder, shipped_vocoder
+    from voxflip.trainer.eval.copy_synthesis import REFERENCES, SIDES, evaluate_vocoders
+
+    from .cli_convert import ProgressBar
+
+    sides = tuple(s.strip() for s in args.sides.split(",") if s.strip())
+    if not sides or any(s not in SIDES for s in sides):
+        raise ConfigError(f"--sides {args.sides!r} must name speech, singing or both, comma-separated")
+    specs = args.vocoder or [*REFERENCES, *(n for n in ("hifigan", "pwg") if shipped_vocoder(n).is_dir())]
+    vocoders: dict[str, str | None] = {}
+    for spec in specs:
+        name, _, folder = spec.partition("=")
+        if folder:
+            if not Path(folder).exists():
+                raise ConfigError(f"--vocoder {spec!r}: {folder!r} does not exist")
+            vocoders[name] = folder
+        elif name in REFERENCES:
+            vocoders[name] = None
+        else:
+            vocoders[name] = str(resolve_vocoder(name))
+    bar = ProgressBar(False, desc="copy synthesis", unit="clip")
+    report = evaluate_vocoders(args.manifest, vocoders, args.out, sides=sides, workers=args.workers,
+                               limit=args.limit, progress=bar)
+    bar.close()
+    print(Path(args.out).with_suffix(".md").read_text())
+    if report["failures"]:
+        print(f"{len(report['failures'])} clip(s) failed: {next(iter(report['failures'].items()))}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from voxflip.trainer.eval.runner import evaluate
 

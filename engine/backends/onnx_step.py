@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ArtifactMismatchError, ConfigError
 from ..features.mel import MelConfig
-from .runtime import import_onnxruntime
+from .runtime import ort_session
 from .trt_manifest import check_trt_section
 
 FORMAT_VERSION = 1
@@ -52,21 +52,9 @@ _STATE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 def _session(path: Path, threads: int):
-    ort = import_onnxruntime("flow models")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # an audio engine shares its core with the audio thread: no busy-waiting worker threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises InvalidProtobuf, Fail, InvalidGraph, RuntimeException ...
-        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ArtifactMismatchError(
-            f"{path}: onnxruntime cannot load this graph (corrupt or not an ONNX model): {reason}; "
-            "re-export it: voxflip export CHECKPOINT -o model.onnx"
-        ) from None
+    """An ONNX Runtime session with the provider chain (TensorRT -> CUDA -> CPU, as this runtime has them)."""
+    return ort_session(path, threads, purpose="flow models",
+                       hint="; re-export it: voxflip export CHECKPOINT -o model.onnx")[0]
 
 
 def _show(value: Any, limit: int = 40) -> str:

@@ -28,49 +28,9 @@ import numpy as np
 
 from ..errors import ArtifactMismatchError, MissingDependencyError
 from .onnx_step import OnnxStepModel
-from .runtime import import_onnxruntime
+from .runtime import PROVIDER_ORDER, ort_session, provider_chain, provider_options  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-
-#: ONNX Runtime execution providers, fastest first
-PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-def provider_chain(available: list[str] | tuple[str, ...]) -> list[str]:
-    """The providers of :data:`PROVIDER_ORDER` that ``available`` has, in that order; CPU always last."""
-    chain = [p for p in PROVIDER_ORDER[:-1] if p in available]
-    return [*chain, "CPUExecutionProvider"]
-
-
-def provider_options(chain: list[str], cache_dir: Path) -> list[Any]:
-    """``providers`` for ``InferenceSession``: TensorRT's with its engine and timing caches in ``cache_dir``."""
-    out: list[Any] = []
-    for name in chain:
-        if name == "TensorrtExecutionProvider":
-            out.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
-                               "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir),
-                               "trt_fp16_enable": True}))
-        else:
-            out.append(name)
-    return out
-
-
-def ort_session(path: Path, threads: int, *, cache_dir: Path | None = None):
-    """An ONNX Runtime session on ``path`` with the provider chain; returns (session, the providers it uses)."""
-    ort = import_onnxruntime("flow models")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    chain = provider_chain(ort.get_available_providers())
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options,
-                                       providers=provider_options(chain, cache_dir or path.parent))
-    except Exception as exc:  # onnxruntime raises InvalidProtobuf, Fail, InvalidGraph, RuntimeException ...
-        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ArtifactMismatchError(f"{path}: onnxruntime cannot load this graph: {reason}") from None
-    return session, list(session.get_providers())
-
 
 def _import_trt() -> tuple[ModuleType, ModuleType]:
     try:

@@ -10,7 +10,9 @@ Per chunk of ``chunk_frames`` 10 ms frames at 16 kHz:
    residual model (``"residual": true`` in the manifest) decodes a correction, and the
    decoder graph adds it to the singing frames each expanded frame came from;
 3. a speech intonation (the same rules as ``world-nodur``, on the singing's voicing and
-   level) gives each output frame its F0, and the mel vocoder synthesises the audio.
+   level) gives each output frame its F0, and the vocoder synthesises the audio: the DSP mel
+   vocoder by default, or a neural one exported by ``voxflip export-vocoder`` (``vocoder``:
+   :mod:`..vocoder.neural`), which has the same one frame of lookahead.
 
 Analysis runs ``lookahead_frames + 1`` frames ahead of synthesis (the model's lookahead
 and the vocoder's interpolation frame), which is part of ``latency_samples``.
@@ -30,10 +32,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..backends.onnx_step import OnnxStepModel
+from ..backends.trt_step import GpuStepModel
 from ..errors import ConfigError
 from ..features.frames import frame_matrix
 from ..features.levels import scale_exponents
@@ -41,7 +44,7 @@ from ..features.mel import MelAnalyzer, MelConfig, band_edges_hz
 from ..features.pitch import PitchConfig, yin_frames
 from ..features.syllables import SyllableConfig, SyllableTracker
 from ..vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
-from ..vocoder.source_filter import SynthState
+from ..vocoder.neural import NeuralVocoder
 from .base import ChunkGrid, Converter, ConverterReport, check_transpose
 from .intonation import IntonationConfig, SpeechIntonation
 
@@ -67,7 +70,7 @@ def flow_chunk_grid() -> ChunkGrid:
 class FlowState:
     model: dict[str, np.ndarray]
     decoder: dict[str, np.ndarray]
-    synth: SynthState
+    synth: Any                     # the vocoder's state (SynthState or NeuralVocoderState)
     tracker: SyllableTracker
     intonation: SpeechIntonation
     rng: np.random.Generator
@@ -93,9 +96,10 @@ class FlowToSpeechConverter(Converter):
     name = "flow-to-speech"
 
     def __init__(self, model_path: str | Path, *, predict_durations: bool = True, chunk_frames: int | None = None,
-                 threads: int = 1, seed: int = 0, transpose_semitones: float = 0.0) -> None:
+                 threads: int = 1, seed: int = 0, transpose_semitones: float = 0.0,
+                 vocoder: str | Path | None = None) -> None:
         self.transpose_semitones = check_transpose(transpose_semitones)
-        self.model = OnnxStepModel(model_path, threads=threads)
+        self.model = GpuStepModel(model_path, threads=threads)   # a TensorRT engine where built, else ONNX Runtime
         mel = self.model.mel
         self.predict_durations = bool(predict_durations)
         self.time_preserving = not self.predict_durations
@@ -110,14 +114,21 @@ class FlowToSpeechConverter(Converter):
         margin = max(mel.win_samples, self._pitch_win) // 2 + 1
         self.context_samples = margin
         self.lookahead_samples = (self.ahead - 1) * self.hop_samples + margin + 1
-        self.vocoder = MelVocoder(MelVocoderConfig(mel=mel))
+        self.vocoder: MelVocoder | NeuralVocoder = MelVocoder(MelVocoderConfig(mel=mel))
+        if vocoder is not None:
+            self.vocoder = NeuralVocoder(vocoder, threads=threads, seed=seed)
+            if self.vocoder.lookahead_frames != MelVocoder.lookahead_frames:
+                raise ConfigError(f"vocoder {str(vocoder)!r} looks {self.vocoder.lookahead_frames} frames ahead; the flow "
+                                  f"converters take vocoders of {MelVocoder.lookahead_frames} frame (export one trained "
+                                  f"with model.lookahead_frames = {MelVocoder.lookahead_frames})")
         self._frame_s = self.hop_samples / self.sample_rate
         self._seed = seed
         upper = band_edges_hz(mel)[2:]
         self._bands_read = max(1, int(np.sum(upper <= RESAMPLER_EDGE * mel.sample_rate / 2)))
 
     def describe(self) -> str:
-        return f"{self.name} ({self.model.path.name}) @ {self.sample_rate} Hz"
+        voc = f", {self.vocoder.describe()} vocoder" if isinstance(self.vocoder, NeuralVocoder) else ""
+        return f"{self.name} ({self.model.path.name}{voc}) @ {self.sample_rate} Hz"
 
     def init_state(self) -> FlowState:
         return FlowState(

@@ -50,6 +50,8 @@ class MelVocoder:
 
     #: level correction found by the round-trip measurement (see __init__)
     calibration = 1.0
+    #: frames the output lags the input (the synthesiser interpolates towards the next frame)
+    lookahead_frames = 1
 
     def __init__(self, config: MelVocoderConfig | None = None) -> None:
         self.config = config = config or MelVocoderConfig()

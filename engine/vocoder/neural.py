@@ -1,0 +1,174 @@
+"""Neural vocoders (HiFi-GAN, Parallel WaveGAN) exported by ``voxflip export-vocoder``, run by ONNX Runtime.
+
+:class:`NeuralVocoder` has the face of :class:`~.mel_vocoder.MelVocoder`: ``init_state()``,
+``step(log_mel, f0, state) -> (audio, state)`` and ``__call__(log_mel, f0)`` for a whole
+utterance, so a converter takes either. As there, sample 0 is the centre of frame 0 and the
+interval after frame ``j`` comes out when frame ``j + lookahead_frames`` goes in: a step returns
+``hop`` samples per frame, less ``lookahead_frames`` hops on the first call (the graph's blocks
+before frame 0 are dropped). No torch: the graph's streaming state is a dict of arrays, and Parallel WaveGAN's
+noise comes from a seeded generator in the state, so a stream is reproducible.
+
+An export folder holds ``vocoder.onnx`` and ``vocoder.manifest.json``. The manifest is data
+from elsewhere (docs/security.md): every field is checked before anything is opened, and a bad
+one is a one-line :class:`~voxflip.engine.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends.onnx_step import (
+    MAX_MANIFEST_BYTES,
+    MAX_STATE_DIM,
+    MAX_STATE_TENSORS,
+    _file_in,
+    _session,
+    _show,
+    _whole,
+)
+from ..errors import ArtifactMismatchError, ConfigError
+from ..features.mel import MelConfig
+
+FORMAT_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+VOCODERS = ("dsp", "hifigan", "pwg")
+_KEYS = ("format_version", "model", "onnx_opset", "files", "mel", "kind", "variant", "lookahead_frames", "inputs",
+         "state", "model_config", "config_hash", "trained_steps")
+_INPUTS = ("mel", "f0", "noise")
+
+
+@dataclass
+class NeuralVocoderState:
+    tensors: dict[str, np.ndarray]
+    rng: np.random.Generator
+    skip: int                      # samples still to drop: the blocks before the first frame
+
+
+def manifest_path(model: str | Path) -> Path:
+    """A vocoder export folder, its ``.onnx`` or its manifest -> the manifest's path."""
+    path = Path(model)
+    if path.is_dir():
+        found = sorted(path.glob(f"*{MANIFEST_SUFFIX}"))
+        if len(found) != 1:
+            raise ConfigError(f"vocoder folder {str(path)!r} holds {len(found)} manifests (*{MANIFEST_SUFFIX}); "
+                              "it needs exactly one (voxflip export-vocoder writes it)")
+        return found[0]
+    if path.suffix == ".onnx":
+        path = path.with_name(path.stem + MANIFEST_SUFFIX)
+    if not path.is_file():
+        raise ConfigError(f"vocoder {str(model)!r}: no manifest at {str(path)!r}; export one with "
+                          "voxflip export-vocoder CHECKPOINT -o folder/vocoder.onnx")
+    return path
+
+
+def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
+    """Every field a vocoder manifest needs, checked before anything is opened (one-line errors)."""
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{path}: a vocoder manifest is a JSON object, got {type(manifest).__name__}")
+    unknown = sorted(k for k in manifest if k not in _KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown field {str(unknown[0])[:60]!r}; a vocoder manifest has: {', '.join(_KEYS)}")
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != "vocoder":
+        raise ArtifactMismatchError(f"{path} is format {_show(manifest.get('format_version'))} of model "
+                                    f"{_show(manifest.get('model'))}; this voxflip reads format {FORMAT_VERSION} of "
+                                    "'vocoder'. Re-export it: voxflip export-vocoder CHECKPOINT -o vocoder.onnx")
+    missing = [k for k in ("files", "mel", "kind", "lookahead_frames", "inputs", "state") if k not in manifest]
+    if missing:
+        raise ConfigError(f"{path}: the field {missing[0]!r} is missing; re-export it with voxflip export-vocoder")
+    expected = asdict(MelConfig.for_to_speech())
+    if manifest["mel"] != expected:
+        raise ArtifactMismatchError(f"{path} was exported for the mel setup {str(manifest['mel'])[:300]!r}; "
+                                    f"the flow converters compute {expected!r}")
+    if manifest["kind"] not in VOCODERS[1:]:
+        raise ConfigError(f"{path}: kind={_show(manifest['kind'])} must be one of {', '.join(VOCODERS[1:])}")
+    if not _whole(manifest["lookahead_frames"], 0, 8):
+        raise ConfigError(f"{path}: lookahead_frames={_show(manifest['lookahead_frames'])} must be a whole number in 0..8")
+    inputs = manifest["inputs"]
+    if (not isinstance(inputs, list) or not inputs or inputs[0] != "mel" or len(set(inputs)) != len(inputs)
+            or any(i not in _INPUTS for i in inputs)):
+        raise ConfigError(f"{path}: inputs={_show(inputs)} must list 'mel' first, then any of 'f0', 'noise'")
+    state = manifest["state"]
+    if not isinstance(state, list) or len(state) > MAX_STATE_TENSORS:
+        raise ConfigError(f"{path}: state must be a list of at most {MAX_STATE_TENSORS} objects")
+    for i, entry in enumerate(state):
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if (not isinstance(entry, dict) or entry.get("name") != f"s{i}" or not isinstance(shape, list)
+                or len(shape) != 2 or not all(_whole(v, 1, MAX_STATE_DIM) for v in shape)):
+            raise ConfigError(f"{path}: state[{i}]={_show(entry, 80)} must be {{\"name\": \"s{i}\", \"shape\": [channels, "
+                              f"samples]}} with sizes in 1..{MAX_STATE_DIM}")
+    files = manifest["files"]
+    if not isinstance(files, dict) or sorted(files) != ["graph"]:
+        raise ConfigError(f"{path}: files={_show(files, 80)} must be {{\"graph\": \"vocoder.onnx\"}}")
+    _file_in(path.parent, files["graph"], "files.graph", path)
+    return manifest
+
+
+class NeuralVocoder:
+    """Log-mel frames (+ F0) -> audio through an exported HiFi-GAN or Parallel WaveGAN graph."""
+
+    def __init__(self, model: str | Path, *, threads: int = 1, seed: int = 0) -> None:
+        self.manifest_path = path = manifest_path(model)
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ConfigError(f"{path} is {path.stat().st_size} bytes; a vocoder manifest is at most {MAX_MANIFEST_BYTES}")
+        try:
+            raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        self.manifest = check_manifest(raw, path)
+        self.kind = self.manifest["kind"]
+        self.mel = MelConfig.for_to_speech()
+        self.hop = self.mel.hop_samples
+        self.lookahead_frames = int(self.manifest["lookahead_frames"])
+        self.inputs = list(self.manifest["inputs"])
+        self._state_shapes = [(s["name"], tuple(s["shape"])) for s in self.manifest["state"]]
+        self.session = _session(path.parent / self.manifest["files"]["graph"], threads)
+        graph_inputs = [i.name for i in self.session.get_inputs()]
+        wanted = [*self.inputs, *[f"state_in.{n}" for n, _ in self._state_shapes]]
+        if graph_inputs != wanted:
+            raise ArtifactMismatchError(f"{path}: the graph takes {graph_inputs[:6]}..., the manifest says "
+                                        f"{wanted[:6]}...; re-export it")
+        self._seed = seed
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.manifest.get('variant', '')} ({self.manifest_path.parent.name})".replace("  ", " ")
+
+    def init_state(self) -> NeuralVocoderState:
+        return NeuralVocoderState({n: np.zeros((1, *shape), np.float32) for n, shape in self._state_shapes},
+                                  np.random.default_rng(self._seed), self.lookahead_frames * self.hop)
+
+    def step(self, log_mel: np.ndarray, f0_hz: np.ndarray,
+             state: NeuralVocoderState) -> tuple[np.ndarray, NeuralVocoderState]:
+        """``(n, n_mels)`` log-mel and ``(n,)`` F0 -> ``n * hop`` samples (``lookahead_frames`` behind;
+        the first call returns ``lookahead_frames`` hops less)."""
+        log_mel = np.asarray(log_mel, dtype=np.float32)
+        n = log_mel.shape[0]
+        if n == 0:
+            return np.zeros(0, np.float32), state
+        feed: dict[str, np.ndarray] = {"mel": np.ascontiguousarray(log_mel.T[None])}
+        if "f0" in self.inputs:
+            feed["f0"] = np.asarray(f0_hz, dtype=np.float32).reshape(1, n)
+        if "noise" in self.inputs:
+            feed["noise"] = state.rng.standard_normal((1, 1, n * self.hop), dtype=np.float32)
+        for name, _ in self._state_shapes:
+            feed[f"state_in.{name}"] = state.tensors[name]
+        out = self.session.run(None, feed)
+        state.tensors = {name: value for (name, _), value in zip(self._state_shapes, out[1:], strict=True)}
+        audio = out[0].reshape(-1)
+        if state.skip:
+            drop = min(state.skip, audio.shape[0])
+            audio, state.skip = audio[drop:], state.skip - drop
+        return audio, state
+
+    def __call__(self, log_mel: np.ndarray, f0_hz: np.ndarray) -> np.ndarray:
+        """Whole utterance: every frame's interval (the last frame is repeated to flush the lookahead)."""
+        log_mel = np.asarray(log_mel)
+        f0_hz = np.asarray(f0_hz, dtype=np.float64)
+        k = self.lookahead_frames
+        mel = np.concatenate([log_mel, np.repeat(log_mel[-1:], k, axis=0)])
+        f0 = np.concatenate([f0_hz, np.repeat(f0_hz[-1:], k)])
+        return self.step(mel, f0, self.init_state())[0]

@@ -1,0 +1,293 @@
+"""Neural vocoders (issue #17): causal streaming generators, their losses, a resumable tiny training
+run, the ONNX export with state, the engine's runner, and the flow converters with ``--vocoder``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from voxflip.engine.errors import ConfigError, OptionError  # noqa: E402
+from voxflip.engine.features.mel import MelAnalyzer, MelConfig  # noqa: E402
+from voxflip.engine.vocoder.neural import NeuralVocoder, check_manifest  # noqa: E402
+from voxflip.trainer.models.vocoder import VARIANTS, VocoderConfig, build_generator  # noqa: E402
+from voxflip.trainer.train import _save  # noqa: E402
+from voxflip.trainer.vocoder_export import export_vocoder  # noqa: E402
+from voxflip.trainer.vocoder_train import (  # noqa: E402
+    SpectralLosses,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adv_loss,
+    load_vocoder_config,
+    train_vocoder,
+)
+
+HOP = 160
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _inputs(frames: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    mel = torch.randn(1, 80, frames, generator=gen) - 4.0
+    f0 = torch.where(torch.rand(1, frames, generator=gen) > 0.3, 90 + 250 * torch.rand(1, frames, generator=gen), 0.0)
+    noise = torch.randn(1, 1, frames * HOP, generator=gen)
+    return mel, f0, noise
+
+
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
+def test_chunked_equals_whole_in_torch(preset):
+    g = build_generator(VARIANTS[preset]).eval()
+    mel, f0, noise = _inputs(37)
+    with torch.no_grad():
+        whole = g(mel, f0, noise)
+        states, pieces, a = g.init_states(1), [], 0
+        for b in (1, 3, 4, 11, 37):
+            y, states = g.step(mel[:, :, a:b], f0[:, a:b], noise[:, :, a * HOP : b * HOP], states)
+            pieces.append(y)
+            a = b
+    assert whole.shape == (1, 1, 37 * HOP)
+    np.testing.assert_allclose(torch.cat(pieces, 2).numpy(), whole.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
+def test_generators_are_causal(preset):
+    """Output block j depends on frames <= j only: changing frame 20 leaves every earlier sample."""
+    g = build_generator(VARIANTS[preset]).eval()
+    mel, f0, noise = _inputs(30)
+    mel2, f02 = mel.clone(), f0.clone()
+    mel2[:, :, 20] += 3.0
+    f02[:, 20] = 200.0
+    with torch.no_grad():
+        a, b = g(mel, f0, noise), g(mel2, f02, noise)
+    diff = (a - b).abs()[0, 0].numpy()
+    assert diff[: 20 * HOP].max() == 0.0
+    assert diff[20 * HOP :].max() > 1e-6
+
+
+def test_harmonic_source_phase_is_continuous_across_chunks():
+    from voxflip.trainer.models.vocoder import HarmonicSource
+
+    src = HarmonicSource(1, 16_000, HOP)
+    with torch.no_grad():
+        src.merge.weight.fill_(10.0)
+        src.merge.bias.zero_()
+        f0 = torch.full((1, 50), 200.0)
+        whole, _ = src.step(f0, [torch.zeros(1, 1, 1)])
+        first, st = src.step(f0[:, :7], [torch.zeros(1, 1, 1)])
+        second, _ = src.step(f0[:, 7:], st)
+    np.testing.assert_allclose(torch.cat([first, second], 2).numpy(), whole.numpy(), atol=1e-5)
+    # a 200 Hz sine through tanh: its spectrum peaks at 200 Hz
+    spec = np.abs(np.fft.rfft(whole[0, 0].numpy()))
+    assert abs(np.argmax(spec) * 16_000 / whole.shape[2] - 200.0) < 2.0
+
+
+def test_config_errors_are_one_line():
+    with pytest.raises(ConfigError, match="multiply to hop_samples=160"):
+        VocoderConfig(upsample_rates=(5, 4, 4))
+    with pytest.raises(ConfigError, match="model.kind='wavenet'"):
+        VocoderConfig(kind="wavenet")
+    with pytest.raises(ConfigError, match="model.preset='hifigan-v9' must be one of"):
+        load_vocoder_config(CONFIGS / "vocoder_tiny.toml", ['model.preset="hifigan-v9"'])
+    with pytest.raises(ConfigError, match=r"\[model\] has unknown key\(s\) hidden"):
+        load_vocoder_config(CONFIGS / "vocoder_tiny.toml", ["model.hidden=3"])
+
+
+def test_torch_log_mel_is_the_engines():
+    """The mel loss reads the frames the engine computes (MelAnalyzer), so the vocoder learns the converters' mel."""
+    rng = np.random.default_rng(1)
+    t = np.arange(8000) / 16_000
+    x = (0.3 * np.sin(2 * np.pi * 180 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    engine = MelAnalyzer(MelConfig.for_to_speech()).log_mel(x)
+    mine = SpectralLosses(MelConfig.for_to_speech()).log_mel(torch.from_numpy(x)[None, None])[0].T.numpy()
+    n = min(engine.shape[0], mine.shape[0])
+    assert abs(engine.shape[0] - mine.shape[0]) <= 1
+    np.testing.assert_allclose(mine[:n], engine[:n], atol=2e-3)
+
+
+def test_gan_losses_on_known_cases():
+    perfect_real = [(torch.ones(2, 5), [torch.ones(2, 3)])]
+    perfect_fake = [(torch.zeros(2, 5), [torch.zeros(2, 3)])]
+    assert float(discriminator_loss(perfect_real, perfect_fake)) == 0.0
+    assert float(discriminator_loss(perfect_fake, perfect_real)) == 2.0
+    assert float(generator_adv_loss(perfect_fake)) == 1.0
+    assert float(feature_matching_loss(perfect_real, perfect_fake)) == 1.0
+    losses = SpectralLosses(MelConfig.for_to_speech())
+    x = torch.randn(1, 1, 4000)
+    assert float(losses.stft(x, x)) < 1e-6
+    assert float(losses.stft(0.5 * x, x)) > 0.3
+
+
+@pytest.fixture(scope="module")
+def voice_manifest(tmp_path_factory) -> Path:
+    """Four short clips of a voice-like signal (harmonics under a moving formant, noise bursts)."""
+    folder = tmp_path_factory.mktemp("vocdata")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(4):
+        t = np.arange(16_000) / 16_000
+        f0 = 140 + 60 * np.sin(2 * np.pi * (0.5 + i * 0.2) * t)
+        phase = 2 * np.pi * np.cumsum(f0) / 16_000
+        voice = sum(np.sin(k * phase) / k for k in range(1, 20)) * 0.1
+        voice[6000:7000] = 0.05 * rng.standard_normal(1000)
+        for side in ("speech", "singing"):
+            sf.write(folder / f"c{i}.{side}.wav", voice.astype(np.float32), 16_000)
+        rows.append({"id": f"c{i}", "text": "x", "speech": f"c{i}.speech.wav", "singing": f"c{i}.singing.wav"})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder / "manifest.jsonl"
+
+
+def _weights(run: Path, step: int) -> dict:
+    return torch.load(run / "checkpoints" / f"step_{step:08d}.pt", weights_only=True)["generator"]
+
+
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
+def test_tiny_training_resumes_exactly(voice_manifest, tmp_path, preset):
+    """6 steps straight == 3 steps, stop, resume for 3 more (the discriminator joins at step 2)."""
+    overrides = [f"data.manifest={json.dumps(str(voice_manifest))}", f"model.preset={json.dumps(preset)}",
+                 "train.adversarial_from=2"]
+    config = load_vocoder_config(CONFIGS / "vocoder_tiny.toml", overrides)
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    train_vocoder(config, straight, progress=False)
+    train_vocoder(config, resumed, progress=False, stop_after=3)
+    assert sorted(p.name for p in (resumed / "checkpoints").glob("*.pt")) == ["step_00000003.pt"]
+    train_vocoder(config, resumed, progress=False)
+    a, b = _weights(straight, 6), _weights(resumed, 6)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert not torch.equal(_weights(straight, 3)[next(iter(a))], a[next(iter(a))])   # it did train
+    assert (straight / "tb").is_dir() and (straight / "config.toml").is_file()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    """Fresh (untrained) tiny generators of both kinds, exported."""
+    out = {}
+    for preset in ("hifigan-tiny", "pwg-tiny"):
+        folder = tmp_path_factory.mktemp(preset)
+        torch.manual_seed(3)
+        cfg = VARIANTS[preset]
+        g = build_generator(cfg)
+        _save(folder / "g.pt", {"kind": "vocoder", "generator": g.state_dict(), "model_config": cfg.to_dict(), "step": 0})
+        export_vocoder(folder / "g.pt", folder / "export" / "vocoder.onnx")
+        out[preset] = folder
+    return out
+
+
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
+def test_onnx_runner_streams_like_torch(exported, preset):
+    from voxflip.trainer.vocoder_export import load_generator
+
+    g, _ = load_generator(exported[preset] / "g.pt")
+    voc = NeuralVocoder(exported[preset] / "export", seed=5)
+    mel, f0, _ = _inputs(40, seed=2)
+    log_mel, hz = mel[0].T.numpy(), f0[0].numpy()
+    state, pieces, a = voc.init_state(), [], 0
+    for b in (2, 4, 9, 10, 40):
+        y, state = voc.step(log_mel[a:b], hz[a:b], state)
+        assert y.shape == ((b - a - (a == 0)) * HOP,)     # the first call: one frame of lookahead less
+        pieces.append(y)
+        a = b
+    streamed = np.concatenate(pieces)
+    # the same noise the runner drew (PWG), through torch on the whole input
+    rng = np.random.default_rng(5)
+    noise = torch.from_numpy(np.concatenate([rng.standard_normal((1, 1, n * HOP), dtype=np.float32)
+                                             for n in (2, 2, 5, 1, 30)], axis=2))
+    with torch.no_grad():
+        whole = g(mel, f0, noise)[0, 0].numpy()
+    np.testing.assert_allclose(streamed, whole[HOP:], atol=1e-4)   # sample 0 is frame 0's centre
+    assert voc.lookahead_frames == 1
+    assert voc(log_mel, hz).shape == (40 * HOP,)
+
+
+def test_manifest_checks_are_one_line(exported):
+    folder = exported["hifigan-tiny"] / "export"
+    manifest = json.loads((folder / "vocoder.manifest.json").read_text())
+    path = folder / "vocoder.manifest.json"
+    check_manifest(manifest, path)
+    for change, message in (({"lookahead_frames": 99}, "lookahead_frames=99 must be a whole number in 0..8"),
+                            ({"kind": "wavenet"}, "kind='wavenet' must be one of hifigan, pwg"),
+                            ({"files": {"graph": "../../etc/passwd"}}, "must be a relative path inside"),
+                            ({"inputs": ["f0", "mel"]}, "must list 'mel' first"),
+                            ({"colour": 1}, "unknown field 'colour'")):
+        with pytest.raises(ConfigError, match=message) as info:
+            check_manifest({**manifest, **change}, path)
+        assert "\n" not in str(info.value)
+
+
+def _render(path: Path, out: Path, method: str, block_size: int = 65536, **options) -> np.ndarray:
+    from voxflip.engine.registry import Direction, make_converter
+    from voxflip.render import render_file
+
+    render_file(str(path), str(out), make_converter(Direction.TO_SPEECH, method, **options), block_size=block_size)
+    audio, _ = sf.read(out, dtype="float32")
+    return audio
+
+
+def test_flow_converter_takes_a_neural_vocoder(exported, example_speech_path, tmp_path):
+    """Same length and latency as with the DSP vocoder, streaming equals offline at any block size."""
+    from voxflip.engine.registry import Direction, make_converter
+
+    folder = str(exported["hifigan-tiny"] / "export")
+    dsp = make_converter(Direction.TO_SPEECH, "flow-nodur")
+    neural = make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=folder)
+    assert neural.latency_samples == dsp.latency_samples
+    assert "hifigan" in neural.describe()
+    a = _render(example_speech_path, tmp_path / "a.wav", "flow-nodur", vocoder=folder)
+    b = _render(example_speech_path, tmp_path / "b.wav", "flow-nodur", vocoder=folder, block_size=1000)
+    c = _render(example_speech_path, tmp_path / "c.wav", "flow-nodur")
+    assert a.shape == b.shape == c.shape
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.max(np.abs(a - c)) > 1e-3          # it is another vocoder
+    d = _render(example_speech_path, tmp_path / "d.wav", "flow-dur", vocoder=folder)
+    e = _render(example_speech_path, tmp_path / "e.wav", "flow-dur")
+    assert d.shape == e.shape                   # the same durations, the same flush at the end
+
+
+def test_vocoder_option_errors(tmp_path):
+    from voxflip.engine.registry import Direction, make_converter, shipped_vocoder
+
+    with pytest.raises(OptionError, match="does not apply to world-nodur"):
+        make_converter(Direction.TO_SPEECH, "world-nodur", vocoder="dsp")
+    with pytest.raises(OptionError, match="must be dsp, hifigan, pwg or the folder"):
+        make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(tmp_path / "nowhere"))
+    if not shipped_vocoder("pwg").is_dir():
+        with pytest.raises(OptionError, match="is not shipped with this installation"):
+            make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder="pwg")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="holds 0 manifests"):
+        make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(empty))
+
+
+def test_a_vocoder_with_other_lookahead_is_refused(exported, tmp_path):
+    from voxflip.engine.registry import Direction, make_converter
+
+    folder = tmp_path / "look2"
+    shutil.copytree(exported["hifigan-tiny"] / "export", folder)
+    path = folder / "vocoder.manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "lookahead_frames": 2}))
+    with pytest.raises(ConfigError, match="looks 2 frames ahead; the flow converters take vocoders of 1 frame"):
+        make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(folder))
+
+
+def test_cli_train_and_export_vocoder(voice_manifest, tmp_path, capsys):
+    from voxflip.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train-vocoder", str(CONFIGS / "vocoder_tiny.toml"), "--run-dir", str(run),
+                 "--set", f"data.manifest={json.dumps(str(voice_manifest))}", "--steps", "2"]) == 0
+    checkpoint = run / "checkpoints" / "step_00000002.pt"
+    assert checkpoint.is_file()
+    assert main(["export-vocoder", str(checkpoint), "-o", str(tmp_path / "v" / "vocoder.onnx")]) == 0
+    assert "--vocoder" in capsys.readouterr().out
+    assert NeuralVocoder(tmp_path / "v").manifest["trained_steps"] == 2
+    assert main(["export-vocoder", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "x.onnx")]) != 0

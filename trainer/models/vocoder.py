@@ -1,0 +1,463 @@
+"""Neural vocoders: HiFi-GAN (Kong et al. 2020) and Parallel WaveGAN (Yamamoto et al. 2020), causal.
+
+Both generators turn log-mel frames (``MelConfig.for_to_speech``: 80 bands, 16 kHz, hop 160)
+into audio, one hop of samples per frame, and stream: every layer is causal and keeps the
+samples it still needs from the previous chunk in an explicit state tensor, so a chunked run
+equals a whole run of the same model (a test). ``step(mel, f0, noise, states)`` is the streaming
+form; ``forward`` is one step from zero state.
+
+Alignment: the output block ``j`` (samples ``j*hop .. (j+1)*hop``) is made when frame
+``j + lookahead_frames`` arrives. The networks themselves are causal; the lookahead is taught by
+training them against the audio delayed by ``lookahead_frames`` hops. With the default one frame
+this is the DSP mel vocoder's own alignment (it synthesises one frame behind), so a converter's
+latency does not change with the vocoder.
+
+F0 conditioning (``source_harmonics > 0``) follows NSF-HiFiGAN: a sum of harmonics of the frame's
+F0 (zero where unvoiced), merged to one channel, is brought to each upsampling stage's rate by a
+causal strided convolution and added there. The harmonics' phase is carried in the state (in
+cycles, wrapped to [0, 1)), so it is continuous across chunks.
+
+Deviations from the papers (for streaming and for CPUs):
+- every convolution is causal (left padding held as state) instead of centred; transposed
+  convolutions keep the previous input frame as state;
+- Parallel WaveGAN's upsampling network is nearest-neighbour repetition (its 2-D smoothing
+  convolutions look ahead); its noise comes in as an input, so a seeded stream is reproducible;
+- discriminators have a channel divisor (``disc_channels_div``) so that they train on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from voxflip.engine.errors import ConfigError
+
+LRELU_SLOPE = 0.1
+KINDS = ("hifigan", "pwg")
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    """A generator's shape. ``kind`` picks the family; the other fields of the other family are ignored.
+
+    Attributes:
+        kind: ``hifigan`` or ``pwg``.
+        variant: a name recorded with the weights (``v1``, ``v2``, ``v3``, ``small``, ``tiny``, ...).
+        n_mels, sample_rate, hop_samples: the mel setup the generator reads.
+        lookahead_frames: frames the output lags its input (see the module docstring).
+        source_harmonics: harmonics of the F0 source (0: no F0 input).
+        upsample_rates, upsample_initial_channel, resblock, resblock_kernels, resblock_dilations:
+            HiFi-GAN's (product of rates = hop_samples; ``resblock`` 1 or 2 as in the paper).
+        layers, stacks, residual_channels, gate_channels, skip_channels, kernel_size:
+            Parallel WaveGAN's WaveNet (``layers`` dilated layers in ``stacks`` cycles of 1, 2, 4, ...).
+    """
+
+    kind: str = "hifigan"
+    variant: str = "v3"
+    n_mels: int = 80
+    sample_rate: int = 16_000
+    hop_samples: int = 160
+    lookahead_frames: int = 1
+    source_harmonics: int = 8
+    upsample_rates: tuple[int, ...] = (5, 4, 4, 2)
+    upsample_initial_channel: int = 256
+    resblock: int = 2
+    resblock_kernels: tuple[int, ...] = (3, 5, 7)
+    resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 2), (2, 6), (3, 12))
+    layers: int = 30
+    stacks: int = 3
+    residual_channels: int = 64
+    gate_channels: int = 128
+    skip_channels: int = 64
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"model.kind={self.kind!r} must be one of {', '.join(KINDS)}")
+        if not 0 <= self.lookahead_frames <= 8:
+            raise ConfigError(f"model.lookahead_frames={self.lookahead_frames} must be in 0..8")
+        if not 0 <= self.source_harmonics <= 64:
+            raise ConfigError(f"model.source_harmonics={self.source_harmonics} must be in 0..64")
+        if self.kind == "hifigan":
+            if math.prod(self.upsample_rates) != self.hop_samples:
+                raise ConfigError(f"model.upsample_rates={list(self.upsample_rates)} multiply to "
+                                  f"{math.prod(self.upsample_rates)}; they must multiply to hop_samples={self.hop_samples}")
+            if self.upsample_initial_channel >> len(self.upsample_rates) < 1:
+                raise ConfigError(f"model.upsample_initial_channel={self.upsample_initial_channel} must be at least "
+                                  f"2**{len(self.upsample_rates)} (it halves at every upsampling)")
+            if self.resblock not in (1, 2) or len(self.resblock_kernels) != len(self.resblock_dilations):
+                raise ConfigError("model.resblock must be 1 or 2, with one dilation list per resblock kernel")
+        elif self.layers % self.stacks:
+            raise ConfigError(f"model.layers={self.layers} must be a multiple of model.stacks={self.stacks}")
+
+    def to_dict(self) -> dict:
+        return {k: list(map(list, v)) if k == "resblock_dilations" else (list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str = "model") -> VocoderConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        values = dict(raw)
+        for key in ("upsample_rates", "resblock_kernels"):
+            if key in values:
+                values[key] = tuple(int(v) for v in values[key])
+        if "resblock_dilations" in values:
+            values["resblock_dilations"] = tuple(tuple(int(v) for v in row) for row in values["resblock_dilations"])
+        return cls(**values)
+
+
+#: the papers' generator sizes at voxflip's 16 kHz / hop 160 mel (HiFi-GAN V1/V2/V3, PWG), plus CPU-sized ones
+VARIANTS: dict[str, VocoderConfig] = {
+    "hifigan-v1": VocoderConfig(variant="v1", upsample_initial_channel=512, resblock=1,
+                                resblock_kernels=(3, 7, 11), resblock_dilations=((1, 3, 5),) * 3),
+    "hifigan-v2": VocoderConfig(variant="v2", upsample_initial_channel=128, resblock=1,
+                                resblock_kernels=(3, 7, 11), resblock_dilations=((1, 3, 5),) * 3),
+    "hifigan-v3": VocoderConfig(variant="v3"),
+    "hifigan-small": VocoderConfig(variant="small", upsample_initial_channel=128),
+    "hifigan-tiny": VocoderConfig(variant="tiny", upsample_initial_channel=32, resblock_kernels=(3,),
+                                  resblock_dilations=((1, 2),)),
+    "pwg": VocoderConfig(kind="pwg", variant="paper"),
+    "pwg-small": VocoderConfig(kind="pwg", variant="small", layers=10, stacks=2, residual_channels=32,
+                               gate_channels=64, skip_channels=32),
+    "pwg-tiny": VocoderConfig(kind="pwg", variant="tiny", layers=4, stacks=2, residual_channels=8,
+                              gate_channels=16, skip_channels=8),
+}
+
+
+# -- streaming layers ------------------------------------------------------------------------------
+class CausalConv1d(nn.Module):
+    """A causal (optionally strided) 1-D convolution whose left context is a state tensor.
+
+    Output ``m`` reads input samples ``(m+1)*stride - context - stride .. (m+1)*stride - 1``:
+    the ``context = (kernel - 1) * dilation + 1 - stride`` samples before the chunk come from the
+    state, so any split of the input into chunks of whole strides gives the same output.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, *, dilation: int = 1, stride: int = 1,
+                 norm: bool = True) -> None:
+        super().__init__()
+        conv = nn.Conv1d(cin, cout, kernel, stride=stride, dilation=dilation)
+        self.conv = weight_norm(conv) if norm else conv
+        self.cin, self.stride = cin, stride
+        self.context = (kernel - 1) * dilation + 1 - stride
+        if self.context < 0:
+            raise ConfigError(f"a causal convolution needs kernel >= stride (kernel {kernel}, stride {stride})")
+
+    def state_shapes(self) -> list[tuple[int, int]]:
+        return [(self.cin, self.context)] if self.context else []
+
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        if not self.context:
+            return self.conv(x), []
+        full = torch.cat([states[0], x], dim=2)
+        return self.conv(full), [full[:, :, full.shape[2] - self.context :]]
+
+
+class CausalUpsample(nn.Module):
+    """HiFi-GAN's transposed convolution (kernel ``2 * rate``), causal: block ``j`` of the output
+    reads input frames ``j - 1`` and ``j``; the state is the last input frame."""
+
+    def __init__(self, cin: int, cout: int, rate: int) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.ConvTranspose1d(cin, cout, 2 * rate, stride=rate))
+        self.cin, self.rate = cin, rate
+
+    def state_shapes(self) -> list[tuple[int, int]]:
+        return [(self.cin, 1)]
+
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        full = torch.cat([states[0], x], dim=2)
+        y = self.conv(full)                      # (n + 2) * rate samples
+        n = x.shape[2]
+        return y[:, :, self.rate : (n + 1) * self.rate], [full[:, :, n:]]
+
+
+class _Stateful(nn.Module):
+    """A module made of streaming parts: the flat state list is theirs, in order."""
+
+    parts: list[nn.Module]
+
+    def state_shapes(self) -> list[tuple[int, int]]:
+        return [shape for part in self.parts for shape in part.state_shapes()]
+
+    def _run(self, part: nn.Module, x: Tensor, states: list[Tensor], cursor: list[int],
+             out: list[Tensor]) -> Tensor:
+        n = len(part.state_shapes())
+        y, new = part.step(x, states[cursor[0] : cursor[0] + n])
+        cursor[0] += n
+        out.extend(new)
+        return y
+
+
+class ResBlock(_Stateful):
+    """HiFi-GAN's residual block: type 1 (dilated conv, then conv) or type 2 (dilated conv only)."""
+
+    def __init__(self, channels: int, kernel: int, dilations: tuple[int, ...], kind: int) -> None:
+        super().__init__()
+        self.dilated = nn.ModuleList(CausalConv1d(channels, channels, kernel, dilation=d) for d in dilations)
+        self.plain = nn.ModuleList(CausalConv1d(channels, channels, kernel) for _ in dilations) if kind == 1 else None
+        self.parts = [m for i in range(len(dilations))
+                      for m in ((self.dilated[i], self.plain[i]) if self.plain is not None else (self.dilated[i],))]
+
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        cursor, out = [0], []
+        for i, conv in enumerate(self.dilated):
+            h = self._run(conv, F.leaky_relu(x, LRELU_SLOPE), states, cursor, out)
+            if self.plain is not None:
+                h = self._run(self.plain[i], F.leaky_relu(h, LRELU_SLOPE), states, cursor, out)
+            x = x + h
+        return x, out
+
+
+class HarmonicSource(nn.Module):
+    """NSF's sine source: ``harmonics`` sines of the frame's F0 at amplitude 0.1, merged to one
+    channel by a linear layer and tanh; the running phase (cycles in [0, 1)) is the state."""
+
+    def __init__(self, harmonics: int, sample_rate: int, hop: int) -> None:
+        super().__init__()
+        self.harmonics, self.sample_rate, self.hop = harmonics, sample_rate, hop
+        self.merge = nn.Linear(harmonics, 1)
+        self.register_buffer("orders", torch.arange(1, harmonics + 1, dtype=torch.float32).view(1, 1, -1),
+                             persistent=False)
+        self.register_buffer("ramp", torch.arange(1, hop + 1, dtype=torch.float32).view(1, 1, hop), persistent=False)
+
+    def state_shapes(self) -> list[tuple[int, int]]:
+        return [(1, 1)]
+
+    def step(self, f0: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """``f0 (B, n)`` in Hz (0 unvoiced) -> ``(B, 1, n * hop)`` source, new phase."""
+        cycles = (f0 / self.sample_rate).unsqueeze(2)                       # (B, n, 1) cycles per sample
+        per_frame = cycles[:, :, 0] * self.hop
+        # phase at the start of each frame, in float64 so a long chunk does not drift, wrapped to [0, 1)
+        starts = torch.cumsum(per_frame.double(), dim=1) - per_frame.double() + states[0][:, 0, :].double()
+        starts = torch.remainder(starts, 1.0).float().unsqueeze(2)          # (B, n, 1)
+        phase = starts + cycles * self.ramp - cycles                       # (B, n, hop), sample 0 at the start
+        end = torch.remainder(starts[:, -1:, 0] + per_frame[:, -1:], 1.0)
+        sines = torch.sin(2 * math.pi * phase.unsqueeze(3) * self.orders.unsqueeze(0))   # (B, n, hop, K)
+        voiced = (f0 > 0).float().view(f0.shape[0], f0.shape[1], 1, 1)
+        merged = torch.tanh(self.merge(0.1 * sines * voiced))              # (B, n, hop, 1)
+        return merged.reshape(f0.shape[0], 1, -1), [end.view(-1, 1, 1)]
+
+
+# -- generators -----------------------------------------------------------------------------------
+class Generator(_Stateful):
+    """Base of the two generators: ``step(mel, f0, noise, states)``; :meth:`forward` from zero state."""
+
+    cfg: VocoderConfig
+
+    def init_states(self, batch: int = 1) -> list[Tensor]:
+        return [torch.zeros(batch, c, t) for c, t in self.state_shapes()]
+
+    def forward(self, mel: Tensor, f0: Tensor, noise: Tensor | None = None) -> Tensor:
+        if noise is None:
+            noise = torch.zeros(mel.shape[0], 1, mel.shape[2] * self.cfg.hop_samples)
+        return self.step(mel, f0, noise, self.init_states(mel.shape[0]))[0]
+
+    def remove_weight_norm(self) -> None:
+        """Fold the weight-norm parametrisations into plain weights (before export)."""
+        for module in self.modules():
+            if hasattr(module, "parametrizations") and "weight" in module.parametrizations:
+                torch.nn.utils.parametrize.remove_parametrizations(module, "weight")
+
+
+class HifiGanGenerator(Generator):
+    """HiFi-GAN: mel -> conv -> [upsample -> multi-receptive-field fusion] x stages -> conv -> tanh."""
+
+    def __init__(self, cfg: VocoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.upsample_initial_channel
+        self.pre = CausalConv1d(cfg.n_mels, ch, 7)
+        self.ups = nn.ModuleList()
+        self.blocks = nn.ModuleList()
+        self.source = HarmonicSource(cfg.source_harmonics, cfg.sample_rate, cfg.hop_samples) if cfg.source_harmonics else None
+        self.source_down = nn.ModuleList()
+        for i, rate in enumerate(cfg.upsample_rates):
+            cin, cout = ch >> i, ch >> (i + 1)
+            self.ups.append(CausalUpsample(cin, cout, rate))
+            self.blocks.append(nn.ModuleList(ResBlock(cout, k, d, cfg.resblock)
+                                             for k, d in zip(cfg.resblock_kernels, cfg.resblock_dilations, strict=True)))
+            if self.source is not None:
+                stride = math.prod(cfg.upsample_rates[i + 1 :])
+                self.source_down.append(CausalConv1d(1, cout, 2 * stride if stride > 1 else 1, stride=stride))
+        self.post = CausalConv1d(ch >> len(cfg.upsample_rates), 1, 7)
+        self.parts = [self.pre, *([self.source] if self.source is not None else []), *self.source_down]
+        for i in range(len(self.ups)):
+            self.parts += [self.ups[i], *self.blocks[i]]
+        self.parts.append(self.post)
+
+    def step(self, mel: Tensor, f0: Tensor, noise: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        cursor, out = [0], []
+        x = self._run(self.pre, mel, states, cursor, out)
+        sources = []
+        if self.source is not None:
+            src = self._run(self.source, f0, states, cursor, out)
+            sources = [self._run(down, src, states, cursor, out) for down in self.source_down]
+        for i, up in enumerate(self.ups):
+            x = self._run(up, F.leaky_relu(x, LRELU_SLOPE), states, cursor, out)
+            if sources:
+                x = x + sources[i]
+            total = None
+            for block in self.blocks[i]:
+                y = self._run(block, x, states, cursor, out)
+                total = y if total is None else total + y
+            x = total / len(self.blocks[i])
+        x = self._run(self.post, F.leaky_relu(x), states, cursor, out)
+        return torch.tanh(x), out
+
+
+class _GatedLayer(_Stateful):
+    """One WaveNet layer of Parallel WaveGAN: dilated causal conv + mel conditioning, gated, to residual and skip."""
+
+    def __init__(self, cfg: VocoderConfig, dilation: int) -> None:
+        super().__init__()
+        self.conv = CausalConv1d(cfg.residual_channels, cfg.gate_channels, cfg.kernel_size, dilation=dilation)
+        self.cond = nn.Conv1d(cfg.n_mels, cfg.gate_channels, 1, bias=False)
+        self.res = nn.Conv1d(cfg.gate_channels // 2, cfg.residual_channels, 1)
+        self.skip = nn.Conv1d(cfg.gate_channels // 2, cfg.skip_channels, 1)
+        self.parts = [self.conv]
+
+    def step(self, x: Tensor, cond: Tensor, states: list[Tensor]) -> tuple[Tensor, Tensor, list[Tensor]]:
+        h, new = self.conv.step(x, states)
+        a, b = (h + self.cond(cond)).chunk(2, dim=1)
+        g = torch.tanh(a) * torch.sigmoid(b)
+        return (x + self.res(g)) * math.sqrt(0.5), self.skip(g), new
+
+
+class PwgGenerator(Generator):
+    """Parallel WaveGAN: noise (and the F0 source) through a non-autoregressive causal WaveNet
+    conditioned on the mel repeated to the sample rate."""
+
+    def __init__(self, cfg: VocoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.source = HarmonicSource(cfg.source_harmonics, cfg.sample_rate, cfg.hop_samples) if cfg.source_harmonics else None
+        self.first = nn.Conv1d(2 if self.source is not None else 1, cfg.residual_channels, 1)
+        per_stack = cfg.layers // cfg.stacks
+        self.layers = nn.ModuleList(_GatedLayer(cfg, 2 ** (i % per_stack)) for i in range(cfg.layers))
+        self.last = nn.Sequential(nn.ReLU(), nn.Conv1d(cfg.skip_channels, cfg.skip_channels, 1), nn.ReLU(),
+                                  nn.Conv1d(cfg.skip_channels, 1, 1))
+        self.parts = [*([self.source] if self.source is not None else []), *self.layers]
+
+    def step(self, mel: Tensor, f0: Tensor, noise: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        cursor, out = [0], []
+        x = noise
+        if self.source is not None:
+            x = torch.cat([x, self._run(self.source, f0, states, cursor, out)], dim=1)
+        cond = torch.repeat_interleave(mel, self.cfg.hop_samples, dim=2)
+        x = self.first(x)
+        skips = None
+        for layer in self.layers:
+            n = len(layer.state_shapes())
+            x, s, new = layer.step(x, cond, states[cursor[0] : cursor[0] + n])
+            cursor[0] += n
+            out.extend(new)
+            skips = s if skips is None else skips + s
+        return self.last(skips * math.sqrt(1.0 / len(self.layers))), out
+
+
+def build_generator(cfg: VocoderConfig) -> Generator:
+    return HifiGanGenerator(cfg) if cfg.kind == "hifigan" else PwgGenerator(cfg)
+
+
+# -- discriminators -------------------------------------------------------------------------------
+class PeriodDiscriminator(nn.Module):
+    """One period of HiFi-GAN's multi-period discriminator: the waveform folded to ``(T / p, p)``."""
+
+    def __init__(self, period: int, div: int) -> None:
+        super().__init__()
+        self.period = period
+        chans = [1, *(max(4, c // div) for c in (32, 128, 512, 1024, 1024))]
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv2d(chans[i], chans[i + 1], (5, 1), (3 if i < 4 else 1, 1), padding=(2, 0)))
+            for i in range(5))
+        self.post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        b, c, t = x.shape
+        if t % self.period:
+            pad = self.period - t % self.period
+            x = F.pad(x, (0, pad), "reflect")
+            t += pad
+        x = x.view(b, c, t // self.period, self.period)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            feats.append(x)
+        x = self.post(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class ScaleDiscriminator(nn.Module):
+    """One scale of HiFi-GAN's (MelGAN's) multi-scale discriminator."""
+
+    def __init__(self, div: int) -> None:
+        super().__init__()
+        c = [max(4, v // div) for v in (128, 128, 256, 512, 1024, 1024, 1024)]
+        specs = [(1, c[0], 15, 1, 1), (c[0], c[1], 41, 2, 4), (c[1], c[2], 41, 2, 16), (c[2], c[3], 41, 4, 16),
+                 (c[3], c[4], 41, 4, 16), (c[4], c[5], 41, 1, 16), (c[5], c[6], 5, 1, 1)]
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv1d(i, o, k, s, groups=math.gcd(g, i, o), padding=k // 2)) for i, o, k, s, g in specs)
+        self.post = weight_norm(nn.Conv1d(c[6], 1, 3, 1, padding=1))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            feats.append(x)
+        x = self.post(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class HifiGanDiscriminator(nn.Module):
+    """Multi-period (2, 3, 5, 7, 11) and multi-scale (x1, x2, x4 average-pooled) discriminators."""
+
+    def __init__(self, div: int = 1) -> None:
+        super().__init__()
+        self.periods = nn.ModuleList(PeriodDiscriminator(p, div) for p in (2, 3, 5, 7, 11))
+        self.scales = nn.ModuleList(ScaleDiscriminator(div) for _ in range(3))
+
+    def forward(self, x: Tensor) -> list[tuple[Tensor, list[Tensor]]]:
+        out = [d(x) for d in self.periods]
+        for i, d in enumerate(self.scales):
+            if i:
+                x = F.avg_pool1d(x, 4, 2, padding=2)    # each scale halves the rate of the one before
+            out.append(d(x))
+        return out
+
+
+class PwgDiscriminator(nn.Module):
+    """Parallel WaveGAN's discriminator: 10 dilated non-causal convolutions, 64 channels, LeakyReLU 0.2."""
+
+    def __init__(self, div: int = 1, layers: int = 10) -> None:
+        super().__init__()
+        ch = max(4, 64 // div)
+        mods = []
+        for i in range(layers - 1):
+            d = 1 if i == 0 else i
+            mods.append(weight_norm(nn.Conv1d(1 if i == 0 else ch, ch, 3, padding=d, dilation=d)))
+        self.convs = nn.ModuleList(mods)
+        self.post = weight_norm(nn.Conv1d(ch, 1, 3, padding=1))
+
+    def forward(self, x: Tensor) -> list[tuple[Tensor, list[Tensor]]]:
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+            feats.append(x)
+        x = self.post(x)
+        feats.append(x)
+        return [(x.flatten(1), feats)]
+
+
+def build_discriminator(kind: str, div: int) -> nn.Module:
+    return HifiGanDiscriminator(div) if kind == "hifigan" else PwgDiscriminator(div)
