@@ -332,7 +332,11 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(text)
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()  # rank 0 computes and caches the features first
     train, valid = load_clips(config, progress=progress and rank == 0)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
     lengths = np.array([c.mel.shape[0] - config.data.segment_frames for c in train], np.float64)
     weights = lengths / lengths.sum()
 

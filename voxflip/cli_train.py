@@ -8,6 +8,7 @@ exit status; errors are raised as :class:`~voxflip.engine.errors.EngineError` an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from voxflip.engine.errors import ConfigError, EngineError, MissingDependencyError, install_hint
@@ -131,7 +132,8 @@ def cmd_train_vocoder(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="voxflip train-vocoder: %(message)s")
     config = load_vocoder_config(args.config, args.set)
     checkpoint = train_vocoder(config, args.run_dir, resume=not args.no_resume, stop_after=args.steps)
-    print(f"checkpoint: {checkpoint}")
+    if os.environ.get("RANK", "0") == "0":     # under torchrun only rank 0 writes checkpoints
+        print(f"checkpoint: {checkpoint}")
     return 0
 
 
