@@ -56,3 +56,43 @@ def test_bench_ring_buffer_callback_copy(benchmark):
         ring.read_into(out, 2)
 
     benchmark(copy_in_and_out)
+
+
+@pytest.fixture(scope="module")
+def vocoder_exports(tmp_path_factory):
+    """Each generator size exported untrained (speed does not depend on the weights' values)."""
+    torch = pytest.importorskip("torch")
+    from voxflip.trainer.models.vocoder import VARIANTS, build_generator
+    from voxflip.trainer.train import _save
+    from voxflip.trainer.vocoder_export import export_vocoder
+
+    folders = {}
+    for preset in ("hifigan-v1", "hifigan-v2", "hifigan-v3", "hifigan-small", "pwg", "pwg-small"):
+        folder = tmp_path_factory.mktemp(preset)
+        torch.manual_seed(0)
+        cfg = VARIANTS[preset]
+        _save(folder / "g.pt", {"kind": "vocoder", "generator": build_generator(cfg).state_dict(),
+                                "model_config": cfg.to_dict(), "step": 0})
+        export_vocoder(folder / "g.pt", folder / "export" / "vocoder.onnx")
+        folders[preset] = folder / "export"
+    return folders
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+@pytest.mark.parametrize("preset", ["hifigan-v1", "hifigan-v2", "hifigan-v3", "hifigan-small", "pwg", "pwg-small"])
+def test_bench_neural_vocoder_chunk(benchmark, vocoder_exports, preset, frames):
+    """One streaming call of a neural vocoder on ``frames`` 10 ms mel frames, one ONNX Runtime thread
+    (real-time factor = time / (frames * 10 ms); docs/performance.md, "Neural vocoders")."""
+    from voxflip.engine.vocoder.neural import NeuralVocoder
+
+    voc = NeuralVocoder(vocoder_exports[preset], threads=1)
+    rng = np.random.default_rng(0)
+    mel = (rng.standard_normal((frames, 80)) - 4.0).astype(np.float32)
+    f0 = np.full(frames, 150.0)
+    state = [voc.init_state()]
+
+    def one_chunk():
+        _, state[0] = voc.step(mel, f0, state[0])
+
+    benchmark.extra_info["rtf"] = f"time / {10 * frames} ms"
+    benchmark(one_chunk)

@@ -315,3 +315,24 @@ def test_torchrun_with_two_processes(voice_manifest, tmp_path):
     assert done.returncode == 0, done.stderr[-1500:]
     assert (tmp_path / "ddp" / "checkpoints" / "step_00000002.pt").exists()
     assert done.stdout.count("checkpoint:") == 1
+
+
+def test_a_24khz_vocoder_trains_exports_and_is_refused_by_the_flow_converters(voice_manifest, tmp_path):
+    """The speech -> singing mel (24 kHz, hop 128): features, training, export and the runner follow it."""
+    from voxflip.engine.registry import Direction, make_converter
+    from voxflip.trainer.eval.copy_synthesis import synthesise
+
+    config = load_vocoder_config(CONFIGS / "vocoder_tiny.toml", [f"data.manifest={json.dumps(str(voice_manifest))}",
+                                                                 'model.preset="hifigan-tiny-24k"', "train.max_steps=2"])
+    checkpoint = train_vocoder(config, tmp_path / "run", progress=False)
+    export_vocoder(checkpoint, tmp_path / "v" / "vocoder.onnx")
+    voc = NeuralVocoder(tmp_path / "v")
+    assert (voc.mel.sample_rate, voc.hop) == (24_000, 128)
+    mel = np.random.default_rng(0).standard_normal((30, 80)).astype(np.float32) - 4.0
+    assert voc(mel, np.full(30, 150.0)).shape == (30 * 128,)
+    audio, rate = synthesise("v24", str(tmp_path / "v"), voice_manifest.parent / "c0.speech.wav")
+    assert rate == 16_000 and abs(audio.shape[0] - 16_000) < 200
+    with pytest.raises(ConfigError, match="reads 24000 Hz mel frames of hop 128; the flow converters make 16000 Hz"):
+        make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(tmp_path / "v"))
+    with pytest.raises(ConfigError, match="none of the engine's mel setups"):
+        VocoderConfig(sample_rate=22_050, hop_samples=256, upsample_rates=(8, 8, 4))

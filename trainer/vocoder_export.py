@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from voxflip.engine.errors import ArtifactMismatchError, ConfigError
-from voxflip.engine.features.mel import MelConfig
 from voxflip.engine.vocoder.neural import FORMAT_VERSION, MANIFEST_SUFFIX
 
 from .models.vocoder import Generator, VocoderConfig, build_generator
@@ -75,11 +74,7 @@ def export_vocoder(checkpoint: str | Path, output: str | Path, *, check_frames: 
     generator, payload = load_generator(checkpoint)
     generator.remove_weight_norm()
     cfg = generator.cfg
-    mel_cfg = MelConfig.for_to_speech()
-    if (cfg.sample_rate, cfg.hop_samples, cfg.n_mels) != (mel_cfg.sample_rate, mel_cfg.hop_samples, mel_cfg.n_mels):
-        raise ArtifactMismatchError(f"{checkpoint}: a vocoder for {cfg.sample_rate} Hz, hop {cfg.hop_samples}, "
-                                    f"{cfg.n_mels} mels; the engine's flow converters use {mel_cfg.sample_rate} Hz, "
-                                    f"hop {mel_cfg.hop_samples}, {mel_cfg.n_mels} mels")
+    mel_cfg = cfg.mel()
     output = Path(output)
     if output.suffix != ".onnx":
         raise ConfigError(f"-o {str(output)!r} must end in .onnx")

@@ -1,7 +1,7 @@
 """`voxflip train-vocoder CONFIG --run-dir DIR`: train HiFi-GAN or Parallel WaveGAN on a manifest's audio.
 
-The vocoder learns the engine's own features: ``MelConfig.for_to_speech`` log-mel frames and the
-engine's YIN F0 (:func:`~voxflip.trainer.data.features.side_features`), cached per clip. Each step
+The vocoder learns the engine's own features: log-mel frames of its mel setup (``to_speech`` or
+``to_singing``, from the generator's rate and hop) and the engine's YIN F0 (:func:`~voxflip.trainer.data.features.side_features`), cached per clip. Each step
 draws ``batch_size`` random segments of ``segment_frames`` frames from the speech and/or singing
 of the training rows; the target is the audio ``lookahead_frames`` hops behind the frames (what
 the causal generator is to produce, see :mod:`.models.vocoder`).
@@ -170,12 +170,12 @@ class Clip:
     f0: np.ndarray         # (frames,)
 
 
-def _clip_features(path: Path, cache: Path) -> Clip:
+def _clip_features(path: Path, cache: Path, preset: str) -> Clip:
     from voxflip.engine.audio_io import read_audio
 
     from .data.features import FeatureConfig, _resample, side_features
 
-    cfg = FeatureConfig()
+    cfg = FeatureConfig.preset(preset)
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{cfg.key}".encode()).hexdigest()[:20]
     file = cache / f"{key}.npz"
@@ -220,7 +220,7 @@ def load_clips(config: VocoderRunConfig, progress: bool = True) -> tuple[list[Cl
                    mininterval=0.1 if sys.stderr.isatty() else 30.0)
     train, valid = [], []
     for held_out, path in paths:
-        clip = _clip_features(Path(path), cache)
+        clip = _clip_features(Path(path), cache, config.model.mel_preset())
         (valid if held_out else train).append(clip)
         if bar is not None:
             bar.update(1)
@@ -306,7 +306,7 @@ def _valid_mel_l1(generator, losses: SpectralLosses, clips: list[Clip], lookahea
     scores = []
     with torch.no_grad():
         for clip in clips:
-            n = min(clip.mel.shape[0], int(seconds * 100))
+            n = min(clip.mel.shape[0], int(seconds / losses.mel_cfg.frame_s))
             mel = torch.from_numpy(np.ascontiguousarray(clip.mel[: n + lookahead].T))[None].float()
             f0 = torch.from_numpy(clip.f0[: n + lookahead])[None].float()
             noise = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 1, mel.shape[2] * hop),
@@ -345,7 +345,7 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
     discriminator = build_discriminator(cfg.kind, tc.disc_channels_div)
     opt_g = torch.optim.AdamW(generator.parameters(), tc.lr, betas=(0.8, 0.99), weight_decay=0.0)
     opt_d = torch.optim.AdamW(discriminator.parameters(), tc.lr, betas=(0.8, 0.99), weight_decay=0.0)
-    losses = SpectralLosses(MelConfig.for_to_speech())
+    losses = SpectralLosses(cfg.mel())
     step = 0
     last = latest_checkpoint(run_dir) if resume else None
     if last is not None:

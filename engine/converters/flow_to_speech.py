@@ -117,6 +117,10 @@ class FlowToSpeechConverter(Converter):
         self.vocoder: MelVocoder | NeuralVocoder = MelVocoder(MelVocoderConfig(mel=mel))
         if vocoder is not None:
             self.vocoder = NeuralVocoder(vocoder, threads=threads, seed=seed)
+            if self.vocoder.mel != mel:
+                raise ConfigError(f"vocoder {str(vocoder)!r} reads {self.vocoder.mel.sample_rate} Hz mel frames of hop "
+                                  f"{self.vocoder.mel.hop_samples}; the flow converters make {mel.sample_rate} Hz, hop "
+                                  f"{mel.hop_samples} (train one with a hifigan-v3 or pwg-small preset, not *-24k)")
             if self.vocoder.lookahead_frames != MelVocoder.lookahead_frames:
                 raise ConfigError(f"vocoder {str(vocoder)!r} looks {self.vocoder.lookahead_frames} frames ahead; the flow "
                                   f"converters take vocoders of {MelVocoder.lookahead_frames} frame (export one trained "

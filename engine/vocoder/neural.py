@@ -40,6 +40,8 @@ VOCODERS = ("dsp", "hifigan", "pwg")
 _KEYS = ("format_version", "model", "onnx_opset", "files", "mel", "kind", "variant", "lookahead_frames", "inputs",
          "state", "model_config", "config_hash", "trained_steps")
 _INPUTS = ("mel", "f0", "noise")
+#: the engine's mel setups a vocoder may read (the flow converters', the speech -> singing models')
+MEL_SETUPS = (MelConfig.for_to_speech, MelConfig.for_to_singing)
 
 
 @dataclass
@@ -80,10 +82,9 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     missing = [k for k in ("files", "mel", "kind", "lookahead_frames", "inputs", "state") if k not in manifest]
     if missing:
         raise ConfigError(f"{path}: the field {missing[0]!r} is missing; re-export it with voxflip export-vocoder")
-    expected = asdict(MelConfig.for_to_speech())
-    if manifest["mel"] != expected:
-        raise ArtifactMismatchError(f"{path} was exported for the mel setup {str(manifest['mel'])[:300]!r}; "
-                                    f"the flow converters compute {expected!r}")
+    if manifest["mel"] not in [asdict(make()) for make in MEL_SETUPS]:
+        raise ArtifactMismatchError(f"{path} was exported for the mel setup {str(manifest['mel'])[:300]!r}; this engine "
+                                    "computes MelConfig.for_to_speech() and MelConfig.for_to_singing() only")
     if manifest["kind"] not in VOCODERS[1:]:
         raise ConfigError(f"{path}: kind={_show(manifest['kind'])} must be one of {', '.join(VOCODERS[1:])}")
     if not _whole(manifest["lookahead_frames"], 0, 8):
@@ -121,7 +122,7 @@ class NeuralVocoder:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from None
         self.manifest = check_manifest(raw, path)
         self.kind = self.manifest["kind"]
-        self.mel = MelConfig.for_to_speech()
+        self.mel = MelConfig(**self.manifest["mel"])
         self.hop = self.mel.hop_samples
         self.lookahead_frames = int(self.manifest["lookahead_frames"])
         self.inputs = list(self.manifest["inputs"])

@@ -36,16 +36,19 @@ from .metrics import confidence_interval
 SIDES = ("speech", "singing")
 REFERENCES = ("clip", "world", "dsp")
 METRICS = ("cer", "lsd", "f0_rmse", "vuv", "dnsmos", "spk_sim")
+#: every output is scored at the flow converters' rate
+RATE = 16_000
 
 
-def _analyse(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The recording at 16 kHz, its log-mel frames and YIN F0 (the flow converters' features, frame 0 at sample 0)."""
+def _analyse(path: Path, mel=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recording at the mel setup's rate, its log-mel frames and YIN F0 (the converters' features,
+    frame 0 at sample 0); ``mel`` defaults to the flow converters' (16 kHz)."""
     from voxflip.engine.features.mel import MelAnalyzer, MelConfig
     from voxflip.engine.features.pitch import estimate_f0
 
     from ..data.features import _resample
 
-    mel = MelConfig.for_to_speech()
+    mel = mel or MelConfig.for_to_speech()
     audio, rate = read_audio(path)
     x = _resample(np.asarray(audio, np.float32), rate, mel.sample_rate).astype(np.float64)
     log_mel = MelAnalyzer(mel).log_mel(x)
@@ -55,28 +58,33 @@ def _analyse(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def synthesise(vocoder: str, path: str | None, recording: Path) -> tuple[np.ndarray, int]:
-    """``recording`` through ``vocoder`` (``clip``, ``world``, ``dsp`` or a neural export at ``path``)."""
+    """``recording`` through ``vocoder`` (``clip``, ``world``, ``dsp`` or a neural export at ``path``), at 16 kHz."""
+    from ..data.features import _resample
+
     x, log_mel, f0 = _analyse(recording)
     if vocoder == "clip":
-        return x, 16_000
+        return x, RATE
     if vocoder == "world":
         import pyworld
 
         xd = x.astype(np.float64)
-        f0w, t = pyworld.harvest(xd, 16_000, frame_period=5.0)
-        sp = pyworld.cheaptrick(xd, f0w, t, 16_000)
-        ap = pyworld.d4c(xd, f0w, t, 16_000)
-        return pyworld.synthesize(f0w, sp, ap, 16_000, 5.0).astype(np.float32)[: x.shape[0]], 16_000
+        f0w, t = pyworld.harvest(xd, RATE, frame_period=5.0)
+        sp = pyworld.cheaptrick(xd, f0w, t, RATE)
+        ap = pyworld.d4c(xd, f0w, t, RATE)
+        return pyworld.synthesize(f0w, sp, ap, RATE, 5.0).astype(np.float32)[: x.shape[0]], RATE
     if vocoder == "dsp":
         from voxflip.engine.features.mel import MelConfig
         from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
-        out = MelVocoder(MelVocoderConfig(mel=MelConfig.for_to_speech()))(log_mel, f0)
-    else:
-        from voxflip.engine.vocoder.neural import NeuralVocoder
+        return np.asarray(MelVocoder(MelVocoderConfig(mel=MelConfig.for_to_speech()))(log_mel, f0), np.float32), RATE
+    from voxflip.engine.vocoder.neural import NeuralVocoder
 
-        out = NeuralVocoder(path)(log_mel, f0)
-    return np.asarray(out, np.float32), 16_000
+    neural = NeuralVocoder(path)
+    if neural.mel.sample_rate != RATE:   # a 24 kHz vocoder reads its own frames; scored at 16 kHz like the rest
+        _, log_mel, f0 = _analyse(recording, neural.mel)
+        out = neural(log_mel, f0)
+        return _resample(np.asarray(out, np.float32), neural.mel.sample_rate, RATE).astype(np.float32), RATE
+    return np.asarray(neural(log_mel, f0), np.float32), RATE
 
 
 def _f0_scores(reference: np.ndarray, estimate: np.ndarray, rate: int) -> tuple[float, float]:

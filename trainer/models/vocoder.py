@@ -1,7 +1,8 @@
 """Neural vocoders: HiFi-GAN (Kong et al. 2020) and Parallel WaveGAN (Yamamoto et al. 2020), causal.
 
-Both generators turn log-mel frames (``MelConfig.for_to_speech``: 80 bands, 16 kHz, hop 160)
-into audio, one hop of samples per frame, and stream: every layer is causal and keeps the
+Both generators turn log-mel frames into audio, one hop of samples per frame (the engine's two
+mel setups: ``MelConfig.for_to_speech``, 80 bands at 16 kHz, hop 160, which the flow converters
+vocode, and ``MelConfig.for_to_singing``, 80 bands at 24 kHz, hop 128, AlignSTS's), and stream: every layer is causal and keeps the
 samples it still needs from the previous chunk in an explicit state tensor, so a chunked run
 equals a whole run of the same model (a test). ``step(mel, f0, noise, states)`` is the streaming
 form; ``forward`` is one step from zero state.
@@ -36,9 +37,12 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from voxflip.engine.errors import ConfigError
+from voxflip.engine.features.mel import MelConfig
 
 LRELU_SLOPE = 0.1
 KINDS = ("hifigan", "pwg")
+#: the engine's mel setups a vocoder can be trained on: the flow converters' and the speech -> singing models'
+MEL_PRESETS = {"to_speech": MelConfig.for_to_speech, "to_singing": MelConfig.for_to_singing}
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class VocoderConfig:
     kernel_size: int = 3
 
     def __post_init__(self) -> None:
+        self.mel_preset()
         if self.kind not in KINDS:
             raise ConfigError(f"model.kind={self.kind!r} must be one of {', '.join(KINDS)}")
         if not 0 <= self.lookahead_frames <= 8:
@@ -94,6 +99,18 @@ class VocoderConfig:
                 raise ConfigError("model.resblock must be 1 or 2, with one dilation list per resblock kernel")
         elif self.layers % self.stacks:
             raise ConfigError(f"model.layers={self.layers} must be a multiple of model.stacks={self.stacks}")
+
+    def mel_preset(self) -> str:
+        """The name of the engine's mel setup this generator reads (``to_speech`` or ``to_singing``)."""
+        for name, make in MEL_PRESETS.items():
+            mel = make()
+            if (mel.sample_rate, mel.hop_samples, mel.n_mels) == (self.sample_rate, self.hop_samples, self.n_mels):
+                return name
+        raise ConfigError(f"model: {self.sample_rate} Hz, hop {self.hop_samples}, {self.n_mels} mels is none of the "
+                          "engine's mel setups (16000 Hz / hop 160 / 80 for speech, 24000 Hz / hop 128 / 80 for singing)")
+
+    def mel(self) -> MelConfig:
+        return MEL_PRESETS[self.mel_preset()]()
 
     def to_dict(self) -> dict:
         return {k: list(map(list, v)) if k == "resblock_dilations" else (list(v) if isinstance(v, tuple) else v)
@@ -124,11 +141,23 @@ VARIANTS: dict[str, VocoderConfig] = {
     "hifigan-small": VocoderConfig(variant="small", upsample_initial_channel=128),
     "hifigan-tiny": VocoderConfig(variant="tiny", upsample_initial_channel=32, resblock_kernels=(3,),
                                   resblock_dilations=((1, 2),)),
+    # at the speech -> singing models' 24 kHz, hop 128 (AlignSTS's mel)
+    "hifigan-v1-24k": VocoderConfig(variant="v1", sample_rate=24_000, hop_samples=128, upsample_rates=(4, 4, 4, 2),
+                                    upsample_initial_channel=512, resblock=1, resblock_kernels=(3, 7, 11),
+                                    resblock_dilations=((1, 3, 5),) * 3),
+    "hifigan-v2-24k": VocoderConfig(variant="v2", sample_rate=24_000, hop_samples=128, upsample_rates=(4, 4, 4, 2),
+                                    upsample_initial_channel=128, resblock=1, resblock_kernels=(3, 7, 11),
+                                    resblock_dilations=((1, 3, 5),) * 3),
+    "hifigan-v3-24k": VocoderConfig(variant="v3", sample_rate=24_000, hop_samples=128, upsample_rates=(4, 4, 4, 2)),
     "pwg": VocoderConfig(kind="pwg", variant="paper"),
     "pwg-small": VocoderConfig(kind="pwg", variant="small", layers=10, stacks=2, residual_channels=32,
                                gate_channels=64, skip_channels=32),
     "pwg-tiny": VocoderConfig(kind="pwg", variant="tiny", layers=4, stacks=2, residual_channels=8,
                               gate_channels=16, skip_channels=8),
+    "hifigan-tiny-24k": VocoderConfig(variant="tiny", sample_rate=24_000, hop_samples=128, upsample_rates=(4, 4, 4, 2),
+                                      upsample_initial_channel=32, resblock_kernels=(3,), resblock_dilations=((1, 2),)),
+    "pwg-small-24k": VocoderConfig(kind="pwg", variant="small", sample_rate=24_000, hop_samples=128, layers=10, stacks=2,
+                                   residual_channels=32, gate_channels=64, skip_channels=32),
 }
 
 
