@@ -336,3 +336,20 @@ def test_a_24khz_vocoder_trains_exports_and_is_refused_by_the_flow_converters(vo
         make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(tmp_path / "v"))
     with pytest.raises(ConfigError, match="none of the engine's mel setups"):
         VocoderConfig(sample_rate=22_050, hop_samples=256, upsample_rates=(8, 8, 4))
+
+
+def test_eval_system_puts_the_named_vocoder_behind_the_flow_converter(exported, example_speech_path):
+    from voxflip.trainer.data.manifest import ManifestEntry
+    from voxflip.trainer.eval.systems import get_system
+
+    entry = ManifestEntry(id="a", text="x", singing=example_speech_path)
+    folder = str(exported["hifigan-tiny"] / "export")
+    neural, rate = get_system("hifigan:flow-nodur").run(entry, {"vocoders": {"hifigan": folder}})
+    dsp, _ = get_system("flow-nodur").run(entry, {})
+    assert rate == 16_000 and neural.shape == dsp.shape
+    assert np.max(np.abs(neural - dsp)) > 1e-3
+    from voxflip.engine.registry import shipped_vocoder
+
+    if not shipped_vocoder("pwg").is_dir():      # no folder given and none shipped: the one-line error
+        with pytest.raises(OptionError, match="is not shipped with this installation"):
+            get_system("pwg:flow-nodur").run(entry, {})

@@ -337,6 +337,8 @@ def get_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive_int, help="only the first N entries of the split")
     ev.add_argument("--workers", type=_positive_int, default=1)
     ev.add_argument("--model", help=f"model for {_option_methods('model_path')} (default: the shipped one)")
+    ev.add_argument("--vocoder", action="append", default=[], metavar="NAME=DIR",
+                    help="the exported vocoder the systems NAME:flow-* use (hifigan or pwg; default: the shipped one)")
 
     demo = sub.add_parser(
         "demo",

@@ -197,10 +197,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise EngineError("voxflip eval needs --manifest MANIFEST.jsonl (or --system list)")
 
     systems = [s.strip() for s in args.system.split(",") if s.strip()]
+    from pathlib import Path
+
+    from voxflip.trainer.eval.systems import NEURAL_VOCODERS
+
+    vocoders: dict[str, str] = {}
+    for spec in args.vocoder:
+        name, _, folder = spec.partition("=")
+        if name not in NEURAL_VOCODERS or not folder:
+            raise ConfigError(f"--vocoder {spec!r} must be NAME=DIR with NAME one of {', '.join(NEURAL_VOCODERS)}")
+        if not Path(folder).exists():
+            raise ConfigError(f"--vocoder {spec!r}: {folder!r} does not exist")
+        vocoders[name] = folder
     bar = _Bar("evaluating", "clip")
     try:
         result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit, asr=args.asr,
-                          workers=args.workers, model=args.model, progress=bar)
+                          workers=args.workers, model=args.model, progress=bar, vocoders=vocoders)
     finally:
         bar.close()
     print(result.markdown())

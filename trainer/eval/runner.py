@@ -245,7 +245,8 @@ def _eval_one(args: tuple[str, ManifestEntry, str, dict]) -> tuple[str, str, dic
 
 def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split: str = SPLIT_AUTO,
              limit: int | None = None, workers: int = 1, model: str | None = None, asr: str = DEFAULT_ASR,
-             progress: Callable[[int, int], None] | None = None) -> EvalResult:
+             progress: Callable[[int, int], None] | None = None,
+             vocoders: dict[str, str] | None = None) -> EvalResult:
     """Run and score ``systems`` on ``split`` of ``manifest``; see the module docstring.
 
     Args:
@@ -281,7 +282,8 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
                 result.failures.setdefault(system.name, {})[entry.id] = f"entry has no {', '.join(missing)}"
                 continue
             jobs.append((system.name, entry, str(clip_dir),
-                         {"model": model, "asr": asr, "manifest_dir": str(Path(manifest).parent)}))
+                         {"model": model, "asr": asr, "manifest_dir": str(Path(manifest).parent),
+                          "vocoders": dict(vocoders or {})}))
     result.languages = {entry.id: entry.language for entry in entries}
     total, done = len(jobs), 0
     if progress is not None:

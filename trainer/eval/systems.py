@@ -89,13 +89,15 @@ def has_melody(entry: ManifestEntry) -> bool:
 
 
 def _converter_runner(spec: ConverterSpec, *, live: bool = False, voice_floor_hz: float | None = None,
-                      chunk_ms: float | None = None) -> Runner:
+                      chunk_ms: float | None = None, vocoder: str | None = None) -> Runner:
     """Run a registered converter on an entry: the singing (to speech) or the speech on its notes (to singing).
 
     ``live``: as ``voxflip live`` would play it, at the live chunk (or ``chunk_ms``), through the
     constant-rate FIFO in blocks of :data:`LIVE_BLOCK` (a converter that shortens time leaves silence
     where it ran ahead of the input), with the declared latency cut from the front.
     ``voice_floor_hz``: the converter's option of that name (``--voice-floor``).
+    ``vocoder``: a neural vocoder's name: the folder ``voxflip eval --vocoder NAME=DIR`` gave it, else
+    the shipped one of that name.
     """
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
         given: dict = {"chunk_ms": chunk_ms or spec.grid.live_ms} if live else {}
@@ -103,6 +105,8 @@ def _converter_runner(spec: ConverterSpec, *, live: bool = False, voice_floor_hz
             given["voice_floor_hz"] = voice_floor_hz
         if "model_path" in spec.option_names and options.get("model") is not None:
             given["model_path"] = options["model"]
+        if vocoder is not None:
+            given["vocoder"] = (options.get("vocoders") or {}).get(vocoder, vocoder)
         if spec.direction is Direction.TO_SINGING:
             given["melody"] = melody_of(entry)
         converter = make_converter(spec.direction, spec.name, **given)
@@ -112,6 +116,8 @@ def _converter_runner(spec: ConverterSpec, *, live: bool = False, voice_floor_hz
     return run
 
 
+#: the neural vocoders an eval system can put behind a mel-based converter (``hifigan:flow-nodur``)
+NEURAL_VOCODERS = ("hifigan", "pwg")
 #: the device block of the live simulation (``voxflip live``'s default)
 LIVE_BLOCK = 256
 #: the low-latency live setting the ``floor100:`` and ``live-floor100:`` systems measure
@@ -251,6 +257,11 @@ for _spec in converters():
         register(System(f"live:{_spec.name}", _spec.direction, f"{_spec.name} as voxflip live plays it (live chunk, "
                         f"{LIVE_BLOCK}-frame blocks, silence where it ran ahead)", _converter_runner(_spec, live=True),
                         _needs))
+    if "vocoder" in _spec.option_names:
+        for _vocoder in NEURAL_VOCODERS:
+            register(System(f"{_vocoder}:{_spec.name}", _spec.direction, f"{_spec.name} with the {_vocoder} vocoder "
+                            f"(voxflip eval --vocoder {_vocoder}=DIR, else the shipped one)",
+                            _converter_runner(_spec, vocoder=_vocoder), _needs))
     if "voice_floor_hz" in _spec.option_names:
         register(System(f"floor{LOW_FLOOR_HZ:g}:{_spec.name}", _spec.direction,
                         f"{_spec.name} with --voice-floor {LOW_FLOOR_HZ:g} (analysis windows for voices above it)",
