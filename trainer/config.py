@@ -148,7 +148,13 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+def read_tables(path: str | Path | None, overrides: list[str] | None, tables: tuple[str, ...],
+                paths: dict[str, tuple[str, ...]]) -> tuple[dict[str, dict[str, Any]], str]:
+    """A config file's tables with the ``--set`` overrides applied, and the folder its paths are relative to.
+
+    Only ``tables`` may appear; a path key of ``paths`` given with ``--set`` is made absolute against
+    the current folder (one written in the file stays relative to the file).
+    """
     raw: dict[str, Any] = {}
     base = "."
     if path is not None:
@@ -160,18 +166,23 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         base = str(path.resolve().parent)
-    unknown = sorted(set(raw) - set(_TABLES))
+    unknown = sorted(set(raw) - set(tables))
     if unknown:
-        raise ConfigError(f"unknown table(s) {', '.join(unknown)}; valid tables: {', '.join(_TABLES)}")
+        raise ConfigError(f"unknown table(s) {', '.join(unknown)}; valid tables: {', '.join(tables)}")
     for table, values in parse_overrides(overrides or []).items():
-        if table not in _TABLES:
-            raise ConfigError(f"--set {table}.*: unknown table; valid tables: {', '.join(_TABLES)}")
-        for key in _PATHS.get(table, ()):
+        if table not in tables:
+            raise ConfigError(f"--set {table}.*: unknown table; valid tables: {', '.join(tables)}")
+        for key in paths.get(table, ()):
             # a path in the file is relative to the file; one typed on the command line, to where it is typed
             if (isinstance(values.get(key), str) and values[key] and values[key] != SHIPPED
                     and not Path(values[key]).is_absolute()):
                 values[key] = str(Path.cwd() / values[key])
         raw.setdefault(table, {}).update(values)
+    return raw, base
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    raw, base = read_tables(path, overrides, tuple(_TABLES), _PATHS)
     built = {t: _build(t, cls, raw.get(t, {})) for t, cls in _TABLES.items()}
     return RunConfig(base_dir=base, **built)
 

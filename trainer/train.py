@@ -96,6 +96,40 @@ def set_rng_states(states: dict, path: Path) -> None:
                           f"writes ({_one_line(exc)}); resume from another checkpoint or pass --no-resume") from None
 
 
+def run_outputs(run_dir: Path, rank: int, progress: bool, total: int, step: int, desc: str):
+    """Rank 0's TensorBoard writer (``run_dir/tb``; None without tensorboard) and progress bar (None
+    without ``progress``); other ranks get neither. A log file gets a bar line per 30 s, a terminal 10 per s."""
+    writer = bar = None
+    if rank != 0:
+        return writer, bar
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+    except ImportError:
+        log.warning("tensorboard is not installed: no curves (pip install -e '.[train]')")
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=step, desc=desc, unit="step", file=sys.stderr,
+                   mininterval=0.1 if sys.stderr.isatty() else 30.0)
+    return writer, bar
+
+
+def finish_run(writer, bar, world: int, rank: int, step: int, started: float, checkpoint: Path | None,
+               run_dir: Path) -> Path:
+    """Close the bar and the curves, wait for every process, log the time; the last checkpoint (or the run folder)."""
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    if world > 1:
+        torch.distributed.barrier()
+    if rank == 0:
+        log.info("trained to step %d in %.0f s", step, time.perf_counter() - started)
+    return checkpoint if checkpoint is not None else run_dir
+
+
 def _one_line(exc: BaseException, limit: int = 200) -> str:
     found = re.search(r"Unsupported [^.]*", str(exc))   # torch's weights_only refusal, e.g. "... GLOBAL exec was not ..."
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -346,20 +380,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
     if world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 
-    writer = None
-    if rank == 0:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(run_dir / "tb"))
-        except ImportError:
-            log.warning("tensorboard is not installed: no curves (pip install -e '.[train]')")
-    bar = None
-    if rank == 0 and progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=tc.max_steps, initial=step, desc="training", unit="step", file=sys.stderr,
-                   mininterval=0.1 if sys.stderr.isatty() else 30.0)
+    writer, bar = run_outputs(run_dir, rank, progress, tc.max_steps, step, "training")
     target = tc.max_steps if stop_after is None else min(tc.max_steps, step + stop_after)
     checkpoint = last
     _train_mode(model, tc.trainable)
@@ -403,12 +424,4 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
                     "train_config": to_toml(with_manifest_absolute(config)),
                 })
                 _prune(run_dir, tc.keep_checkpoints)
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
-    if world > 1:
-        torch.distributed.barrier()
-    if rank == 0:
-        log.info("trained to step %d in %.0f s", step, time.perf_counter() - started)
-    return checkpoint if checkpoint is not None else run_dir
+    return finish_run(writer, bar, world, rank, step, started, checkpoint, run_dir)

@@ -28,10 +28,8 @@ import hashlib
 import logging
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,9 +39,9 @@ from torch import Tensor
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.features.mel import MelConfig, mel_filterbank
 
-from .config import _build, parse_overrides
+from .config import _build, read_tables
 from .models.vocoder import VARIANTS, VocoderConfig, build_discriminator, build_generator
-from .train import _dist, _prune, _save, latest_checkpoint, read_checkpoint
+from .train import _dist, _prune, _save, finish_run, latest_checkpoint, read_checkpoint, run_outputs
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -116,27 +114,7 @@ class VocoderRunConfig:
 def load_vocoder_config(path: str | Path | None, overrides: list[str] | None = None) -> VocoderRunConfig:
     """A TOML file with ``[data]``, ``[model]`` (``preset`` = a name of ``VARIANTS``, plus any generator
     field to change) and ``[train]``; ``--set TABLE.KEY=VALUE`` overrides."""
-    raw: dict[str, Any] = {}
-    base = "."
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config {str(path)!r} does not exist")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        base = str(path.resolve().parent)
-    tables = ("data", "model", "train")
-    unknown = sorted(set(raw) - set(tables))
-    if unknown:
-        raise ConfigError(f"unknown table(s) {', '.join(unknown)}; valid tables: {', '.join(tables)}")
-    for table, values in parse_overrides(overrides or []).items():
-        if table not in tables:
-            raise ConfigError(f"--set {table}.*: unknown table; valid tables: {', '.join(tables)}")
-        if table == "data" and isinstance(values.get("manifest"), str) and not Path(values["manifest"]).is_absolute():
-            values["manifest"] = str(Path.cwd() / values["manifest"])
-        raw.setdefault(table, {}).update(values)
+    raw, base = read_tables(path, overrides, ("data", "model", "train"), {"data": ("manifest", "cache_dir")})
     model = dict(raw.get("model", {}))
     preset = model.pop("preset", "hifigan-v3")
     if preset not in VARIANTS:
@@ -365,20 +343,7 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
         gen_w = torch.nn.parallel.DistributedDataParallel(generator)
         disc_w = torch.nn.parallel.DistributedDataParallel(discriminator)
     weights_of = tc.weights(cfg.kind)
-    writer = None
-    if rank == 0:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(run_dir / "tb"))
-        except ImportError:
-            log.warning("tensorboard is not installed: no curves (pip install -e '.[train]')")
-    bar = None
-    if rank == 0 and progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=tc.max_steps, initial=step, desc="training vocoder", unit="step", file=sys.stderr,
-                   mininterval=0.1 if sys.stderr.isatty() else 30.0)
+    writer, bar = run_outputs(run_dir, rank, progress, tc.max_steps, step, "training vocoder")
     target = tc.max_steps if stop_after is None else min(tc.max_steps, step + stop_after)
     checkpoint = last
     per_rank = max(1, tc.batch_size // world)
@@ -451,12 +416,4 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
                                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
                                "model_config": cfg.to_dict(), "train_config": text})
             _prune(run_dir, tc.keep_checkpoints)
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
-    if world > 1:
-        torch.distributed.barrier()
-    if rank == 0:
-        log.info("trained to step %d in %.0f s", step, time.perf_counter() - started)
-    return checkpoint if checkpoint is not None else run_dir
+    return finish_run(writer, bar, world, rank, step, started, checkpoint, run_dir)

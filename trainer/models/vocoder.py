@@ -398,6 +398,17 @@ def build_generator(cfg: VocoderConfig) -> Generator:
 
 
 # -- discriminators -------------------------------------------------------------------------------
+def _features(convs: nn.ModuleList, post: nn.Module, x: Tensor, slope: float) -> tuple[Tensor, list[Tensor]]:
+    """A discriminator's score (flattened) and every layer's activations (for feature matching)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), slope)
+        feats.append(x)
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
+
+
 class PeriodDiscriminator(nn.Module):
     """One period of HiFi-GAN's multi-period discriminator: the waveform folded to ``(T / p, p)``."""
 
@@ -416,14 +427,7 @@ class PeriodDiscriminator(nn.Module):
             pad = self.period - t % self.period
             x = F.pad(x, (0, pad), "reflect")
             t += pad
-        x = x.view(b, c, t // self.period, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _features(self.convs, self.post, x.view(b, c, t // self.period, self.period), LRELU_SLOPE)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -439,13 +443,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv1d(c[6], 1, 3, 1, padding=1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _features(self.convs, self.post, x, LRELU_SLOPE)
 
 
 class HifiGanDiscriminator(nn.Module):
@@ -479,13 +477,7 @@ class PwgDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv1d(ch, 1, 3, padding=1))
 
     def forward(self, x: Tensor) -> list[tuple[Tensor, list[Tensor]]]:
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.2)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return [(x.flatten(1), feats)]
+        return [_features(self.convs, self.post, x, 0.2)]
 
 
 def build_discriminator(kind: str, div: int) -> nn.Module:
