@@ -353,3 +353,15 @@ def test_eval_system_puts_the_named_vocoder_behind_the_flow_converter(exported, 
     if not shipped_vocoder("pwg").is_dir():      # no folder given and none shipped: the one-line error
         with pytest.raises(OptionError, match="is not shipped with this installation"):
             get_system("pwg:flow-nodur").run(entry, {})
+
+
+def test_bench_runs_the_flow_converter_with_a_neural_vocoder(exported):
+    from voxflip.bench import format_table, run_bench
+    from voxflip.cli import main
+
+    folder = str(exported["hifigan-tiny"] / "export")
+    results = run_bench(["flow-nodur"], [20.0], 48_000, 1.0, core=None, vocoder=folder)
+    assert results[0].vocoder == folder and results[0].rtf_p50 > 0
+    assert f"({folder} vocoder)" in format_table(results)
+    assert main(["bench", "--converters", "world-nodur", "--vocoder", folder]) != 0     # no converter of it takes one
+    assert main(["bench", "--offline", "--converters", "flow-nodur", "--vocoder", folder]) != 0

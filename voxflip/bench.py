@@ -174,7 +174,8 @@ def format_table(results: list[BenchResult]) -> str:
     head = ("| converter | block / chunk | algorithmic / declared latency | compute p50 / p99 | RTF p50 / p99 / mean "
             "| peak RSS | start-up |\n| --- | --- | --- | --- | --- | --- | --- |")
     rows = [
-        f"| {r.converter}{'' if r.voice_floor_hz is None else f' (voice floor {r.voice_floor_hz:g} Hz)'} | "
+        f"| {r.converter}{'' if r.voice_floor_hz is None else f' (voice floor {r.voice_floor_hz:g} Hz)'}"
+        f"{'' if r.vocoder in (None, 'dsp') else f' ({r.vocoder} vocoder)'} | "
         f"{r.block_ms:g} / {r.chunk_ms:g} ms | {r.algorithmic_latency_ms:.1f} / {r.declared_latency_ms:.1f} ms | "
         f"{r.compute_p50_ms:.2f} / "
         f"{r.compute_p99_ms:.2f} ms | {r.rtf_p50:.2f} / {r.rtf_p99:.2f} / {r.rtf_mean:.2f} | {r.peak_rss_mb:.0f} MB | "
