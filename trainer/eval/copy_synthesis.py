@@ -202,9 +202,10 @@ def _fmt(c: dict[str, float], digits: int = 3) -> str:
     """``mean [low, high]`` of a summary cell (the 95 % interval), ``-`` where nothing was measured."""
     if not math.isfinite(c["mean"]):
         return "-"
-    if not math.isfinite(c["low"]):
-        return f"{c['mean']:.{digits}f}"
-    return f"{c['mean']:.{digits}f} [{c['low']:.{digits}f}, {c['high']:.{digits}f}]"
+    mean, low, high = (0.0 if abs(c[k]) < 1e-9 else c[k] for k in ("mean", "low", "high"))   # no "-0.0"
+    if not math.isfinite(low):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def format_table(report: dict) -> str:
