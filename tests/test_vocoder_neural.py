@@ -41,9 +41,18 @@ def _inputs(frames: int, seed: int = 0):
     return mel, f0, noise
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
+def _config(preset: str) -> VocoderConfig:
+    """A preset, or ``hifigan-tiny-repeat``: the tiny HiFi-GAN with repetition upsampling."""
+    from dataclasses import replace
+
+    if preset == "hifigan-tiny-repeat":
+        return replace(VARIANTS["hifigan-tiny"], upsample="repeat")
+    return VARIANTS[preset]
+
+
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat"])
 def test_chunked_equals_whole_in_torch(preset):
-    g = build_generator(VARIANTS[preset]).eval()
+    g = build_generator(_config(preset)).eval()
     mel, f0, noise = _inputs(37)
     with torch.no_grad():
         whole = g(mel, f0, noise)
@@ -56,10 +65,10 @@ def test_chunked_equals_whole_in_torch(preset):
     np.testing.assert_allclose(torch.cat(pieces, 2).numpy(), whole.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat"])
 def test_generators_are_causal(preset):
     """Output block j depends on frames <= j only: changing frame 20 leaves every earlier sample."""
-    g = build_generator(VARIANTS[preset]).eval()
+    g = build_generator(_config(preset)).eval()
     mel, f0, noise = _inputs(30)
     mel2, f02 = mel.clone(), f0.clone()
     mel2[:, :, 20] += 3.0
@@ -93,6 +102,8 @@ def test_config_errors_are_one_line():
         VocoderConfig(upsample_rates=(5, 4, 4))
     with pytest.raises(ConfigError, match="model.kind='wavenet'"):
         VocoderConfig(kind="wavenet")
+    with pytest.raises(ConfigError, match="model.upsample='linear' must be 'transposed' or 'repeat'"):
+        VocoderConfig(upsample="linear")
     with pytest.raises(ConfigError, match="model.preset='hifigan-v9' must be one of"):
         load_vocoder_config(CONFIGS / "vocoder_tiny.toml", ['model.preset="hifigan-v9"'])
     with pytest.raises(ConfigError, match=r"\[model\] has unknown key\(s\) hidden"):
@@ -365,3 +376,27 @@ def test_bench_runs_the_flow_converter_with_a_neural_vocoder(exported):
     assert f"({folder} vocoder)" in format_table(results)
     assert main(["bench", "--converters", "world-nodur", "--vocoder", folder]) != 0     # no converter of it takes one
     assert main(["bench", "--offline", "--converters", "flow-nodur", "--vocoder", folder]) != 0
+
+
+def test_repeat_upsampling_leaves_no_frame_rate_comb():
+    """A steady input through the untrained generators: the transposed convolutions' output repeats
+    its per-position pattern every hop (a comb at 100 Hz), repetition upsampling's does not vary
+    inside a block beyond what its convolutions smooth."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    mel = torch.full((1, 80, 60), -3.0)
+    f0 = torch.zeros(1, 60)
+    out = {}
+    for upsample in ("transposed", "repeat"):
+        torch.manual_seed(0)
+        g = build_generator(replace(VARIANTS["hifigan-tiny"], upsample=upsample, source_harmonics=0)).eval()
+        with torch.no_grad():
+            y = g(mel, f0)[0, 0, 30 * HOP :].numpy()
+        y = y - y.mean()
+        spectrum = np.abs(np.fft.rfft(y)) ** 2
+        freqs = np.fft.rfftfreq(y.size, 1 / 16_000)
+        comb = spectrum[np.isclose(freqs % 100.0, 0.0) & (freqs > 0)].sum()
+        out[upsample] = comb / max(spectrum.sum(), 1e-30)
+    assert out["transposed"] > 0.5          # the steady-state output is almost all frame-rate harmonics
+    assert out["repeat"] < 0.5 * out["transposed"]

@@ -328,7 +328,7 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
     last = latest_checkpoint(run_dir) if resume else None
     if last is not None:
         payload = read_checkpoint(last, needs=("generator", "discriminator", "opt_g", "opt_d", "step", "model_config"))
-        if payload["model_config"] != cfg.to_dict():
+        if VocoderConfig.from_dict(payload["model_config"], f"checkpoint {last}") != cfg:
             raise ConfigError(f"checkpoint {str(last)!r} is of another generator ({payload['model_config'].get('variant')}); "
                               "pass --no-resume to start over, or another --run-dir")
         generator.load_state_dict(payload["generator"])

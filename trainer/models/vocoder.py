@@ -55,6 +55,8 @@ class VocoderConfig:
         n_mels, sample_rate, hop_samples: the mel setup the generator reads.
         lookahead_frames: frames the output lags its input (see the module docstring).
         source_harmonics: harmonics of the F0 source (0: no F0 input).
+        upsample: HiFi-GAN's ``transposed`` convolutions (the paper's), or ``repeat`` (repetition, then
+            a causal convolution: no comb at the frame rate).
         upsample_rates, upsample_initial_channel, resblock, resblock_kernels, resblock_dilations:
             HiFi-GAN's (product of rates = hop_samples; ``resblock`` 1 or 2 as in the paper).
         layers, stacks, residual_channels, gate_channels, skip_channels, kernel_size:
@@ -68,6 +70,7 @@ class VocoderConfig:
     hop_samples: int = 160
     lookahead_frames: int = 1
     source_harmonics: int = 8
+    upsample: str = "transposed"
     upsample_rates: tuple[int, ...] = (5, 4, 4, 2)
     upsample_initial_channel: int = 256
     resblock: int = 2
@@ -95,6 +98,8 @@ class VocoderConfig:
             if self.upsample_initial_channel >> len(self.upsample_rates) < 1:
                 raise ConfigError(f"model.upsample_initial_channel={self.upsample_initial_channel} must be at least "
                                   f"2**{len(self.upsample_rates)} (it halves at every upsampling)")
+            if self.upsample not in ("transposed", "repeat"):
+                raise ConfigError(f"model.upsample={self.upsample!r} must be 'transposed' or 'repeat'")
             if self.resblock not in (1, 2) or len(self.resblock_kernels) != len(self.resblock_dilations):
                 raise ConfigError("model.resblock must be 1 or 2, with one dilation list per resblock kernel")
         elif self.layers % self.stacks:
@@ -139,6 +144,7 @@ VARIANTS: dict[str, VocoderConfig] = {
                                 resblock_kernels=(3, 7, 11), resblock_dilations=((1, 3, 5),) * 3),
     "hifigan-v3": VocoderConfig(variant="v3"),
     "hifigan-small": VocoderConfig(variant="small", upsample_initial_channel=128),
+    "hifigan-v3-repeat": VocoderConfig(variant="v3-repeat", upsample="repeat"),
     "hifigan-tiny": VocoderConfig(variant="tiny", upsample_initial_channel=32, resblock_kernels=(3,),
                                   resblock_dilations=((1, 2),)),
     # at the speech -> singing models' 24 kHz, hop 128 (AlignSTS's mel)
@@ -207,6 +213,24 @@ class CausalUpsample(nn.Module):
         y = self.conv(full)                      # (n + 2) * rate samples
         n = x.shape[2]
         return y[:, :, self.rate : (n + 1) * self.rate], [full[:, :, n:]]
+
+
+class RepeatUpsample(nn.Module):
+    """Upsampling by repetition, then a causal convolution (kernel ``2 * rate + 1``): no per-position
+    weights inside a block, so a steady input cannot leave a comb at the frame rate, which a
+    transposed convolution does until training removes it (Odena et al. 2016, "Deconvolution and
+    checkerboard artifacts")."""
+
+    def __init__(self, cin: int, cout: int, rate: int) -> None:
+        super().__init__()
+        self.rate = rate
+        self.conv = CausalConv1d(cin, cout, 2 * rate + 1)
+
+    def state_shapes(self) -> list[tuple[int, int]]:
+        return self.conv.state_shapes()
+
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        return self.conv.step(torch.repeat_interleave(x, self.rate, dim=2), states)
 
 
 class _Stateful(nn.Module):
@@ -311,7 +335,8 @@ class HifiGanGenerator(Generator):
         self.source_down = nn.ModuleList()
         for i, rate in enumerate(cfg.upsample_rates):
             cin, cout = ch >> i, ch >> (i + 1)
-            self.ups.append(CausalUpsample(cin, cout, rate))
+            self.ups.append(CausalUpsample(cin, cout, rate) if cfg.upsample == "transposed"
+                            else RepeatUpsample(cin, cout, rate))
             self.blocks.append(nn.ModuleList(ResBlock(cout, k, d, cfg.resblock)
                                              for k, d in zip(cfg.resblock_kernels, cfg.resblock_dilations, strict=True)))
             if self.source is not None:
