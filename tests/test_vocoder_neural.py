@@ -400,3 +400,20 @@ def test_repeat_upsampling_leaves_no_frame_rate_comb():
         out[upsample] = comb / max(spectrum.sum(), 1e-30)
     assert out["transposed"] > 0.5          # the steady-state output is almost all frame-rate harmonics
     assert out["repeat"] < 0.5 * out["transposed"]
+
+
+def test_eval_vocoder_scores_copy_synthesis_and_caches_it(voice_manifest, tmp_path):
+    pytest.importorskip("faster_whisper")
+    from voxflip.trainer.eval.copy_synthesis import evaluate_vocoders
+
+    out = tmp_path / "voc.json"
+    report = evaluate_vocoders(voice_manifest, {"clip": None, "dsp": None}, out, sides=("speech",), limit=1)
+    clip, dsp = (report["summary"][n]["speech"] for n in ("clip", "dsp"))
+    assert clip["lsd"]["mean"] == 0.0 and clip["spk_sim"]["mean"] > 0.99
+    assert dsp["lsd"]["mean"] > 1.0 and dsp["cer"]["n"] == 1
+    assert (tmp_path / "voc_clips" / "dsp" / "speech" / "c0.wav").is_file()
+    assert "| dsp |" in out.with_suffix(".md").read_text()
+    record = tmp_path / "voc_clips" / "dsp" / "speech" / "c0.json"
+    stamp = record.stat().st_mtime_ns
+    evaluate_vocoders(voice_manifest, {"dsp": None}, out, sides=("speech",), limit=1)
+    assert record.stat().st_mtime_ns == stamp          # cached: not synthesised or scored again

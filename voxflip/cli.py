@@ -301,8 +301,8 @@ def get_parser() -> argparse.ArgumentParser:
                                         "DNSMOS and speaker similarity against the recording.")
     ev_voc.add_argument("--manifest", required=True, help="a manifest of real recordings (e.g. ../shared/dev-data)")
     ev_voc.add_argument("--vocoder", action="append", default=[], metavar="NAME[=DIR]",
-                        help="clip, world, dsp, hifigan, pwg (shipped) or NAME=DIR (an export); repeat "
-                             "(default: clip, world, dsp and the shipped neural ones)")
+                        help="clip, pyworld, dsp, hifigan, pwg (shipped) or NAME=DIR (an export); repeat "
+                             "(default: clip, pyworld, dsp and the shipped neural ones)")
     ev_voc.add_argument("--out", required=True, help="report .json (a .md table beside it; clips in <out>_clips/)")
     ev_voc.add_argument("--sides", default="speech,singing", help="speech, singing or both (default)")
     ev_voc.add_argument("--workers", type=_positive_int, default=1)

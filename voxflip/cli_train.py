@@ -175,7 +175,7 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> int:
         elif name in ("hifigan", "pwg"):
             vocoders[name] = str(resolve_vocoder(name))
         else:
-            raise ConfigError(f"--vocoder {spec!r} must be clip, world, dsp, hifigan, pwg or NAME=DIR (an export)")
+            raise ConfigError(f"--vocoder {spec!r} must be clip, pyworld, dsp, hifigan, pwg or NAME=DIR (an export)")
     bar = ProgressBar(False, desc="copy synthesis", unit="clip")
     report = evaluate_vocoders(args.manifest, vocoders, args.out, sides=sides, workers=args.workers,
                                limit=args.limit, progress=bar)

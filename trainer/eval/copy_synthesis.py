@@ -3,7 +3,7 @@
 Every recording of the manifest (its real speech and its real singing) is analysed the way the flow
 converters analyse (16 kHz log-mel and YIN F0 on the 10 ms grid) and synthesised again from those
 frames by each vocoder: ``dsp`` (the DSP mel vocoder), any exported neural vocoder (``NAME=DIR``),
-and, as the references, ``world`` (WORLD analysis and synthesis, nothing changed) and ``clip`` (the
+and, as the references, ``pyworld`` (a textbook pyworld analysis and synthesis, nothing changed) and ``clip`` (the
 recording itself at 16 kHz). Each output is scored against the recording:
 
 - ``cer``: Whisper CER of the lyric (the recogniser that reads singing, in the entry's language);
@@ -34,7 +34,7 @@ from ..data.manifest import ManifestEntry, read_manifest
 from .metrics import confidence_interval
 
 SIDES = ("speech", "singing")
-REFERENCES = ("clip", "world", "dsp")
+REFERENCES = ("clip", "pyworld", "dsp")
 METRICS = ("cer", "lsd", "f0_rmse", "vuv", "dnsmos", "spk_sim")
 #: every output is scored at the flow converters' rate
 RATE = 16_000
@@ -58,13 +58,13 @@ def _analyse(path: Path, mel=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def synthesise(vocoder: str, path: str | None, recording: Path) -> tuple[np.ndarray, int]:
-    """``recording`` through ``vocoder`` (``clip``, ``world``, ``dsp`` or a neural export at ``path``), at 16 kHz."""
+    """``recording`` through ``vocoder`` (``clip``, ``pyworld``, ``dsp`` or a neural export at ``path``), at 16 kHz."""
     from ..data.features import _resample
 
     x, log_mel, f0 = _analyse(recording)
     if vocoder == "clip":
         return x, RATE
-    if vocoder == "world":
+    if vocoder == "pyworld":
         import pyworld
 
         xd = x.astype(np.float64)
