@@ -85,19 +85,31 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     raise EngineError(f"unknown corpus action {action!r}")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _run_training(args: argparse.Namespace, command: str, load: str, run: str) -> int:
+    """``voxflip train`` / ``train-vocoder``: ``load`` and ``run`` ("module:function" in voxflip.trainer) read
+    the config with its overrides and train (resumed unless ``--no-resume``); the checkpoint line is printed
+    by rank 0 only under torchrun (only it writes checkpoints)."""
+    import importlib
     import logging
 
+    def resolve(name: str):
+        module, _, function = name.partition(":")
+        return getattr(importlib.import_module(f"voxflip.trainer.{module}"), function)
+
     try:
-        from voxflip.trainer.config import load_config
-        from voxflip.trainer.train import train
+        load_config, train = resolve(load), resolve(run)
     except ImportError as exc:
         raise MissingDependencyError(f"training needs torch (pinned): {install_hint('train')} ({exc})") from None
-    logging.basicConfig(level=logging.INFO, format="voxflip train: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=f"voxflip {command}: %(message)s")
     config = load_config(args.config, args.set)
     checkpoint = train(config, args.run_dir, resume=not args.no_resume, stop_after=args.steps)
-    print(f"checkpoint: {checkpoint}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"checkpoint: {checkpoint}")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _run_training(args, "train", "config:load_config", "train:train")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -123,18 +135,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train_vocoder(args: argparse.Namespace) -> int:
-    import logging
-
-    try:
-        from voxflip.trainer.vocoder_train import load_vocoder_config, train_vocoder
-    except ImportError as exc:
-        raise MissingDependencyError(f"training needs torch (pinned): {install_hint('train')} ({exc})") from None
-    logging.basicConfig(level=logging.INFO, format="voxflip train-vocoder: %(message)s")
-    config = load_vocoder_config(args.config, args.set)
-    checkpoint = train_vocoder(config, args.run_dir, resume=not args.no_resume, stop_after=args.steps)
-    if os.environ.get("RANK", "0") == "0":     # under torchrun only rank 0 writes checkpoints
-        print(f"checkpoint: {checkpoint}")
-    return 0
+    return _run_training(args, "train-vocoder", "vocoder_train:load_vocoder_config", "vocoder_train:train_vocoder")
 
 
 def cmd_export_vocoder(args: argparse.Namespace) -> int:
