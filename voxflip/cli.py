@@ -274,22 +274,33 @@ def get_parser() -> argparse.ArgumentParser:
     c_feat.add_argument("--cache-dir", help="default: features/ next to the manifest")
     c_feat.add_argument("--workers", type=_positive_int, default=1)
 
-    train = sub.add_parser("train", help="train the S2S flow model (docs/models.md)",
-                           description="Train from a TOML config; resumes from the run folder's last checkpoint.")
-    train.add_argument("config", help="TOML config (configs/tiny.toml runs in a minute)")
-    train.add_argument("--run-dir", required=True, help="checkpoints, TensorBoard curves and config.toml go here")
-    train.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="override a config value")
-    train.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
-    train.add_argument("--steps", type=_positive_int, help="stop after this many more steps (the config's max_steps still caps)")
-    train_voc = sub.add_parser("train-vocoder", help="train a neural vocoder, HiFi-GAN or Parallel WaveGAN (docs/models.md)",
-                               description="Train a vocoder from a TOML config (configs/vocoder_*.toml); resumes from "
-                                           "the run folder's last checkpoint.")
-    train_voc.add_argument("config", help="TOML config (configs/vocoder_tiny.toml runs in seconds)")
-    train_voc.add_argument("--run-dir", required=True, help="checkpoints, TensorBoard curves and config.toml go here")
-    train_voc.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
-                           help="override a config value")
-    train_voc.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
-    train_voc.add_argument("--steps", type=_positive_int, help="stop after this many more steps")
+    for name, help_text, description, config_help in (
+        ("train", "train the S2S flow model (docs/models.md)",
+         "Train from a TOML config; resumes from the run folder's last checkpoint.",
+         "TOML config (configs/tiny.toml runs in a minute)"),
+        ("train-vocoder", "train a neural vocoder, HiFi-GAN or Parallel WaveGAN (docs/models.md)",
+         "Train a vocoder from a TOML config (configs/vocoder_*.toml); resumes from the run folder's last checkpoint.",
+         "TOML config (configs/vocoder_tiny.toml runs in seconds)"),
+        ("train-alignsts", "train the AlignSTS speech -> singing model (docs/models.md)",
+         "Train AlignSTS from a TOML config (configs/alignsts*.toml); resumes from the run folder's last "
+         "checkpoint. Content features are Whisper encoder states (needs the eval extra).",
+         "TOML config (configs/alignsts_tiny.toml runs in seconds)"),
+    ):
+        trainer = sub.add_parser(name, help=help_text, description=description)
+        trainer.add_argument("config", help=config_help)
+        trainer.add_argument("--run-dir", required=True, help="checkpoints, TensorBoard curves and config.toml go here")
+        trainer.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                             help="override a config value")
+        trainer.add_argument("--no-resume", action="store_true",
+                             help="start over even if the run folder has checkpoints")
+        trainer.add_argument("--steps", type=_positive_int,
+                             help="stop after this many more steps (the config's max_steps still caps)")
+    export_sts = sub.add_parser("export-alignsts", help="export an AlignSTS checkpoint to an ONNX graph",
+                                description="Write alignsts.onnx and alignsts.manifest.json from a train-alignsts "
+                                            "checkpoint (ONNX Runtime is checked against torch before the manifest "
+                                            "is written).")
+    export_sts.add_argument("checkpoint")
+    export_sts.add_argument("-o", "--output", required=True, help="the .onnx path")
     export_voc = sub.add_parser("export-vocoder", help="export a vocoder checkpoint to a streaming ONNX graph",
                                 description="Write vocoder.onnx and vocoder.manifest.json from a train-vocoder checkpoint "
                                             "(streamed parity with torch is checked before the manifest is written).")
@@ -339,6 +350,9 @@ def get_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help=f"model for {_option_methods('model_path')} (default: the shipped one)")
     ev.add_argument("--vocoder", action="append", default=[], metavar="NAME=DIR",
                     help="the exported vocoder the systems NAME:flow-* use (hifigan or pwg; default: the shipped one)")
+    ev.add_argument("--alignsts", action="append", default=[], metavar="NAME=CHECKPOINT",
+                    help="the train-alignsts checkpoint of the system NAME (alignsts, alignsts-gan, alignsts-zeroshot; "
+                         "ref:NAME uses the same); use one --out per checkpoint, as converted clips are cached")
 
     demo = sub.add_parser(
         "demo",
@@ -367,6 +381,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cli_train", "cmd_train"),
     "export": ("cli_train", "cmd_export"),
     "train-vocoder": ("cli_train", "cmd_train_vocoder"),
+    "train-alignsts": ("cli_train", "cmd_train_alignsts"),
+    "export-alignsts": ("cli_train", "cmd_export_alignsts"),
     "eval-vocoder": ("cli_train", "cmd_eval_vocoder"),
     "export-vocoder": ("cli_train", "cmd_export_vocoder"),
     "eval": ("cli_train", "cmd_eval"),

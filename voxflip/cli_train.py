@@ -138,16 +138,35 @@ def cmd_train_vocoder(args: argparse.Namespace) -> int:
     return _run_training(args, "train-vocoder", "vocoder_train:load_vocoder_config", "vocoder_train:train_vocoder")
 
 
-def cmd_export_vocoder(args: argparse.Namespace) -> int:
-    try:
-        from voxflip.trainer.vocoder_export import export_vocoder
-    except ImportError as exc:
-        raise MissingDependencyError(f"export needs torch and onnx: {install_hint('train')} ({exc})") from None
+def cmd_train_alignsts(args: argparse.Namespace) -> int:
+    return _run_training(args, "train-alignsts", "alignsts_train:load_alignsts_config", "alignsts_train:train_alignsts")
+
+
+def _export(args: argparse.Namespace, target: str):
+    """Run the exporter ``target`` ("module:function" in voxflip.trainer) on ``args.checkpoint`` -> ``args.output``."""
+    import importlib
     from pathlib import Path
 
+    module, _, function = target.partition(":")
+    try:
+        exporter = getattr(importlib.import_module(f"voxflip.trainer.{module}"), function)
+    except ImportError as exc:
+        raise MissingDependencyError(f"export needs torch and onnx: {install_hint('train')} ({exc})") from None
     if not Path(args.checkpoint).is_file():
         raise EngineError(f"checkpoint {args.checkpoint!r} does not exist")
-    manifest = export_vocoder(args.checkpoint, args.output)
+    return exporter(args.checkpoint, args.output)
+
+
+def cmd_export_alignsts(args: argparse.Namespace) -> int:
+    manifest = _export(args, "alignsts_export:export_alignsts")
+    print(f"exported: {args.output} (manifest {manifest})")
+    return 0
+
+
+def cmd_export_vocoder(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    manifest = _export(args, "vocoder_export:export_vocoder")
     print(f"exported: {args.output} (manifest {manifest}); use it with --vocoder {Path(args.output).parent}")
     return 0
 
@@ -212,10 +231,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not Path(folder).exists():
             raise ConfigError(f"--vocoder {spec!r}: {folder!r} does not exist")
         vocoders[name] = folder
+    from voxflip.trainer.eval.systems import ALIGNSTS_SYSTEMS
+
+    alignsts: dict[str, str] = {}
+    for spec in args.alignsts:
+        name, _, checkpoint = spec.partition("=")
+        if name not in ALIGNSTS_SYSTEMS or not checkpoint:
+            raise ConfigError(f"--alignsts {spec!r} must be NAME=CHECKPOINT with NAME one of {', '.join(ALIGNSTS_SYSTEMS)}")
+        if not Path(checkpoint).is_file():
+            raise ConfigError(f"--alignsts {spec!r}: {checkpoint!r} does not exist")
+        alignsts[name] = checkpoint
     bar = _Bar("evaluating", "clip")
     try:
         result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit, asr=args.asr,
-                          workers=args.workers, model=args.model, progress=bar, vocoders=vocoders)
+                          workers=args.workers, model=args.model, progress=bar, vocoders=vocoders,
+                          alignsts=alignsts)
     finally:
         bar.close()
     print(result.markdown())

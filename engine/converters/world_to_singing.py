@@ -79,6 +79,23 @@ class WorldToSingingConfig:
             raise OptionError("max_onset_fraction", self.max_onset_fraction, "is outside (0, 0.9]")
 
 
+
+def sung_pitch_hz(midi: float, t_s: float, prev_midi: float | None, cfg: WorldToSingingConfig) -> float:
+    """The F0 sung ``t_s`` seconds into a note of pitch ``midi``: a raised-cosine glide of ``portamento_ms``
+    from ``prev_midi`` (a legato predecessor; None after a rest), then the delayed vibrato."""
+    if prev_midi is not None and cfg.portamento_ms > 0:
+        glide_s = cfg.portamento_ms / 1000.0
+        if t_s < glide_s:
+            w = 0.5 - 0.5 * math.cos(math.pi * t_s / glide_s)
+            midi = prev_midi + (midi - prev_midi) * w
+    if cfg.vibrato_cents > 0:
+        delay = cfg.vibrato_delay_ms / 1000.0
+        if t_s > delay:
+            fade = min(1.0, (t_s - delay) / 0.1)
+            midi += fade * (cfg.vibrato_cents / 100.0) * math.sin(2.0 * math.pi * cfg.vibrato_hz * (t_s - delay))
+    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+
+
 @dataclass
 class _Slot:
     """A note being sung: its frame span on the output clock and the unit it uses."""
@@ -294,20 +311,8 @@ class WorldToSingingConverter(WorldPipelineConverter):
         return q * (in_len - 1) / (out_len - 1)
 
     def _pitch(self, slot: _Slot, pos: int, s: ToSingingState) -> float:
-        cfg = self.config
-        t = pos * self._frame_s
-        midi = slot.note.midi_note + s.transpose_semitones
-        if slot.prev_midi is not None and cfg.portamento_ms > 0:
-            glide_s = cfg.portamento_ms / 1000.0
-            if t < glide_s:
-                w = 0.5 - 0.5 * math.cos(math.pi * t / glide_s)
-                midi = slot.prev_midi + (midi - slot.prev_midi) * w
-        if cfg.vibrato_cents > 0:
-            delay = cfg.vibrato_delay_ms / 1000.0
-            if t > delay:
-                fade = min(1.0, (t - delay) / 0.1)
-                midi += fade * (cfg.vibrato_cents / 100.0) * math.sin(2.0 * math.pi * cfg.vibrato_hz * (t - delay))
-        return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+        prev = slot.prev_midi
+        return sung_pitch_hz(slot.note.midi_note + s.transpose_semitones, pos * self._frame_s, prev, self.config)
 
     # -- pipeline hooks -----------------------------------------------------------------------------
     def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:

@@ -246,7 +246,7 @@ def _eval_one(args: tuple[str, ManifestEntry, str, dict]) -> tuple[str, str, dic
 def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split: str = SPLIT_AUTO,
              limit: int | None = None, workers: int = 1, model: str | None = None, asr: str = DEFAULT_ASR,
              progress: Callable[[int, int], None] | None = None,
-             vocoders: dict[str, str] | None = None) -> EvalResult:
+             vocoders: dict[str, str] | None = None, alignsts: dict[str, str] | None = None) -> EvalResult:
     """Run and score ``systems`` on ``split`` of ``manifest``; see the module docstring.
 
     Args:
@@ -283,7 +283,7 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
                 continue
             jobs.append((system.name, entry, str(clip_dir),
                          {"model": model, "asr": asr, "manifest_dir": str(Path(manifest).parent),
-                          "vocoders": dict(vocoders or {})}))
+                          "vocoders": dict(vocoders or {}), "alignsts": dict(alignsts or {})}))
     result.languages = {entry.id: entry.language for entry in entries}
     total, done = len(jobs), 0
     if progress is not None:

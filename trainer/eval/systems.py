@@ -157,7 +157,8 @@ def _vocoded(side: str) -> Runner:
     return run
 
 
-def _copy_synthesis(path: Path) -> tuple[np.ndarray, int]:
+def _copy_synthesis(path: Path, mel=None) -> tuple[np.ndarray, int]:
+    """A recording's log-mel (of ``mel``, default the flow models' 16 kHz setup) and YIN F0 through the DSP mel vocoder."""
     from math import gcd
 
     from scipy.signal import resample_poly
@@ -167,7 +168,7 @@ def _copy_synthesis(path: Path) -> tuple[np.ndarray, int]:
     from voxflip.engine.features.pitch import PitchConfig, yin_frames
     from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
-    mel = MelConfig.for_to_speech()
+    mel = mel or MelConfig.for_to_speech()
     audio, rate = read_audio(path)
     if rate != mel.sample_rate:
         g = gcd(rate, mel.sample_rate)
@@ -217,6 +218,46 @@ def _alt_tts(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
         return read_audio(out)
 
 
+def _sung_copy(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+    from voxflip.engine.features.mel import MelConfig
+
+    return _copy_synthesis(entry.singing, MelConfig.for_to_singing())
+
+
+#: the AlignSTS systems, each a checkpoint given by ``voxflip eval --alignsts NAME=CHECKPOINT``
+ALIGNSTS_SYSTEMS = {
+    "alignsts": "the AlignSTS model (diffusion decoder), paired training",
+    "alignsts-gan": "AlignSTS with FastSpeech 2's decoder and the multi-window discriminator",
+    "alignsts-zeroshot": "AlignSTS trained on singing alone, given speech",
+}
+
+
+@functools.lru_cache(maxsize=4)
+def _alignsts_model(path: str):
+    from ..alignsts_train import load_alignsts
+
+    return load_alignsts(path)[0]
+
+
+def _alignsts(name: str, reference: bool) -> Runner:
+    """AlignSTS on the entry's speech; the target F0 from its notes (as ``world`` gets them), or with
+    ``reference`` the real singing's own F0 (the paper's condition)."""
+    def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
+        from ..alignsts_infer import convert, notes_f0, reference_f0, target_config
+
+        path = (options.get("alignsts") or {}).get(name)
+        if path is None:
+            raise ConfigError(f"system {name} needs a checkpoint: voxflip eval --alignsts {name}=CHECKPOINT")
+        speech, rate = read_audio(entry.speech)
+        if reference:
+            f0 = reference_f0(*read_audio(entry.singing))
+        else:
+            f0 = notes_f0(melody_of(entry))
+        return convert(_alignsts_model(str(path)), speech, rate, f0)["audio"], target_config().sample_rate
+
+    return run
+
+
 def _published(system: str) -> Runner:
     """A published system's output for an entry, from ``published.jsonl`` beside the manifest (dev-data's)."""
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
@@ -247,6 +288,13 @@ register(System("sts-input", _SINGING, "the input speech, unchanged (the floor)"
                 ("speech", "melody")))
 register(System("sts-real", _SINGING, "the real singing of the pair (the ceiling)", _identity("singing"),
                 ("singing", "melody")))
+register(System("sts-real-vocoded", _SINGING, "the real singing's 24 kHz mel and F0 through the DSP mel vocoder "
+                "(the AlignSTS systems' ceiling)", _sung_copy, ("singing", "melody")))
+for _name, _what in ALIGNSTS_SYSTEMS.items():
+    register(System(_name, _SINGING, f"{_what}, on the notes (--alignsts {_name}=CHECKPOINT)",
+                    _alignsts(_name, reference=False), ("speech", "melody")))
+    register(System(f"ref:{_name}", _SINGING, f"{_what}, on the real singing's F0 (the paper's condition)",
+                    _alignsts(_name, reference=True), ("speech", "singing")))
 for _name in ("AlignSTS", "StyleSinger"):
     register(System(f"{_name.lower()}-published", _SINGING, f"{_name}'s published output for the same speech "
                     "(published.jsonl beside the manifest)", _published(_name), ("speech", "melody")))

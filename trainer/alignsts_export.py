@@ -1,0 +1,125 @@
+"""`voxflip export-alignsts CHECKPOINT -o alignsts.onnx`: a trained AlignSTS as one ONNX graph.
+
+The graph converts one utterance::
+
+    (content [1, 512, N], content_len [1], f0_bins [1, T], t_len [1], timbre_mel [1, 80, M], timbre_len [1],
+     noise [steps, 1, 80, T]) -> (mel [1, 80, T], codes [1, T], attention [1, T, N])
+
+``noise`` feeds the diffusion decoder (its start and each step's draw; zeros give the
+posterior means) and is absent for the ``fs2`` decoder. ``alignsts.manifest.json`` beside it
+records what a runner needs and checks: format, opset, the mel setup, the content features,
+the F0 classes, the decoder and its steps, the window rule, and the model configuration with
+its hash. Before the manifest is written the graph is run by ONNX Runtime on an input of
+other lengths than the one it was traced with and compared with torch (to 1e-4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from voxflip.engine.errors import ArtifactMismatchError, ConfigError
+from voxflip.engine.features.mel import MelConfig
+
+from .alignsts_train import load_alignsts
+from .data.content import CONTENT_DIM, CONTENT_FRAME_S
+from .models.alignsts import AlignSTS
+
+OPSET = 17
+FORMAT_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+class _Graph(nn.Module):
+    def __init__(self, model: AlignSTS) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, content: Tensor, content_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
+                timbre_len: Tensor, noise: Tensor | None = None):
+        out = self.model.infer(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, noise=noise)
+        return out["mel"], out["codes"], out["attention"]
+
+
+def _example(model: AlignSTS, t: int, n: int, m: int, seed: int) -> tuple[Tensor, ...]:
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(seed)
+    items: list[Tensor] = [
+        torch.randn(1, cfg.content_dim, n, generator=gen), torch.tensor([n]),
+        torch.randint(0, cfg.pitch_bins, (1, t), generator=gen), torch.tensor([t]),
+        torch.randn(1, cfg.n_mels, m, generator=gen) - 4.0, torch.tensor([m]),
+    ]
+    if cfg.decoder == "diffusion":
+        items.append(torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, t, generator=gen))
+    return tuple(items)
+
+
+INPUTS = ["content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "noise"]
+
+
+def export_alignsts(checkpoint: str | Path, output: str | Path) -> Path:
+    """Write ``output`` (``.onnx``) and its manifest from a ``train-alignsts`` checkpoint; returns the manifest."""
+    model, payload = load_alignsts(checkpoint)
+    return export_model(model, output, trained_steps=int(payload.get("step", 0)))
+
+
+def export_model(model: AlignSTS, output: str | Path, *, trained_steps: int = 0) -> Path:
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise ConfigError(f"-o {str(output)!r} must end in .onnx")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.cfg
+    graph = _Graph(model.eval()).eval()
+    example = _example(model, 40, 12, 30, seed=0)
+    inputs = INPUTS[: len(example)]
+    dynamic = {"content": {2: "n"}, "f0_bins": {1: "t"}, "timbre_mel": {2: "m"}, "mel": {2: "t"}, "codes": {1: "t"},
+               "attention": {1: "t", 2: "n"}}
+    if "noise" in inputs:
+        dynamic["noise"] = {3: "t"}
+    tmp = output.with_name(f".{output.name}.tmp")
+    with torch.no_grad():
+        torch.onnx.export(graph, example, str(tmp), input_names=inputs, output_names=["mel", "codes", "attention"],
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    _check_parity(graph, tmp, inputs)
+    tmp.replace(output)
+    mel_cfg = MelConfig.for_to_singing()
+    model_config = cfg.to_dict()
+    manifest = {
+        "format_version": FORMAT_VERSION, "model": "alignsts", "onnx_opset": OPSET,
+        "files": {"graph": output.name}, "inputs": inputs,
+        "mel": asdict(mel_cfg),
+        "content": {"kind": "whisper-base-encoder", "dim": CONTENT_DIM, "frame_s": CONTENT_FRAME_S},
+        "f0": {"bins": cfg.pitch_bins, "min_hz": cfg.f0_min_hz, "max_hz": cfg.f0_max_hz, "scale": "mel"},
+        "decoder": cfg.decoder, "diffusion_steps": cfg.diffusion_steps if cfg.decoder == "diffusion" else 0,
+        "window_mode": cfg.window_mode,
+        "model_config": model_config,
+        "config_hash": hashlib.sha256(json.dumps(model_config, sort_keys=True).encode()).hexdigest()[:16],
+        "trained_steps": trained_steps,
+    }
+    path = output.with_name(output.stem + MANIFEST_SUFFIX)
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def _check_parity(graph: _Graph, path: Path, inputs: list[str]) -> None:
+    """ONNX Runtime against torch on lengths other than the traced ones."""
+    from voxflip.engine.backends.runtime import import_onnxruntime
+
+    ort = import_onnxruntime("alignsts export")
+    example = _example(graph.model, 73, 19, 41, seed=1)
+    with torch.no_grad():
+        want = [t.numpy() for t in graph(*example)]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {name: t.numpy() for name, t in zip(inputs, example, strict=True)})
+    err = float(np.max(np.abs(got[0] - want[0])))
+    codes_equal = bool(np.array_equal(got[1], want[1]))
+    if not (err < 1e-4 and codes_equal):
+        path.unlink(missing_ok=True)
+        raise ArtifactMismatchError(f"the exported AlignSTS differs from torch: mel by {err:.2e} (allowed 1e-4), "
+                                    f"rhythm codes {'equal' if codes_equal else 'not equal'}")

@@ -1,0 +1,86 @@
+"""Offline AlignSTS conversion with a trained checkpoint (torch): speech + a target F0 contour -> singing.
+
+The target F0 is the paper's condition. It comes from notes (:func:`notes_f0`: each note's
+pitch with the WORLD converters' portamento and vibrato, rests unvoiced; what ``world`` sings
+from the same notes) or from a reference singing's own F0 (:func:`reference_f0`, the paper's
+setting: its F0 holds the singer's rhythm, consonant gaps included). The content is the
+speech's Whisper encoder states, the timbre its mel; the mel the model predicts is vocoded by
+the DSP mel vocoder at 24 kHz (:class:`~voxflip.engine.vocoder.mel_vocoder.MelVocoder`), with
+the target F0 as its excitation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voxflip.engine.converters.world_to_singing import WorldToSingingConfig, sung_pitch_hz
+from voxflip.engine.errors import ConfigError
+from voxflip.engine.features.mel import MelConfig
+from voxflip.engine.notes import Melody
+
+from .data.content import whisper_states
+from .data.features import FeatureConfig, side_features
+from .models.alignsts import AlignSTS, quantise_f0
+
+#: the longest target the model converts in one piece (frames of 5.3 ms: 60 s)
+MAX_TARGET_FRAMES = 11_250
+
+
+def target_config() -> MelConfig:
+    return MelConfig.for_to_singing()
+
+
+def notes_f0(melody: Melody, frames: int | None = None, config: WorldToSingingConfig | None = None) -> np.ndarray:
+    """``(frames,)`` F0 in Hz on the model's frame grid; 0 in rests. ``frames`` defaults to the melody's end."""
+    cfg = config or WorldToSingingConfig()
+    frame_s = target_config().frame_s
+    end = melody.notes[-1].end_s
+    n = int(np.ceil(end / frame_s)) if frames is None else frames
+    f0 = np.zeros(n, np.float32)
+    previous = None
+    for note in melody.notes:
+        a, b = int(round(note.start_s / frame_s)), min(n, int(round(note.end_s / frame_s)))
+        legato = previous is not None and abs(note.start_s - previous.end_s) < 1e-3
+        for k in range(a, b):
+            f0[k] = sung_pitch_hz(note.midi_note + cfg.transpose_semitones, (k - a) * frame_s,
+                                  previous.midi_note + cfg.transpose_semitones if legato else None, cfg)
+        previous = note
+    return f0
+
+
+def reference_f0(audio: np.ndarray, rate: int) -> np.ndarray:
+    """The F0 of a reference singing on the model's frame grid (the engine's YIN, as in training)."""
+    return side_features(np.asarray(audio, np.float32), rate, FeatureConfig.preset("to_singing"))["f0_hz"]
+
+
+def convert(model: AlignSTS, speech: np.ndarray, rate: int, f0_hz: np.ndarray, *, seed: int = 0,
+            content: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Sing ``speech`` on the F0 contour ``f0_hz`` (frames of the model's grid).
+
+    Returns ``mel`` ``(T, 80)``, the predicted rhythm ``codes`` ``(T,)``, the aligner's last
+    attention ``(T, N)``, and ``audio`` at 24 kHz (the DSP mel vocoder). ``content``: the
+    speech's Whisper states when already computed.
+    """
+    import torch
+
+    from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
+
+    f0 = np.asarray(f0_hz, np.float32)
+    if f0.ndim != 1 or not 1 <= f0.shape[0] <= MAX_TARGET_FRAMES:
+        raise ConfigError(f"the target F0 must be 1..{MAX_TARGET_FRAMES} frames (60 s), got shape {f0.shape}")
+    cfg = model.cfg
+    states = whisper_states(speech, rate) if content is None else content
+    timbre = side_features(np.asarray(speech, np.float32), rate, FeatureConfig.preset("to_singing"))["mel"]
+    bins = quantise_f0(f0, cfg.pitch_bins, cfg.f0_min_hz, cfg.f0_max_hz)
+    gen = torch.Generator().manual_seed(seed)
+    t = f0.shape[0]
+    noise = torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, t, generator=gen) if cfg.decoder == "diffusion" else None
+    out = model.infer(torch.from_numpy(states.T.copy())[None].float(), torch.tensor([states.shape[0]]),
+                      torch.from_numpy(bins.astype(np.int64))[None], torch.tensor([t]),
+                      torch.from_numpy(np.ascontiguousarray(timbre.T))[None].float(), torch.tensor([timbre.shape[0]]),
+                      noise=noise)
+    mel = out["mel"][0].T.numpy().astype(np.float32)
+    vocoder = MelVocoder(MelVocoderConfig(mel=target_config()))
+    audio = vocoder(mel, f0)
+    return {"mel": mel, "codes": out["codes"][0].numpy(), "attention": out["attention"][0].numpy(),
+            "audio": audio.astype(np.float32)}
