@@ -59,7 +59,9 @@ class MelVocoder:
         self.synth = SourceFilterSynth(SynthConfig(sample_rate=mel.sample_rate, hop_samples=mel.hop_samples,
                                                    fft_size=mel.n_fft))
         fb = mel_filterbank(mel)                      # (n_mels, bins)
-        self._pinv = np.maximum(np.linalg.pinv(fb), 0.0)  # (bins, n_mels)
+        # Singular values under 1e-3 of the largest are cut: at 24 kHz with a 512-point FFT two low
+        # bands cover the same bins and the plain pseudo-inverse is 1e11 (the 16 kHz bank cuts none).
+        self._pinv = np.maximum(np.linalg.pinv(fb, rcond=1e-3), 0.0)  # (bins, n_mels)
         bins = fb.shape[1]
         hz_per_bin = mel.sample_rate / mel.n_fft
         width = max(1, int(round(config.smoothing_hz / hz_per_bin)))
