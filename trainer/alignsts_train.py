@@ -42,7 +42,6 @@ from .data.manifest import read_manifest
 from .dataset import BatchOrder
 from .models.alignsts import AlignSTS, AlignSTSConfig, MultiWindowDiscriminator, quantise_f0
 from .train import (
-    _dist,
     _prune,
     _save,
     finish_run,
@@ -51,6 +50,7 @@ from .train import (
     rng_states,
     run_outputs,
     set_rng_states,
+    start_run,
 )
 
 log = logging.getLogger(__name__)
@@ -243,20 +243,9 @@ def train_alignsts(config: AlignSTSRunConfig, run_dir: str | Path, *, resume: bo
     """Train until ``train.max_steps`` (or ``stop_after`` more steps); returns the last checkpoint."""
     run_dir = Path(run_dir)
     tc, cfg = config.train, config.model
-    rank, world = _dist()
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     text = config.to_toml()
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(text)
-    if world > 1 and rank != 0:
-        torch.distributed.barrier()  # rank 0 computes and caches the features first
-    train, valid = load_utterances(config, progress=progress and rank == 0)
-    if world > 1 and rank == 0:
-        torch.distributed.barrier()
-    if tc.threads:   # after the features: Whisper (CTranslate2) may reset the OpenMP threads torch shares
-        torch.set_num_threads(tc.threads)
+    rank, world, (train, valid) = start_run(run_dir, text, tc.threads,
+                                            lambda rank: load_utterances(config, progress=progress and rank == 0))
 
     random.seed(tc.seed)
     np.random.seed(tc.seed)

@@ -116,6 +116,27 @@ def run_outputs(run_dir: Path, rank: int, progress: bool, total: int, step: int,
     return writer, bar
 
 
+def start_run(run_dir: Path, config_text: str, threads: int, load):
+    """What every trainer does first: join torchrun's process group (gloo on CPU, nccl on GPU), write
+    ``config.toml`` (rank 0), call ``load(rank)`` with rank 0 first (it fills the feature caches the
+    others then read), then set torch's threads (after loading: CTranslate2 may reset the OpenMP
+    threads torch shares). Returns ``(rank, world, what load returned)``."""
+    rank, world = _dist()
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(config_text)
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()
+    loaded = load(rank)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
+    if threads:
+        torch.set_num_threads(threads)
+    return rank, world, loaded
+
+
 def finish_run(writer, bar, world: int, rank: int, step: int, started: float, checkpoint: Path | None,
                run_dir: Path) -> Path:
     """Close the bar and the curves, wait for every process, log the time; the last checkpoint (or the run folder)."""

@@ -41,7 +41,7 @@ from voxflip.engine.features.mel import MelConfig, mel_filterbank
 
 from .config import _build, read_tables
 from .models.vocoder import VARIANTS, VocoderConfig, build_discriminator, build_generator
-from .train import _dist, _prune, _save, finish_run, latest_checkpoint, read_checkpoint, run_outputs
+from .train import _prune, _save, finish_run, latest_checkpoint, read_checkpoint, run_outputs, start_run
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -301,20 +301,9 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
     """Train until ``train.max_steps`` (or ``stop_after`` more steps); returns the last checkpoint."""
     run_dir = Path(run_dir)
     tc, cfg = config.train, config.model
-    rank, world = _dist()
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
     text = vocoder_config_toml(config)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(text)
-    if world > 1 and rank != 0:
-        torch.distributed.barrier()  # rank 0 computes and caches the features first
-    train, valid = load_clips(config, progress=progress and rank == 0)
-    if world > 1 and rank == 0:
-        torch.distributed.barrier()
+    rank, world, (train, valid) = start_run(run_dir, text, tc.threads,
+                                            lambda rank: load_clips(config, progress=progress and rank == 0))
     lengths = np.array([c.mel.shape[0] - config.data.segment_frames for c in train], np.float64)
     weights = lengths / lengths.sum()
 

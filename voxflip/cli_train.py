@@ -206,6 +206,21 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_paths(specs: list[str], flag: str, what: str, names) -> dict[str, str]:
+    """``NAME=PATH`` options (``--vocoder hifigan=DIR``): NAME one of ``names``, PATH existing."""
+    from pathlib import Path
+
+    found: dict[str, str] = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if name not in names or not path:
+            raise ConfigError(f"{flag} {spec!r} must be NAME={what} with NAME one of {', '.join(names)}")
+        if not Path(path).exists():
+            raise ConfigError(f"{flag} {spec!r}: {path!r} does not exist")
+        found[name] = path
+    return found
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from voxflip.trainer.eval.runner import evaluate
 
@@ -219,28 +234,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise EngineError("voxflip eval needs --manifest MANIFEST.jsonl (or --system list)")
 
     systems = [s.strip() for s in args.system.split(",") if s.strip()]
-    from pathlib import Path
 
-    from voxflip.trainer.eval.systems import NEURAL_VOCODERS
+    from voxflip.trainer.eval.systems import ALIGNSTS_SYSTEMS, NEURAL_VOCODERS
 
-    vocoders: dict[str, str] = {}
-    for spec in args.vocoder:
-        name, _, folder = spec.partition("=")
-        if name not in NEURAL_VOCODERS or not folder:
-            raise ConfigError(f"--vocoder {spec!r} must be NAME=DIR with NAME one of {', '.join(NEURAL_VOCODERS)}")
-        if not Path(folder).exists():
-            raise ConfigError(f"--vocoder {spec!r}: {folder!r} does not exist")
-        vocoders[name] = folder
-    from voxflip.trainer.eval.systems import ALIGNSTS_SYSTEMS
-
-    alignsts: dict[str, str] = {}
-    for spec in args.alignsts:
-        name, _, checkpoint = spec.partition("=")
-        if name not in ALIGNSTS_SYSTEMS or not checkpoint:
-            raise ConfigError(f"--alignsts {spec!r} must be NAME=CHECKPOINT with NAME one of {', '.join(ALIGNSTS_SYSTEMS)}")
-        if not Path(checkpoint).is_file():
-            raise ConfigError(f"--alignsts {spec!r}: {checkpoint!r} does not exist")
-        alignsts[name] = checkpoint
+    vocoders = _named_paths(args.vocoder, "--vocoder", "DIR", NEURAL_VOCODERS)
+    alignsts = _named_paths(args.alignsts, "--alignsts", "CHECKPOINT", ALIGNSTS_SYSTEMS)
     bar = _Bar("evaluating", "clip")
     try:
         result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit, asr=args.asr,
