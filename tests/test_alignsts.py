@@ -304,10 +304,11 @@ def test_onnx_export_matches_torch(tmp_path, decoder):
     assert manifest["model"] == "alignsts" and manifest["decoder"] == decoder and manifest["trained_steps"] == 7
     assert manifest["mel"]["sample_rate"] == 24_000 and manifest["content"]["dim"] == 512
     assert ("noise" in manifest["inputs"]) == (decoder == "diffusion")
-    example = _example(model, 150, 31, 64, seed=5)
+    example = _example(model, 150, 31, 64, seed=5)   # offsets 35 and 10
     session = ort.InferenceSession(str(tmp_path / "alignsts.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {n: t.numpy() for n, t in zip(manifest["inputs"], example, strict=True)})
-    want = model.infer(*example[:6], noise=example[6] if decoder == "diffusion" else None)
+    want = model.infer(*example[:6], noise=example[8] if decoder == "diffusion" else None, t_offset=example[6],
+                       n_offset=example[7])
     assert np.max(np.abs(got[0] - want["mel"].numpy())) < 1e-4
     assert np.array_equal(got[1], want["codes"].numpy())
     assert got[2].shape == (1, 150, 31)
@@ -365,3 +366,43 @@ def test_notes_f0_follows_the_notes():
     assert f0[int(0.51 / frame_s)] < 523.0                                     # the glide into the legato note
     assert np.all(f0[int(1.01 / frame_s) : int(1.49 / frame_s)] == 0)          # the rest
     assert f0[int(1.6 / frame_s)] == pytest.approx(261.63, rel=1e-3)           # no glide after a rest
+
+
+@pytest.mark.parametrize("decoder", ["diffusion", "fs2"])
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_chunked_equals_whole_with_absolute_windows(decoder, chunk):
+    """Each chunk from the slices AlignSTSContext names, at its absolute offsets, equals the whole utterance."""
+    from dataclasses import replace
+
+    from voxflip.engine.converters.alignsts_context import AlignSTSContext
+    from voxflip.trainer.alignsts_infer import infer_streamed
+
+    torch.manual_seed(0)
+    cfg = replace(SMALL, decoder=decoder, window_mode="absolute", window_frames=5, content_per_target=0.27,
+                  decoder_context=6)
+    model = AlignSTS(cfg).eval()
+    t, n = 160, 40
+    batch = _batch(seed=3, t=(t,), n=(n,), m=(50,))
+    noise = torch.randn(cfg.diffusion_steps, 1, 80, t) if decoder == "diffusion" else None
+    whole = model.infer(batch["content"], batch["content_len"], batch["f0_bins"], batch["mel_len"],
+                        batch["timbre_mel"], batch["timbre_len"], noise=noise)["mel"]
+    streamed = infer_streamed(model, batch["content"], batch["f0_bins"], batch["timbre_mel"], noise, chunk_frames=chunk)
+    assert torch.allclose(streamed, whole, atol=1e-5)
+    ctx = AlignSTSContext.of(cfg.to_dict())
+    assert ctx.target_frames < t   # so the test reaches past the margins
+    # the margins matter (they are an upper bound, summed along the layers): two frames are not enough
+    short = AlignSTSContext(2, 2, ctx.content_per_target)
+    a, b = 60, 61
+    ta, tb, na, nb = short.slices(a, b, t, n)
+    out = model.infer(batch["content"][:, :, na:nb], torch.tensor([nb - na]), batch["f0_bins"][:, ta:tb],
+                      torch.tensor([tb - ta]), batch["timbre_mel"], batch["timbre_len"],
+                      noise=None if noise is None else noise[..., ta:tb], t_offset=torch.tensor([float(ta)]),
+                      n_offset=torch.tensor([float(na)]))["mel"][:, :, a - ta : b - ta]
+    assert not torch.allclose(out, whole[:, :, a:b], atol=1e-5)
+
+
+def test_relative_windows_refuse_to_stream():
+    from voxflip.engine.converters.alignsts_context import AlignSTSContext
+
+    with pytest.raises(ConfigError, match="window_mode"):
+        AlignSTSContext.of(SMALL.to_dict())

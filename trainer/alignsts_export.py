@@ -3,9 +3,11 @@
 The graph converts one utterance::
 
     (content [1, 512, N], content_len [1], f0_bins [1, T], t_len [1], timbre_mel [1, 80, M], timbre_len [1],
-     noise [steps, 1, 80, T]) -> (mel [1, 80, T], codes [1, T], attention [1, T, N])
+     t_offset [1], n_offset [1], noise [steps, 1, 80, T]) -> (mel [1, 80, T], codes [1, T], attention [1, T, N])
 
-``noise`` feeds the diffusion decoder (its start and each step's draw; zeros give the
+``t_offset``/``n_offset`` (float) place a slice of a stream on its absolute frames (zeros for a
+whole utterance; :mod:`voxflip.engine.converters.alignsts_context` says which slice gives which
+output frames exactly, for models with absolute windows). ``noise`` feeds the diffusion decoder (its start and each step's draw; zeros give the
 posterior means) and is absent for the ``fs2`` decoder. ``alignsts.manifest.json`` beside it
 records what a runner needs and checks: format, opset, the mel setup, the content features,
 the F0 classes, the decoder and its steps, the window rule, and the model configuration with
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from voxflip.engine.converters.alignsts_context import AlignSTSContext
 from voxflip.engine.errors import ArtifactMismatchError, ConfigError
 from voxflip.engine.features.mel import MelConfig
 
@@ -42,8 +45,9 @@ class _Graph(nn.Module):
         self.model = model
 
     def forward(self, content: Tensor, content_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
-                timbre_len: Tensor, noise: Tensor | None = None):
-        out = self.model.infer(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, noise=noise)
+                timbre_len: Tensor, t_offset: Tensor, n_offset: Tensor, noise: Tensor | None = None):
+        out = self.model.infer(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, noise=noise,
+                               t_offset=t_offset, n_offset=n_offset)
         return out["mel"], out["codes"], out["attention"]
 
 
@@ -54,13 +58,14 @@ def _example(model: AlignSTS, t: int, n: int, m: int, seed: int) -> tuple[Tensor
         torch.randn(1, cfg.content_dim, n, generator=gen), torch.tensor([n]),
         torch.randint(0, cfg.pitch_bins, (1, t), generator=gen), torch.tensor([t]),
         torch.randn(1, cfg.n_mels, m, generator=gen) - 4.0, torch.tensor([m]),
+        torch.tensor([float(seed * 7)]), torch.tensor([float(seed * 2)]),
     ]
     if cfg.decoder == "diffusion":
         items.append(torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, t, generator=gen))
     return tuple(items)
 
 
-INPUTS = ["content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "noise"]
+INPUTS = ["content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "noise"]
 
 
 def export_alignsts(checkpoint: str | Path, output: str | Path) -> Path:
@@ -98,6 +103,7 @@ def export_model(model: AlignSTS, output: str | Path, *, trained_steps: int = 0)
         "f0": {"bins": cfg.pitch_bins, "min_hz": cfg.f0_min_hz, "max_hz": cfg.f0_max_hz, "scale": "mel"},
         "decoder": cfg.decoder, "diffusion_steps": cfg.diffusion_steps if cfg.decoder == "diffusion" else 0,
         "window_mode": cfg.window_mode,
+        "stream_context": asdict(AlignSTSContext.of(model_config)) if cfg.window_mode == "absolute" else None,
         "model_config": model_config,
         "config_hash": hashlib.sha256(json.dumps(model_config, sort_keys=True).encode()).hexdigest()[:16],
         "trained_steps": trained_steps,

@@ -164,17 +164,22 @@ def lengths_mask(lengths: Tensor, size: int) -> Tensor:
 
 
 def window_mask(t_len: Tensor, n_len: Tensor, t_size: int, n_size: int, *, centre_ratio: Tensor,
-                half_width: Tensor) -> Tensor:
+                half_width: Tensor, t_offset: Tensor | None = None, n_offset: Tensor | None = None) -> Tensor:
     """``(B, T, N)`` True where query ``t`` may attend to key ``n``.
 
-    Key ``n`` is allowed when it is a real frame and ``|n - t * centre_ratio| <= half_width``
-    (both per utterance, ``(B,)``). The centre is clipped into the real keys, so every
-    query has at least one key.
+    Key ``n`` is allowed when it is a real frame and ``|n - c_t| <= half_width`` with the centre
+    ``c_t = (t + t_offset) * centre_ratio - n_offset`` (all per utterance, ``(B,)``; the offsets
+    place a streamed slice on the utterance's absolute frames, zero for a whole utterance). The
+    centre is clipped to the last real key, so every query of a whole utterance has a key.
     """
+    b = t_len.shape[0]
+    zero = torch.zeros(b, device=t_len.device)
+    t_off = (zero if t_offset is None else t_offset.float())[:, None, None]
+    n_off = (zero if n_offset is None else n_offset.float())[:, None, None]
     t = torch.arange(t_size, device=t_len.device, dtype=torch.float32)[None, :, None]
     n = torch.arange(n_size, device=t_len.device, dtype=torch.float32)[None, None, :]
     last = (n_len.float() - 1).clamp(min=0)[:, None, None]
-    centre = torch.minimum(t * centre_ratio.float()[:, None, None], last)
+    centre = torch.minimum((t + t_off) * centre_ratio.float()[:, None, None] - n_off, last)
     inside = (n - centre).abs() <= half_width.float()[:, None, None]
     real = lengths_mask(n_len, n_size)[:, None, :]
     return inside & real
@@ -537,19 +542,33 @@ class AlignSTS(nn.Module):
             getattr(self, name).copy_(v)
 
     # -- pieces shared by training and inference --------------------------------------------------
-    def _windows(self, t_len: Tensor, n_len: Tensor, t_size: int, n_size: int, share: float) -> Tensor:
-        cfg = self.cfg
+    def _attention_inputs(self, query: Tensor, enc: dict[str, Tensor], t_len: Tensor, n_len: Tensor,
+                          share: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Query and keys (the content) with their positions added, and the window mask.
+
+        Positions are absolute content frames: key ``n`` at ``n + n_offset``, query ``t`` at its
+        window centre ``(t + t_offset) * ratio``; ``ratio`` and the half-width follow ``window_mode``.
+        """
+        cfg, x_c = self.cfg, enc["x_c"]
         if cfg.window_mode == "relative":
             ratio = n_len.float() / t_len.float()
             half = (share * n_len.float() / 2).clamp(min=1.0)
         else:
             ratio = torch.full_like(n_len, cfg.content_per_target, dtype=torch.float32)
             half = torch.full_like(n_len, cfg.window_frames, dtype=torch.float32)
-        return window_mask(t_len, n_len, t_size, n_size, centre_ratio=ratio, half_width=half), ratio
+        t_off, n_off = enc["t_offset"], enc["n_offset"]
+        window = window_mask(t_len, n_len, query.shape[1], x_c.shape[1], centre_ratio=ratio, half_width=half,
+                             t_offset=t_off, n_offset=n_off)
+        t_pos = (torch.arange(query.shape[1], device=query.device)[None, :] + t_off[:, None]) * ratio[:, None]
+        n_pos = torch.arange(x_c.shape[1], device=x_c.device)[None, :] + n_off[:, None]
+        return query + sinusoid(t_pos, cfg.hidden), x_c + sinusoid(n_pos, cfg.hidden), window
 
     def encode(self, content: Tensor, n_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
-               timbre_len: Tensor) -> dict[str, Tensor]:
-        """Content ``(B, content_dim, N)``, F0 classes ``(B, T)``, timbre mel ``(B, n_mels, M)`` -> encodings."""
+               timbre_len: Tensor, t_offset: Tensor | None = None, n_offset: Tensor | None = None) -> dict[str, Tensor]:
+        """Content ``(B, content_dim, N)``, F0 classes ``(B, T)``, timbre mel ``(B, n_mels, M)`` -> encodings.
+
+        ``t_offset``/``n_offset`` ``(B,)``: the absolute frame of the first target and content frame
+        (a streamed slice; zero for a whole utterance)."""
         t_size, n_size = f0_bins.shape[1], content.shape[2]
         t_mask, n_mask = lengths_mask(t_len, t_size), lengths_mask(n_len, n_size)
         c = (content - self.content_mean[None, :, None]) / self.content_std[None, :, None]
@@ -557,30 +576,21 @@ class AlignSTS(nn.Module):
         x_p = self.pitch_encoder(self.pitch_embed(f0_bins).transpose(1, 2), t_mask).transpose(1, 2)   # (B, T, H)
         mel = (timbre_mel - self.mel_mean[None, :, None]) / self.mel_std[None, :, None]
         timbre = self.timbre(mel, lengths_mask(timbre_len, timbre_mel.shape[2]))                      # (B, H)
-        return {"x_c": x_c, "x_p": x_p, "timbre": timbre, "t_mask": t_mask, "n_mask": n_mask}
+        zero = torch.zeros(content.shape[0], device=content.device)
+        return {"x_c": x_c, "x_p": x_p, "timbre": timbre, "t_mask": t_mask, "n_mask": n_mask,
+                "t_offset": zero if t_offset is None else t_offset.float(),
+                "n_offset": zero if n_offset is None else n_offset.float()}
 
     def predict_rhythm(self, enc: dict[str, Tensor], t_len: Tensor, n_len: Tensor) -> tuple[Tensor, Tensor]:
         """Rhythm-code logits ``(B, T, codes)`` and the predictor's attention ``(B, T, N)``."""
-        x_c, x_p = enc["x_c"], enc["x_p"]
-        window, ratio = self._windows(t_len, n_len, x_p.shape[1], x_c.shape[1], self.cfg.rp_window)
-        h = self.cfg.hidden
-        t_pos = torch.arange(x_p.shape[1], device=x_p.device)[None, :] * ratio[:, None]
-        n_pos = torch.arange(x_c.shape[1], device=x_c.device)[None, :].expand(x_c.shape[0], -1)
-        q = x_p + sinusoid(t_pos, h)
-        k = x_c + sinusoid(n_pos, h)
+        q, k, window = self._attention_inputs(enc["x_p"], enc, t_len, n_len, self.cfg.rp_window)
         y, attn = self.rp_attention(q, k, window, enc["t_mask"])
         y = self.rp_convs(y.transpose(1, 2), enc["t_mask"]).transpose(1, 2)
         return self.rp_out(y), attn
 
     def align(self, x_r: Tensor, enc: dict[str, Tensor], t_len: Tensor, n_len: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Content re-aligned to the rhythm ``(B, T, H)`` and each aligner layer's head-averaged weights."""
-        x_c = enc["x_c"]
-        window, ratio = self._windows(t_len, n_len, x_r.shape[1], x_c.shape[1], self.cfg.aligner_window)
-        h = self.cfg.hidden
-        t_pos = torch.arange(x_r.shape[1], device=x_r.device)[None, :] * ratio[:, None]
-        n_pos = torch.arange(x_c.shape[1], device=x_c.device)[None, :].expand(x_c.shape[0], -1)
-        q = x_r + sinusoid(t_pos, h)
-        k = x_c + sinusoid(n_pos, h)
+        q, k, window = self._attention_inputs(x_r, enc, t_len, n_len, self.cfg.aligner_window)
         weights = []
         for layer in self.aligner:
             q, w = layer(q, k, window, enc["t_mask"])
@@ -622,11 +632,12 @@ class AlignSTS(nn.Module):
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
     def infer(self, content: Tensor, content_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
-              timbre_len: Tensor, noise: Tensor | None = None, rhythm: Tensor | None = None) -> dict[str, Tensor]:
+              timbre_len: Tensor, noise: Tensor | None = None, rhythm: Tensor | None = None,
+              t_offset: Tensor | None = None, n_offset: Tensor | None = None) -> dict[str, Tensor]:
         """Convert: the predicted rhythm codes (or, given ``rhythm``, the VQ's: an oracle), the aligned
         content, and the mel ``(B, n_mels, T)`` in log units. ``noise`` ``(steps, B, n_mels, T)`` for the
         diffusion decoder (default: zeros, the posterior means from a zero start)."""
-        enc = self.encode(content, content_len, f0_bins, t_len, timbre_mel, timbre_len)
+        enc = self.encode(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, t_offset, n_offset)
         t_mask = enc["t_mask"]
         if rhythm is None:
             logits, rp_attn = self.predict_rhythm(enc, t_len, content_len)
