@@ -180,12 +180,13 @@ def test_padding_does_not_change_an_utterance(decoder):
 
 
 def test_absolute_windows_need_no_whole_lengths():
-    """With ``window_mode = "absolute"`` the output's first frames do not depend on how long the target is."""
+    """With ``window_mode = "absolute"`` and a given ratio the output's first frames do not depend on how
+    long the target is."""
     from dataclasses import replace
 
     torch.manual_seed(0)
     model = AlignSTS(replace(SMALL, decoder="fs2", window_mode="absolute", window_frames=4,
-                             content_per_target=0.25, decoder_context=8)).eval()
+                             decoder_context=8)).eval()
     batch = _batch(t=(120,), n=(30,), m=(70,))
 
     def run(t: int, relative: bool = False) -> torch.Tensor:
@@ -194,13 +195,14 @@ def test_absolute_windows_need_no_whole_lengths():
             m = AlignSTS(replace(model.cfg, window_mode="relative")).eval()
             m.load_state_dict(model.state_dict())
         return m.infer(batch["content"], batch["content_len"], batch["f0_bins"][:, :t], torch.tensor([t]),
-                       batch["timbre_mel"], batch["timbre_len"])["mel"]
+                       batch["timbre_mel"], batch["timbre_len"],
+                       ratio=None if relative else torch.tensor([0.25]))["mel"]
 
     whole, part = run(120), run(80)
     # what a frame sees ahead: pitch encoder 6, rhythm predictor 4 + 2, aligner 2 x 4, decoder 8 + 4 = 32 frames
     assert torch.allclose(whole[:, :, :80 - 32], part[:, :, :80 - 32], atol=1e-5)
     assert not torch.allclose(whole[:, :, 70:80], part[:, :, 70:80], atol=1e-3)
-    # with the paper's relative windows the centre t * N / T moves with T, and so does the output
+    # with the paper's window (centre t * N / T) the output moves with T
     assert not torch.allclose(run(120, True)[:, :, :60], run(80, True)[:, :, :60], atol=1e-3)
 
 
@@ -307,8 +309,8 @@ def test_onnx_export_matches_torch(tmp_path, decoder):
     example = _example(model, 150, 31, 64, seed=5)   # offsets 35 and 10
     session = ort.InferenceSession(str(tmp_path / "alignsts.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {n: t.numpy() for n, t in zip(manifest["inputs"], example, strict=True)})
-    want = model.infer(*example[:6], noise=example[8] if decoder == "diffusion" else None, t_offset=example[6],
-                       n_offset=example[7])
+    want = model.infer(*example[:6], noise=example[9] if decoder == "diffusion" else None, t_offset=example[6],
+                       n_offset=example[7], ratio=example[8])
     assert np.max(np.abs(got[0] - want["mel"].numpy())) < 1e-4
     assert np.array_equal(got[1], want["codes"].numpy())
     assert got[2].shape == (1, 150, 31)
@@ -378,8 +380,7 @@ def test_chunked_equals_whole_with_absolute_windows(decoder, chunk):
     from voxflip.trainer.alignsts_infer import infer_streamed
 
     torch.manual_seed(0)
-    cfg = replace(SMALL, decoder=decoder, window_mode="absolute", window_frames=5, content_per_target=0.27,
-                  decoder_context=6)
+    cfg = replace(SMALL, decoder=decoder, window_mode="absolute", window_frames=5, decoder_context=6)
     model = AlignSTS(cfg).eval()
     t, n = 160, 40
     batch = _batch(seed=3, t=(t,), n=(n,), m=(50,))
@@ -391,13 +392,13 @@ def test_chunked_equals_whole_with_absolute_windows(decoder, chunk):
     ctx = AlignSTSContext.of(cfg.to_dict())
     assert ctx.target_frames < t   # so the test reaches past the margins
     # the margins matter (they are an upper bound, summed along the layers): two frames are not enough
-    short = AlignSTSContext(2, 2, ctx.content_per_target)
+    short = AlignSTSContext(2, 2)
     a, b = 60, 61
-    ta, tb, na, nb = short.slices(a, b, t, n)
+    ta, tb, na, nb = short.slices(a, b, t, n, n / t)
     out = model.infer(batch["content"][:, :, na:nb], torch.tensor([nb - na]), batch["f0_bins"][:, ta:tb],
                       torch.tensor([tb - ta]), batch["timbre_mel"], batch["timbre_len"],
                       noise=None if noise is None else noise[..., ta:tb], t_offset=torch.tensor([float(ta)]),
-                      n_offset=torch.tensor([float(na)]))["mel"][:, :, a - ta : b - ta]
+                      n_offset=torch.tensor([float(na)]), ratio=torch.tensor([n / t]))["mel"][:, :, a - ta : b - ta]
     assert not torch.allclose(out, whole[:, :, a:b], atol=1e-5)
 
 

@@ -3,11 +3,12 @@
 The graph converts one utterance::
 
     (content [1, 512, N], content_len [1], f0_bins [1, T], t_len [1], timbre_mel [1, 80, M], timbre_len [1],
-     t_offset [1], n_offset [1], noise [steps, 1, 80, T]) -> (mel [1, 80, T], codes [1, T], attention [1, T, N])
+     t_offset [1], n_offset [1], ratio [1], noise [steps, 1, 80, T]) -> (mel [1, 80, T], codes [1, T], attention [1, T, N])
 
 ``t_offset``/``n_offset`` (float) place a slice of a stream on its absolute frames (zeros for a
 whole utterance; :mod:`voxflip.engine.converters.alignsts_context` says which slice gives which
-output frames exactly, for models with absolute windows). ``noise`` feeds the diffusion decoder (its start and each step's draw; zeros give the
+output frames exactly, for models with absolute windows); ``ratio`` is the windows' slope in
+content frames per target frame (``N / T`` for a whole utterance). ``noise`` feeds the diffusion decoder (its start and each step's draw; zeros give the
 posterior means) and is absent for the ``fs2`` decoder. ``alignsts.manifest.json`` beside it
 records what a runner needs and checks: format, opset, the mel setup, the content features,
 the F0 classes, the decoder and its steps, the window rule, and the model configuration with
@@ -45,9 +46,9 @@ class _Graph(nn.Module):
         self.model = model
 
     def forward(self, content: Tensor, content_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
-                timbre_len: Tensor, t_offset: Tensor, n_offset: Tensor, noise: Tensor | None = None):
+                timbre_len: Tensor, t_offset: Tensor, n_offset: Tensor, ratio: Tensor, noise: Tensor | None = None):
         out = self.model.infer(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, noise=noise,
-                               t_offset=t_offset, n_offset=n_offset)
+                               t_offset=t_offset, n_offset=n_offset, ratio=ratio)
         return out["mel"], out["codes"], out["attention"]
 
 
@@ -58,14 +59,15 @@ def _example(model: AlignSTS, t: int, n: int, m: int, seed: int) -> tuple[Tensor
         torch.randn(1, cfg.content_dim, n, generator=gen), torch.tensor([n]),
         torch.randint(0, cfg.pitch_bins, (1, t), generator=gen), torch.tensor([t]),
         torch.randn(1, cfg.n_mels, m, generator=gen) - 4.0, torch.tensor([m]),
-        torch.tensor([float(seed * 7)]), torch.tensor([float(seed * 2)]),
+        torch.tensor([float(seed * 7)]), torch.tensor([float(seed * 2)]), torch.tensor([n / t]),
     ]
     if cfg.decoder == "diffusion":
         items.append(torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, t, generator=gen))
     return tuple(items)
 
 
-INPUTS = ["content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "noise"]
+INPUTS = ["content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "ratio",
+          "noise"]
 
 
 def export_alignsts(checkpoint: str | Path, output: str | Path) -> Path:

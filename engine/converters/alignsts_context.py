@@ -3,7 +3,8 @@
 With absolute attention windows (``window_mode = "absolute"``) every part of the model sees a
 bounded neighbourhood: target frame ``t`` depends on the target-axis inputs (F0 classes, the
 diffusion noise) within ``target_frames`` of it, and on the content frames within
-``content_frames`` of its window centre ``t * content_per_target``. A streamed chunk of output
+``content_frames`` of its window centre ``t * ratio`` (``ratio``: content frames per target
+frame, an input of the model). A streamed chunk of output
 frames ``[a, b)`` is then computed exactly by running the whole-utterance graph on the slice
 ``[a - target_frames, b + target_frames)`` of the target axis and the content frames that slice
 reaches, with the slice's absolute offsets, and keeping ``[a, b)``. The timbre is the one input
@@ -27,7 +28,6 @@ ALIGNER_FFN_KERNEL = 9
 class AlignSTSContext:
     target_frames: int          # each side, on the target axis
     content_frames: int         # each side of a window centre, on the content axis
-    content_per_target: float
 
     @classmethod
     def of(cls, cfg: dict) -> AlignSTSContext:
@@ -45,21 +45,19 @@ class AlignSTSContext:
         else:
             target += cfg["decoder_layers"] * (cfg["decoder_context"] + half(cfg["decoder_kernel"]))
         content = cfg["window_frames"] + cfg["content_layers"] * half(cfg["content_kernel"]) + 1
-        return cls(int(target), int(content), float(cfg["content_per_target"]))
+        return cls(int(target), int(content))
 
-    def content_span(self, t_start: int, t_end: int) -> tuple[int, int]:
+    def content_span(self, t_start: int, t_end: int, ratio: float) -> tuple[int, int]:
         """Content frames ``[n_start, n_end)`` that target frames ``[t_start, t_end)`` can reach (unclipped)."""
-        return (math.floor(t_start * self.content_per_target) - self.content_frames,
-                math.ceil(t_end * self.content_per_target) + self.content_frames + 1)
+        return (math.floor(t_start * ratio) - self.content_frames, math.ceil(t_end * ratio) + self.content_frames + 1)
 
-    def slices(self, a: int, b: int, t_total: int, n_total: int) -> tuple[int, int, int, int]:
+    def slices(self, a: int, b: int, t_total: int, n_total: int, ratio: float) -> tuple[int, int, int, int]:
         """The input slices ``(ta, tb, na, nb)`` that give output frames ``[a, b)`` exactly."""
         ta, tb = max(0, a - self.target_frames), min(t_total, b + self.target_frames)
-        na, nb = self.content_span(ta, tb)
+        na, nb = self.content_span(ta, tb, ratio)
         return ta, tb, max(0, na), min(n_total, nb)
 
     def lookahead_s(self, target_frame_s: float, content_frame_s: float) -> float:
         """How far past an output frame its inputs reach, in seconds: the target-axis margin, then
-        the content window beyond that frame's centre (the two axes are one clock when
-        ``content_per_target * content_frame_s == target_frame_s``)."""
+        the content window beyond that frame's centre."""
         return self.target_frames * target_frame_s + self.content_frames * content_frame_s

@@ -28,14 +28,15 @@ The parts, as in the paper's figure 1 and appendix A:
   feed-forward transformer blocks, trained with MAE + SSIM and a multi-window
   discriminator, :class:`MultiWindowDiscriminator`).
 
-**Windows on absolute frames.** The paper centres query ``t``'s window at ``t * N / T``,
-which needs both whole lengths. Here the centre is ``t * ratio`` with ``ratio`` given per
-utterance: ``N / T`` offline (the paper's rule, ``window_mode = "relative"``), or a fixed
-content frames per target frame when streaming (``"absolute"``: ``content_per_target``), and
-the half-width is ``window_frames`` content frames (``"absolute"``) or ``window * N / 2``
-(``"relative"``, the paper's window sizes 0.5 and 0.4 read as the whole window's share of
-the key axis). Self-attention in the ``fs2`` decoder is windowed too (``decoder_context``
-frames each side), so every part has a bounded view and can stream with a bounded lookahead.
+**Windows on absolute frames.** The paper centres query ``t``'s window at ``t * N / T`` with a
+half-width that is a share of ``N`` (``window_mode = "relative"``: the window sizes 0.5 and 0.4
+read as the whole window's share of the key axis), so every output frame depends on both whole
+lengths. With ``window_mode = "absolute"`` the half-width is ``window_frames`` content frames and
+the centre is ``t * ratio`` with ``ratio`` an input: ``N / T`` when a whole utterance is given
+(the paper's centre), the expected content frames per target frame when streaming (the speaking
+rate against the melody's). A frame then sees a bounded neighbourhood of its inputs
+(:mod:`voxflip.engine.converters.alignsts_context`). Self-attention in the ``fs2`` decoder is
+windowed too (``decoder_context`` frames each side).
 
 **Timbre.** The paper adds a Resemblyzer d-vector; here a small reference encoder over the
 speech's own mel frames (convolutions, masked mean), trained with the rest (Resemblyzer's
@@ -92,7 +93,6 @@ class AlignSTSConfig:
     guided_g: float = 0.1
     window_mode: str = "relative"
     window_frames: int = 25       # "absolute": half-width in content frames (25 = 0.5 s)
-    content_per_target: float = 0.2667  # "absolute": content frames per target frame (5.33 ms / 20 ms)
     timbre_layers: int = 3
     decoder: str = "diffusion"
     decoder_layers: int = 4       # fs2: FFT blocks; diffusion: residual layers = 5 x this
@@ -120,8 +120,8 @@ class AlignSTSConfig:
             raise ConfigError(f"model.hidden={self.hidden} must divide by every attention's heads")
         if not 0 < self.f0_min_hz < self.f0_max_hz:
             raise ConfigError(f"model.f0_min_hz={self.f0_min_hz} and f0_max_hz={self.f0_max_hz} must rise from > 0")
-        if self.diffusion_steps < 1 or self.content_per_target <= 0 or self.window_frames < 1:
-            raise ConfigError("model.diffusion_steps, window_frames and content_per_target must be > 0")
+        if self.diffusion_steps < 1 or self.window_frames < 1:
+            raise ConfigError("model.diffusion_steps and model.window_frames must be >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -547,14 +547,12 @@ class AlignSTS(nn.Module):
         """Query and keys (the content) with their positions added, and the window mask.
 
         Positions are absolute content frames: key ``n`` at ``n + n_offset``, query ``t`` at its
-        window centre ``(t + t_offset) * ratio``; ``ratio`` and the half-width follow ``window_mode``.
+        window centre ``(t + t_offset) * ratio``; the half-width follows ``window_mode``.
         """
-        cfg, x_c = self.cfg, enc["x_c"]
+        cfg, x_c, ratio = self.cfg, enc["x_c"], enc["ratio"]
         if cfg.window_mode == "relative":
-            ratio = n_len.float() / t_len.float()
             half = (share * n_len.float() / 2).clamp(min=1.0)
         else:
-            ratio = torch.full_like(n_len, cfg.content_per_target, dtype=torch.float32)
             half = torch.full_like(n_len, cfg.window_frames, dtype=torch.float32)
         t_off, n_off = enc["t_offset"], enc["n_offset"]
         window = window_mask(t_len, n_len, query.shape[1], x_c.shape[1], centre_ratio=ratio, half_width=half,
@@ -564,11 +562,13 @@ class AlignSTS(nn.Module):
         return query + sinusoid(t_pos, cfg.hidden), x_c + sinusoid(n_pos, cfg.hidden), window
 
     def encode(self, content: Tensor, n_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
-               timbre_len: Tensor, t_offset: Tensor | None = None, n_offset: Tensor | None = None) -> dict[str, Tensor]:
+               timbre_len: Tensor, t_offset: Tensor | None = None, n_offset: Tensor | None = None,
+               ratio: Tensor | None = None) -> dict[str, Tensor]:
         """Content ``(B, content_dim, N)``, F0 classes ``(B, T)``, timbre mel ``(B, n_mels, M)`` -> encodings.
 
         ``t_offset``/``n_offset`` ``(B,)``: the absolute frame of the first target and content frame
-        (a streamed slice; zero for a whole utterance)."""
+        (a streamed slice; zero for a whole utterance). ``ratio`` ``(B,)``: content frames per target
+        frame, the attention windows' slope (default ``N / T`` of the given lengths)."""
         t_size, n_size = f0_bins.shape[1], content.shape[2]
         t_mask, n_mask = lengths_mask(t_len, t_size), lengths_mask(n_len, n_size)
         c = (content - self.content_mean[None, :, None]) / self.content_std[None, :, None]
@@ -579,7 +579,8 @@ class AlignSTS(nn.Module):
         zero = torch.zeros(content.shape[0], device=content.device)
         return {"x_c": x_c, "x_p": x_p, "timbre": timbre, "t_mask": t_mask, "n_mask": n_mask,
                 "t_offset": zero if t_offset is None else t_offset.float(),
-                "n_offset": zero if n_offset is None else n_offset.float()}
+                "n_offset": zero if n_offset is None else n_offset.float(),
+                "ratio": n_len.float() / t_len.float() if ratio is None else ratio.float()}
 
     def predict_rhythm(self, enc: dict[str, Tensor], t_len: Tensor, n_len: Tensor) -> tuple[Tensor, Tensor]:
         """Rhythm-code logits ``(B, T, codes)`` and the predictor's attention ``(B, T, N)``."""
@@ -633,11 +634,12 @@ class AlignSTS(nn.Module):
     @torch.no_grad()
     def infer(self, content: Tensor, content_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
               timbre_len: Tensor, noise: Tensor | None = None, rhythm: Tensor | None = None,
-              t_offset: Tensor | None = None, n_offset: Tensor | None = None) -> dict[str, Tensor]:
+              t_offset: Tensor | None = None, n_offset: Tensor | None = None,
+              ratio: Tensor | None = None) -> dict[str, Tensor]:
         """Convert: the predicted rhythm codes (or, given ``rhythm``, the VQ's: an oracle), the aligned
         content, and the mel ``(B, n_mels, T)`` in log units. ``noise`` ``(steps, B, n_mels, T)`` for the
         diffusion decoder (default: zeros, the posterior means from a zero start)."""
-        enc = self.encode(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, t_offset, n_offset)
+        enc = self.encode(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, t_offset, n_offset, ratio)
         t_mask = enc["t_mask"]
         if rhythm is None:
             logits, rp_attn = self.predict_rhythm(enc, t_len, content_len)
