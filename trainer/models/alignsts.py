@@ -46,7 +46,7 @@ weights cannot ship, and the live path has no torch). Documented in ``docs/model
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -54,6 +54,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxflip.engine.errors import ConfigError
+
+from . import check_known_keys
 
 #: the score masked attention positions get before the softmax (the paper: -1e8; finite in float16 too)
 MASKED = -1e4
@@ -128,10 +130,7 @@ class AlignSTSConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "model") -> AlignSTSConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        check_known_keys(cls, raw, where)
         return cls(**raw)
 
 

@@ -29,7 +29,7 @@ Deviations from the papers (for streaming and for CPUs):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,8 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.features.mel import MelConfig
+
+from . import check_known_keys
 
 LRELU_SLOPE = 0.1
 KINDS = ("hifigan", "pwg")
@@ -123,10 +125,7 @@ class VocoderConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "model") -> VocoderConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        check_known_keys(cls, raw, where)
         values = dict(raw)
         for key in ("upsample_rates", "resblock_kernels"):
             if key in values:
