@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .converters.alignsts_context import alignsts_chunk_grid
 from .converters.base import ChunkGrid, Converter
 from .converters.flow_to_speech import flow_chunk_grid
 from .converters.world_pipeline import world_chunk_grid
@@ -33,6 +34,9 @@ from .direction import Direction
 from .errors import MISSING, ConfigError, MissingDependencyError, OptionError, install_hint
 from .features.world import VOICE_FLOOR_RANGE_HZ, AnalysisConfig
 from .melody import Melody
+
+if TYPE_CHECKING:
+    from .converters.world_to_singing import WorldToSingingConfig
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -84,12 +88,12 @@ DEFAULT_MAX_OUTPUT_S = 3600.0
 
 
 @dataclass(frozen=True)
-class SingOptions(WorldOptions):
-    """``world`` speech -> singing.
+class MelodyOptions(ConverterOptions):
+    """What every speech -> singing converter takes: the tune.
 
     Attributes:
-        melody: a :class:`Melody` or a melody file (.mid, .musicxml, .mxl, .csv, .json).
-        live_notes: no melody; sing the notes played live (``/voxflip/note``).
+        melody: a :class:`Melody` or a melody file (.mid, .musicxml, .mxl, .csv, .json, or a sung
+            recording to transcribe).
         tempo: plays a melody file ``tempo`` times faster, 0.1..10.
         vibrato_cents, portamento_ms: ``None`` keeps :class:`WorldToSingingConfig`'s defaults.
         max_output_s: the latest the melody may end, in seconds after ``tempo`` (the singing is
@@ -97,11 +101,29 @@ class SingOptions(WorldOptions):
     """
 
     melody: Melody | str | Path | None = None
-    live_notes: bool = False
     tempo: float | None = None
     vibrato_cents: float | None = None
     portamento_ms: float | None = None
     max_output_s: float = DEFAULT_MAX_OUTPUT_S
+
+
+@dataclass(frozen=True)
+class SingOptions(MelodyOptions, WorldOptions):
+    """``world`` and ``psola`` speech -> singing: a melody (:class:`MelodyOptions`), or with
+    ``live_notes`` no melody but the notes played live (``/voxflip/note``)."""
+
+    live_notes: bool = False
+
+
+@dataclass(frozen=True)
+class AlignSTSOptions(MelodyOptions):
+    """``alignsts``: a model exported by ``voxflip export-alignsts`` (``None``: the shipped one), the
+    vocoder (``dsp``, or the folder of a 24 kHz one exported by ``voxflip export-vocoder``), and the
+    seed of the diffusion decoder's noise."""
+
+    model_path: str | Path | None = None
+    vocoder: str | Path | None = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +139,7 @@ class Requirement:
 
 
 ONNX_RUNTIME = Requirement("onnxruntime", "cpu", "an ONNX runtime")
+WHISPER = Requirement("faster_whisper", "whisper", "Whisper's encoder for the speech's content")
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -137,6 +160,8 @@ class ConverterSpec:
         aliases: other names for it.
         live_form: the converter ``voxflip live`` runs when this one is its direction's default
             but needs more future than live allows (``None``: this one itself).
+        default_model: where the trained model it runs without ``model_path`` is shipped (``None``:
+            it runs no trained model).
     """
 
     name: str
@@ -150,6 +175,7 @@ class ConverterSpec:
     params: tuple[str, ...] = ("transpose",)
     aliases: tuple[str, ...] = ()
     live_form: str | None = None
+    default_model: Callable[[], Path] | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -158,6 +184,10 @@ class ConverterSpec:
     @property
     def option_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self.options))
+
+    def ships_model(self) -> bool:
+        """Whether it runs as installed: it needs no trained model, or its default one is shipped."""
+        return self.default_model is None or self.default_model().exists()
 
     def missing(self) -> list[Requirement]:
         """What it needs that is not installed here."""
@@ -282,12 +312,21 @@ def _psola_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
     return _to_singing(options, chunk_frames, psola=True)
 
 
-def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Converter:
-    from .converters.psola_to_singing import PsolaToSingingConverter
-    from .converters.world_to_singing import WorldToSingingConfig, WorldToSingingConverter
-    from .converters.world_to_singing_live import LiveNotesToSingingConverter
-    from .melody import check_melody_end, load_melody
-    from .notes import TEMPO_FACTOR_RANGE, _check_note_count
+def _sing_config(options: MelodyOptions) -> WorldToSingingConfig:
+    """The F0 styling the options ask for (vibrato, portamento), on the default singing settings."""
+    from .converters.world_to_singing import WorldToSingingConfig
+
+    config = WorldToSingingConfig()
+    if options.vibrato_cents is not None:
+        config = replace(config, vibrato_cents=options.vibrato_cents)
+    if options.portamento_ms is not None:
+        config = replace(config, portamento_ms=options.portamento_ms)
+    return config
+
+
+def _check_timing(options: MelodyOptions) -> None:
+    """``max_output_s`` and ``tempo`` in range (before a melody file is read)."""
+    from .notes import TEMPO_FACTOR_RANGE
 
     max_output_s = options.max_output_s
     if isinstance(max_output_s, bool) or not isinstance(max_output_s, int | float) \
@@ -298,12 +337,38 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
                                       or not lo <= options.tempo <= hi):
         raise OptionError("tempo", options.tempo, f"is outside {lo:g}..{hi:g} (a factor: 2 plays the melody "
                           "twice as fast, 0.5 half as fast)")
-    config = WorldToSingingConfig()
+
+
+def _melody(options: MelodyOptions) -> Melody:
+    """The tune the options name: read, scaled by ``tempo``, checked against ``max_output_s``, transposed."""
+    from .melody import check_melody_end, load_melody
+    from .notes import _check_note_count
+
+    melody = options.melody
+    if melody is None:
+        raise OptionError("melody", MISSING, "is needed to sing: a .mid, .musicxml, .mxl, .csv or .json tune "
+                          "(or live notes)")
+    if isinstance(melody, Melody):
+        _check_note_count(len(melody.notes), melody.source)
+        if options.tempo is not None:
+            melody = melody.with_tempo(options.tempo)
+        check_melody_end(melody.span_s, melody.source, options.max_output_s)
+    else:
+        melody = load_melody(melody, tempo_factor=1.0 if options.tempo is None else options.tempo,
+                             max_output_s=options.max_output_s)
+    if options.transpose_semitones:
+        melody = melody.transposed(options.transpose_semitones)
+    return melody
+
+
+def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Converter:
+    from .converters.psola_to_singing import PsolaToSingingConverter
+    from .converters.world_to_singing import WorldToSingingConverter
+    from .converters.world_to_singing_live import LiveNotesToSingingConverter
+
+    _check_timing(options)
+    config = _sing_config(options)
     config = replace(config, analysis=_analysis(options, config.analysis))
-    if options.vibrato_cents is not None:
-        config = replace(config, vibrato_cents=options.vibrato_cents)
-    if options.portamento_ms is not None:
-        config = replace(config, portamento_ms=options.portamento_ms)
     if options.live_notes:
         if options.melody is not None:
             raise OptionError("melody", options.melody, "and live_notes exclude each other: sing a melody file, "
@@ -316,21 +381,39 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
         config = replace(config, transpose_semitones=options.transpose_semitones)
         # notes act at chunk boundaries: without --chunk-ms, the live chunk, never the offline one
         return LiveNotesToSingingConverter(config, chunk_frames=chunk_frames if options.chunk_ms is not None else None)
-    melody = options.melody
-    if melody is None:
-        raise OptionError("melody", MISSING, "is needed to sing: a .mid, .musicxml, .mxl, .csv or .json tune "
-                          "(or live notes)")
-    if isinstance(melody, Melody):
-        _check_note_count(len(melody.notes), melody.source)
-        if options.tempo is not None:
-            melody = melody.with_tempo(options.tempo)
-        check_melody_end(melody.span_s, melody.source, max_output_s)
-    else:
-        melody = load_melody(melody, tempo_factor=1.0 if options.tempo is None else options.tempo,
-                             max_output_s=max_output_s)
-    if options.transpose_semitones:
-        melody = melody.transposed(options.transpose_semitones)
+    melody = _melody(options)
     return (PsolaToSingingConverter if psola else WorldToSingingConverter)(melody, config, chunk_frames=chunk_frames)
+
+
+def default_alignsts_model() -> Path:
+    """The AlignSTS model shipped in the package (``voxflip/data/models/alignsts``); it may be absent."""
+    return Path(str(files("voxflip") / "data" / "models" / "alignsts"))
+
+
+def _alignsts(options: AlignSTSOptions, chunk_frames: int) -> Converter:
+    from .converters.alignsts_model import AlignSTSModel, target_mel
+    from .converters.alignsts_to_singing import AlignSTSToSingingConverter
+
+    _check_timing(options)
+    if isinstance(options.seed, bool) or not isinstance(options.seed, int) or not 0 <= options.seed < 2**63:
+        raise OptionError("seed", options.seed, "must be a whole number >= 0 (the diffusion decoder's noise)")
+    path = Path(options.model_path) if options.model_path is not None else default_alignsts_model()
+    if options.model_path is None and not path.is_dir():
+        raise OptionError("model_path", MISSING, "is needed: no AlignSTS model is shipped with this installation; "
+                          "train one (voxflip train-alignsts), export it (voxflip export-alignsts CHECKPOINT -o "
+                          "DIR/alignsts.onnx) and pass DIR")
+    melody = _melody(options)
+    vocoder = None
+    folder = resolve_vocoder(options.vocoder)
+    if folder is not None:
+        from .vocoder.neural import NeuralVocoder
+
+        vocoder = NeuralVocoder(folder)
+        if vocoder.mel != target_mel():
+            raise OptionError("vocoder", options.vocoder, "reads another mel setup; alignsts needs a vocoder trained on "
+                              "the 24 kHz one (MelConfig.for_to_singing())")
+    return AlignSTSToSingingConverter(melody, AlignSTSModel(path), vocoder=vocoder, config=_sing_config(options),
+                                      chunk_frames=chunk_frames, seed=options.seed)
 
 
 #: the WORLD and PSOLA converters: their output does not depend on the chunk (tests: each frame is
@@ -350,9 +433,10 @@ CONVERTERS: tuple[ConverterSpec, ...] = (
     ConverterSpec("flow-dur", Direction.TO_SPEECH,
                   "the S2S flow model (Huang and Benetos) with its predicted speech durations",
                   FlowOptions, _flow(True), time_preserving=False, grid=flow_chunk_grid(), needs=(ONNX_RUNTIME,),
-                  aliases=("flow",)),
+                  aliases=("flow",), default_model=default_flow_model),
     ConverterSpec("flow-nodur", Direction.TO_SPEECH, "the S2S flow model, keeping the sung timing",
-                  FlowOptions, _flow(False), time_preserving=True, grid=flow_chunk_grid(), needs=(ONNX_RUNTIME,)),
+                  FlowOptions, _flow(False), time_preserving=True, grid=flow_chunk_grid(), needs=(ONNX_RUNTIME,),
+                  default_model=default_flow_model),
     ConverterSpec("world-dur", Direction.TO_SPEECH, "WORLD: speech intonation, held vowels shortened",
                   ShortenOptions, _world_to_speech(True), time_preserving=False, grid=_WORLD,
                   params=("transpose", "duration")),
@@ -368,6 +452,10 @@ CONVERTERS: tuple[ConverterSpec, ...] = (
     ConverterSpec("world", Direction.TO_SINGING,
                   "WORLD: the speech's syllables on the notes of a melody (or of live notes)",
                   SingOptions, _world_to_singing, time_preserving=False, grid=_WORLD, params=("transpose", "note")),
+    ConverterSpec("alignsts", Direction.TO_SINGING,
+                  "the AlignSTS model (Li et al.): rhythm adaptor, cross-modal aligner, diffusion decoder; "
+                  "sings once the speech has ended", AlignSTSOptions, _alignsts, time_preserving=False,
+                  grid=alignsts_chunk_grid(), needs=(ONNX_RUNTIME, WHISPER), default_model=default_alignsts_model),
 )
 
 

@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 runtime="${VOXFLIP_RUNTIME:-cpu}"
 case "$runtime" in cpu|gpu) ;; *) echo "voxflip: VOXFLIP_RUNTIME=$runtime must be cpu or gpu" >&2; exit 2 ;; esac
 extras="$runtime${1:+,$1}"
-if [ "$runtime" = gpu ] && [[ ",${1:-}," == *,eval,* ]]; then
-  # faster-whisper (eval) requires onnxruntime for its VAD, which would sit beside onnxruntime-gpu
-  echo "voxflip: the eval extra pulls the CPU onnxruntime (through faster-whisper); evaluate with VOXFLIP_RUNTIME=cpu" >&2
+if [ "$runtime" = gpu ] && [[ ",${1:-}," == *,eval,* || ",${1:-}," == *,whisper,* ]]; then
+  # faster-whisper (eval, whisper) requires onnxruntime for its VAD, which would sit beside onnxruntime-gpu
+  echo "voxflip: the eval and whisper extras pull the CPU onnxruntime (through faster-whisper); use VOXFLIP_RUNTIME=cpu" >&2
   exit 2
 fi
 py="${PYTHON:-python3}"

@@ -13,6 +13,7 @@ import soundfile as sf
 
 torch = pytest.importorskip("torch")
 
+from voxflip.engine.converters.alignsts_model import f0_classes  # noqa: E402
 from voxflip.engine.errors import ConfigError  # noqa: E402
 from voxflip.trainer.models.alignsts import (  # noqa: E402
     AlignSTS,
@@ -20,7 +21,6 @@ from voxflip.trainer.models.alignsts import (  # noqa: E402
     RhythmVQ,
     cosine_schedule,
     guided_attention_loss,
-    quantise_f0,
     ssim_loss,
     window_mask,
 )
@@ -31,17 +31,15 @@ SMALL = AlignSTSConfig(hidden=32, content_bottleneck=8, diffusion_channels=32, d
 
 def test_f0_classes():
     f0 = np.array([0.0, 50.0, 1100.0, 5000.0, 20.0, 220.0, 440.0])
-    q = quantise_f0(f0)
+    q = f0_classes(f0)
     assert q.dtype.kind == "i"
     assert q[0] == 0                                  # unvoiced
     assert q[1] == 1 and q[4] == 1                    # the floor, and below it clipped to it
     assert q[2] == 255 and q[3] == 255                # the ceiling, and above it
     assert 1 < q[5] < q[6] < 255
-    # uniform on the mel scale: an octave up from 220 Hz moves fewer classes than from 110 Hz to 220 Hz? no:
-    # mel is ~linear below 700 Hz, so 220 -> 440 moves about twice 110 -> 220
-    q110, q220, q440 = quantise_f0(np.array([110.0, 220.0, 440.0]))
+    # uniform on the mel scale, which is nearly linear below 700 Hz: 220 -> 440 moves about twice 110 -> 220
+    q110, q220, q440 = f0_classes(np.array([110.0, 220.0, 440.0]))
     assert 1.6 < (q440 - q220) / (q220 - q110) < 2.1
-    assert torch.equal(quantise_f0(torch.tensor(f0)), torch.from_numpy(q))
 
 
 def test_window_mask_on_a_known_case():
@@ -346,13 +344,14 @@ def test_eval_systems_sing_the_notes_or_the_reference_contour(tiny_checkpoint, p
     from voxflip.trainer.eval.systems import get_system
 
     entry = read_manifest(pair_manifest)[0]
-    options = {"alignsts": {"alignsts": str(tiny_checkpoint)}}
-    audio, rate = get_system("ref:alignsts").run(entry, options)
-    assert rate == 24_000 and np.all(np.isfinite(audio))
+    options = {"alignsts_models": {"alignsts": str(tiny_checkpoint)}}
+    speech_rate = sf.info(str(entry.speech)).samplerate
+    audio, rate = get_system("ref:alignsts").run(entry, options)   # the checkpoint, exported on first use
+    assert rate == speech_rate and np.all(np.isfinite(audio))
     assert abs(audio.shape[0] / rate - 1.2) < 0.02           # the reference singing's length
     audio, rate = get_system("alignsts").run(entry, options)  # the notes transcribed from the singing
-    assert rate == 24_000 and 0.3 < audio.shape[0] / rate < 1.3
-    with pytest.raises(ConfigError, match="--alignsts alignsts-gan=CHECKPOINT"):
+    assert rate == speech_rate and 0.3 < audio.shape[0] / rate < 1.3
+    with pytest.raises(ConfigError, match="--alignsts alignsts-gan=EXPORT_DIR"):
         get_system("alignsts-gan").run(entry, options)
 
 
@@ -407,3 +406,38 @@ def test_relative_windows_refuse_to_stream():
 
     with pytest.raises(ConfigError, match="window_mode"):
         AlignSTSContext.of(SMALL.to_dict())
+
+
+# -- the engine's runner (ONNX Runtime, no torch) against the torch model --------------------------
+@pytest.mark.parametrize(("decoder", "window_mode"), [("diffusion", "relative"), ("diffusion", "absolute"),
+                                                      ("fs2", "absolute")])
+def test_engine_runner_sings_what_the_torch_model_sings(tmp_path, decoder, window_mode):
+    """AlignSTSModel prepares the inputs as training did (F0 classes, the seeded noise) and, for absolute
+    windows, runs chunk by chunk: every chunking gives the torch model's whole-utterance mel."""
+    from dataclasses import replace
+
+    pytest.importorskip("onnxruntime")
+    from voxflip.engine.converters.alignsts_model import AlignSTSModel
+    from voxflip.trainer.alignsts_export import export_model
+
+    torch.manual_seed(0)
+    cfg = replace(SMALL, decoder=decoder, window_mode=window_mode, window_frames=5, decoder_context=6)
+    model = AlignSTS(cfg).eval()
+    export_model(model, tmp_path / "alignsts.onnx")
+    engine = AlignSTSModel(tmp_path)
+    assert engine.streams == (window_mode == "absolute")
+    rng = np.random.default_rng(3)
+    t, n, m = 230, 41, 60
+    content = rng.standard_normal((n, 512)).astype(np.float32)
+    f0 = np.where(np.arange(t) % 50 < 40, 220.0 * 2 ** (np.arange(t) // 50 / 12), 0.0).astype(np.float32)
+    timbre = (rng.standard_normal((m, 80)) - 4.0).astype(np.float32)
+    noise = np.random.default_rng(11).standard_normal((cfg.diffusion_steps, 1, 80, t), dtype=np.float32)
+    with torch.no_grad():
+        want = model.infer(torch.from_numpy(content.T.copy())[None], torch.tensor([n]),
+                           torch.from_numpy(f0_classes(f0))[None], torch.tensor([t]),
+                           torch.from_numpy(timbre.T.copy())[None], torch.tensor([m]),
+                           noise=torch.from_numpy(noise) if decoder == "diffusion" else None)["mel"][0].T.numpy()
+    for chunk in ((512, 7, 64) if engine.streams else (512,)):
+        got = engine.sing(content, f0, timbre, seed=11, chunk_frames=chunk)
+        assert got.shape == (t, 80)
+        assert np.max(np.abs(got - want)) < 1e-4, f"chunks of {chunk}"

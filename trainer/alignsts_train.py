@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from voxflip.engine.converters.alignsts_model import MODEL_KIND, f0_classes
 from voxflip.engine.errors import ConfigError
 
 from .config import _build, read_tables
@@ -40,7 +41,7 @@ from .data.content import CONTENT_DIM, cached_states
 from .data.features import FeatureConfig, compute_features, load_features
 from .data.manifest import read_manifest
 from .dataset import BatchOrder
-from .models.alignsts import AlignSTS, AlignSTSConfig, MultiWindowDiscriminator, quantise_f0
+from .models.alignsts import AlignSTS, AlignSTSConfig, MultiWindowDiscriminator
 from .train import (
     _prune,
     _save,
@@ -178,7 +179,7 @@ def load_utterances(config: AlignSTSRunConfig, progress: bool = True) -> tuple[l
             continue
         side = "speech" if need_speech else "singing"
         content = cached_states(getattr(e, side), root / "content_features").astype(np.float16)
-        utt = Utterance(e.id, content, quantise_f0(f["singing_f0_hz"], mc.pitch_bins, mc.f0_min_hz, mc.f0_max_hz),
+        utt = Utterance(e.id, content, f0_classes(f["singing_f0_hz"], mc.pitch_bins, mc.f0_min_hz, mc.f0_max_hz),
                         f["singing_rhythm"].astype(np.float32), f["singing_mel"], f[f"{side}_mel"])
         (valid if e.id in held else train).append(utt)
     if bar is not None:
@@ -326,7 +327,7 @@ def train_alignsts(config: AlignSTSRunConfig, run_dir: str | Path, *, resume: bo
                 writer.add_scalar(f"valid/{key}", value, step)
         if step % tc.checkpoint_every == 0 or step == target:
             checkpoint = run_dir / "checkpoints" / f"step_{step:08d}.pt"
-            payload = {"format": CHECKPOINT_FORMAT, "kind": "alignsts", "model": model.state_dict(),
+            payload = {"format": CHECKPOINT_FORMAT, "kind": MODEL_KIND, "model": model.state_dict(),
                        "optimizer": opt.state_dict(), "model_config": cfg.to_dict(), "step": step, "epoch": epoch,
                        "index": index, "rng": rng_states(), "train_config": text}
             if disc is not None:
@@ -340,7 +341,7 @@ def load_alignsts(path: str | Path) -> tuple[AlignSTS, dict]:
     """A trained model (eval mode) and its checkpoint's payload, read with ``weights_only=True``."""
     path = Path(path)
     payload = read_checkpoint(path)
-    if payload.get("kind") != "alignsts":
+    if payload.get("kind") != MODEL_KIND:
         raise ConfigError(f"checkpoint {str(path)!r} is not an AlignSTS checkpoint (kind={payload.get('kind')!r})")
     model = AlignSTS(AlignSTSConfig.from_dict(payload["model_config"], f"checkpoint {path}"))
     try:

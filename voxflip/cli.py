@@ -44,6 +44,7 @@ FLAG_OF_OPTION: dict[str, str] = {
     "max_output_s": "--max-output-s",
     "voice_floor_hz": "--voice-floor",
     "vocoder": "--vocoder",
+    "seed": "--seed",
     "live_notes": "live notes (no --melody)",
 }
 
@@ -138,8 +139,11 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--method", help=_method_help())
     render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, a .csv/.json note list, "
                         "or a sung or hummed recording (.wav/.flac/...: its notes are transcribed)")
-    render.add_argument("--model", help=f"a model exported by voxflip export (model.onnx) for "
-                                        f"{_option_methods('model_path')} (default: the shipped one)")
+    render.add_argument("--model", help=f"a model for {_option_methods('model_path')}: for flow-*, the model.onnx "
+                                        "of voxflip export; for alignsts, the folder of voxflip export-alignsts "
+                                        "(default: the shipped one)")
+    render.add_argument("--seed", type=int, metavar="N",
+                        help=f"the noise of {_option_methods('seed')}'s diffusion decoder, a whole number >= 0 (default 0)")
     render.add_argument("--vocoder", metavar="NAME|DIR", help=_VOCODER_HELP)
     render.add_argument("--transpose", type=_finite_float, metavar="SEMITONES",
                         help="shift the melody (singing) or the speaking pitch (speech) by semitones (default 0)")
@@ -183,6 +187,7 @@ def get_parser() -> argparse.ArgumentParser:
                                        "singing follows live notes (OSC /voxflip/note)")
     live.add_argument("--transpose", type=_finite_float, metavar="SEMITONES", help="as for render (default 0)")
     live.add_argument("--tempo", type=_finite_float, metavar="FACTOR", help="play --melody FACTOR times faster, 0.1..10 (default 1)")
+    live.add_argument("--seed", type=int, metavar="N", help="as for render (default 0)")
     live.add_argument("--duration", type=_finite_float, metavar="AMOUNT",
                       help=f"{_option_methods('duration')}: vowel shortening 0..1")
     live.add_argument("--chunk-ms", type=_finite_float, default=None, metavar="MS",
@@ -350,9 +355,11 @@ def get_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help=f"model for {_option_methods('model_path')} (default: the shipped one)")
     ev.add_argument("--vocoder", action="append", default=[], metavar="NAME=DIR",
                     help="the exported vocoder the systems NAME:flow-* use (hifigan or pwg; default: the shipped one)")
-    ev.add_argument("--alignsts", action="append", default=[], metavar="NAME=CHECKPOINT",
-                    help="the train-alignsts checkpoint of the system NAME (alignsts, alignsts-gan, alignsts-zeroshot; "
-                         "ref:NAME uses the same); use one --out per checkpoint, as converted clips are cached")
+    ev.add_argument("--alignsts", action="append", default=[], metavar="NAME=MODEL",
+                    help="the model of the system NAME (alignsts, alignsts-gan, alignsts-zeroshot; ref:NAME uses the "
+                         "same): an export of voxflip export-alignsts, or a train-alignsts checkpoint (.pt, exported on "
+                         "first use); alignsts defaults to the shipped one. Use one --out per model, as converted "
+                         "clips are cached")
 
     demo = sub.add_parser(
         "demo",

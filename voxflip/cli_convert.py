@@ -27,6 +27,7 @@ CONVERTER_FLAGS: dict[str, str] = {
     "max_output_s": "max_output_s",
     "voice_floor": "voice_floor_hz",
     "vocoder": "vocoder",
+    "seed": "seed",
 }
 
 

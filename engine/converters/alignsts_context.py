@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..features.mel import MelConfig
+from .base import ChunkGrid
 
 #: the aligner's feed-forward kernel (:class:`voxflip.trainer.models.alignsts.CrossAttentionLayer`'s default)
 ALIGNER_FFN_KERNEL = 9
@@ -61,3 +63,10 @@ class AlignSTSContext:
         """How far past an output frame its inputs reach, in seconds: the target-axis margin, then
         the content window beyond that frame's centre."""
         return self.target_frames * target_frame_s + self.content_frames * content_frame_s
+
+
+def alignsts_chunk_grid() -> ChunkGrid:
+    """The ``alignsts`` converter's chunks, on the model's 24 kHz, 128-sample hop: 1 s offline, 10.7 ms
+    live (it listens until the input ends, so the chunk changes only how often it is called)."""
+    mel = MelConfig.for_to_singing()
+    return ChunkGrid(mel.hop_samples, mel.sample_rate, default_frames=187, live_frames=2)

@@ -80,3 +80,26 @@ def repair_aperiodicity(ap: np.ndarray) -> np.ndarray:
     """
     ap = np.asarray(ap, dtype=np.float64)
     return np.clip(np.where(np.isfinite(ap), ap, 1.0), 0.0, 1.0)
+
+
+def active_rms(audio: np.ndarray, sample_rate: int, *, frame_s: float = 0.02, range_db: float = 30.0) -> float:
+    """The RMS of the frames that carry the signal: ``frame_s`` frames within ``range_db`` of the loud ones
+    (the 95th percentile of frame levels), so leading and trailing silence do not count. 0 for silence.
+
+    Computed at 2**-k of the input's level where it is above full scale (:func:`scale_exponents`), so
+    any finite float input gives a finite answer.
+    """
+    x = np.asarray(audio, np.float64)
+    hop = max(1, int(round(frame_s * sample_rate)))
+    n = x.shape[0] // hop
+    if n == 0:
+        x, n = np.pad(x, (0, hop - x.shape[0])), 1
+    peak = float(np.max(np.abs(x), initial=0.0))
+    if peak == 0.0 or not np.isfinite(peak):
+        return 0.0
+    k = int(scale_exponents(np.array([peak]))[0])
+    frames = np.ldexp(x[: n * hop], -k).reshape(n, hop)
+    energy = np.mean(frames**2, axis=1)
+    loud = np.percentile(energy, 95)
+    active = energy[energy >= loud * 10.0 ** (-range_db / 10.0)]
+    return float(np.ldexp(np.sqrt(np.mean(active)), k))

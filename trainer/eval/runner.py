@@ -283,7 +283,7 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
                 continue
             jobs.append((system.name, entry, str(clip_dir),
                          {"model": model, "asr": asr, "manifest_dir": str(Path(manifest).parent),
-                          "vocoders": dict(vocoders or {}), "alignsts": dict(alignsts or {})}))
+                          "vocoders": dict(vocoders or {}), "alignsts_models": dict(alignsts or {})}))
     result.languages = {entry.id: entry.language for entry in entries}
     total, done = len(jobs), 0
     if progress is not None:

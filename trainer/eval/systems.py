@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from voxflip.engine.audio_io import read_audio
+from voxflip.engine.converters.alignsts_model import MODEL_KIND
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.notes import Melody, Note
 from voxflip.engine.registry import ConverterSpec, Direction, converters, make_converter
@@ -224,36 +225,62 @@ def _sung_copy(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
     return _copy_synthesis(entry.singing, MelConfig.for_to_singing())
 
 
-#: the AlignSTS systems, each a checkpoint given by ``voxflip eval --alignsts NAME=CHECKPOINT``
+#: the AlignSTS systems, each a model given by ``voxflip eval --alignsts NAME=MODEL`` (an export of
+#: ``voxflip export-alignsts``, or a ``train-alignsts`` checkpoint, exported on first use); ``alignsts``
+#: is also the converter of that name, and takes the shipped model when none is given
 ALIGNSTS_SYSTEMS = {
-    "alignsts": "the AlignSTS model (diffusion decoder), paired training",
-    "alignsts-gan": "AlignSTS with FastSpeech 2's decoder and the multi-window discriminator",
-    "alignsts-zeroshot": "AlignSTS trained on singing alone, given speech",
+    MODEL_KIND: "the AlignSTS model (diffusion decoder), paired training",
+    f"{MODEL_KIND}-gan": "AlignSTS with FastSpeech 2's decoder and the multi-window discriminator",
+    f"{MODEL_KIND}-zeroshot": "AlignSTS trained on singing alone, given speech",
 }
 
 
-@functools.lru_cache(maxsize=4)
-def _alignsts_model(path: str):
-    from ..alignsts_train import load_alignsts
+def _alignsts_model(name: str, options: dict):
+    """The exported model ``--alignsts NAME=MODEL`` gives (a checkpoint is exported once into the cache),
+    or for ``alignsts`` the shipped one."""
+    from voxflip.engine.converters.alignsts_model import AlignSTSModel
+    from voxflip.engine.registry import default_alignsts_model
 
-    return load_alignsts(path)[0]
+    given = (options.get("alignsts_models") or {}).get(name)
+    if given is None:
+        if name == MODEL_KIND and default_alignsts_model().is_dir():
+            return AlignSTSModel(default_alignsts_model())
+        raise ConfigError(f"system {name} needs a model: voxflip eval --alignsts {name}=EXPORT_DIR (or CHECKPOINT.pt)")
+    path = Path(given)
+    if path.suffix == ".pt":
+        path = _exported(str(path.resolve()), path.stat().st_mtime_ns)
+    return AlignSTSModel(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _exported(checkpoint: str, mtime_ns: int) -> Path:
+    import hashlib
+
+    from voxflip.engine.features.whisper_model import cache_dir
+
+    from ..alignsts_export import export_alignsts
+
+    folder = cache_dir() / "alignsts-exports" / hashlib.sha256(f"{checkpoint}|{mtime_ns}".encode()).hexdigest()[:16]
+    if not (folder / "alignsts.manifest.json").is_file():
+        export_alignsts(checkpoint, folder / "alignsts.onnx")
+    return folder
 
 
 def _alignsts(name: str, reference: bool) -> Runner:
-    """AlignSTS on the entry's speech; the target F0 from its notes (as ``world`` gets them), or with
-    ``reference`` the real singing's own F0 (the paper's condition)."""
+    """The ``alignsts`` converter with the system's model on the entry's speech; the target F0 from its
+    notes (as ``world`` gets them), or with ``reference`` the real singing's own F0 (the paper's condition)."""
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-        from ..alignsts_infer import convert, notes_f0, reference_f0, target_config
+        from voxflip.engine.converters.alignsts_to_singing import AlignSTSToSingingConverter
 
-        path = (options.get("alignsts") or {}).get(name)
-        if path is None:
-            raise ConfigError(f"system {name} needs a checkpoint: voxflip eval --alignsts {name}=CHECKPOINT")
-        speech, rate = read_audio(entry.speech)
+        from ..alignsts_infer import reference_f0
+
+        model = _alignsts_model(name, options)
         if reference:
-            f0 = reference_f0(*read_audio(entry.singing))
+            converter = AlignSTSToSingingConverter(None, model, f0_hz=reference_f0(*read_audio(entry.singing)))
         else:
-            f0 = notes_f0(melody_of(entry))
-        return convert(_alignsts_model(str(path)), speech, rate, f0)["audio"], target_config().sample_rate
+            converter = AlignSTSToSingingConverter(melody_of(entry), model)
+        converter.name = name
+        return _convert(entry.speech, converter)
 
     return run
 
@@ -291,7 +318,7 @@ register(System("sts-real", _SINGING, "the real singing of the pair (the ceiling
 register(System("sts-real-vocoded", _SINGING, "the real singing's 24 kHz mel and F0 through the DSP mel vocoder "
                 "(the AlignSTS systems' ceiling)", _sung_copy, ("singing", "melody")))
 for _name, _what in ALIGNSTS_SYSTEMS.items():
-    register(System(_name, _SINGING, f"{_what}, on the notes (--alignsts {_name}=CHECKPOINT)",
+    register(System(_name, _SINGING, f"{_what}, on the notes (--alignsts {_name}=MODEL)",
                     _alignsts(_name, reference=False), ("speech", "melody")))
     register(System(f"ref:{_name}", _SINGING, f"{_what}, on the real singing's F0 (the paper's condition)",
                     _alignsts(_name, reference=True), ("speech", "singing")))
@@ -299,6 +326,8 @@ for _name in ("AlignSTS", "StyleSinger"):
     register(System(f"{_name.lower()}-published", _SINGING, f"{_name}'s published output for the same speech "
                     "(published.jsonl beside the manifest)", _published(_name), ("speech", "melody")))
 for _spec in converters():
+    if _spec.name in ALIGNSTS_SYSTEMS:
+        continue   # registered above, with the model --alignsts gives
     _needs = (_spec.direction.source,) if _spec.direction is _SPEECH else ("speech", "melody")
     register(System(_spec.name, _spec.direction, _spec.summary, _converter_runner(_spec), _needs))
     if _spec.direction is _SPEECH:

@@ -135,20 +135,6 @@ class AlignSTSConfig:
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-def quantise_f0(f0_hz: Tensor | np.ndarray, bins: int = 256, f0_min: float = 50.0, f0_max: float = 1100.0):
-    """F0 to ``bins`` classes, uniform on the mel scale between ``f0_min`` and ``f0_max``; 0 = unvoiced.
-
-    Voiced frames take classes ``1..bins-1``; F0 outside the range is clipped to it.
-    """
-    as_np = isinstance(f0_hz, np.ndarray)
-    f0 = torch.as_tensor(f0_hz, dtype=torch.float32)
-    lo, hi = 1127.0 * math.log1p(f0_min / 700.0), 1127.0 * math.log1p(f0_max / 700.0)
-    mel = 1127.0 * torch.log1p(f0.clamp(min=0.0) / 700.0)
-    q = ((mel - lo) / (hi - lo) * (bins - 2)).clamp(0, bins - 2).round().long() + 1
-    q = torch.where(f0 > 0, q, torch.zeros_like(q))
-    return q.numpy() if as_np else q
-
-
 def sinusoid(positions: Tensor, channels: int) -> Tensor:
     """``(B, L)`` real positions -> ``(B, L, channels)`` sinusoidal encodings (Vaswani et al.)."""
     half = channels // 2

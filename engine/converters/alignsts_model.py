@@ -1,0 +1,235 @@
+"""A trained AlignSTS (``voxflip export-alignsts``) run by ONNX Runtime: content, target F0 and a voice in,
+a sung mel out. No torch.
+
+The graph converts one utterance (:mod:`voxflip.trainer.alignsts_export` names its inputs). This
+module prepares them the way training did: the target F0 on the model's 24 kHz frame grid
+(:func:`notes_f0` from notes, with the WORLD converters' portamento and vibrato), its classes
+(:func:`f0_classes`, uniform on the mel scale, 0 unvoiced), the diffusion decoder's noise from a
+seeded generator (so a render is reproducible). A model with absolute windows is run chunk by
+chunk on exactly the inputs each chunk needs
+(:class:`~.alignsts_context.AlignSTSContext`; the output equals the whole utterance's); one with
+the paper's relative windows needs the whole utterance, at most :data:`MAX_TARGET_FRAMES`.
+
+The manifest is data from elsewhere (docs/security.md): every field is checked before the graph
+is opened, and a bad one is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends.onnx_step import MAX_MANIFEST_BYTES, _file_in, _show, _whole
+from ..backends.runtime import ort_session
+from ..errors import ArtifactMismatchError, ConfigError
+from ..features.content import CONTENT_DIM, CONTENT_FRAME_S, CONTENT_KIND
+from ..features.mel import MelConfig
+from ..melody import Melody
+from .alignsts_context import AlignSTSContext
+from .world_to_singing import WorldToSingingConfig, sung_pitch_hz
+
+FORMAT_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+#: the kind of model in manifests and checkpoints (spelled as the converter that runs it, which the
+#: registry names; the one literal of it outside the registry, tests/test_engine_registry.py)
+MODEL_KIND = "alignsts"
+#: the longest singing a whole-utterance model converts at once (frames of 5.3 ms: 60 s)
+MAX_TARGET_FRAMES = 11_250
+#: the most content frames (20 ms) a whole-utterance model reads at once: 60 s of speech
+MAX_CONTENT_FRAMES = 3_000
+#: target frames per call for a model with absolute windows (each call adds its context on both sides)
+STREAM_CHUNK_FRAMES = 512
+_KEYS = ("format_version", "model", "onnx_opset", "files", "inputs", "mel", "content", "f0", "decoder",
+         "diffusion_steps", "window_mode", "stream_context", "model_config", "config_hash", "trained_steps")
+INPUTS = ("content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "ratio")
+
+
+def target_mel() -> MelConfig:
+    """The mel setup AlignSTS predicts (24 kHz, hop 128, 80 bands)."""
+    return MelConfig.for_to_singing()
+
+
+def f0_classes(f0_hz: np.ndarray, bins: int = 256, f0_min: float = 50.0, f0_max: float = 1100.0) -> np.ndarray:
+    """F0 to ``bins`` classes, uniform on the mel scale between ``f0_min`` and ``f0_max``; 0 = unvoiced.
+
+    Voiced frames take classes ``1..bins-1``; F0 outside the range is clipped to it (int64).
+    """
+    f0 = np.asarray(f0_hz, np.float32)
+    lo, hi = 1127.0 * math.log1p(f0_min / 700.0), 1127.0 * math.log1p(f0_max / 700.0)
+    mel = (1127.0 * np.log1p(np.maximum(f0, 0.0) / 700.0)).astype(np.float32)
+    q = np.round(np.clip((mel - lo) / (hi - lo) * (bins - 2), 0, bins - 2)).astype(np.int64) + 1
+    return np.where(f0 > 0, q, 0).astype(np.int64)
+
+
+def notes_f0(melody: Melody, frames: int | None = None, config: WorldToSingingConfig | None = None) -> np.ndarray:
+    """``(frames,)`` F0 in Hz on the model's frame grid; 0 in rests. ``frames`` defaults to the melody's end."""
+    cfg = config or WorldToSingingConfig()
+    frame_s = target_mel().frame_s
+    end = melody.notes[-1].end_s
+    n = int(np.ceil(end / frame_s)) if frames is None else frames
+    f0 = np.zeros(n, np.float32)
+    previous = None
+    for note in melody.notes:
+        a, b = int(round(note.start_s / frame_s)), min(n, int(round(note.end_s / frame_s)))
+        legato = previous is not None and abs(note.start_s - previous.end_s) < 1e-3
+        for k in range(a, b):
+            f0[k] = sung_pitch_hz(note.midi_note + cfg.transpose_semitones, (k - a) * frame_s,
+                                  previous.midi_note + cfg.transpose_semitones if legato else None, cfg)
+        previous = note
+    return f0
+
+
+def manifest_path(model: str | Path) -> Path:
+    """An export folder, its ``.onnx`` or its manifest -> the manifest's path."""
+    path = Path(model)
+    if path.is_dir():
+        found = sorted(path.glob(f"*{MANIFEST_SUFFIX}"))
+        if len(found) != 1:
+            raise ConfigError(f"AlignSTS folder {str(path)!r} holds {len(found)} manifests (*{MANIFEST_SUFFIX}); "
+                              "it needs exactly one (voxflip export-alignsts writes it)")
+        return found[0]
+    if path.suffix == ".onnx":
+        path = path.with_name(path.stem + MANIFEST_SUFFIX)
+    if not path.is_file():
+        raise ConfigError(f"AlignSTS model {str(model)!r}: no manifest at {str(path)!r}; export one with "
+                          "voxflip export-alignsts CHECKPOINT -o folder/alignsts.onnx")
+    return path
+
+
+def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
+    """Every field an AlignSTS manifest needs, checked before anything is opened (one-line errors)."""
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{path}: an AlignSTS manifest is a JSON object, got {type(manifest).__name__}")
+    unknown = sorted(k for k in manifest if k not in _KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown field {str(unknown[0])[:60]!r}; an AlignSTS manifest has: {', '.join(_KEYS)}")
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != MODEL_KIND:
+        raise ArtifactMismatchError(f"{path} is format {_show(manifest.get('format_version'))} of model "
+                                    f"{_show(manifest.get('model'))}; this voxflip reads format {FORMAT_VERSION} of "
+                                    "'alignsts'. Re-export it: voxflip export-alignsts CHECKPOINT -o alignsts.onnx")
+    missing = [k for k in ("files", "inputs", "mel", "content", "f0", "decoder", "diffusion_steps", "window_mode",
+                           "model_config") if k not in manifest]
+    if missing:
+        raise ConfigError(f"{path}: the field {missing[0]!r} is missing; re-export it with voxflip export-alignsts")
+    if manifest["mel"] != asdict(target_mel()):
+        raise ArtifactMismatchError(f"{path} was exported for the mel setup {str(manifest['mel'])[:300]!r}; this engine "
+                                    "computes MelConfig.for_to_singing() only")
+    content = manifest["content"]
+    if content != {"kind": CONTENT_KIND, "dim": CONTENT_DIM, "frame_s": CONTENT_FRAME_S}:
+        raise ArtifactMismatchError(f"{path}: content={_show(content, 120)}; this engine computes "
+                                    f"{CONTENT_KIND} states ({CONTENT_DIM} wide, every {CONTENT_FRAME_S} s)")
+    f0 = manifest["f0"]
+    if (not isinstance(f0, dict) or sorted(f0) != ["bins", "max_hz", "min_hz", "scale"] or f0["scale"] != "mel"
+            or not _whole(f0["bins"], 3, 4096) or not all(isinstance(f0[k], int | float) and not isinstance(f0[k], bool)
+                                                             for k in ("min_hz", "max_hz"))
+            or not 0 < f0["min_hz"] < f0["max_hz"] <= 20_000):
+        raise ConfigError(f"{path}: f0={_show(f0, 120)} must be {{\"bins\": 3..4096, \"min_hz\": >0, \"max_hz\": "
+                          "> min_hz, \"scale\": \"mel\"}")
+    decoder, steps = manifest["decoder"], manifest["diffusion_steps"]
+    if decoder not in ("diffusion", "fs2"):
+        raise ConfigError(f"{path}: decoder={_show(decoder)} must be 'diffusion' or 'fs2'")
+    if not _whole(steps, 1 if decoder == "diffusion" else 0, 64 if decoder == "diffusion" else 0):
+        raise ConfigError(f"{path}: diffusion_steps={_show(steps)} must be 1..64 for the diffusion decoder, 0 for fs2")
+    if manifest["window_mode"] not in ("relative", "absolute"):
+        raise ConfigError(f"{path}: window_mode={_show(manifest['window_mode'])} must be 'relative' or 'absolute'")
+    wanted = [*INPUTS, "noise"] if decoder == "diffusion" else list(INPUTS)
+    if manifest["inputs"] != wanted:
+        raise ConfigError(f"{path}: inputs={_show(manifest['inputs'], 120)} must be {wanted}")
+    if not isinstance(manifest["model_config"], dict):
+        raise ConfigError(f"{path}: model_config must be an object (the trained model's configuration)")
+    if manifest["window_mode"] == "absolute":
+        context = manifest.get("stream_context")
+        if (not isinstance(context, dict) or sorted(context) != ["content_frames", "target_frames"]
+                or not all(_whole(v, 0, 100_000) for v in context.values())):
+            raise ConfigError(f"{path}: stream_context={_show(context, 80)} must be {{\"target_frames\": n, "
+                              "\"content_frames\": n}} for a model with absolute windows")
+    files = manifest["files"]
+    if not isinstance(files, dict) or sorted(files) != ["graph"]:
+        raise ConfigError(f"{path}: files={_show(files, 80)} must be {{\"graph\": \"alignsts.onnx\"}}")
+    _file_in(path.parent, files["graph"], "files.graph", path)
+    return manifest
+
+
+class AlignSTSModel:
+    """An exported AlignSTS: :meth:`sing` turns content, a target F0 and a voice into a sung log-mel."""
+
+    def __init__(self, model: str | Path, *, threads: int = 1) -> None:
+        self.manifest_path = path = manifest_path(model)
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ConfigError(f"{path} is {path.stat().st_size} bytes; an AlignSTS manifest is at most "
+                              f"{MAX_MANIFEST_BYTES}")
+        try:
+            raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        self.manifest = check_manifest(raw, path)
+        self.decoder = self.manifest["decoder"]
+        self.steps = int(self.manifest["diffusion_steps"])
+        self.n_mels = target_mel().n_mels
+        f0 = self.manifest["f0"]
+        self._f0 = (int(f0["bins"]), float(f0["min_hz"]), float(f0["max_hz"]))
+        self.context = (AlignSTSContext(**self.manifest["stream_context"])
+                        if self.manifest["window_mode"] == "absolute" else None)
+        self.session = ort_session(path.parent / self.manifest["files"]["graph"], threads, purpose="AlignSTS models",
+                                   hint="; re-export it: voxflip export-alignsts CHECKPOINT -o alignsts.onnx")[0]
+        graph_inputs = [i.name for i in self.session.get_inputs()]
+        if graph_inputs != list(self.manifest["inputs"]):
+            raise ArtifactMismatchError(f"{path}: the graph takes {graph_inputs}, the manifest says "
+                                        f"{self.manifest['inputs']}; re-export it")
+
+    @property
+    def streams(self) -> bool:
+        """Whether the model has absolute windows (chunked output equals the whole utterance's)."""
+        return self.context is not None
+
+    def describe(self) -> str:
+        return (f"AlignSTS {self.decoder}, {self.manifest['window_mode']} windows, "
+                f"{self.manifest.get('trained_steps', 0)} steps ({self.manifest_path.parent.name})")
+
+    def sing(self, content: np.ndarray, f0_hz: np.ndarray, timbre_mel: np.ndarray, *, seed: int = 0,
+             chunk_frames: int = STREAM_CHUNK_FRAMES) -> np.ndarray:
+        """The sung ``(T, n_mels)`` log-mel.
+
+        Args:
+            content: ``(N, 512)`` Whisper encoder states of the speech.
+            f0_hz: ``(T,)`` the target F0 on the 24 kHz frame grid, 0 where unvoiced.
+            timbre_mel: ``(M, n_mels)`` log-mel of the voice to sing with (the speech itself).
+            seed: the diffusion decoder's noise.
+            chunk_frames: target frames per call, for a model with absolute windows.
+        """
+        content = np.ascontiguousarray(np.asarray(content, np.float32).T[None])
+        bins = f0_classes(f0_hz, *self._f0)[None]
+        timbre = np.ascontiguousarray(np.asarray(timbre_mel, np.float32).T[None])
+        t_total, n_total = bins.shape[1], content.shape[2]
+        if self.context is None and (t_total > MAX_TARGET_FRAMES or n_total > MAX_CONTENT_FRAMES):
+            raise ConfigError(f"this AlignSTS model (relative windows) converts at most 60 s of speech into 60 s of "
+                              f"singing at once; got {n_total * CONTENT_FRAME_S:.1f} s of speech, "
+                              f"{t_total * target_mel().frame_s:.1f} s of singing: cut the input into phrases")
+        noise = (np.random.default_rng(seed).standard_normal((self.steps, 1, self.n_mels, t_total), dtype=np.float32)
+                 if self.decoder == "diffusion" else None)
+        ratio = n_total / t_total
+        if self.context is None:
+            return self._run(content, bins, timbre, noise, 0, t_total, 0, n_total, ratio).T
+        pieces = []
+        for a in range(0, t_total, chunk_frames):
+            b = min(t_total, a + chunk_frames)
+            ta, tb, na, nb = self.context.slices(a, b, t_total, n_total, ratio)
+            mel = self._run(content, bins, timbre, noise, ta, tb, na, nb, ratio)
+            pieces.append(mel[:, a - ta : b - ta])
+        return np.concatenate(pieces, axis=1).T
+
+    def _run(self, content, bins, timbre, noise, ta: int, tb: int, na: int, nb: int, ratio: float) -> np.ndarray:
+        """The graph on target frames ``[ta, tb)`` and content frames ``[na, nb)``: ``(n_mels, tb - ta)``."""
+        feed = {"content": content[:, :, na:nb], "content_len": np.array([nb - na], np.int64),
+                "f0_bins": bins[:, ta:tb], "t_len": np.array([tb - ta], np.int64),
+                "timbre_mel": timbre, "timbre_len": np.array([timbre.shape[2]], np.int64),
+                "t_offset": np.array([ta], np.float32), "n_offset": np.array([na], np.float32),
+                "ratio": np.array([ratio], np.float32)}
+        if noise is not None:
+            feed["noise"] = np.ascontiguousarray(noise[..., ta:tb])
+        return self.session.run(["mel"], feed)[0][0]
