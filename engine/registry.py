@@ -162,6 +162,8 @@ class ConverterSpec:
             but needs more future than live allows (``None``: this one itself).
         default_model: where the trained model it runs without ``model_path`` is shipped (``None``:
             it runs no trained model).
+        whole_input: it converts only once the input has ended (it plans over all of it), so it
+            renders files and ``voxflip live`` refuses it.
     """
 
     name: str
@@ -176,6 +178,7 @@ class ConverterSpec:
     aliases: tuple[str, ...] = ()
     live_form: str | None = None
     default_model: Callable[[], Path] | None = None
+    whole_input: bool = False
 
     @property
     def sample_rate(self) -> int:
@@ -448,14 +451,16 @@ CONVERTERS: tuple[ConverterSpec, ...] = (
                   WorldOptions, _psola(False), time_preserving=True, grid=_PSOLA),
     ConverterSpec("psola", Direction.TO_SINGING,
                   "TD-PSOLA: world's syllable-to-note plan sung on the speaker's own waveform",
-                  SingOptions, _psola_to_singing, time_preserving=False, grid=_PSOLA, live_form="world"),
+                  SingOptions, _psola_to_singing, time_preserving=False, grid=_PSOLA, live_form="world",
+                  whole_input=True),
     ConverterSpec("world", Direction.TO_SINGING,
                   "WORLD: the speech's syllables on the notes of a melody (or of live notes)",
                   SingOptions, _world_to_singing, time_preserving=False, grid=_WORLD, params=("transpose", "note")),
     ConverterSpec("alignsts", Direction.TO_SINGING,
                   "the AlignSTS model (Li et al.): rhythm adaptor, cross-modal aligner, diffusion decoder; "
                   "sings once the speech has ended", AlignSTSOptions, _alignsts, time_preserving=False,
-                  grid=alignsts_chunk_grid(), needs=(ONNX_RUNTIME, WHISPER), default_model=default_alignsts_model),
+                  grid=alignsts_chunk_grid(), needs=(ONNX_RUNTIME, WHISPER), default_model=default_alignsts_model,
+                  whole_input=True),
 )
 
 

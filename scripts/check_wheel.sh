@@ -34,4 +34,18 @@ done
 # the shipped model through the [cpu] runtime, from the installed package data
 "$work/venv/bin/voxflip" render "$work/demo/arctic_a0007_sung.wav" -o "$work/demo/flow.wav" --to speech --method flow -q
 test -s "$work/demo/flow.wav" || { echo "check_wheel: the flow converter wrote nothing" >&2; exit 1; }
-echo "check_wheel: OK: the wheel renders both directions with their default converters, and with the shipped model" >&2
+# alignsts (the whisper extra goes with the cpu runtime): without the extra one line says what to install;
+# with it, the shipped AlignSTS model sings
+if [ "$runtime" = cpu ]; then
+  if "$work/venv/bin/voxflip" render "$repo/voxflip/data/arctic_a0007.wav" -o "$work/demo/alignsts.wav" --to singing \
+      --method alignsts --melody "$repo/voxflip/data/tune.mid" -q 2> "$work/err.txt"; then
+    echo "check_wheel: alignsts ran without the whisper extra" >&2; exit 1
+  fi
+  grep -q 'voxflip\[whisper\]' "$work/err.txt" || { echo "check_wheel: alignsts did not name the whisper extra:" >&2; cat "$work/err.txt" >&2; exit 1; }
+  quiet_pip "${pip[@]}" install -c "$repo/constraints.txt" "$wheel[$runtime,whisper]"
+  "${pip[@]}" check
+  "$work/venv/bin/voxflip" render "$repo/voxflip/data/arctic_a0007.wav" -o "$work/demo/alignsts.wav" --to singing \
+      --method alignsts --melody "$repo/voxflip/data/tune.mid" -q
+  test -s "$work/demo/alignsts.wav" || { echo "check_wheel: the alignsts converter wrote nothing" >&2; exit 1; }
+fi
+echo "check_wheel: OK: the wheel renders both directions with their default converters, and with the shipped models" >&2

@@ -27,6 +27,7 @@ SPEC = get_converter("alignsts")
 SHIPPED = default_alignsts_model()
 needs_model = pytest.mark.skipif(not SPEC.ships_model() or bool(SPEC.missing()),
                                  reason="no AlignSTS model is shipped here, or the whisper extra is not installed")
+TUNE_FILE = Path(__file__).resolve().parents[1] / "voxflip" / "data" / "tune.mid"
 TUNE = Melody(tuple(Note(0.25 * i, 0.25 * i + 0.22, 60.0 + (0, 2, 4, 5, 7, 5, 4, 2)[i]) for i in range(8)), "scale")
 
 
@@ -150,10 +151,22 @@ def test_render_sings_with_alignsts_without_torch(tmp_path, example_speech_path)
         "import sys\n"
         "from voxflip.cli import main\n"
         f"rc = main(['render', {str(example_speech_path)!r}, '-o', {str(tmp_path / 'song.wav')!r}, '--to', 'singing',"
-        f" '--method', 'alignsts', '--melody', {str(Path(__file__).resolve().parents[1] / 'voxflip/data/tune.mid')!r}])\n"
+        f" '--method', 'alignsts', '--melody', {str(TUNE_FILE)!r}])\n"
         "assert rc == 0, rc\n"
         "assert 'torch' not in sys.modules, 'the render path imported torch'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "song.wav").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("method", ["alignsts", "psola"])
+def test_live_refuses_a_converter_that_waits_for_the_whole_input(method, tmp_path, capsys, example_speech_path):
+    from voxflip.cli import main
+
+    code = main(["live", "--to", "singing", "--method", method, "--melody", str(TUNE_FILE),
+                 "--input-file", str(example_speech_path), "--output-file", str(tmp_path / "out.wav")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--method {method} converts once the whole input has ended" in err
+    assert "play world live" in err and not (tmp_path / "out.wav").exists()

@@ -218,6 +218,10 @@ def live_converters(args: argparse.Namespace) -> dict[str, Any]:
     primary = Direction.parse(args.to)
     specs = {d: get_converter(args.method, d) if d is primary and args.method else live_default_converter(d)
              for d in Direction}
+    if specs[primary].whole_input:
+        raise EngineError(f"--method {specs[primary].name} converts once the whole input has ended, so live it would "
+                          f"play only silence: render files with it (voxflip render), or play "
+                          f"{live_default_converter(primary).name} live")
     built = {}
     for direction, spec in specs.items():
         others = {k for d, s in specs.items() if d is not direction for k in s.option_names}

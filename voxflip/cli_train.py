@@ -238,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from voxflip.trainer.eval.systems import ALIGNSTS_SYSTEMS, NEURAL_VOCODERS
 
     vocoders = _named_paths(args.vocoder, "--vocoder", "DIR", NEURAL_VOCODERS)
-    alignsts = _named_paths(args.alignsts, "--alignsts", "CHECKPOINT", ALIGNSTS_SYSTEMS)
+    alignsts = _named_paths(args.alignsts, "--alignsts", "MODEL", ALIGNSTS_SYSTEMS)
     bar = _Bar("evaluating", "clip")
     try:
         result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit, asr=args.asr,
