@@ -86,6 +86,51 @@ def _file_in(folder: Path, value: Any, where: str, path: Path) -> Path:
     return target
 
 
+def find_manifest(model: str | Path, what: str, export: str, suffix: str = ".manifest.json") -> Path:
+    """An export folder (holding exactly one ``*{suffix}``), its ``.onnx`` or its manifest -> the manifest's
+    path; ``what`` names the model in messages, ``export`` is the command that writes one."""
+    path = Path(model)
+    if path.is_dir():
+        found = sorted(path.glob(f"*{suffix}"))
+        if len(found) != 1:
+            raise ConfigError(f"{what} folder {str(path)!r} holds {len(found)} manifests (*{suffix}); it needs "
+                              f"exactly one ({export} writes it)")
+        return found[0]
+    if path.suffix == ".onnx":
+        path = path.with_name(path.stem + suffix)
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(model)!r}: no manifest at {str(path)!r}; export one with {export}")
+    return path
+
+
+def read_manifest(path: Path, what: str) -> Any:
+    """A manifest's JSON, refused in one line when too large, not JSON or nested too deeply."""
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a {what} manifest "
+                          f"(at most {MAX_MANIFEST_BYTES}); is it the right file?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactMismatchError(f"{path}: not valid JSON ({getattr(exc, 'msg', None) or exc.reason})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a {what} manifest") from None
+
+
+def check_header(manifest: Any, path: Path, *, keys: tuple[str, ...], kind: str, version: int, what: str,
+                 export: str) -> None:
+    """What every manifest checks first: a JSON object, no field beyond ``keys``, ``format_version`` and
+    ``model`` this voxflip reads (``export``: the command that writes a current one)."""
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{path}: a {what} manifest is a JSON object, got {type(manifest).__name__}")
+    unknown = sorted(k for k in manifest if k not in keys)
+    if unknown:
+        raise ConfigError(f"{path}: unknown field {str(unknown[0])[:60]!r}; a {what} manifest has: {', '.join(keys)}")
+    if manifest.get("format_version") != version or manifest.get("model") != kind:
+        raise ArtifactMismatchError(f"{path} is format {_show(manifest.get('format_version'))} of model "
+                                    f"{_show(manifest.get('model'))}; this voxflip reads format {version} of "
+                                    f"{kind!r}. Re-export it: {export}")
+
+
 def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     """Check every field a flow model's manifest needs, before anything is allocated or opened.
 
@@ -101,16 +146,8 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
         ConfigError: a missing or unknown field, a value of the wrong type or outside
             its limit, a file path that is absolute or leaves the folder (one line each).
     """
-    if not isinstance(manifest, dict):
-        raise ConfigError(f"{path}: a model manifest is a JSON object, got {type(manifest).__name__}")
-    unknown = sorted(k for k in manifest if k not in _MANIFEST_KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown field {str(unknown[0])[:60]!r}; a manifest has: {', '.join(_MANIFEST_KEYS)}")
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != "s2s-flow":
-        raise ArtifactMismatchError(
-            f"{path} is format {_show(manifest.get('format_version'))} of model {_show(manifest.get('model'))}; "
-            f"this voxflip reads format {FORMAT_VERSION} of 's2s-flow'. Re-export it: voxflip export CHECKPOINT -o model.onnx"
-        )
+    check_header(manifest, path, keys=_MANIFEST_KEYS, kind="s2s-flow", version=FORMAT_VERSION, what="flow model",
+                 export="voxflip export CHECKPOINT -o model.onnx")
     missing = [k for k in ("files", "mel", "chunk_frames", "lookahead_frames", "noise_scale", "state") if k not in manifest]
     if missing:
         raise ConfigError(f"{path}: the field {missing[0]!r} is missing; a flow model's manifest has files, mel, "
@@ -181,15 +218,7 @@ class OnnxStepModel:
             path = path.with_suffix(".manifest.json")
         if not path.is_file():
             raise ConfigError(f"model manifest {str(path)!r} does not exist; export one with: voxflip export CHECKPOINT -o model.onnx")
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a model manifest "
-                              f"(at most {MAX_MANIFEST_BYTES}); is it the right file?")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArtifactMismatchError(f"{path}: not valid JSON ({getattr(exc, 'msg', None) or exc.reason})") from None
-        except RecursionError:
-            raise ConfigError(f"{path}: nested too deeply to be a model manifest") from None
+        manifest = read_manifest(path, "model")
         self.manifest = check_manifest(manifest, path)
         self.path = path
         self.mel = MelConfig(**manifest["mel"])

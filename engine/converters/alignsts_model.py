@@ -16,7 +16,6 @@ is opened, and a bad one is one line.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.onnx_step import MAX_MANIFEST_BYTES, _file_in, _show, _whole
+from ..backends.onnx_step import _file_in, _show, _whole, check_header, find_manifest, read_manifest
 from ..backends.runtime import ort_session
 from ..errors import ArtifactMismatchError, ConfigError
 from ..features.content import CONTENT_DIM, CONTENT_FRAME_S, CONTENT_KIND
@@ -84,34 +83,17 @@ def notes_f0(melody: Melody, frames: int | None = None, config: WorldToSingingCo
     return f0
 
 
+_EXPORT = "voxflip export-alignsts CHECKPOINT -o folder/alignsts.onnx"
+
+
 def manifest_path(model: str | Path) -> Path:
     """An export folder, its ``.onnx`` or its manifest -> the manifest's path."""
-    path = Path(model)
-    if path.is_dir():
-        found = sorted(path.glob(f"*{MANIFEST_SUFFIX}"))
-        if len(found) != 1:
-            raise ConfigError(f"AlignSTS folder {str(path)!r} holds {len(found)} manifests (*{MANIFEST_SUFFIX}); "
-                              "it needs exactly one (voxflip export-alignsts writes it)")
-        return found[0]
-    if path.suffix == ".onnx":
-        path = path.with_name(path.stem + MANIFEST_SUFFIX)
-    if not path.is_file():
-        raise ConfigError(f"AlignSTS model {str(model)!r}: no manifest at {str(path)!r}; export one with "
-                          "voxflip export-alignsts CHECKPOINT -o folder/alignsts.onnx")
-    return path
+    return find_manifest(model, "AlignSTS", _EXPORT, MANIFEST_SUFFIX)
 
 
 def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     """Every field an AlignSTS manifest needs, checked before anything is opened (one-line errors)."""
-    if not isinstance(manifest, dict):
-        raise ConfigError(f"{path}: an AlignSTS manifest is a JSON object, got {type(manifest).__name__}")
-    unknown = sorted(k for k in manifest if k not in _KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown field {str(unknown[0])[:60]!r}; an AlignSTS manifest has: {', '.join(_KEYS)}")
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != MODEL_KIND:
-        raise ArtifactMismatchError(f"{path} is format {_show(manifest.get('format_version'))} of model "
-                                    f"{_show(manifest.get('model'))}; this voxflip reads format {FORMAT_VERSION} of "
-                                    "'alignsts'. Re-export it: voxflip export-alignsts CHECKPOINT -o alignsts.onnx")
+    check_header(manifest, path, keys=_KEYS, kind=MODEL_KIND, version=FORMAT_VERSION, what="AlignSTS", export=_EXPORT)
     missing = [k for k in ("files", "inputs", "mel", "content", "f0", "decoder", "diffusion_steps", "window_mode",
                            "model_config") if k not in manifest]
     if missing:
@@ -160,14 +142,7 @@ class AlignSTSModel:
 
     def __init__(self, model: str | Path, *, threads: int = 1) -> None:
         self.manifest_path = path = manifest_path(model)
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ConfigError(f"{path} is {path.stat().st_size} bytes; an AlignSTS manifest is at most "
-                              f"{MAX_MANIFEST_BYTES}")
-        try:
-            raw = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-        self.manifest = check_manifest(raw, path)
+        self.manifest = check_manifest(read_manifest(path, "AlignSTS"), path)
         self.decoder = self.manifest["decoder"]
         self.steps = int(self.manifest["diffusion_steps"])
         self.n_mels = target_mel().n_mels

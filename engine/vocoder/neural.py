@@ -15,7 +15,6 @@ one is a one-line :class:`~voxflip.engine.errors.ConfigError`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,15 @@ from typing import Any
 import numpy as np
 
 from ..backends.onnx_step import (
-    MAX_MANIFEST_BYTES,
     MAX_STATE_DIM,
     MAX_STATE_TENSORS,
     _file_in,
     _session,
     _show,
     _whole,
+    check_header,
+    find_manifest,
+    read_manifest,
 )
 from ..errors import ArtifactMismatchError, ConfigError
 from ..features.mel import MelConfig
@@ -53,32 +54,13 @@ class NeuralVocoderState:
 
 def manifest_path(model: str | Path) -> Path:
     """A vocoder export folder, its ``.onnx`` or its manifest -> the manifest's path."""
-    path = Path(model)
-    if path.is_dir():
-        found = sorted(path.glob(f"*{MANIFEST_SUFFIX}"))
-        if len(found) != 1:
-            raise ConfigError(f"vocoder folder {str(path)!r} holds {len(found)} manifests (*{MANIFEST_SUFFIX}); "
-                              "it needs exactly one (voxflip export-vocoder writes it)")
-        return found[0]
-    if path.suffix == ".onnx":
-        path = path.with_name(path.stem + MANIFEST_SUFFIX)
-    if not path.is_file():
-        raise ConfigError(f"vocoder {str(model)!r}: no manifest at {str(path)!r}; export one with "
-                          "voxflip export-vocoder CHECKPOINT -o folder/vocoder.onnx")
-    return path
+    return find_manifest(model, "vocoder", "voxflip export-vocoder CHECKPOINT -o folder/vocoder.onnx", MANIFEST_SUFFIX)
 
 
 def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     """Every field a vocoder manifest needs, checked before anything is opened (one-line errors)."""
-    if not isinstance(manifest, dict):
-        raise ConfigError(f"{path}: a vocoder manifest is a JSON object, got {type(manifest).__name__}")
-    unknown = sorted(k for k in manifest if k not in _KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown field {str(unknown[0])[:60]!r}; a vocoder manifest has: {', '.join(_KEYS)}")
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != "vocoder":
-        raise ArtifactMismatchError(f"{path} is format {_show(manifest.get('format_version'))} of model "
-                                    f"{_show(manifest.get('model'))}; this voxflip reads format {FORMAT_VERSION} of "
-                                    "'vocoder'. Re-export it: voxflip export-vocoder CHECKPOINT -o vocoder.onnx")
+    check_header(manifest, path, keys=_KEYS, kind="vocoder", version=FORMAT_VERSION, what="vocoder",
+                 export="voxflip export-vocoder CHECKPOINT -o vocoder.onnx")
     missing = [k for k in ("files", "mel", "kind", "lookahead_frames", "inputs", "state") if k not in manifest]
     if missing:
         raise ConfigError(f"{path}: the field {missing[0]!r} is missing; re-export it with voxflip export-vocoder")
@@ -114,13 +96,7 @@ class NeuralVocoder:
 
     def __init__(self, model: str | Path, *, threads: int = 1, seed: int = 0) -> None:
         self.manifest_path = path = manifest_path(model)
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ConfigError(f"{path} is {path.stat().st_size} bytes; a vocoder manifest is at most {MAX_MANIFEST_BYTES}")
-        try:
-            raw = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-        self.manifest = check_manifest(raw, path)
+        self.manifest = check_manifest(read_manifest(path, "vocoder"), path)
         self.kind = self.manifest["kind"]
         self.mel = MelConfig(**self.manifest["mel"])
         self.hop = self.mel.hop_samples
