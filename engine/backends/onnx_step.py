@@ -116,6 +116,14 @@ def read_manifest(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: nested too deeply to be a {what} manifest") from None
 
 
+def single_graph(manifest: dict[str, Any], path: Path, example: str) -> Path:
+    """``files`` of a one-graph export: ``{"graph": NAME}``, NAME inside the manifest's folder."""
+    files = manifest["files"]
+    if not isinstance(files, dict) or sorted(files) != ["graph"]:
+        raise ConfigError(f"{path}: files={_show(files, 80)} must be {{\"graph\": \"{example}\"}}")
+    return _file_in(path.parent, files["graph"], "files.graph", path)
+
+
 def check_header(manifest: Any, path: Path, *, keys: tuple[str, ...], kind: str, version: int, what: str,
                  export: str) -> None:
     """What every manifest checks first: a JSON object, no field beyond ``keys``, ``format_version`` and

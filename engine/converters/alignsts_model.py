@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.onnx_step import _file_in, _show, _whole, check_header, find_manifest, read_manifest
+from ..backends.onnx_step import _show, _whole, check_header, find_manifest, read_manifest, single_graph
 from ..backends.runtime import ort_session
 from ..errors import ArtifactMismatchError, ConfigError
 from ..features.content import CONTENT_DIM, CONTENT_FRAME_S, CONTENT_KIND
@@ -130,10 +130,7 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
                 or not all(_whole(v, 0, 100_000) for v in context.values())):
             raise ConfigError(f"{path}: stream_context={_show(context, 80)} must be {{\"target_frames\": n, "
                               "\"content_frames\": n}} for a model with absolute windows")
-    files = manifest["files"]
-    if not isinstance(files, dict) or sorted(files) != ["graph"]:
-        raise ConfigError(f"{path}: files={_show(files, 80)} must be {{\"graph\": \"alignsts.onnx\"}}")
-    _file_in(path.parent, files["graph"], "files.graph", path)
+    single_graph(manifest, path, "alignsts.onnx")
     return manifest
 
 

@@ -24,13 +24,13 @@ import numpy as np
 from ..backends.onnx_step import (
     MAX_STATE_DIM,
     MAX_STATE_TENSORS,
-    _file_in,
     _session,
     _show,
     _whole,
     check_header,
     find_manifest,
     read_manifest,
+    single_graph,
 )
 from ..errors import ArtifactMismatchError, ConfigError
 from ..features.mel import MelConfig
@@ -84,10 +84,7 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
                 or len(shape) != 2 or not all(_whole(v, 1, MAX_STATE_DIM) for v in shape)):
             raise ConfigError(f"{path}: state[{i}]={_show(entry, 80)} must be {{\"name\": \"s{i}\", \"shape\": [channels, "
                               f"samples]}} with sizes in 1..{MAX_STATE_DIM}")
-    files = manifest["files"]
-    if not isinstance(files, dict) or sorted(files) != ["graph"]:
-        raise ConfigError(f"{path}: files={_show(files, 80)} must be {{\"graph\": \"vocoder.onnx\"}}")
-    _file_in(path.parent, files["graph"], "files.graph", path)
+    single_graph(manifest, path, "vocoder.onnx")
     return manifest
 
 
