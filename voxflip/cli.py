@@ -187,7 +187,6 @@ def get_parser() -> argparse.ArgumentParser:
                                        "singing follows live notes (OSC /voxflip/note)")
     live.add_argument("--transpose", type=_finite_float, metavar="SEMITONES", help="as for render (default 0)")
     live.add_argument("--tempo", type=_finite_float, metavar="FACTOR", help="play --melody FACTOR times faster, 0.1..10 (default 1)")
-    live.add_argument("--seed", type=int, metavar="N", help="as for render (default 0)")
     live.add_argument("--duration", type=_finite_float, metavar="AMOUNT",
                       help=f"{_option_methods('duration')}: vowel shortening 0..1")
     live.add_argument("--chunk-ms", type=_finite_float, default=None, metavar="MS",

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..backends.onnx_step import _show, _whole, check_header, find_manifest, read_manifest, single_graph
 from ..backends.runtime import ort_session
-from ..errors import ArtifactMismatchError, ConfigError
+from ..errors import ArtifactMismatchError, AudioInputError, ConfigError
 from ..features.content import CONTENT_DIM, CONTENT_FRAME_S, CONTENT_KIND
 from ..features.mel import MelConfig
 from ..melody import Melody
@@ -122,14 +122,22 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     wanted = [*INPUTS, "noise"] if decoder == "diffusion" else list(INPUTS)
     if manifest["inputs"] != wanted:
         raise ConfigError(f"{path}: inputs={_show(manifest['inputs'], 120)} must be {wanted}")
-    if not isinstance(manifest["model_config"], dict):
-        raise ConfigError(f"{path}: model_config must be an object (the trained model's configuration)")
+    config = manifest["model_config"]
+    if not isinstance(config, dict) or config.get("window_mode") != manifest["window_mode"]:
+        raise ConfigError(f"{path}: model_config must be the trained model's configuration, with the manifest's "
+                          f"window_mode {manifest['window_mode']!r}")
+    if "trained_steps" in manifest and not _whole(manifest["trained_steps"], 0, 10**12):
+        raise ConfigError(f"{path}: trained_steps={_show(manifest['trained_steps'])} must be a whole number >= 0")
     if manifest["window_mode"] == "absolute":
         context = manifest.get("stream_context")
-        if (not isinstance(context, dict) or sorted(context) != ["content_frames", "target_frames"]
-                or not all(_whole(v, 0, 100_000) for v in context.values())):
-            raise ConfigError(f"{path}: stream_context={_show(context, 80)} must be {{\"target_frames\": n, "
-                              "\"content_frames\": n}} for a model with absolute windows")
+        try:
+            wanted = asdict(AlignSTSContext.of(config))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: model_config does not give the streaming context ({_show(str(exc), 80)}); "
+                              "re-export it") from None
+        if context != wanted:
+            raise ConfigError(f"{path}: stream_context={_show(context, 80)} must be {wanted} (what model_config's "
+                              "layers reach) for a model with absolute windows")
     single_graph(manifest, path, "alignsts.onnx")
     return manifest
 
@@ -174,12 +182,17 @@ class AlignSTSModel:
             seed: the diffusion decoder's noise.
             chunk_frames: target frames per call, for a model with absolute windows.
         """
+        if np.ndim(f0_hz) != 1 or np.shape(f0_hz)[0] == 0 or np.ndim(content) != 2 or np.shape(content)[0] == 0:
+            raise ConfigError(f"AlignSTS sings a non-empty F0 contour (T,) from non-empty content (N, 512); got "
+                              f"{np.shape(f0_hz)} and {np.shape(content)}")
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
+            raise ConfigError(f"chunk_frames={chunk_frames!r} must be a whole number >= 1")
         content = np.ascontiguousarray(np.asarray(content, np.float32).T[None])
         bins = f0_classes(f0_hz, *self._f0)[None]
         timbre = np.ascontiguousarray(np.asarray(timbre_mel, np.float32).T[None])
         t_total, n_total = bins.shape[1], content.shape[2]
         if self.context is None and (t_total > MAX_TARGET_FRAMES or n_total > MAX_CONTENT_FRAMES):
-            raise ConfigError(f"this AlignSTS model (relative windows) converts at most 60 s of speech into 60 s of "
+            raise AudioInputError(f"this AlignSTS model (relative windows) converts at most 60 s of speech into 60 s of "
                               f"singing at once; got {n_total * CONTENT_FRAME_S:.1f} s of speech, "
                               f"{t_total * target_mel().frame_s:.1f} s of singing: cut the input into phrases")
         noise = (np.random.default_rng(seed).standard_normal((self.steps, 1, self.n_mels, t_total), dtype=np.float32)

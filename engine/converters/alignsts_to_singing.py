@@ -10,19 +10,20 @@ predicts the sung log-mel, which a mel vocoder (the DSP one, or a neural one exp
 
 Whisper reads 30 s windows and the paper's windows follow the lengths of both the speech and the
 song, so ``alignsts`` listens to the whole speech first, like ``psola``: its output comes once
-the input has ended (the same whatever the block size), at most 60 s of singing from at most
-60 s of speech. The song is as long as the melody.
+the input has ended (the same whatever the block size). A model with the paper's relative
+windows sings at most 60 s from at most 60 s of speech at once. The song is as long as the melody.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import AudioInputError, ConfigError
-from ..features.content import CONTENT_FRAME_S, whisper_states
+from ..features.content import CONTENT_FRAME_S, check_encoder, whisper_states
 from ..features.levels import active_rms, limit_output
 from ..features.mel import MelAnalyzer
 from ..melody import Melody
@@ -43,7 +44,8 @@ MODEL_RMS = 10.0 ** (-20.5 / 20.0)
 @dataclass
 class AlignSTSState:
     pieces: list[np.ndarray] = field(default_factory=list)   # the speech so far, at the model's rate
-    samples: int = 0
+    samples: int = 0           # where the next chunk starts (chunks are whole, past the input's end too)
+    speech_samples: int = 0    # the speech kept
     finished: bool = False
     transpose: float = 0.0     # semitones on the melody, set at run time; the song takes the last value
 
@@ -84,7 +86,10 @@ class AlignSTSToSingingConverter(Converter):
                                   f"{where} lasts {self.f0.shape[0] * target_mel().frame_s:.1f} s: cut it into phrases")
         self.vocoder = vocoder if vocoder is not None else MelVocoder(MelVocoderConfig(mel=target_mel()))
         self.analyzer = MelAnalyzer(target_mel())
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+            raise ConfigError(f"seed={seed!r} must be a whole number in 0..2**63-1 (the diffusion decoder's noise)")
         self.seed = int(seed)
+        check_encoder("AlignSTS")
 
     def describe(self) -> str:
         return f"{self.name} @ {self.sample_rate} Hz ({self.model.describe()})"
@@ -101,6 +106,7 @@ class AlignSTSToSingingConverter(Converter):
                                   "longer: cut it into phrases")
         state.pieces.append(np.asarray(window[:count], np.float32).copy())
         state.samples += self.chunk_samples
+        state.speech_samples += count
         return np.zeros(0, np.float32)
 
     def finish(self, state: AlignSTSState) -> np.ndarray:
@@ -141,5 +147,5 @@ class AlignSTSToSingingConverter(Converter):
         state.transpose = check_transpose(value, "transpose")
 
     def report(self, state: AlignSTSState) -> ConverterReport:
-        return ConverterReport(stats={"speech_s": state.samples / self.sample_rate,
+        return ConverterReport(stats={"speech_s": state.speech_samples / self.sample_rate,
                                       "song_s": self.f0.shape[0] * target_mel().frame_s})

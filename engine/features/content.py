@@ -18,7 +18,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .whisper_model import DEFAULT_ASR, load_model
+from ..errors import MissingDependencyError
+from .whisper_model import DEFAULT_ASR, load_model, resolve_model
 
 #: Whisper's input rate and the encoder's hop (two mel hops of 160 samples)
 CONTENT_RATE = 16_000
@@ -34,12 +35,23 @@ def content_frames(samples_16k: int) -> int:
     return max(1, math.ceil(samples_16k / CONTENT_HOP))
 
 
+def check_encoder(who: str, asr: str = DEFAULT_ASR) -> None:
+    """One line now, naming ``who`` and what to install, if the encoder cannot run: before any input is read."""
+    import importlib.util
+
+    for module in ("faster_whisper", "ctranslate2"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(f'{who} needs faster-whisper ({module}), which is not installed: '
+                                         'pip install "voxflip[whisper]"')
+    resolve_model(asr, who)
+
+
 def whisper_states(audio: np.ndarray, sample_rate: int, *, asr: str = DEFAULT_ASR) -> np.ndarray:
     """``(frames, 512)`` float32 encoder states of ``audio`` (mono, any rate), one per 20 ms."""
-    import ctranslate2
     from scipy.signal import resample_poly
 
     model = load_model(asr)
+    import ctranslate2  # after load_model, whose error says what to install
     x = np.asarray(audio, np.float64)
     if sample_rate != CONTENT_RATE:
         ratio = Fraction(CONTENT_RATE, int(sample_rate))

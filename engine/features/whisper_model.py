@@ -75,16 +75,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VOXFLIP_CACHE") or Path.home() / ".cache" / "voxflip")
 
 
-def _package_folder(package: str, spec: PackagedModel) -> Path:
+def _package_folder(package: str, spec: PackagedModel, who: str | None = None) -> Path:
     found = util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise MissingDependencyError(f"--asr {spec.name} needs its weights, which are not installed: {spec.pip}")
+        raise MissingDependencyError(f"{who or '--asr ' + spec.name} needs its weights, which are not installed: "
+                                     f"{spec.pip}")
     return Path(list(found.submodule_search_locations)[0]) / spec.folder
 
 
-def _assemble(spec: PackagedModel) -> Path:
-    """The model folder: the package's own, or (split weights) one assembled in the cache."""
-    folders = [_package_folder(p, spec) for p in spec.packages]
+def _assemble(spec: PackagedModel, who: str | None = None) -> Path:
+    """The model folder: the package's own, or (split weights) one assembled in the cache; ``who`` names
+    the user in messages (default ``--asr NAME``)."""
+    who = who or f"--asr {spec.name}"
+    folders = [_package_folder(p, spec, who) for p in spec.packages]
     if len(folders) == 1 and (folders[0] / "model.bin").is_file():
         return folders[0]
     target = cache_dir() / "whisper" / f"{spec.name}-{(spec.sha256 or 'unchecked')[:12]}"
@@ -94,7 +97,7 @@ def _assemble(spec: PackagedModel) -> Path:
     for i, folder in enumerate(folders, start=1):
         part = folder / f"model.bin.part{i}"
         if not part.is_file():
-            raise ConfigError(f"--asr {spec.name}: {part} is missing; reinstall: {spec.pip}")
+            raise ConfigError(f"{who}: {part} is missing; reinstall: {spec.pip}")
         parts.append(part)
     target.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "tokenizer.json", "vocabulary.txt", "preprocessor_config.json"):
@@ -111,16 +114,16 @@ def _assemble(spec: PackagedModel) -> Path:
                     out.write(chunk)
     if spec.sha256 is not None and digest.hexdigest() != spec.sha256:
         partial.unlink()
-        raise ConfigError(f"--asr {spec.name}: the assembled model.bin has sha256 {digest.hexdigest()[:16]}..., "
+        raise ConfigError(f"{who}: the assembled model.bin has sha256 {digest.hexdigest()[:16]}..., "
                           f"expected {spec.sha256[:16]}...; reinstall: {spec.pip}")
     os.replace(partial, target / "model.bin")
     return target
 
 
-def resolve_model(asr: str) -> str:
+def resolve_model(asr: str, who: str | None = None) -> str:
     """What to hand faster-whisper for ``asr``: a local folder, or (a hub name) the name itself."""
     if asr in PACKAGED:
-        return str(_assemble(PACKAGED[asr]))
+        return str(_assemble(PACKAGED[asr], who))
     path = Path(asr)
     if path.exists():
         if not (path / "model.bin").is_file() or not (path / "config.json").is_file():

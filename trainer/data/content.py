@@ -16,9 +16,6 @@ from voxflip.engine.audio_io import read_audio
 from voxflip.engine.features.content import (  # noqa: F401  (re-exported for the trainer)
     CONTENT_DIM,
     CONTENT_FRAME_S,
-    CONTENT_HOP,
-    CONTENT_RATE,
-    content_frames,
     whisper_states,
 )
 

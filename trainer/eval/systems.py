@@ -238,31 +238,55 @@ ALIGNSTS_SYSTEMS = {
 def _alignsts_model(name: str, options: dict):
     """The exported model ``--alignsts NAME=MODEL`` gives (a checkpoint is exported once into the cache),
     or for ``alignsts`` the shipped one."""
-    from voxflip.engine.converters.alignsts_model import AlignSTSModel
     from voxflip.engine.registry import default_alignsts_model
 
     given = (options.get("alignsts_models") or {}).get(name)
     if given is None:
         if name == MODEL_KIND and default_alignsts_model().is_dir():
-            return AlignSTSModel(default_alignsts_model())
+            return _opened(str(default_alignsts_model()))
         raise ConfigError(f"system {name} needs a model: voxflip eval --alignsts {name}=EXPORT_DIR (or CHECKPOINT.pt)")
     path = Path(given)
     if path.suffix == ".pt":
         path = _exported(str(path.resolve()), path.stat().st_mtime_ns)
+    return _opened(str(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _opened(path: str):
+    from voxflip.engine.converters.alignsts_model import AlignSTSModel
+
     return AlignSTSModel(path)
 
 
 @functools.lru_cache(maxsize=8)
 def _exported(checkpoint: str, mtime_ns: int) -> Path:
+    """The export of a checkpoint in the cache, made once: written beside its place and renamed into it,
+    so a killed export or another worker's leaves nothing half-written there."""
     import hashlib
+    import os
+    import shutil
+    import tempfile
 
     from voxflip.engine.features.whisper_model import cache_dir
 
     from ..alignsts_export import export_alignsts
 
     folder = cache_dir() / "alignsts-exports" / hashlib.sha256(f"{checkpoint}|{mtime_ns}".encode()).hexdigest()[:16]
-    if not (folder / "alignsts.manifest.json").is_file():
-        export_alignsts(checkpoint, folder / "alignsts.onnx")
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        export_alignsts(checkpoint, work / "alignsts.onnx")
+        os.rename(work, folder)
+    except OSError:
+        if not folder.is_dir():   # not another process's export arriving first
+            raise
+    except Exception as exc:      # torch or ONNX errors: one line for this clip
+        raise ConfigError(f"cannot export the AlignSTS checkpoint {checkpoint}: {' '.join(str(exc).split())[:200]}") \
+            from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return folder
 
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from voxflip.engine.errors import ConfigError
-from voxflip.engine.features.whisper_model import (  # noqa: F401  (re-exported: the ruler's models)
+from voxflip.engine.features.whisper_model import (  # noqa: F401  (ASR_NAMES re-exported: the ruler's models)
     ASR_NAMES,
     DEFAULT_ASR,
     PACKAGED,
-    PackagedModel,
     load_model,
-    resolve_model,
 )
 
 from .metrics import check_audio, check_sample_rate, resample
