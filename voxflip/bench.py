@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass
 BLOCK_MS = (10, 20, 40)
 
 
-def default_converters() -> tuple[str, ...]:
-    """Every registered converter that can run here (what it needs is installed)."""
+def default_converters(*, live: bool = True) -> tuple[str, ...]:
+    """Every registered converter that can run here (what it needs is installed); for the live benchmark
+    not those that convert once the whole input has ended (a block's time means nothing for them)."""
     from voxflip.engine.registry import converters
 
-    return tuple(spec.name for spec in converters() if not spec.missing())
+    return tuple(spec.name for spec in converters() if not spec.missing() and not (live and spec.whole_input))
 
 
 def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: str | None = None,
@@ -259,10 +260,10 @@ def _baseline_child(wav: str, core: int | None) -> None:
 
 
 def _bench_melody(seconds: float):
-    """The benchmark's tune: a note every 0.4 s over ``seconds`` (as :func:`bench_converter` sings)."""
+    """The benchmark's tune: a note every 0.4 s, ending within ``seconds`` (as :func:`bench_converter` sings)."""
     from voxflip.engine.melody import Melody, Note
 
-    notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(int(seconds / 0.4) + 2))
+    notes = tuple(Note(0.4 * i, 0.4 * i + 0.38, 60 + (i * 5) % 12) for i in range(max(1, int(seconds / 0.4))))
     return Melody(notes, "bench")
 
 
@@ -292,7 +293,7 @@ def run_offline_bench(converters: tuple[str, ...] | list[str] | None = None, sam
     ``converter="pyworld"``)."""
     import tempfile
 
-    converters = default_converters() if converters is None else converters
+    converters = default_converters(live=False) if converters is None else converters
     results: list[OfflineResult] = []
     with tempfile.TemporaryDirectory() as folder:
         wav = _bench_wav(sample_rate, seconds, folder)

@@ -382,7 +382,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .render import available_cores
 
     if args.converters is None:
-        names = list(default_converters())
+        names = list(default_converters(live=not args.offline))
     else:
         names = [c.strip() for c in args.converters.split(",") if c.strip()]
         if not names:
@@ -428,6 +428,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise EngineError(f"--cores {args.cores} is more than the {available_cores()} this process may use")
     if args.corpus and not args.offline:
         raise EngineError("--corpus goes with --offline: voxflip bench --offline --corpus")
+    whole = [s.name for s in specs if s.whole_input]
+    if whole and not args.offline:
+        raise EngineError(f"{', '.join(whole)} convert(s) once the whole input has ended: a live block's time means "
+                          "nothing for them; measure them with voxflip bench --offline")
     if args.offline:
         if args.seconds is not None and not 1.0 <= args.seconds <= 3600.0:
             raise EngineError(f"--offline --seconds {args.seconds!r} must be 1..3600 s of audio")
