@@ -32,7 +32,7 @@ from .alignsts_model import MAX_CONTENT_FRAMES, MAX_TARGET_FRAMES, AlignSTSModel
 from .base import Converter, ConverterReport, check_transpose
 from .world_to_singing import WorldToSingingConfig
 
-#: the longest speech the converter takes, in seconds (the model reads at most this at once)
+#: the longest speech the converter takes with a relative-window model, in seconds (it reads all at once)
 MAX_SPEECH_S = MAX_CONTENT_FRAMES * CONTENT_FRAME_S
 #: output frames vocoded per piece of the tail (about 1 s)
 PIECE_FRAMES = 187
@@ -101,7 +101,7 @@ class AlignSTSToSingingConverter(Converter):
         """Listen: keep the chunk's speech; nothing is sung before the input has ended."""
         start = state.samples
         count = self.chunk_samples if input_end is None else max(0, min(self.chunk_samples, input_end - start))
-        if start + count > MAX_SPEECH_S * self.sample_rate:
+        if not self.model.streams and start + count > MAX_SPEECH_S * self.sample_rate:
             raise AudioInputError(f"alignsts converts at most {MAX_SPEECH_S:.0f} s of speech at once; this input is "
                                   "longer: cut it into phrases")
         state.pieces.append(np.asarray(window[:count], np.float32).copy())
