@@ -161,6 +161,7 @@ def test_render_sings_with_alignsts_without_torch(tmp_path, example_speech_path)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "song.wav").stat().st_size > 10_000
+    assert "output after the whole input" in done.stderr + done.stdout
 
 
 @pytest.mark.parametrize("method", ["alignsts", "psola"])

@@ -21,7 +21,7 @@ import numpy as np
 from voxflip.engine.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioReader
 from voxflip.engine.audio_write import AtomicAudioWriter
 from voxflip.engine.converters.base import Converter, ConverterReport
-from voxflip.engine.errors import AudioInputError, ConfigError
+from voxflip.engine.errors import AudioInputError, ConfigError, EngineError
 from voxflip.streaming.streamer import MonoResampler, Streamer
 
 #: the block size offline rendering reads by default (samples at the input rate)
@@ -46,6 +46,7 @@ class RenderResult:
     wall_seconds: float
     latency_ms: float
     warnings: list[str] = field(default_factory=list)
+    whole_input: bool = False      # the converter sings or speaks once the whole input has ended
 
     @property
     def speed(self) -> float:
@@ -56,7 +57,8 @@ class RenderResult:
         return (
             f"{self.converter}: {self.input_path.name} ({self.input_seconds:.2f} s) -> {self.output_path} "
             f"({self.output_seconds:.2f} s, {self.output_sample_rate} Hz) in {self.wall_seconds:.2f} s, "
-            f"{self.speed:.1f}x real time, latency {self.latency_ms:.1f} ms"
+            f"{self.speed:.1f}x real time, "
+            + ("output after the whole input" if self.whole_input else f"latency {self.latency_ms:.1f} ms")
         )
 
 
@@ -202,7 +204,17 @@ def render_file(
         wall_seconds=wall,
         latency_ms=1000.0 * latency_s,
         warnings=warnings,
+        whole_input=_whole_input(converter),
     )
+
+
+def _whole_input(converter) -> bool:
+    from voxflip.engine.registry import spec_of
+
+    try:
+        return spec_of(converter).whole_input
+    except EngineError:      # a converter built outside the registry
+        return False
 
 
 def print_warnings(warnings: list[str]) -> None:
