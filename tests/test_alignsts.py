@@ -356,8 +356,8 @@ def test_eval_systems_sing_the_notes_or_the_reference_contour(tiny_checkpoint, p
 
 
 def test_notes_f0_follows_the_notes():
+    from voxflip.engine.converters.alignsts_model import notes_f0
     from voxflip.engine.notes import Melody, Note
-    from voxflip.trainer.alignsts_infer import notes_f0
 
     melody = Melody((Note(0.0, 0.5, 69.0), Note(0.5, 1.0, 72.0), Note(1.5, 2.0, 60.0)), "test")
     f0 = notes_f0(melody)
