@@ -43,6 +43,7 @@ from .notes import (
     Melody,
     Note,
     PathLike,
+    SungPitch,
     _check_file,
     _check_note_count,
     _check_tempo_factor,
@@ -67,7 +68,9 @@ __all__ = [
     "Melody",
     "Note",
     "PathLike",
+    "SungPitch",
     "check_melody_end",
+    "is_recording",
     "load_melody",
     "parse_midi",
     "parse_musicxml",
@@ -78,8 +81,13 @@ __all__ = [
 DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0 as mido does
 
 
+def is_recording(path: PathLike) -> bool:
+    """Whether ``load_melody`` would read ``path`` as a sung recording (by its extension)."""
+    return Path(os.fspath(path)).suffix.lower() in AUDIO_EXTENSIONS
+
+
 def load_melody(path: PathLike, *, transpose_semitones: float = 0.0, tempo_factor: float = 1.0,
-                max_output_s: float | None = None) -> Melody:
+                max_output_s: float | None = None, sung_pitch: bool = False) -> Melody:
     """Read a melody file chosen by extension, then transpose it and change its tempo.
 
     Args:
@@ -92,6 +100,9 @@ def load_melody(path: PathLike, *, transpose_semitones: float = 0.0, tempo_facto
         max_output_s: the latest a melody may end, in seconds after ``tempo_factor`` (CLI
             ``--max-output-s``); ``None``: no limit. A recording longer than that is refused
             before it is decoded.
+        sung_pitch: keep the pitch the singer of a recording actually sang (``Melody.sung``: their
+            tuning, vibrato and glides) besides its notes (CLI ``--melody-pitch sung``); only for a
+            recording.
 
     Returns:
         The monophonic melody, `source` set to `path`.
@@ -115,7 +126,11 @@ def load_melody(path: PathLike, *, transpose_semitones: float = 0.0, tempo_facto
         from .audio_io import probe
 
         check_melody_end(probe(file).duration_s / tempo_factor, source, max_output_s)
-    melody = parser(file, source).transposed(transpose_semitones).with_tempo(tempo_factor)
+    if sung_pitch and parser is not _parse_audio:
+        raise MelodyError(f"{source}: --melody-pitch sung follows the pitch of a sung recording "
+                          f"({', '.join(AUDIO_EXTENSIONS)}); a {extension} file has only notes: use --melody-pitch notes")
+    melody = (_parse_sung if sung_pitch else parser)(file, source)
+    melody = melody.transposed(transpose_semitones).with_tempo(tempo_factor)
     if max_output_s is not None:
         check_melody_end(melody.span_s, source, max_output_s)
     return melody
@@ -196,6 +211,14 @@ def _parse_audio(path: Path, source: str) -> Melody:
 
     melody = transcribe_melody_file(path).melody
     return Melody(melody.notes, source)
+
+
+def _parse_sung(path: Path, source: str) -> Melody:
+    """A recording's notes with the pitch its singer sang (``Melody.sung``)."""
+    from .melody_audio import transcribe_melody_file
+
+    transcription = transcribe_melody_file(path)
+    return Melody(transcription.melody.notes, source, transcription.sung_pitch())
 
 
 _PARSERS: dict[str, Callable[[Path, str], Melody]] = {

@@ -63,7 +63,7 @@ from .audio_io import read_audio
 from .errors import MelodyError
 from .features.frames import frame_matrix, pad_for_frames
 from .features.pitch import PitchConfig, estimate_f0
-from .notes import Melody, Note
+from .notes import Melody, Note, SungPitch
 
 HOP_S = 0.01                           # contour frame hop (the metrics' 10 ms grid)
 HARMONIC_REFERENCE_S = 1.0             # context of the median that exposes harmonic errors
@@ -94,6 +94,29 @@ class MelodyTranscription:
     times_s: np.ndarray
     f0_hz: np.ndarray
     tuning_cents: float
+
+    def sung_pitch(self) -> SungPitch:
+        """The contour as the pitch to sing (``--melody-pitch sung``): the singer's own tuning, vibrato
+        and glides, on the notes' spans only.
+
+        Inside a note, a frame YIN found unvoiced (a consonant, a crack) takes the pitch interpolated
+        between the note's voiced frames around it (held at the note's ends); a note with no voiced
+        frame sounds at ``midi_note + tuning_cents / 100``. Outside the notes the pitch is NaN."""
+        voiced = self.f0_hz > 0
+        raw = np.full(self.f0_hz.shape, np.nan)
+        raw[voiced] = 69.0 + 12.0 * np.log2(self.f0_hz[voiced] / 440.0)
+        midi = np.full(self.f0_hz.shape, np.nan)
+        for note in self.melody.notes:
+            inside = np.flatnonzero((self.times_s >= note.start_s) & (self.times_s < note.end_s))
+            if not len(inside):
+                continue
+            known = inside[voiced[inside]]
+            if len(known):
+                midi[inside] = np.interp(inside, known, raw[known])
+            else:
+                midi[inside] = note.midi_note + self.tuning_cents / 100.0
+        hop = float(self.times_s[1] - self.times_s[0]) if len(self.times_s) > 1 else HOP_S
+        return SungPitch(float(self.times_s[0]) if len(self.times_s) else 0.0, hop, midi)
 
 
 def _check_audio(audio: np.ndarray, sample_rate: int) -> np.ndarray:

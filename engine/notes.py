@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from .errors import MelodyError
 
 PathLike = str | os.PathLike[str]
@@ -131,9 +133,62 @@ def _read_limited(file: Path, source: str) -> bytes:
     return data
 
 
+@dataclass(frozen=True, eq=False)
+class SungPitch:
+    """The pitch a singer actually sang, on a regular frame grid: what ``--melody-pitch sung`` sings.
+
+    Frame ``k`` is centred at ``start_s + k * hop_s`` seconds of the melody's timeline; ``midi`` is its
+    pitch in fractional MIDI semitones (A4 = 69 at 440 Hz, the singer's tuning, vibrato and glides
+    kept), NaN where the singer sang nothing to follow (between notes). Built by
+    :meth:`voxflip.engine.melody_audio.MelodyTranscription.sung_pitch`.
+    """
+
+    start_s: float
+    hop_s: float
+    midi: np.ndarray
+
+    def __post_init__(self) -> None:
+        midi = np.array(self.midi, dtype=np.float64)   # a copy the caller cannot change
+        if midi.ndim != 1 or not math.isfinite(self.start_s) or not (math.isfinite(self.hop_s) and self.hop_s > 0):
+            raise MelodyError(f"a sung pitch needs a finite start, a hop > 0 and one row of pitches; got start "
+                              f"{self.start_s!r} s, hop {self.hop_s!r} s, shape {midi.shape}")
+        midi.setflags(write=False)
+        object.__setattr__(self, "midi", midi)
+
+    @property
+    def end_s(self) -> float:
+        """Centre of the last frame."""
+        return self.start_s + (len(self.midi) - 1) * self.hop_s
+
+    def at(self, time_s: float) -> float | None:
+        """The sung pitch at ``time_s`` (linear between frame centres, in semitones), or None where the
+        singer sang nothing (either neighbouring frame is NaN, or outside the frames)."""
+        position = (time_s - self.start_s) / self.hop_s
+        nearest = round(position)
+        if abs(position - nearest) < 1e-6:       # on a frame centre (times rounded to the hop)
+            value = self.midi[nearest] if 0 <= nearest < len(self.midi) else math.nan
+        elif 0.0 < position < len(self.midi) - 1:
+            lower = int(position)
+            weight = position - lower
+            value = (1.0 - weight) * self.midi[lower] + weight * self.midi[lower + 1]
+        else:
+            return None
+        return None if math.isnan(value) else float(value)
+
+    def transposed(self, semitones: float) -> SungPitch:
+        return self if semitones == 0 else SungPitch(self.start_s, self.hop_s, self.midi + semitones)
+
+    def with_tempo(self, factor: float) -> SungPitch:
+        return self if factor == 1 else SungPitch(self.start_s / factor, self.hop_s / factor, self.midi)
+
+
 @dataclass(frozen=True)
 class Melody:
     """A monophonic tune: `notes` sorted by start and non-overlapping; `source` names it in messages.
+
+    `sung`, when the melody was transcribed from a recording with its sung pitch kept
+    (``load_melody(..., sung_pitch=True)``), is the pitch the singer actually sang; converters that
+    honour it sing that instead of the notes' steady pitch with synthetic vibrato and glides.
 
     Raises:
         MelodyError: there are no notes, or two notes overlap or are out of order
@@ -142,6 +197,7 @@ class Melody:
 
     notes: tuple[Note, ...]
     source: str
+    sung: SungPitch | None = field(default=None, compare=False)
     _starts: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -180,7 +236,7 @@ class Melody:
                 f"use a transpose between {-low:g} and {127 - high:g}"
             )
         notes = tuple(replace(note, midi_note=note.midi_note + semitones) for note in self.notes)
-        return Melody(notes, self.source)
+        return Melody(notes, self.source, None if self.sung is None else self.sung.transposed(semitones))
 
     def with_tempo(self, factor: float) -> Melody:
         """Return the melody played `factor` times as fast: every time is divided by `factor`.
@@ -194,7 +250,7 @@ class Melody:
         notes = tuple(
             replace(note, start_s=note.start_s / factor, end_s=note.end_s / factor) for note in self.notes
         )
-        return Melody(notes, self.source)
+        return Melody(notes, self.source, None if self.sung is None else self.sung.with_tempo(factor))
 
     def note_at(self, time_s: float) -> Note | None:
         """Return the note sounding at `time_s` (start inclusive, end exclusive), None in rests.

@@ -84,6 +84,8 @@ class FlowOptions(ConverterOptions):
     vocoder: str | Path | None = None
 
 
+#: what a speech -> singing converter sings a melody's notes at (``melody_pitch``, ``--melody-pitch``)
+MELODY_PITCHES = ("notes", "sung")
 #: the longest singing a melody may ask for by default, in seconds (``max_output_s``, ``--max-output-s``)
 DEFAULT_MAX_OUTPUT_S = 3600.0
 
@@ -99,6 +101,12 @@ class MelodyOptions(ConverterOptions):
         vibrato_cents, portamento_ms: ``None`` keeps :class:`WorldToSingingConfig`'s defaults.
         max_output_s: the latest the melody may end, in seconds after ``tempo`` (the singing is
             that long): a longer one is refused before anything is sung (live notes: unused).
+        melody_pitch: ``"notes"`` sings each note's steady pitch with the converter's vibrato and
+            glides; ``"sung"`` (a sung recording as the melody only) sings the pitch its singer sang,
+            their tuning, vibrato and glides included (``Melody.sung``), on the same notes' timing.
+            ``None`` (default): ``"sung"`` for a recording (or a :class:`Melody` that carries its sung
+            pitch), ``"notes"`` for a score. On dev-data the sung pitch followed the real singing
+            better and sounded better than its notes, at the same CER (docs/results.md).
     """
 
     melody: Melody | str | Path | None = None
@@ -106,6 +114,7 @@ class MelodyOptions(ConverterOptions):
     vibrato_cents: float | None = None
     portamento_ms: float | None = None
     max_output_s: float = DEFAULT_MAX_OUTPUT_S
+    melody_pitch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -345,21 +354,33 @@ def _check_timing(options: MelodyOptions) -> None:
 
 def _melody(options: MelodyOptions) -> Melody:
     """The tune the options name: read, scaled by ``tempo``, checked against ``max_output_s``, transposed."""
-    from .melody import check_melody_end, load_melody
+    from .melody import check_melody_end, is_recording, load_melody
     from .notes import _check_note_count
 
     melody = options.melody
     if melody is None:
         raise OptionError("melody", MISSING, "is needed to sing: a .mid, .musicxml, .mxl, .csv or .json tune "
                           "(or live notes)")
+    if options.melody_pitch is not None and options.melody_pitch not in MELODY_PITCHES:
+        raise OptionError("melody_pitch", options.melody_pitch, f"is not one of {', '.join(MELODY_PITCHES)} (notes: "
+                          "each note's steady pitch; sung: the pitch sung in a recording given as the melody)")
+    if options.melody_pitch is None:    # the default: what the melody has
+        sung = melody.sung is not None if isinstance(melody, Melody) else is_recording(melody)
+    else:
+        sung = options.melody_pitch == "sung"
     if isinstance(melody, Melody):
         _check_note_count(len(melody.notes), melody.source)
+        if sung and melody.sung is None:
+            raise OptionError("melody_pitch", "sung", f"needs a melody transcribed from a recording with its sung "
+                              f"pitch (load_melody(..., sung_pitch=True)); {melody.source} has notes only")
+        if not sung and melody.sung is not None:
+            melody = Melody(melody.notes, melody.source)
         if options.tempo is not None:
             melody = melody.with_tempo(options.tempo)
         check_melody_end(melody.span_s, melody.source, options.max_output_s)
     else:
         melody = load_melody(melody, tempo_factor=1.0 if options.tempo is None else options.tempo,
-                             max_output_s=options.max_output_s)
+                             max_output_s=options.max_output_s, sung_pitch=sung)
     if options.transpose_semitones:
         melody = melody.transposed(options.transpose_semitones)
     return melody
@@ -379,6 +400,9 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
                               "or the notes played live")
         if options.tempo is not None:
             raise OptionError("tempo", options.tempo, "scales a melody file; live notes have their own tempo")
+        if options.melody_pitch == "sung":
+            raise OptionError("melody_pitch", options.melody_pitch, "follows a sung recording given as the melody; "
+                              "live notes are sung at their own pitch")
         if psola:
             raise OptionError("live_notes", True, "are sung by the WORLD converter only (--method world); "
                               "the PSOLA one sings a melody file")

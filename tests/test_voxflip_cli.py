@@ -12,6 +12,7 @@ import soundfile as sf
 from voxflip.cli import main
 
 TUNE_CSV = "start_s,end_s,midi_note\n0.1,0.5,60\n0.5,0.9,62\n0.9,1.3,64\n1.3,2.0,65\n"
+TUNE = str(Path(__file__).resolve().parent.parent / "voxflip" / "data" / "tune.mid")
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -142,6 +143,10 @@ def test_unwritable_output_gives_one_line_exit_2(tmp_path: Path, speech_wav: Pat
     "extra, expected",
     [
         (["--to", "singing"], "--melody is needed to sing"),
+        (["--to", "singing", "--melody", TUNE, "--melody-pitch", "sung"],
+         "--melody-pitch sung follows the pitch of a sung recording"),
+        (["--to", "singing", "--melody", TUNE, "--melody-pitch", "exact"], "--melody-pitch='exact' is not one of notes, sung"),
+        (["--to", "speech", "--method", "psola-tsm", "--melody-pitch", "sung"], "--melody-pitch='sung' does not apply to psola-tsm"),
         (["--to", "speech", "--method", "world"], "does not convert to speech"),
         (["--to", "speech", "--method", "world-nodur", "--duration", "0.5"], "--duration=0.5 does not apply to world-nodur; it takes: --chunk-ms, --transpose"),
         (["--to", "speech", "--method", "world-dur", "--duration", "1.5"], "outside 0..1"),

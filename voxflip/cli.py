@@ -42,6 +42,7 @@ FLAG_OF_OPTION: dict[str, str] = {
     "vibrato_cents": "--vibrato-cents",
     "portamento_ms": "--portamento-ms",
     "max_output_s": "--max-output-s",
+    "melody_pitch": "--melody-pitch",
     "voice_floor_hz": "--voice-floor",
     "vocoder": "--vocoder",
     "seed": "--seed",
@@ -52,6 +53,11 @@ FLAG_OF_OPTION: dict[str, str] = {
 _VOICE_FLOOR_HELP = ("the lowest F0 of the voice, 71..400 Hz, for the converters on the WORLD analysis: its windows "
                      "and the latency are sized for it (default: voices down to 60 Hz; 100 with --chunk-ms 5: "
                      "24 ms live at 48 kHz, docs/live.md). Lower frames are analysed as unvoiced")
+
+
+_MELODY_PITCH_HELP = ("with a sung recording as --melody: 'sung' (its default) sings the pitch the singer sang, their "
+                      "tuning, vibrato and glides included; 'notes' its transcribed notes at their steady pitch with "
+                      "voxflip's vibrato, as a score would give them (a score's default)")
 
 
 def _positive_int(text: str) -> int:
@@ -139,6 +145,7 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--method", help=_method_help())
     render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, a .csv/.json note list, "
                         "or a sung or hummed recording (.wav/.flac/...: its notes are transcribed)")
+    render.add_argument("--melody-pitch", metavar="notes|sung", help=_MELODY_PITCH_HELP)
     render.add_argument("--model", help=f"a model for {_option_methods('model_path')}: for flow-*, the model.onnx "
                                         "of voxflip export; for alignsts, the folder of voxflip export-alignsts "
                                         "(default: the shipped one)")
@@ -151,7 +158,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="play the melody FACTOR times faster, 0.1..10 (2 = twice as fast; default 1)")
     render.add_argument("--duration", type=_finite_float, metavar="AMOUNT",
                         help=f"how far {_option_methods('duration')} shortens sustained vowels, 0..1 (default 1)")
-    render.add_argument("--vibrato-cents", type=_finite_float, metavar="CENTS", help="singing vibrato depth (default 25)")
+    render.add_argument("--vibrato-cents", type=_finite_float, metavar="CENTS", help="singing vibrato depth (default 24)")
     render.add_argument("--portamento-ms", type=_finite_float, metavar="MS", help="singing glide between legato notes (default 30)")
     render.add_argument("--chunk-ms", type=_finite_float, metavar="MS",
                         help=f"processing chunk, a multiple of the converter's hop ({_chunk_help(live=False)})")
@@ -185,6 +192,7 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--vocoder", metavar="NAME|DIR", help=_VOCODER_HELP)
     live.add_argument("--melody", help="tune for singing (it plays from the start of the stream); without one, "
                                        "singing follows live notes (OSC /voxflip/note)")
+    live.add_argument("--melody-pitch", metavar="notes|sung", help=_MELODY_PITCH_HELP)
     live.add_argument("--transpose", type=_finite_float, metavar="SEMITONES", help="as for render (default 0)")
     live.add_argument("--tempo", type=_finite_float, metavar="FACTOR", help="play --melody FACTOR times faster, 0.1..10 (default 1)")
     live.add_argument("--duration", type=_finite_float, metavar="AMOUNT",

@@ -25,6 +25,7 @@ CONVERTER_FLAGS: dict[str, str] = {
     "vibrato_cents": "vibrato_cents",
     "portamento_ms": "portamento_ms",
     "max_output_s": "max_output_s",
+    "melody_pitch": "melody_pitch",
     "voice_floor": "voice_floor_hz",
     "vocoder": "vocoder",
     "seed": "seed",

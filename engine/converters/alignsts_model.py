@@ -30,7 +30,7 @@ from ..features.content import CONTENT_DIM, CONTENT_FRAME_S, CONTENT_KIND
 from ..features.mel import MelConfig
 from ..melody import Melody
 from .alignsts_context import AlignSTSContext
-from .world_to_singing import WorldToSingingConfig, sung_pitch_hz
+from .world_to_singing import WorldToSingingConfig, midi_hz, sung_midi, sung_pitch_hz
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -77,8 +77,10 @@ def notes_f0(melody: Melody, frames: int | None = None, config: WorldToSingingCo
         a, b = int(round(note.start_s / frame_s)), min(n, int(round(note.end_s / frame_s)))
         legato = previous is not None and abs(note.start_s - previous.end_s) < 1e-3
         for k in range(a, b):
-            f0[k] = sung_pitch_hz(note.midi_note + cfg.transpose_semitones, (k - a) * frame_s,
-                                  previous.midi_note + cfg.transpose_semitones if legato else None, cfg)
+            sung = sung_midi(melody, k * frame_s)   # --melody-pitch sung
+            f0[k] = midi_hz(sung + cfg.transpose_semitones) if sung is not None else sung_pitch_hz(
+                note.midi_note + cfg.transpose_semitones, (k - a) * frame_s,
+                previous.midi_note + cfg.transpose_semitones if legato else None, cfg)
         previous = note
     return f0
 

@@ -93,7 +93,22 @@ def sung_pitch_hz(midi: float, t_s: float, prev_midi: float | None, cfg: WorldTo
         if t_s > delay:
             fade = min(1.0, (t_s - delay) / 0.1)
             midi += fade * (cfg.vibrato_cents / 100.0) * math.sin(2.0 * math.pi * cfg.vibrato_hz * (t_s - delay))
+    return midi_hz(midi)
+
+
+def midi_hz(midi: float) -> float:
     return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+
+
+def sung_midi(melody: Melody, t_s: float) -> float | None:
+    """The pitch a singer sang at ``t_s`` on the melody's clock (``Melody.sung``), in semitones; None when
+    the melody has none there (then the note's own pitch is sung). A melody sung again after its end
+    (a speech longer than the tune) follows the same pitch on every pass."""
+    sung = melody.sung
+    if sung is None:
+        return None
+    span = melody.span_s
+    return sung.at(math.fmod(t_s, span) if t_s >= span > 0 else t_s)
 
 
 @dataclass
@@ -311,6 +326,9 @@ class WorldToSingingConverter(WorldPipelineConverter):
         return q * (in_len - 1) / (out_len - 1)
 
     def _pitch(self, slot: _Slot, pos: int, s: ToSingingState) -> float:
+        sung = sung_midi(self.melody, (slot.start + pos) * self._frame_s)
+        if sung is not None:   # --melody-pitch sung: the singer's own pitch, with its vibrato and glides
+            return midi_hz(sung + s.transpose_semitones)
         prev = slot.prev_midi
         return sung_pitch_hz(slot.note.midi_note + s.transpose_semitones, pos * self._frame_s, prev, self.config)
 

@@ -89,8 +89,17 @@ def has_melody(entry: ManifestEntry) -> bool:
     return bool(entry.notes) or entry.singing is not None
 
 
+def sung_melody_of(entry: ManifestEntry) -> Melody:
+    """The notes transcribed from the entry's real singing with the pitch the singer sang
+    (``--melody SINGING --melody-pitch sung``)."""
+    if entry.singing is None:
+        raise ConfigError(f"entry {entry.id!r} has no singing: a ref: system sings the real singing's pitch")
+    transcription = _transcribed(str(entry.singing))
+    return Melody(transcription.melody.notes, transcription.melody.source, transcription.sung_pitch())
+
+
 def _converter_runner(spec: ConverterSpec, *, live: bool = False, voice_floor_hz: float | None = None,
-                      chunk_ms: float | None = None, vocoder: str | None = None) -> Runner:
+                      chunk_ms: float | None = None, vocoder: str | None = None, sung: bool = False) -> Runner:
     """Run a registered converter on an entry: the singing (to speech) or the speech on its notes (to singing).
 
     ``live``: as ``voxflip live`` would play it, at the live chunk (or ``chunk_ms``), through the
@@ -99,6 +108,7 @@ def _converter_runner(spec: ConverterSpec, *, live: bool = False, voice_floor_hz
     ``voice_floor_hz``: the converter's option of that name (``--voice-floor``).
     ``vocoder``: a neural vocoder's name: the folder ``voxflip eval --vocoder NAME=DIR`` gave it, else
     the shipped one of that name.
+    ``sung``: sing the pitch of the pair's real singing (``--melody-pitch sung``) instead of its notes.
     """
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
         given: dict = {"chunk_ms": chunk_ms or spec.grid.live_ms} if live else {}
@@ -108,7 +118,9 @@ def _converter_runner(spec: ConverterSpec, *, live: bool = False, voice_floor_hz
             given["model_path"] = options["model"]
         if vocoder is not None:
             given["vocoder"] = (options.get("vocoders") or {}).get(vocoder, vocoder)
-        if spec.direction is Direction.TO_SINGING:
+        if sung:
+            given["melody"], given["melody_pitch"] = sung_melody_of(entry), "sung"
+        elif spec.direction is Direction.TO_SINGING:
             given["melody"] = melody_of(entry)
         converter = make_converter(spec.direction, spec.name, **given)
         source = getattr(entry, spec.direction.source)
@@ -358,6 +370,10 @@ for _spec in converters():
         register(System(f"live:{_spec.name}", _spec.direction, f"{_spec.name} as voxflip live plays it (live chunk, "
                         f"{LIVE_BLOCK}-frame blocks, silence where it ran ahead)", _converter_runner(_spec, live=True),
                         _needs))
+    if "melody_pitch" in _spec.option_names:
+        register(System(f"ref:{_spec.name}", _spec.direction, f"{_spec.name} singing the real singing's own pitch "
+                        "(--melody SINGING --melody-pitch sung)", _converter_runner(_spec, sung=True),
+                        ("speech", "singing")))
     if "vocoder" in _spec.option_names:
         for _vocoder in NEURAL_VOCODERS:
             register(System(f"{_vocoder}:{_spec.name}", _spec.direction, f"{_spec.name} with the {_vocoder} vocoder "
