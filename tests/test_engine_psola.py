@@ -171,3 +171,25 @@ def test_a_long_stream_holds_only_the_input_its_grains_can_still_use(method):
     assert max(sizes) < 4 * 24_000, f"the input buffer grew to {max(sizes)} samples (4 s at 24 kHz)"
     assert sizes[-1] == max(sizes[: len(sizes) // 4])
     assert streamer.state.psola.held < 2 * 24_000
+
+
+@pytest.mark.parametrize("to, method, envelope", [("speech", "psola-tsm", True), ("speech", "psola-nodur", False),
+                                                  ("singing", "psola", False)])
+def test_the_psola_converters_skip_only_the_analysis_they_never_read(example_speech, to, method, envelope):
+    """CheapTrick and D4C are most of the analysis: a PSOLA converter runs only what it reads (no
+    aperiodicity; the envelope only where the timing shortens), and its output is the same, sample for
+    sample, as with the whole analysis."""
+    from dataclasses import replace
+
+    from voxflip.engine.features.world import WorldAnalyzer
+    from voxflip.engine.melody import Melody, Note
+
+    audio, rate = example_speech
+    options = {"melody": Melody(tuple(Note(0.2 + 0.4 * k, 0.55 + 0.4 * k, 57.0 + k) for k in range(6)), "t")} \
+        if to == "singing" else {}
+    lean = make_converter(to, method, **options)
+    assert (lean.analysis.envelope, lean.analysis.aperiodicity) == (envelope, False)
+    whole = make_converter(to, method, **options)
+    whole.analyzer = WorldAnalyzer(replace(whole.analysis, envelope=True, aperiodicity=True))
+    np.testing.assert_array_equal(stream_in_blocks(Streamer(lean, rate), audio, 4096),
+                                  stream_in_blocks(Streamer(whole, rate), audio, 4096))

@@ -52,6 +52,9 @@ class PsolaToSpeechConverter(WorldSpeechTimingConverter):
         config = config or WorldSpeechTimingConfig()
         if not shorten:
             config = replace(config, timing=SpeechTimingConfig.sung())
+        # The sound is the input's own samples: the aperiodicity is never read, the envelope only by the
+        # timing decisions that shorten (the same output, a third to two thirds less analysis).
+        config = replace(config, analysis=replace(config.analysis, envelope=shorten, aperiodicity=False))
         super().__init__(config, chunk_frames=chunk_frames)
         analysis = config.analysis
         self.psola = PsolaSynth(PsolaConfig(analysis.sample_rate, analysis.hop_samples,

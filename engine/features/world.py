@@ -48,6 +48,11 @@ class AnalysisConfig:
         d4c_min_f0_hz: F0 values below this are raised to it for D4C only, which
             caps D4C's window (two periods each side) and so the lookahead.
         pitch: F0 estimator settings.
+        envelope, aperiodicity: whether CheapTrick and D4C run. A converter that never reads a
+            frame's ``sp`` (``ap``) turns it off; the frames then carry ones there. Nothing else
+            changes (not the margins, so not the latency), and CheapTrick and D4C are two thirds of
+            the analysis's time: the PSOLA converters, which sing or speak with the input's own
+            samples, need neither (``psola``, ``psola-nodur``) or only the envelope (``psola-tsm``).
     """
 
     sample_rate: int = 24_000
@@ -56,6 +61,8 @@ class AnalysisConfig:
     envelope_f0_floor_hz: float = 71.0
     d4c_min_f0_hz: float = DEFAULT_D4C_MIN_F0_HZ
     pitch: PitchConfig = PitchConfig()
+    envelope: bool = True
+    aperiodicity: bool = True
 
     def __post_init__(self) -> None:
         needed = 3.0 * self.sample_rate / self.envelope_f0_floor_hz + 1.0
@@ -296,8 +303,10 @@ class WorldAnalyzer:
         # Level safety (.levels): a frame whose analysis reach peaks above full scale is analysed
         # scaled down by 2**-k, and its envelope scaled back up by 4**k (exact: powers of two).
         exponents = scale_exponents(frame_peaks(x, centers, margin))
-        sp = np.empty((num_frames, cfg.bins))
-        ap = np.empty((num_frames, cfg.bins))
+        sp = np.empty((num_frames, cfg.bins)) if cfg.envelope else np.ones((num_frames, cfg.bins))
+        ap = np.empty((num_frames, cfg.bins)) if cfg.aperiodicity else np.ones((num_frames, cfg.bins))
+        if not (cfg.envelope or cfg.aperiodicity):
+            return Frames(f0, periodicity, level_db, sp, ap, exponents)
         # One frame per call, on the frame's own reach: CheapTrick and D4C add a tiny pseudo-random
         # guard noise whose generator restarts at every call, so a frame analysed among others
         # depends on how many came before it in the call, and where the input is near silence (above
@@ -311,11 +320,13 @@ class WorldAnalyzer:
             piece = x[centre - reach:centre + reach + 1]
             if k:
                 piece = np.ldexp(piece, -k)
-            sp[row] = np.ldexp(pyworld.cheaptrick(piece, f0[row:row + 1], at, cfg.sample_rate,
-                                                  fft_size=cfg.fft_size)[0], 2 * k)
-            ap[row] = pyworld.d4c(piece, f0_d4c[row:row + 1], at, cfg.sample_rate, threshold=0.0,
-                                  fft_size=cfg.fft_size)[0]
-        return Frames(f0, periodicity, level_db, sp, repair_aperiodicity(ap), exponents)
+            if cfg.envelope:
+                sp[row] = np.ldexp(pyworld.cheaptrick(piece, f0[row:row + 1], at, cfg.sample_rate,
+                                                      fft_size=cfg.fft_size)[0], 2 * k)
+            if cfg.aperiodicity:
+                ap[row] = pyworld.d4c(piece, f0_d4c[row:row + 1], at, cfg.sample_rate, threshold=0.0,
+                                      fft_size=cfg.fft_size)[0]
+        return Frames(f0, periodicity, level_db, sp, repair_aperiodicity(ap) if cfg.aperiodicity else ap, exponents)
 
     def __getstate__(self) -> dict:
         return {"config": self.config, "processes": self.processes, "_pool": None, "_queued": {}}
