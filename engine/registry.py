@@ -325,6 +325,10 @@ def _psola_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
     return _to_singing(options, chunk_frames, psola=True)
 
 
+def _psola_stream_to_singing(options: SingOptions, chunk_frames: int) -> Converter:
+    return _to_singing(options, chunk_frames, psola=True, stream=True)
+
+
 def _sing_config(options: MelodyOptions) -> WorldToSingingConfig:
     """The F0 styling the options ask for (vibrato, portamento), on the default singing settings."""
     from .converters.world_to_singing import WorldToSingingConfig
@@ -386,8 +390,8 @@ def _melody(options: MelodyOptions) -> Melody:
     return melody
 
 
-def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Converter:
-    from .converters.psola_to_singing import PsolaToSingingConverter
+def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool, stream: bool = False) -> Converter:
+    from .converters.psola_to_singing import PsolaStreamToSingingConverter, PsolaToSingingConverter
     from .converters.world_to_singing import WorldToSingingConverter
     from .converters.world_to_singing_live import LiveNotesToSingingConverter
 
@@ -405,12 +409,13 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool) -> Conv
                               "live notes are sung at their own pitch")
         if psola:
             raise OptionError("live_notes", True, "are sung by the WORLD converter only (--method world); "
-                              "the PSOLA one sings a melody file")
+                              "the PSOLA ones sing a melody file")
         config = replace(config, transpose_semitones=options.transpose_semitones)
         # notes act at chunk boundaries: without --chunk-ms, the live chunk, never the offline one
         return LiveNotesToSingingConverter(config, chunk_frames=chunk_frames if options.chunk_ms is not None else None)
     melody = _melody(options)
-    return (PsolaToSingingConverter if psola else WorldToSingingConverter)(melody, config, chunk_frames=chunk_frames)
+    kind = (PsolaStreamToSingingConverter if stream else PsolaToSingingConverter) if psola else WorldToSingingConverter
+    return kind(melody, config, chunk_frames=chunk_frames)
 
 
 def default_alignsts_model() -> Path:
@@ -475,9 +480,13 @@ CONVERTERS: tuple[ConverterSpec, ...] = (
                   "the singer's own waveform (TD-PSOLA): speech intonation, the sung timing kept",
                   WorldOptions, _psola(False), time_preserving=True, grid=_PSOLA),
     ConverterSpec("psola", Direction.TO_SINGING,
-                  "TD-PSOLA: world's syllable-to-note plan sung on the speaker's own waveform",
+                  "TD-PSOLA: the whole speech's syllables aligned with the notes as a singer would, sung on "
+                  "the speaker's own waveform",
                   SingOptions, _psola_to_singing, time_preserving=False, grid=_PSOLA, live_form="world",
                   whole_input=True),
+    ConverterSpec("psola-stream", Direction.TO_SINGING,
+                  "TD-PSOLA note by note as the syllables arrive (world's plan, no future needed): "
+                  "psola's sound, live", SingOptions, _psola_stream_to_singing, time_preserving=False, grid=_WORLD),
     ConverterSpec("world", Direction.TO_SINGING,
                   "WORLD: the speech's syllables on the notes of a melody (or of live notes)",
                   SingOptions, _world_to_singing, time_preserving=False, grid=_WORLD, params=("transpose", "note")),

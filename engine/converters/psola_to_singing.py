@@ -100,8 +100,7 @@ class PsolaToSingingConverter(WorldToSingingConverter):
 
     def transform(self, frames: Frames, first_frame: int, state: PipelineState, input_end_frame: int | None) -> Frames:
         """Listen only: the syllable units grow; nothing is sung before the input has ended."""
-        thin = Frames(frames.f0_hz, frames.periodicity, frames.level_db, frames.sp[:, :1], frames.ap[:, :1])
-        state.custom.units.feed(thin, first_frame, input_end_frame)
+        state.custom.units.feed(_thin(frames), first_frame, input_end_frame)
         assert isinstance(state, PsolaSingingState)
         count = len(frames) if input_end_frame is None else max(0, min(len(frames), input_end_frame - first_frame))
         state.levels.append(np.asarray(frames.level_db[:count], np.float32))
@@ -293,3 +292,84 @@ class PsolaToSingingConverter(WorldToSingingConverter):
             warnings.append(f"no syllables were found in the speech (is it silent?); the output is "
                             f"{self.melody.span_s:.2f} s of silence")
         return ConverterReport(warnings=warnings, stats=stats)
+
+
+def _thin(frames: Frames) -> Frames:
+    """F0 and level of analysed frames, with one-bin envelope and aperiodicity (the units keep no more)."""
+    return Frames(frames.f0_hz, frames.periodicity, frames.level_db, frames.sp[:, :1], frames.ap[:, :1])
+
+
+class PsolaStreamToSingingConverter(WorldToSingingConverter):
+    """``psola-stream``: ``world``'s note-by-note plan, sung by TD-PSOLA on the speaker's own waveform.
+
+    It needs no future: each note takes the next syllable as soon as the syllable is complete, as
+    ``world`` does (the last vowel held over notes the speech has no syllables left for; a melody too
+    short is sung again), and the grains come from the speech itself instead of WORLD's pulses and
+    noise, as in ``psola`` (grains two output periods long when raising). So it runs live. What it
+    lacks against ``psola`` is what needs the whole speech: the alignment of syllables with notes
+    (melismas, shared notes, rests on pauses) and rests that play the speech's pauses (its rests are
+    silent). It holds the input from the syllable being sung on (``keep_from``).
+    """
+
+    name = "psola-stream-to-singing"
+
+    def __init__(self, melody: Melody, config: WorldToSingingConfig | None = None, *,
+                 chunk_frames: int | None = None) -> None:
+        config = config or WorldToSingingConfig()
+        # F0 and level are all the units read; the sound is the input's own samples.
+        config = replace(config, analysis=replace(config.analysis, envelope=False, aperiodicity=False))
+        super().__init__(melody, config, chunk_frames=chunk_frames)
+        analysis = self.config.analysis
+        self.psola = PsolaSynth(PsolaConfig(analysis.sample_rate, analysis.hop_samples,
+                                            min_f0_hz=analysis.envelope_f0_floor_hz, narrow_raised=True))
+        # As psola-nodur: a grain is placed once the analysis is a period past it, so the output does
+        # not depend on the chunk; analyse that much further ahead.
+        ahead = (self.psola.reach + self.psola.config.max_period) / self.hop_samples
+        self.analyse_further(math.ceil(ahead - 0.5))
+
+    def init_state(self) -> PsolaSingingState:
+        custom: ToSingingState = self.init_custom()
+        custom.units = UnitTracker(self.config.syllables, self._frame_s, 1)
+        custom.sources, custom.gains = [], []
+        return PsolaSingingState(synth=self.synth.init_state(), custom=custom, psola=self.psola.init_state())
+
+    def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
+        assert isinstance(state, PsolaSingingState) and state.psola is not None
+        tidy, first, end_frame = feed_chunk(self, self.psola, state.psola, window, state, input_end)
+        return self._sing(self.transform(_thin(tidy), first, state, end_frame), state)
+
+    def _sing(self, out: Frames, state: PsolaSingingState, *, final: bool = False) -> np.ndarray:
+        """Hand the output frames (and the input frames they sing, traced by ``_generate``) to the
+        synthesiser; return the samples it has completed."""
+        assert state.psola is not None
+        s: ToSingingState = state.custom
+        assert s.sources is not None and s.gains is not None
+        if len(out):
+            self.psola.add_output_frames(np.array(s.sources), np.zeros(len(out)), out.f0_hz, state.psola,
+                                         np.array(s.gains))
+            s.sources.clear()
+            s.gains.clear()
+            state.frames_out += len(out)
+        # The frames still to sing come from the syllable being sung on (the store keeps them from there).
+        state.psola.keep_from = s.units.store.base * self.hop_samples
+        return self.psola.render(state.psola, final=final)
+
+    def finish_chunks(self, state: PipelineState) -> Iterator[np.ndarray]:
+        """The singing still owed once the speech has ended, ``tail_piece_frames`` frames at a time."""
+        assert isinstance(state, PsolaSingingState)
+        if state.finished:
+            return
+        state.finished = True
+        s: ToSingingState = state.custom
+        s.input_ended = True
+        s.units.close()
+        while True:
+            out = self._generate(s, budget=self.tail_piece_frames)
+            if not len(out):
+                break
+            yield self._sing(out, state)
+        yield self._sing(Frames.empty(1), state, final=True)
+
+    def finish(self, state: PipelineState) -> np.ndarray:
+        pieces = list(self.finish_chunks(state))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
