@@ -55,7 +55,32 @@ class PsolaSingingState(PipelineState):
     levels: list[np.ndarray] = field(default_factory=list)   # every input frame's level (dB), in order
 
 
-class PsolaToSingingConverter(WorldToSingingConverter):
+class _PsolaSinger(WorldToSingingConverter):
+    """What the PSOLA singers share: an analysis of F0 and level only (the units read no more, and the
+    sound is the input's own samples: no envelope or aperiodicity, the same output, two thirds less
+    analysis), units that keep no envelope, and the synthesiser."""
+
+    def __init__(self, melody: Melody, config: WorldToSingingConfig | None = None, *,
+                 chunk_frames: int | None = None) -> None:
+        config = config or WorldToSingingConfig()
+        config = replace(config, analysis=replace(config.analysis, envelope=False, aperiodicity=False))
+        super().__init__(melody, config, chunk_frames=chunk_frames)
+        analysis = self.config.analysis
+        # Grains two output periods long where the note is above the speech (nearly always): on dev-data
+        # CER 0.462 against 0.481 with input-period grains, DNSMOS 2.46 against 2.38 (docs/results.md).
+        self.psola = PsolaSynth(PsolaConfig(analysis.sample_rate, analysis.hop_samples,
+                                            min_f0_hz=analysis.envelope_f0_floor_hz, narrow_raised=True))
+
+    def init_state(self) -> PsolaSingingState:
+        custom: ToSingingState = self.init_custom()
+        # The units keep F0 and level, not the 513-bin envelope and aperiodicity (1.6 MB per second of
+        # speech that psola would hold until the end).
+        custom.units = UnitTracker(self.config.syllables, self._frame_s, 1)
+        custom.sources, custom.gains = [], []
+        return PsolaSingingState(synth=self.synth.init_state(), custom=custom, psola=self.psola.init_state())
+
+
+class PsolaToSingingConverter(_PsolaSinger):
     """Whole-input, aligned TD-PSOLA speech -> singing (module docstring); the registry's ``psola``."""
 
     name = "psola-to-singing"
@@ -70,26 +95,9 @@ class PsolaToSingingConverter(WorldToSingingConverter):
                 Off: on dev-data it followed the notes a little better (RCA 0.743 against 0.728,
                 DNSMOS 2.52 against 2.47) but lost more words (CER 0.512 against 0.470).
         """
-        config = config or WorldToSingingConfig()
-        # The units keep F0 and level only and the grains come from the input: no envelope or
-        # aperiodicity is ever read (the same output, two thirds less analysis).
-        config = replace(config, analysis=replace(config.analysis, envelope=False, aperiodicity=False))
         super().__init__(melody, config, chunk_frames=chunk_frames)
         self.early_consonants = bool(early_consonants)
-        analysis = self.config.analysis
         self.alignment = alignment or AlignmentConfig()
-        # Grains two output periods long where the note is above the speech (nearly always): on dev-data
-        # CER 0.462 against 0.481 with input-period grains, DNSMOS 2.46 against 2.38 (docs/results.md).
-        self.psola = PsolaSynth(PsolaConfig(analysis.sample_rate, analysis.hop_samples,
-                                            min_f0_hz=analysis.envelope_f0_floor_hz, narrow_raised=True))
-
-    def init_state(self) -> PsolaSingingState:
-        custom: ToSingingState = self.init_custom()
-        # The grains come from the input itself: the units keep F0 and level, not the 513-bin envelope
-        # and aperiodicity (1.6 MB per second of speech that would be held until the end).
-        custom.units = UnitTracker(self.config.syllables, self._frame_s, 1)
-        custom.sources, custom.gains = [], []
-        return PsolaSingingState(synth=self.synth.init_state(), custom=custom, psola=self.psola.init_state())
 
     # -- streaming: listen until the end, then sing ----------------------------------------------
     def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
@@ -299,7 +307,7 @@ def _thin(frames: Frames) -> Frames:
     return Frames(frames.f0_hz, frames.periodicity, frames.level_db, frames.sp[:, :1], frames.ap[:, :1])
 
 
-class PsolaStreamToSingingConverter(WorldToSingingConverter):
+class PsolaStreamToSingingConverter(_PsolaSinger):
     """``psola-stream``: ``world``'s note-by-note plan, sung by TD-PSOLA on the speaker's own waveform.
 
     It needs no future: each note takes the next syllable as soon as the syllable is complete, as
@@ -315,23 +323,11 @@ class PsolaStreamToSingingConverter(WorldToSingingConverter):
 
     def __init__(self, melody: Melody, config: WorldToSingingConfig | None = None, *,
                  chunk_frames: int | None = None) -> None:
-        config = config or WorldToSingingConfig()
-        # F0 and level are all the units read; the sound is the input's own samples.
-        config = replace(config, analysis=replace(config.analysis, envelope=False, aperiodicity=False))
         super().__init__(melody, config, chunk_frames=chunk_frames)
-        analysis = self.config.analysis
-        self.psola = PsolaSynth(PsolaConfig(analysis.sample_rate, analysis.hop_samples,
-                                            min_f0_hz=analysis.envelope_f0_floor_hz, narrow_raised=True))
         # As psola-nodur: a grain is placed once the analysis is a period past it, so the output does
         # not depend on the chunk; analyse that much further ahead.
         ahead = (self.psola.reach + self.psola.config.max_period) / self.hop_samples
         self.analyse_further(math.ceil(ahead - 0.5))
-
-    def init_state(self) -> PsolaSingingState:
-        custom: ToSingingState = self.init_custom()
-        custom.units = UnitTracker(self.config.syllables, self._frame_s, 1)
-        custom.sources, custom.gains = [], []
-        return PsolaSingingState(synth=self.synth.init_state(), custom=custom, psola=self.psola.init_state())
 
     def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
         assert isinstance(state, PsolaSingingState) and state.psola is not None
