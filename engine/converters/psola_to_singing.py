@@ -79,6 +79,21 @@ class _PsolaSinger(WorldToSingingConverter):
         custom.sources, custom.gains = [], []
         return PsolaSingingState(synth=self.synth.init_state(), custom=custom, psola=self.psola.init_state())
 
+    def _input_has_ended(self, state: PipelineState) -> ToSingingState | None:
+        """Once: mark the input ended and close the last unit; None if that was done before."""
+        assert isinstance(state, PsolaSingingState) and state.psola is not None
+        if state.finished:
+            return None
+        state.finished = True
+        s: ToSingingState = state.custom
+        s.input_ended = True
+        s.units.close()
+        return s
+
+    def finish(self, state: PipelineState) -> np.ndarray:
+        pieces = list(self.finish_chunks(state))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
 
 class PsolaToSingingConverter(_PsolaSinger):
     """Whole-input, aligned TD-PSOLA speech -> singing (module docstring); the registry's ``psola``."""
@@ -114,9 +129,6 @@ class PsolaToSingingConverter(_PsolaSinger):
         state.levels.append(np.asarray(frames.level_db[:count], np.float32))
         return Frames.empty(self.analysis.bins)
 
-    def finish(self, state: PipelineState) -> np.ndarray:
-        pieces = list(self.finish_chunks(state))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     def finish_chunks(self, state: PipelineState) -> Iterator[np.ndarray]:
         """Plan the whole song, then sing it ``tail_piece_frames`` output frames at a time.
@@ -125,13 +137,10 @@ class PsolaToSingingConverter(_PsolaSinger):
         reach (a grain reaches at most ``reach`` samples back from its mark); the last call returns
         the rest. Grains are placed in the same order as by one call over every frame, and the
         whole input is kept until the end (``keep_from``), so the samples are the same."""
-        assert isinstance(state, PsolaSingingState) and state.psola is not None
-        if state.finished:
+        s = self._input_has_ended(state)
+        if s is None:
             return
-        state.finished = True
-        s: ToSingingState = state.custom
-        s.input_ended = True
-        s.units.close()
+        assert isinstance(state, PsolaSingingState) and state.psola is not None
         self._plan(state)
         psola = state.psola
         psola.keep_from = psola.history_start
@@ -352,13 +361,10 @@ class PsolaStreamToSingingConverter(_PsolaSinger):
 
     def finish_chunks(self, state: PipelineState) -> Iterator[np.ndarray]:
         """The singing still owed once the speech has ended, ``tail_piece_frames`` frames at a time."""
-        assert isinstance(state, PsolaSingingState)
-        if state.finished:
+        s = self._input_has_ended(state)
+        if s is None:
             return
-        state.finished = True
-        s: ToSingingState = state.custom
-        s.input_ended = True
-        s.units.close()
+        assert isinstance(state, PsolaSingingState)
         while True:
             out = self._generate(s, budget=self.tail_piece_frames)
             if not len(out):
@@ -366,6 +372,3 @@ class PsolaStreamToSingingConverter(_PsolaSinger):
             yield self._sing(out, state)
         yield self._sing(Frames.empty(1), state, final=True)
 
-    def finish(self, state: PipelineState) -> np.ndarray:
-        pieces = list(self.finish_chunks(state))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
