@@ -20,10 +20,12 @@ are here.
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import mido
@@ -185,9 +187,15 @@ def _parse_midi(file: Path, source: str) -> Melody:
     now_s = 0.0
     sounding: dict[tuple[int, int], list[tuple[float, int]]] = {}
     notes: list[Note] = []
+    lyrics: list[tuple[float, str]] = []
     started = 0
     for msg in midi:  # tracks merged; msg.time is seconds since the previous message
         now_s += msg.time
+        if msg.type == "lyrics" and len(lyrics) < MAX_NOTES:
+            text = _midi_syllable(msg.text)
+            if text:
+                lyrics.append((now_s, text))
+            continue
         if msg.type not in ("note_on", "note_off") or msg.channel == DRUM_CHANNEL:
             continue
         key = (msg.channel, msg.note)
@@ -203,7 +211,29 @@ def _parse_midi(file: Path, source: str) -> Melody:
         notes.extend(
             Note(start_s, now_s, float(pitch), velocity) for start_s, velocity in starts if now_s > start_s
         )
-    return _finish(notes, source, "no notes outside the percussion channel 10")
+    return _finish(_with_lyrics(notes, lyrics), source, "no notes outside the percussion channel 10")
+
+
+#: how far before or after a note's onset a MIDI lyric event may fall and still belong to it
+LYRIC_ONSET_TOLERANCE_S = 0.03
+
+
+def _midi_syllable(text: str) -> str:
+    """A lyric event's syllable: karaoke line marks (``/``, ``\\``), hyphens and spaces stripped."""
+    return text.strip().lstrip("/\\").strip().rstrip("-").strip()[:64]
+
+
+def _with_lyrics(notes: list[Note], lyrics: list[tuple[float, str]]) -> list[Note]:
+    """Each lyric event on the note whose onset is nearest, within ``LYRIC_ONSET_TOLERANCE_S``."""
+    if not lyrics or not notes:
+        return notes
+    notes = sorted(notes, key=lambda note: note.start_s)
+    starts = [note.start_s for note in notes]
+    for at, text in lyrics:
+        i = bisect.bisect_left(starts, at - LYRIC_ONSET_TOLERANCE_S)
+        if i < len(notes) and abs(starts[i] - at) <= LYRIC_ONSET_TOLERANCE_S and notes[i].lyric is None:
+            notes[i] = replace(notes[i], lyric=text)
+    return notes
 
 
 def _parse_audio(path: Path, source: str) -> Melody:

@@ -1,7 +1,7 @@
 """MusicXML melodies: read a .musicxml/.xml score or a compressed .mxl archive into a `Melody`.
 
 The first part with pitched notes is used; ties are merged; grace notes, cue notes and unpitched
-percussion are skipped; times come from ``<sound tempo>`` (120 quarter notes per minute until the
+percussion are skipped; each note keeps the syllable of its first ``<lyric>`` line (``Note.lyric``); times come from ``<sound tempo>`` (120 quarter notes per minute until the
 first one); positions are counted exactly in quarter notes (`Fraction`) and become seconds
 only at the end. Every bad score raises `MelodyError` with one line naming the file, the part
 and measure, the value and what is allowed. A score (or the score entry of an .mxl archive,
@@ -149,7 +149,7 @@ def _parse_musicxml(file: Path, source: str) -> Melody:
     chosen = next((notes for notes in walked if notes), [])
     to_seconds = _seconds_map(tempos)
     melody_notes = [
-        _build_note(n.where, to_seconds(n.start_q), to_seconds(n.end_q), n.midi_note, n.velocity)
+        _build_note(n.where, to_seconds(n.start_q), to_seconds(n.end_q), n.midi_note, n.velocity, n.lyric)
         for n in chosen
     ]
     return _finish(
@@ -213,6 +213,7 @@ class _ScoreNote:
     midi_note: float
     velocity: int
     where: str
+    lyric: str | None = None
 
 
 def _walk_part(
@@ -296,10 +297,21 @@ def _add_xml_note(
     if note is not None and note.end_q == start:
         note.end_q = start + duration  # tied on: lengthen the note the tie started from
     else:
-        note = _ScoreNote(start, start + duration, midi, velocity, where)
+        note = _ScoreNote(start, start + duration, midi, velocity, where, _lyric(element))
         notes.append(note)
     if "start" in ties or "continue" in ties:
         open_ties[key] = note
+
+
+def _lyric(note: ET.Element) -> str | None:
+    """The syllable of a note's first lyric line (``<lyric><text>``); None without one, or for an
+    ``<extend/>`` alone (the previous syllable held on: a melisma)."""
+    lyrics = note.findall("lyric")
+    if not lyrics:
+        return None
+    first = min(lyrics, key=lambda lyric: str(lyric.get("number", "1")))
+    text = "".join(part.text or "" for part in first.findall("text")).strip()
+    return text[:64] or None
 
 
 def _seconds_map(tempos: list[tuple[Fraction, float]]) -> Callable[[Fraction], float]:

@@ -70,6 +70,9 @@ class Note:
     end_s: float
     midi_note: float
     velocity: int = DEFAULT_VELOCITY
+    #: the lyric syllable the score sets on this note (MusicXML ``<lyric>``, MIDI lyric events); None:
+    #: none, which in a melody that has lyrics means the note goes on singing the previous syllable
+    lyric: str | None = None
 
     def __post_init__(self) -> None:
         problem = _note_problem(self.start_s, self.end_s, self.midi_note, self.velocity)
@@ -218,6 +221,11 @@ class Melody:
         """End of the last note in seconds, counted from time 0 (leading rests included)."""
         return self.notes[-1].end_s
 
+    @property
+    def has_lyrics(self) -> bool:
+        """Whether the score set lyric syllables on its notes (then a note without one is a melisma)."""
+        return any(note.lyric for note in self.notes)
+
     def transposed(self, semitones: float) -> Melody:
         """Return the melody shifted by `semitones` (fractions allowed).
 
@@ -286,7 +294,10 @@ def to_monophonic(notes: Iterable[Note]) -> tuple[Note, ...]:
         last = first + 1
         while last < len(ordered) and ordered[last].start_s - ordered[first].start_s <= SAME_ONSET_S:
             last += 1
-        kept.append(max(ordered[first:last], key=lambda note: (note.midi_note, note.end_s)))
+        chord = ordered[first:last]
+        top = max(chord, key=lambda note: (note.midi_note, note.end_s))
+        lyric = next((note.lyric for note in chord if note.lyric), None)   # a chord's syllable is the line's
+        kept.append(top if top.lyric == lyric else replace(top, lyric=lyric))
         first = last
     result: list[Note] = []
     for index, note in enumerate(kept):
@@ -296,11 +307,12 @@ def to_monophonic(notes: Iterable[Note]) -> tuple[Note, ...]:
     return tuple(result)
 
 
-def _build_note(where: str, start_s: float, end_s: float, midi_note: float, velocity: int) -> Note:
+def _build_note(where: str, start_s: float, end_s: float, midi_note: float, velocity: int,
+                lyric: str | None = None) -> Note:
     problem = _note_problem(start_s, end_s, midi_note, velocity)
     if problem:
         raise MelodyError(f"{where}: {problem}")
-    return Note(start_s, end_s, midi_note, velocity)
+    return Note(start_s, end_s, midi_note, velocity, lyric or None)
 
 
 def _finish(notes: list[Note], source: str, why_empty: str) -> Melody:

@@ -12,7 +12,12 @@ rhythm to the tune's:
 * ``melisma_cost`` for each extra note a syllable takes, ``share_cost`` for each extra
   syllable a note takes (singers prefer one syllable per note);
 * ``rest_cost`` when a phrase break (a pause after the group's last syllable) and a rest (a gap
-  after the group's last note) do not coincide.
+  after the group's last note) do not coincide;
+* with a score's lyrics (``syllable_starts``: which notes the score sets a new syllable on),
+  ``lyric_cost`` for each place the grouping departs from them: a syllable starting on a note the
+  score continues (a melisma there), a note the score starts a syllable on inside a melisma, an
+  extra syllable on one note. The speech's syllables are found in its sound, not read, so where
+  their count differs from the lyrics' the grouping still has to depart somewhere.
 
 Every syllable and every note is used, in order. The result is the same for the same input:
 a pure function, so a converter that calls it once the input has ended renders the same output
@@ -35,11 +40,14 @@ class AlignmentConfig:
     share_cost: float = 0.5
     rest_cost: float = 1.0
     rest_s: float = 0.1          # a gap this long after a note is a rest
+    #: each departure from the score's lyrics, when it has them: as much as a syllable sung at four
+    #: times (or a quarter of) its spoken share (log(4)**2 = 1.92), so the score wins over the rhythm
+    lyric_cost: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_notes_per_syllable < 1 or self.max_syllables_per_note < 1:
             raise ConfigError("alignment.max_notes_per_syllable and max_syllables_per_note must be >= 1")
-        if min(self.melisma_cost, self.share_cost, self.rest_cost) < 0:
+        if min(self.melisma_cost, self.share_cost, self.rest_cost, self.lyric_cost) < 0:
             raise ConfigError("alignment costs must be >= 0")
 
 
@@ -70,13 +78,15 @@ class Group:
 
 
 def align(durations_s: list[float], pause_after: list[bool], notes: list[tuple[float, float]],
-          config: AlignmentConfig | None = None) -> list[Group]:
+          config: AlignmentConfig | None = None, syllable_starts: list[bool] | None = None) -> list[Group]:
     """Group ``len(durations_s)`` syllables with ``len(notes)`` notes (module docstring).
 
     Args:
         durations_s: each syllable's spoken length.
         pause_after: whether a pause follows each syllable (the last one: True).
         notes: ``(start_s, end_s)`` of each note, in order.
+        syllable_starts: per note, whether the score's lyrics start a syllable on it (None: the
+            melody has no lyrics).
 
     Returns:
         The groups, in order, covering every syllable and every note once. Empty when either is.
@@ -85,8 +95,13 @@ def align(durations_s: list[float], pause_after: list[bool], notes: list[tuple[f
     n, m = len(durations_s), len(notes)
     if len(pause_after) != n:
         raise ValueError(f"pause_after has {len(pause_after)} entries for {n} syllables")
+    if syllable_starts is not None and len(syllable_starts) != m:
+        raise ValueError(f"syllable_starts has {len(syllable_starts)} entries for {m} notes")
     if n == 0 or m == 0:
         return []
+    starts_before = [0]   # starts_before[j]: notes before j the lyrics start a syllable on
+    for starts in syllable_starts or [False] * m:
+        starts_before.append(starts_before[-1] + bool(starts))
     # Limits wide enough that a grouping always exists.
     max_notes = max(cfg.max_notes_per_syllable, math.ceil(m / n))
     max_syls = max(cfg.max_syllables_per_note, math.ceil(n / m))
@@ -106,6 +121,9 @@ def align(durations_s: list[float], pause_after: list[bool], notes: list[tuple[f
         rhythm = math.log(ratio * (sp[i1] - sp[i0]) / (sg[j1] - sg[j0])) ** 2
         extra = cfg.melisma_cost * (j1 - j0 - 1) + cfg.share_cost * (i1 - i0 - 1)
         mismatch = cfg.rest_cost if pause_after[i1 - 1] != rest_after[j1 - 1] else 0.0
+        if syllable_starts is not None:
+            departures = (not syllable_starts[j0]) + (starts_before[j1] - starts_before[j0 + 1]) + (i1 - i0 - 1)
+            mismatch += cfg.lyric_cost * departures
         return rhythm + extra + mismatch
 
     inf = math.inf

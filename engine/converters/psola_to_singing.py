@@ -187,7 +187,9 @@ class PsolaToSingingConverter(_PsolaSinger):
         pause = s.units.syllables._pause
         durations = [(u.end - u.onset) * frame_s for u in units]
         pause_after = [units[i + 1].onset - units[i].end >= pause for i in range(len(units) - 1)] + [True]
-        groups = align(durations, pause_after, [(n.start_s, n.end_s) for n in notes], self.alignment) if units else []
+        starts = [bool(n.lyric) for n in notes] if self.melody.has_lyrics else None   # the score's syllables
+        groups = align(durations, pause_after, [(n.start_s, n.end_s) for n in notes], self.alignment,
+                       starts) if units else []
         plan: list[_Slot] = []
         prev_end, prev_midi = -10, None
         for group in groups:

@@ -122,6 +122,7 @@ class _Slot:
     held: bool  # True when it re-uses the last unit (melisma)
     prev_midi: float | None
     notes: tuple[Note, ...] = ()  # a melisma over several notes (psola's plan): the pitch follows each in turn
+    scored: bool = False          # held because the score's lyrics continue the syllable here
 
 
 @dataclass
@@ -137,7 +138,8 @@ class ToSingingState:
     last_note_end: int = -1
     input_ended: bool = False
     notes_sung: int = 0
-    notes_held: int = 0
+    notes_held: int = 0                  # the last vowel held because the speech ran out of syllables
+    notes_melisma: int = 0               # held because the score's lyrics say so
     last_frame: Frames | None = None
     sources: list[float] | None = None   # per output frame, its input frame (-1: silence), when traced
     plan: list[_Slot] | None = None      # every slot decided in advance (psola), else None: note by note
@@ -195,7 +197,10 @@ class WorldToSingingConverter(WorldPipelineConverter):
             else:
                 return None
         note = notes[s.note_index]
-        if units.units:
+        scored = self.melody.has_lyrics and not note.lyric and s.last_unit is not None
+        if scored:   # the score's lyrics hold the last syllable over this note (a melisma)
+            unit, held = s.last_unit, True
+        elif units.units:
             unit, held = units.take(), False
         elif s.input_ended and units.current is None:
             if s.last_unit is None:
@@ -208,7 +213,8 @@ class WorldToSingingConverter(WorldPipelineConverter):
         start = self._frame_of(note.start_s + offset)
         end = max(self._frame_of(note.end_s + offset), start + 1)
         legato = s.last_note_end >= 0 and start - s.last_note_end <= 1
-        slot = _Slot(note, start, end, unit, held, s.last_midi if legato else None)  # type: ignore[arg-type]
+        slot = _Slot(note, start, end, unit, held, s.last_midi if legato else None,  # type: ignore[arg-type]
+                     scored=scored)
         s.note_index += 1
         return slot
 
@@ -232,6 +238,8 @@ class WorldToSingingConverter(WorldPipelineConverter):
                 s.slot = slot
                 if not slot.held:
                     s.notes_sung += 1
+                elif slot.scored:
+                    s.notes_melisma += 1
                 else:
                     s.notes_held += 1
                 if slot.unit is not None:
@@ -408,5 +416,6 @@ class WorldToSingingConverter(WorldPipelineConverter):
             "notes": float(len(m.notes)),
             "melody_repeats": float(s.repeat),
             "notes_held": float(s.notes_held),
+            "lyric_melisma_notes": float(s.notes_melisma),
         }
         return ConverterReport(warnings=warnings, stats=stats)
