@@ -69,3 +69,24 @@ def test_it_sings_a_melody_file_not_live_notes():
     with pytest.raises(OptionError, match="live_notes=True are sung by the WORLD converter only"):
         make_converter("singing", "psola-stream", live_notes=True)
     assert not get_converter("psola-stream").whole_input
+
+
+def test_with_rest_pauses_its_rests_play_the_speechs_own_pauses(example_speech):
+    """As psola's: the frames before each syllable's onset where the speech paused (room tone,
+    breath), quiet against the singing; by default (words first) the rests are silent. Either way
+    the song does not depend on the chunk size."""
+    from voxflip.engine.converters.psola_to_singing import PsolaStreamToSingingConverter
+    from voxflip.engine.melody import Melody, Note
+
+    audio, rate = example_speech
+    tune = Melody(tuple(Note(round(1.0 + 0.35 * k, 6), round(1.3 + 0.35 * k, 6), 60.0 + k % 4)
+                        for k in range(10)), "late")      # a second of rest before the first note
+    songs = [stream_in_blocks(Streamer(PsolaStreamToSingingConverter(tune, rest_pauses=True, chunk_frames=frames),
+                                       rate), audio, 4096) for frames in (2, 200)]
+    np.testing.assert_array_equal(songs[0], songs[1])
+    out = songs[0]
+    rest, sung = out[int(0.1 * rate):int(0.9 * rate)], out[int(1.0 * rate):int(4.3 * rate)]
+    assert np.count_nonzero(rest) > 0.9 * len(rest)
+    assert 20 * np.log10(np.sqrt(np.mean(rest ** 2)) / np.sqrt(np.mean(sung ** 2))) < -20
+    silent = stream_in_blocks(Streamer(make_converter("singing", "psola-stream", melody=tune), rate), audio, 4096)
+    assert not silent[int(0.1 * rate):int(0.9 * rate)].any()

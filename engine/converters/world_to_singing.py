@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -146,6 +147,7 @@ class ToSingingState:
     gains: list[float] | None = None
     rest_pool: np.ndarray | None = None  # input frames a rest plays (psola: the speech's own pauses)
     rest_cursor: int = 0                 # next frame of rest_pool
+    pauses: Any = None                   # psola-stream: the speech's pauses heard so far
 
 
 class WorldToSingingConverter(WorldPipelineConverter):
