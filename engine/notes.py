@@ -202,6 +202,7 @@ class Melody:
     source: str
     sung: SungPitch | None = field(default=None, compare=False)
     _starts: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _lyrics: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         notes = tuple(self.notes)
@@ -215,6 +216,7 @@ class Melody:
                     f"ends at {earlier.end_s!r} s; notes must be sorted and non-overlapping (use to_monophonic)"
                 )
         object.__setattr__(self, "_starts", tuple(note.start_s for note in notes))
+        object.__setattr__(self, "_lyrics", any(note.lyric for note in notes))
 
     @property
     def span_s(self) -> float:
@@ -224,7 +226,7 @@ class Melody:
     @property
     def has_lyrics(self) -> bool:
         """Whether the score set lyric syllables on its notes (then a note without one is a melisma)."""
-        return any(note.lyric for note in self.notes)
+        return self._lyrics
 
     def transposed(self, semitones: float) -> Melody:
         """Return the melody shifted by `semitones` (fractions allowed).

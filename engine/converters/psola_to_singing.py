@@ -392,8 +392,9 @@ class PsolaStreamToSingingConverter(_PsolaSinger):
     def step(self, window: np.ndarray, state: PipelineState, *, input_end: int | None = None) -> np.ndarray:
         assert isinstance(state, PsolaSingingState) and state.psola is not None
         tidy, first, end_frame = feed_chunk(self, self.psola, state.psola, window, state, input_end)
-        count = len(tidy) if end_frame is None else max(0, min(len(tidy), end_frame - first))
-        state.custom.pauses.add_levels(tidy.level_db[:count])
+        if self.rest_pauses:
+            count = len(tidy) if end_frame is None else max(0, min(len(tidy), end_frame - first))
+            state.custom.pauses.add_levels(tidy.level_db[:count])
         return self._sing(self.transform(_thin(tidy), first, state, end_frame), state)
 
     def _sing(self, out: Frames, state: PsolaSingingState, *, final: bool = False) -> np.ndarray:
