@@ -1,7 +1,7 @@
 """Note-list melodies: read explicit notes from a .csv or .json file into a `Melody`.
 
 Each note gives ``start_s``, ``end_s`` and ``midi_note`` and optionally ``velocity`` (default
-100): a CSV file names them in a header row, a JSON file is a list of objects or
+100) and ``lyric`` (the syllable the note starts; empty: it goes on with the previous one): a CSV file names them in a header row, a JSON file is a list of objects or
 ``{"notes": [...]}``. Every bad note list raises `MelodyError` with one line naming the file, the
 line or note number, the value and what is allowed. A file may hold at most ``MAX_NOTES`` notes
 and ``MAX_MELODY_BYTES`` bytes (:mod:`.notes`); the reader stops where it passes either.
@@ -31,15 +31,15 @@ from .notes import (
     _read_limited,
 )
 
-NOTE_KEYS = ("start_s", "end_s", "midi_note", "velocity")
+NOTE_KEYS = ("start_s", "end_s", "midi_note", "velocity", "lyric")
 REQUIRED_NOTE_KEYS = NOTE_KEYS[:3]
 
 
 def parse_note_list(path: PathLike) -> Melody:
     """Read notes from .csv (header row required) or .json (a list of objects, or {"notes": [...]}).
 
-    Columns/keys: start_s, end_s, midi_note (required) and velocity (optional, default 100), in any
-    order. Overlapping or unsorted notes are reduced by `to_monophonic`.
+    Columns/keys: start_s, end_s, midi_note (required), velocity (optional, default 100) and lyric
+    (optional: the syllable the note starts, as a score's lyrics; docs/melody.md), in any order. Overlapping or unsorted notes are reduced by `to_monophonic`.
 
     Args:
         path: the .csv or .json file.
@@ -76,7 +76,7 @@ def _check_keys(keys: list[str], where: str, kind: str) -> None:
     if problems:
         problem = ", ".join(problems)
         raise MelodyError(
-            f"{where}: {problem}; allowed {kind}s: start_s, end_s, midi_note (required), velocity (optional)"
+            f"{where}: {problem}; allowed {kind}s: start_s, end_s, midi_note (required), velocity, lyric (optional)"
         )
 
 
@@ -109,7 +109,7 @@ def _csv_rows(text: str, source: str) -> list[tuple[str, dict[str, object]]]:
                         {
                             key: cell.strip()
                             for key, cell in zip(header, cells, strict=True)
-                            if key != "velocity" or cell.strip()
+                            if key not in ("velocity", "lyric") or cell.strip()
                         },
                     )
                 )
@@ -179,4 +179,7 @@ def _note_from_row(row: dict[str, object], where: str) -> Note:
         if not value.is_integer():
             raise MelodyError(f"{where}: velocity={row['velocity']!r} is not a whole number in 1..127")
         velocity = int(value)
-    return _build_note(where, start_s, end_s, midi_note, velocity)
+    lyric = row.get("lyric")
+    if lyric is not None and not isinstance(lyric, str):
+        raise MelodyError(f"{where}: lyric={lyric!r} is not text (the syllable the note starts, or empty)")
+    return _build_note(where, start_s, end_s, midi_note, velocity, (lyric or "").strip()[:64] or None)

@@ -56,6 +56,18 @@ def test_midi_lyric_events_go_to_the_notes_they_start_with(tmp_path):
     assert [n.lyric for n in melody.notes] == ["Hel", None, "lo"]   # 10 ticks early (10 ms) still counts
 
 
+def test_note_lists_take_an_optional_lyric_column(tmp_path):
+    from voxflip.engine.errors import MelodyError
+
+    csv = write_text(tmp_path / "song.csv", "start_s,end_s,midi_note,lyric\n0,0.5,60,twin\n0.5,1,62,\n1,1.5,64,kle\n")
+    assert [n.lyric for n in load_melody(csv).notes] == ["twin", None, "kle"]
+    json_list = write_text(tmp_path / "song.json", '[{"start_s": 0, "end_s": 1, "midi_note": 60, "lyric": "la"}]')
+    assert load_melody(json_list).notes[0].lyric == "la"
+    bad = write_text(tmp_path / "bad.json", '[{"start_s": 0, "end_s": 1, "midi_note": 60, "lyric": 3}]')
+    with pytest.raises(MelodyError, match=r"note #1: lyric=3 is not text"):
+        load_melody(bad)
+
+
 def test_transpose_and_tempo_keep_the_lyrics(tmp_path):
     score = xml_score(xml_part(xml_note("C", 4, 1, extra=_lyric("a")) + xml_note("D", 4, 1)))
     melody = load_melody(write_text(tmp_path / "s.musicxml", score), transpose_semitones=2, tempo_factor=2)

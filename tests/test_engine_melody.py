@@ -494,7 +494,7 @@ BAD_INPUTS = [
         "start_s,end_s,midi_note,pitch\n0,1,60,3\n",
         {},
         "tune.csv line 1: unknown column(s) 'pitch'; allowed columns: start_s, end_s, midi_note (required), "
-        "velocity (optional)",
+        "velocity, lyric (optional)",
     ),
     ("tune.csv", "start_s,midi_note\n0,60\n", {}, "missing column(s) 'end_s'"),
     ("tune.csv", "start_s,end,midi_note\n0,1,60\n", {}, "unknown column(s) 'end', missing column(s) 'end_s'"),
@@ -538,7 +538,8 @@ BAD_INPUTS = [
         "tune.json",
         '[{"start_s": 0, "end_s": 1, "midi_note": 60, "pitch": 3}]',
         {},
-        "note #1: unknown key(s) 'pitch'; allowed keys: start_s, end_s, midi_note (required), velocity (optional)",
+        "note #1: unknown key(s) 'pitch'; allowed keys: start_s, end_s, midi_note (required), velocity, "
+        "lyric (optional)",
     ),
     (
         "tune.json",
