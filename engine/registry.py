@@ -86,6 +86,8 @@ class FlowOptions(ConverterOptions):
 
 #: what a speech -> singing converter sings a melody's notes at (``melody_pitch``, ``--melody-pitch``)
 MELODY_PITCHES = ("notes", "sung")
+#: ``psola``'s octave for a melody far above the speaker (``melody_octave``, ``--melody-octave``)
+MELODY_OCTAVES = ("auto", "keep")
 #: the longest singing a melody may ask for by default, in seconds (``max_output_s``, ``--max-output-s``)
 DEFAULT_MAX_OUTPUT_S = 3600.0
 
@@ -119,10 +121,14 @@ class MelodyOptions(ConverterOptions):
 
 @dataclass(frozen=True)
 class SingOptions(MelodyOptions, WorldOptions):
-    """``world`` and ``psola`` speech -> singing: a melody (:class:`MelodyOptions`), or with
-    ``live_notes`` no melody but the notes played live (``/voxflip/note``)."""
+    """``world``, ``psola`` and ``psola-stream`` speech -> singing: a melody (:class:`MelodyOptions`),
+    or with ``live_notes`` no melody but the notes played live (``/voxflip/note``).
+
+    ``melody_octave`` (``psola`` only, which hears the whole speech first): ``"auto"`` (its default)
+    sings a melody far above the speaker's voice octaves lower; ``"keep"`` sings it as written."""
 
     live_notes: bool = False
+    melody_octave: str | None = None
 
 
 @dataclass(frozen=True)
@@ -413,8 +419,17 @@ def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool, stream:
         config = replace(config, transpose_semitones=options.transpose_semitones)
         # notes act at chunk boundaries: without --chunk-ms, the live chunk, never the offline one
         return LiveNotesToSingingConverter(config, chunk_frames=chunk_frames if options.chunk_ms is not None else None)
+    if options.melody_octave is not None and options.melody_octave not in MELODY_OCTAVES:
+        raise OptionError("melody_octave", options.melody_octave, f"is not one of {', '.join(MELODY_OCTAVES)} (auto: "
+                          "a melody far above the speaker's voice is sung octaves lower; keep: as written)")
+    if options.melody_octave is not None and (stream or not psola):
+        raise OptionError("melody_octave", options.melody_octave, "applies to psola only, which hears the whole "
+                          "speech before it sings (note by note, the speaker's range is not known in time)")
     melody = _melody(options)
-    kind = (PsolaStreamToSingingConverter if stream else PsolaToSingingConverter) if psola else WorldToSingingConverter
+    if psola and not stream:
+        return PsolaToSingingConverter(melody, config, chunk_frames=chunk_frames,
+                                       fit_octave=options.melody_octave != "keep")
+    kind = PsolaStreamToSingingConverter if psola else WorldToSingingConverter
     return kind(melody, config, chunk_frames=chunk_frames)
 
 

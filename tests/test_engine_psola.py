@@ -13,6 +13,12 @@ from voxflip.streaming.streamer import Streamer
 SR, HOP = 24_000, 120
 
 
+def _one_note():
+    from voxflip.engine.melody import Melody, Note
+
+    return Melody((Note(0.0, 1.0, 60.0),), "one note")
+
+
 def _render(x: np.ndarray, f0_in: np.ndarray, source: np.ndarray, covers: np.ndarray, f0_out: np.ndarray,
             pieces: int = 1, narrow_raised: bool = False) -> np.ndarray:
     """Feed the synthesiser in ``pieces`` installments (input, analysis and output frames alike)."""
@@ -193,3 +199,47 @@ def test_the_psola_converters_skip_only_the_analysis_they_never_read(example_spe
     whole.analyzer = WorldAnalyzer(replace(whole.analysis, envelope=True, aperiodicity=True))
     np.testing.assert_array_equal(stream_in_blocks(Streamer(lean, rate), audio, 4096),
                                   stream_in_blocks(Streamer(whole, rate), audio, 4096))
+
+
+def test_octaves_down_brings_a_melody_within_reach_of_the_voice_and_never_raises_one():
+    from voxflip.engine.converters.psola_to_singing import octaves_down
+    from voxflip.engine.melody import Melody, Note
+
+    def melody(midi: float) -> Melody:
+        return Melody((Note(0, 1, midi - 2), Note(1, 2, midi), Note(2, 3, midi + 2)), "m")
+
+    speech = np.array([0.0, 110.0, 110.0, 0.0])            # MIDI 45
+    assert octaves_down(melody(58.0), speech) == 0         # 13 semitones above: as written
+    assert octaves_down(melody(64.0), speech) == 1         # 19 above: an octave down, 7 above
+    assert octaves_down(melody(80.0), speech) == 2         # 35 above: two octaves down
+    assert octaves_down(melody(30.0), speech) == 0         # below the voice: never raised
+    assert octaves_down(melody(80.0), np.zeros(4)) == 0    # nothing voiced: nothing to fit
+
+
+def test_psola_sings_the_bundled_tune_an_octave_down_for_the_bundled_speaker_unless_told_to_keep_it(example_speech):
+    from importlib.resources import files
+
+    from voxflip.engine.melody_audio import f0_contour
+
+    audio, rate = example_speech
+    tune = str(files("voxflip") / "data" / "tune.mid")
+    medians, stats = {}, {}
+    for octave in ("auto", "keep"):
+        converter = make_converter("singing", "psola", melody=tune, melody_octave=octave)
+        streamer = Streamer(converter, rate)
+        song = stream_in_blocks(streamer, audio, 4096)
+        report = converter.report(streamer.state)
+        stats[octave] = (report.stats["octaves_down"], any("octave(s) lower" in w for w in report.warnings))
+        _, f0 = f0_contour(song, rate)
+        medians[octave] = float(np.median(f0[f0 > 0]))
+    assert stats == {"auto": (1.0, True), "keep": (0.0, False)}
+    assert medians["auto"] / medians["keep"] == pytest.approx(0.5, rel=0.06)
+
+
+def test_the_octave_option_is_psolas_alone():
+    from voxflip.engine.errors import OptionError
+
+    with pytest.raises(OptionError, match="melody_octave='keep' applies to psola only"):
+        make_converter("singing", "world", melody=_one_note(), melody_octave="keep")
+    with pytest.raises(OptionError, match="melody_octave='down' is not one of auto, keep"):
+        make_converter("singing", "psola", melody=_one_note(), melody_octave="down")

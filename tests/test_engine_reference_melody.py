@@ -37,7 +37,8 @@ def test_a_tune_sung_by_the_converter_comes_back_as_its_notes(tmp_path, example_
     transcription of that singing is the tune again, within a semitone, for most of its time."""
     audio, rate = example_speech
     tune = load_melody(str(files("voxflip") / "data" / "tune.mid"))
-    sung = stream_in_blocks(Streamer(make_converter("singing", method, melody=tune), rate), audio, 4096)
+    as_written = {"melody_octave": "keep"} if method == "psola" else {}   # psola would sing it an octave down
+    sung = stream_in_blocks(Streamer(make_converter("singing", method, melody=tune, **as_written), rate), audio, 4096)
     path = tmp_path / "reference.wav"
     sf.write(path, sung, rate)
     again = load_melody(path)

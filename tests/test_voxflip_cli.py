@@ -147,6 +147,8 @@ def test_unwritable_output_gives_one_line_exit_2(tmp_path: Path, speech_wav: Pat
          "--melody-pitch sung follows the pitch of a sung recording"),
         (["--to", "singing", "--melody", TUNE, "--melody-pitch", "exact"], "--melody-pitch='exact' is not one of notes, sung"),
         (["--to", "speech", "--method", "psola-tsm", "--melody-pitch", "sung"], "--melody-pitch='sung' does not apply to psola-tsm"),
+        (["--to", "singing", "--method", "world", "--melody", TUNE, "--melody-octave", "keep"],
+         "--melody-octave='keep' applies to psola only"),
         (["--to", "speech", "--method", "world"], "does not convert to speech"),
         (["--to", "speech", "--method", "world-nodur", "--duration", "0.5"], "--duration=0.5 does not apply to world-nodur; it takes: --chunk-ms, --transpose"),
         (["--to", "speech", "--method", "world-dur", "--duration", "1.5"], "outside 0..1"),

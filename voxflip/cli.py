@@ -43,6 +43,7 @@ FLAG_OF_OPTION: dict[str, str] = {
     "portamento_ms": "--portamento-ms",
     "max_output_s": "--max-output-s",
     "melody_pitch": "--melody-pitch",
+    "melody_octave": "--melody-octave",
     "voice_floor_hz": "--voice-floor",
     "vocoder": "--vocoder",
     "seed": "--seed",
@@ -146,6 +147,9 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--melody", help="tune for --to singing: .mid, .musicxml/.xml/.mxl, a .csv/.json note list, "
                         "or a sung or hummed recording (.wav/.flac/...: its notes are transcribed)")
     render.add_argument("--melody-pitch", metavar="notes|sung", help=_MELODY_PITCH_HELP)
+    render.add_argument("--melody-octave", metavar="auto|keep",
+                        help="psola: 'auto' (default) sings a melody lying more than 14 semitones above the speaker's "
+                             "voice as many octaves lower as it takes; 'keep' sings it as written")
     render.add_argument("--model", help=f"a model for {_option_methods('model_path')}: for flow-*, the model.onnx "
                                         "of voxflip export; for alignsts, the folder of voxflip export-alignsts "
                                         "(default: the shipped one)")

@@ -26,6 +26,7 @@ CONVERTER_FLAGS: dict[str, str] = {
     "portamento_ms": "portamento_ms",
     "max_output_s": "max_output_s",
     "melody_pitch": "melody_pitch",
+    "melody_octave": "melody_octave",
     "voice_floor": "voice_floor_hz",
     "vocoder": "vocoder",
     "seed": "seed",

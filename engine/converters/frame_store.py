@@ -55,6 +55,12 @@ class FrameStore:
         self._n -= k
         self.base += k
 
+    def f0_values(self) -> np.ndarray:
+        """The F0 of every frame held (0: unvoiced), a read-only view."""
+        view = self._f0[:self._n]
+        view.setflags(write=False)
+        return view
+
     def f0(self, index: int) -> float:
         return float(self._f0[index - self.base])
 

@@ -44,6 +44,12 @@ REST_MARGIN_FRAMES = 4
 REST_QUIET_DB = 20.0
 #: pause runs shorter than this (frames) are not played in rests (a jump every few frames would buzz)
 REST_MIN_RUN = 4
+#: psola sings a melody whose median note lies more than this many semitones above the speaker's median F0
+#: as many octaves lower as it takes to come within it: the real singers of dev-data sang at most 13.2
+#: semitones above their own speech (median note against median speaking F0); on dev-data's cross pairs
+#: (scripts/cross_range.py) the melodies moved sounded better an octave lower (DNSMOS +0.45 ± 0.29, CER
+#: -0.10 ± 0.12, RCA unchanged; docs/results.md)
+MAX_ABOVE_SPEECH_SEMITONES = 14.0
 #: psola-stream looks for the speech's pauses this far (frames: 10 s) before the syllable a rest leads to
 PAUSE_WINDOW_FRAMES = 2000
 
@@ -53,6 +59,7 @@ class PsolaSingingState(PipelineState):
     psola: PsolaState | None = None
     repeats: int = 0           # extra passes through a melody too short for the speech
     melisma_notes: int = 0     # notes beyond the first of a syllable's group
+    octaves_down: int = 0      # the melody sung this many octaves lower, to the speaker's range
     shared_notes: int = 0      # notes that carry more than one syllable
     levels: list[np.ndarray] = field(default_factory=list)   # every input frame's level (dB), in order
 
@@ -113,16 +120,19 @@ class PsolaToSingingConverter(_PsolaSinger):
 
     def __init__(self, melody: Melody, config: WorldToSingingConfig | None = None, *,
                  alignment: AlignmentConfig | None = None, early_consonants: bool = False,
-                 chunk_frames: int | None = None) -> None:
+                 fit_octave: bool = True, chunk_frames: int | None = None) -> None:
         """Args:
             melody, config, chunk_frames: as :class:`WorldToSingingConverter`.
             alignment: the syllable-to-note costs (:class:`.note_alignment.AlignmentConfig`).
+            fit_octave: sing a melody far above the speaker's voice octaves lower
+                (:func:`octaves_down`); False sings it as written.
             early_consonants: start each syllable's onset consonants before its note, as singers do.
                 Off: on dev-data it followed the notes a little better (RCA 0.743 against 0.728,
                 DNSMOS 2.52 against 2.47) but lost more words (CER 0.512 against 0.470).
         """
         super().__init__(melody, config, chunk_frames=chunk_frames)
         self.early_consonants = bool(early_consonants)
+        self.fit_octave = bool(fit_octave)
         self.alignment = alignment or AlignmentConfig()
 
     # -- streaming: listen until the end, then sing ----------------------------------------------
@@ -175,6 +185,9 @@ class PsolaToSingingConverter(_PsolaSinger):
         s: ToSingingState = state.custom
         units = list(s.units.units)
         s.units.units.clear()
+        if self.fit_octave:
+            state.octaves_down = octaves_down(self.melody, s.units.store.f0_values())
+            s.transpose_semitones -= 12.0 * state.octaves_down
         notes = self.melody.notes
         # A melody far too short for the speech is sung again, as often as it takes to leave at most
         # SHARE_LIMIT syllables per note on average; the alignment shares notes within that.
@@ -303,6 +316,7 @@ class PsolaToSingingConverter(_PsolaSinger):
             "melisma_notes": float(state.melisma_notes),
             "shared_notes": float(state.shared_notes),
             "melody_repeats": float(state.repeats),
+            "octaves_down": float(state.octaves_down),
         }
         warnings = list(state.warnings)
         if state.repeats:
@@ -310,10 +324,28 @@ class PsolaToSingingConverter(_PsolaSinger):
             warnings.append(f"melody {m.source} is shorter than the speech: {len(m.notes)} notes ({m.span_s:.2f} s) "
                             f"for {s.units.total} syllables; the melody was repeated {state.repeats} more time(s) "
                             f"to sing them")
+        if state.octaves_down:
+            warnings.append(f"melody {self.melody.source} lies more than {MAX_ABOVE_SPEECH_SEMITONES:g} semitones above "
+                            f"the speaker's voice: sung {state.octaves_down} octave(s) lower (--melody-octave keep "
+                            f"sings it as written)")
         if s.input_ended and s.units.total == 0:
             warnings.append(f"no syllables were found in the speech (is it silent?); the output is "
                             f"{self.melody.span_s:.2f} s of silence")
         return ConverterReport(warnings=warnings, stats=stats)
+
+
+def octaves_down(melody: Melody, f0_hz: np.ndarray) -> int:
+    """How many octaves lower to sing ``melody`` for a speaker whose frames have F0 ``f0_hz`` (0:
+    unvoiced): as few as bring its median note within ``MAX_ABOVE_SPEECH_SEMITONES`` of their median
+    F0; 0 for a melody at or under that, or a speech with no voiced frame. Never higher: a melody
+    below a voice, sung an octave up, measured far worse (DNSMOS -0.67)."""
+    voiced = np.asarray(f0_hz, np.float64)
+    voiced = voiced[voiced > 0]
+    if not len(voiced):
+        return 0
+    speech = 69.0 + 12.0 * math.log2(float(np.median(voiced)) / 440.0)
+    above = float(np.median([note.midi_note for note in melody.notes])) - speech
+    return max(0, math.ceil((above - MAX_ABOVE_SPEECH_SEMITONES) / 12.0))
 
 
 def _thin(frames: Frames) -> Frames:
