@@ -16,8 +16,6 @@ About a minute on two cores. Nothing is written.
 
 from __future__ import annotations
 
-import argparse
-import json
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -64,13 +62,11 @@ def _score(speaker: dict, singer: dict, root: Path) -> list[float]:
 
 
 def main() -> None:
+    from devdata_args import parse
+
     from voxflip.trainer.eval.metrics import confidence_interval
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()]
+    args, rows = parse(__doc__.split("\n\n")[0])
     pairs = _pairs(rows)
     with Pool(args.workers) as pool:
         table = np.array(pool.starmap(_score, [(a, b, args.manifest.parent) for a, b in pairs]))
