@@ -393,6 +393,9 @@ def format_corpus_table(results: list[CorpusBenchResult]) -> str:
 
 
 if __name__ == "__main__":
+    from voxflip.streaming.heap import keep_freed_memory
+
+    keep_freed_memory()   # as the command line does (the baseline child too: the same process settings)
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         conv, ms, chunk, rate, signal, core, launched, model, floor, vocoder = sys.argv[2:12]
         _child(conv, float(ms), float(chunk), int(rate), signal, None if core == "-1" else int(core), float(launched),

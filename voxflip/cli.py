@@ -507,6 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         module, function = COMMANDS[args.command]
+        from voxflip.streaming.heap import keep_freed_memory
+
+        keep_freed_memory()   # every command works in blocks: their temporaries stay mapped
         try:
             return getattr(importlib.import_module(f"voxflip.{module}"), function)(args)
         except EngineError as exc:

@@ -291,7 +291,9 @@ def run_pool(jobs: list[RenderJob], settings: RenderSettings, workers: int,
         return
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)))
+    from voxflip.streaming.heap import keep_freed_memory
+
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=keep_freed_memory)
     try:
         pending = {pool.submit(render_job, job, settings) for job in jobs}   # all submitted before any bar thread
         while pending:
