@@ -218,39 +218,3 @@ def test_an_analysis_shared_with_a_worker_process_is_the_same():
         shared.close()
     with pytest.raises(ConfigError, match="processes"):
         WorldAnalyzer(AnalysisConfig(), processes=0)
-
-
-def test_learned_voicing_calls_tones_voiced_and_noise_and_silence_unvoiced():
-    learned = PitchConfig(f0_min_hz=100.0, voicing="learned")
-    for f0 in (110.0, 220.0, 600.0):
-        est = estimate_f0(harmonic_tone(np.full(RATE, f0)), RATE, 120, learned)[10:-10]
-        assert np.all(np.abs(1200 * np.log2(est / f0)) < 10)
-    noise = np.random.default_rng(0).standard_normal(RATE) * 0.1
-    assert np.mean(estimate_f0(noise, RATE, 120, learned) > 0) < 0.05
-    assert np.all(estimate_f0(np.zeros(RATE), RATE, 120, learned) == 0)
-    # below the search (85 Hz under a 100 Hz floor): the period is at the edge, whatever the model says
-    assert np.all(estimate_f0(harmonic_tone(np.full(RATE, 85.0)), RATE, 120, learned)[10:-10] == 0)
-
-
-def test_learned_voicing_decides_each_frame_alone():
-    from voxflip.engine.features.pitch import yin_frames
-
-    config = PitchConfig(f0_min_hz=100.0, voicing="learned")
-    rng = np.random.default_rng(3)
-    t = np.arange(RATE) / RATE
-    x = harmonic_tone(170 * 2 ** (0.3 * np.sin(2 * np.pi * t))) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) ** 2
-    x = x + 0.02 * rng.standard_normal(RATE)
-    win = config.window_samples(RATE)
-    padded, start, n = pad_for_frames(x, 120, win)
-    frames = frame_matrix(padded, start, 0, n, 120, win)
-    whole = yin_frames(frames, RATE, config)[0]
-    assert 0.2 < np.mean(whole > 0) < 0.95        # both decisions occur
-    for size in (1, 7, 64):
-        parts = np.concatenate([yin_frames(frames[i:i + size], RATE, config)[0] for i in range(0, n, size)])
-        np.testing.assert_array_equal(parts > 0, whole > 0)   # the decision: exactly
-        np.testing.assert_allclose(parts, whole, rtol=1e-12)   # F0: batched FFTs round differently
-
-
-def test_pitch_config_rejects_an_unknown_voicing_rule():
-    with pytest.raises(ConfigError, match="pitch.voicing='yes' must be one of periodicity, learned"):
-        PitchConfig(voicing="yes")

@@ -20,10 +20,6 @@ import numpy as np
 
 from ..errors import ConfigError
 from .frames import frame_matrix, pad_for_frames
-from .voicing import learned_voicing, voicing_features
-
-#: how a frame is called voiced: YIN's periodicity rule, or the learned decision of :mod:`.voicing`
-VOICING_RULES = ("periodicity", "learned")
 
 
 @dataclass(frozen=True)
@@ -37,9 +33,6 @@ class PitchConfig:
         voicing_threshold: a frame is voiced when its normalised difference at
             the chosen lag is below this value ...
         silence_db: ... and its RMS level is above this, in dB full scale.
-        voicing: ``"periodicity"`` (the rule above) or ``"learned"``: the logistic regression of
-            :mod:`.voicing` decides within the same two limits (level above ``silence_db``, the
-            period inside the search). Made for the 20 ms window of ``--voice-floor 100``.
     """
 
     f0_min_hz: float = 60.0
@@ -47,11 +40,8 @@ class PitchConfig:
     threshold: float = 0.15
     voicing_threshold: float = 0.3
     silence_db: float = -55.0
-    voicing: str = "periodicity"
 
     def __post_init__(self) -> None:
-        if self.voicing not in VOICING_RULES:
-            raise ConfigError(f"pitch.voicing={self.voicing!r} must be one of {', '.join(VOICING_RULES)}")
         if not (20.0 <= self.f0_min_hz < self.f0_max_hz <= 4000.0):
             raise ConfigError(
                 f"pitch.f0_min_hz={self.f0_min_hz!r} and pitch.f0_max_hz={self.f0_max_hz!r} must satisfy "
@@ -153,14 +143,9 @@ def yin_frames(frames: np.ndarray, sample_rate: int, config: PitchConfig) -> tup
     rms = np.sqrt(np.mean(x * x, axis=1))
     level_db = 20.0 * np.log10(rms + 1e-12)
     # A minimum at the longest lag is the edge of the search, not a period: the voice is below f0_min_hz.
-    possible = (level_db > config.silence_db) & (lag < max_lag)
-    voiced = (mid < config.voicing_threshold) & possible
-    periodicity = 1.0 - np.minimum(np.maximum(mid, 0.0), 1.0)
-    if config.voicing == "learned":
-        rule_f0 = np.where(voiced, sample_rate / period, 0.0)
-        voiced = learned_voicing(voicing_features(x, rule_f0, periodicity, level_db, voiced)) & possible
+    voiced = (mid < config.voicing_threshold) & (level_db > config.silence_db) & (lag < max_lag)
     f0 = np.where(voiced, sample_rate / period, 0.0)
-    return f0, periodicity
+    return f0, 1.0 - np.minimum(np.maximum(mid, 0.0), 1.0)
 
 
 def estimate_f0(

@@ -87,9 +87,7 @@ class AnalysisConfig:
         it (1.5 periods each side) and D4C is given at least 4/3 of it (two of those periods are
         1.5 of the floor's): all three reach 1.5 floor periods. 100 Hz: 15.1 ms past the last
         frame, against 21.8 ms by default. Frames of a voice below the floor are analysed as
-        unvoiced (the F0 search does not go there). The shorter F0 window decides voicing with the
-        learned rule of :mod:`.voicing` (trained at a 100 Hz floor to give the default window's
-        answer), which loses fewer voiced frames than YIN's periodicity threshold does there.
+        unvoiced (the F0 search does not go there).
 
         Raises:
             ConfigError: ``floor_hz`` outside ``VOICE_FLOOR_RANGE_HZ``.
@@ -100,7 +98,7 @@ class AnalysisConfig:
                               f"voice; {lo:g} Hz is as low as the {self.fft_size}-point envelope analysis goes)")
         floor = float(floor_hz)
         return replace(self, envelope_f0_floor_hz=floor, d4c_min_f0_hz=max(DEFAULT_D4C_MIN_F0_HZ, floor * 4.0 / 3.0),
-                       pitch=replace(self.pitch, f0_min_hz=floor, voicing="learned"))
+                       pitch=replace(self.pitch, f0_min_hz=floor))
 
     @property
     def pitch_window_samples(self) -> int:
