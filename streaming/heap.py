@@ -6,15 +6,16 @@ back the top of the heap once more than the trim threshold is free there. A conv
 blocks: each one allocates and frees the same few hundred kilobytes to megabytes of numpy
 temporaries (frames of samples, spectra, pulse responses), so with the defaults each block's first
 write to each of those pages is a page fault. A 60 s render through ``world-nodur`` took about
-290,000 of them; in a virtual machine, where a fault costs more, they were 8-14% of the wall time.
+290,000 of them, and half or more of its system CPU time (docs/performance.md, "Freed memory kept
+mapped": 1-4% of the wall time of a whole command on the development machine).
 
 :func:`keep_freed_memory` sets the mmap threshold to 32 MiB (glibc's largest) and the trim
 threshold to 256 MiB: blocks of the sizes the engine uses come from the heap and stay mapped after
 they are freed, and the next block reuses them (the same render then takes about 18,000 faults,
 with the same peak RSS). The output does not change; only where memory comes from.
 
-For the live path it is also the real-time rule: no system calls for memory in the audio
-callback. The command line calls it at start, for every command; a program that embeds the engine
+For the live path it is also the real-time rule: once the first blocks have run, the processor
+makes no more memory system calls per block (counted with strace). The command line calls it at start, for every command; a program that embeds the engine
 may call it once itself. It does nothing where the C library is not glibc, or when the environment
 sets ``VOXFLIP_HEAP=default`` (glibc's own settings: to compare, or to hand memory back sooner).
 """
