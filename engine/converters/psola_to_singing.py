@@ -252,8 +252,9 @@ class PsolaToSingingConverter(_PsolaSinger):
     def _plan(self, state: PsolaSingingState) -> None:
         s: ToSingingState = state.custom
         levels = np.concatenate(state.levels) if state.levels else np.zeros(0, np.float32)
+        pause = s.units.syllables._pause
         heard = list(s.units.units)
-        units = sung_units(heard, levels, s.units.syllables._pause, self._frame_s)
+        units = sung_units(heard, levels, pause, self._frame_s)
         state.blips = len(heard) - len(units)
         s.units.units.clear()
         if self.fit_octave:
@@ -279,7 +280,6 @@ class PsolaToSingingConverter(_PsolaSinger):
             )
         s.rest_pool = self._rest_pool(levels, units)
         frame_s = self._frame_s
-        pause = s.units.syllables._pause
         durations = [(u.end - u.onset) * frame_s for u in units]
         pause_after = [units[i + 1].onset - units[i].end >= pause for i in range(len(units) - 1)] + [True]
         starts = [bool(n.lyric) for n in notes] if self.melody.has_lyrics else None   # the score's syllables
