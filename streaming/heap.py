@@ -15,8 +15,8 @@ they are freed, and the next block reuses them (the same render then takes about
 with the same peak RSS). The output does not change; only where memory comes from.
 
 For the live path it is also the real-time rule: once the first blocks have run, the processor
-makes no more memory system calls per block (counted with strace). The command line calls it at start, for every command; a program that embeds the engine
-may call it once itself. It does nothing where the C library is not glibc, or when the environment
+makes no more memory system calls per block (counted with strace). The command line calls it at
+start, for every command; a program that embeds the engine may call it once itself. It does nothing where the C library is not glibc, or when the environment
 sets ``VOXFLIP_HEAP=default`` (glibc's own settings: to compare, or to hand memory back sooner).
 """
 
