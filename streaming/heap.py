@@ -16,8 +16,9 @@ with the same peak RSS). The output does not change; only where memory comes fro
 
 For the live path it is also the real-time rule: once the first blocks have run, the processor
 makes no more memory system calls per block (counted with strace). The command line calls it at
-start, for every command; a program that embeds the engine may call it once itself. It does nothing where the C library is not glibc, or when the environment
-sets ``VOXFLIP_HEAP=default`` (glibc's own settings: to compare, or to hand memory back sooner).
+start, for every command; a program that embeds the engine may call it once itself. It does
+nothing where the C library is not glibc, or when the environment sets ``VOXFLIP_HEAP=default``
+(glibc's own settings: to compare, or to hand memory back sooner).
 """
 
 from __future__ import annotations
