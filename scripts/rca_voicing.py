@@ -63,6 +63,7 @@ def main() -> None:
     classes: Counter[str] = Counter()
     parts: Counter[str] = Counter()
     unvoiced_parts: Counter[str] = Counter()
+    off_parts: Counter[str] = Counter()
     for row in rows:
         melody = transcribe_melody_file(root / row["singing"]).melody
         converter = make_converter("singing", args.method, melody=melody)
@@ -86,14 +87,16 @@ def main() -> None:
                 part = labels[k] if k < len(labels) else "after the end"
                 parts[part] += 1
                 unvoiced_parts[part] += kind == "unvoiced"
+                off_parts[part] += kind.endswith("off")
     total = sum(classes.values())
     print(f"{args.method}: {total} note frames of {len(rows)} pairs")
     for kind, count in classes.most_common():
         print(f"  {kind:24s} {count / total:.3f}")
     if parts:
-        print("  part of the syllable      share   unvoiced in the output (share of all note frames)")
+        print("  part of the syllable      share   unvoiced   off pitch (shares of all note frames)")
         for part, count in parts.most_common():
-            print(f"  {part:24s} {count / total:.3f}   {unvoiced_parts[part] / total:.3f}")
+            print(f"  {part:24s} {count / total:.3f}   {unvoiced_parts[part] / total:.3f}      "
+                  f"{off_parts[part] / total:.3f}")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def test_psola_sings_the_scores_melismas_when_it_hears_as_many_syllables(example
     plain = make_converter("singing", "psola", melody=_sung_melody([True] * 12))
     streamer = Streamer(plain, rate)
     stream_in_blocks(streamer, audio, 4096)
-    syllables = int(plain.report(streamer.state).stats["syllables"])
+    syllables = int(plain.report(streamer.state).stats["sung_syllables"])
     pattern = [True, False] * syllables            # each syllable over two notes, by the score
     scored = make_converter("singing", "psola", melody=_sung_melody(pattern))
     streamer = Streamer(scored, rate)

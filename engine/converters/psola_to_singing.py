@@ -33,6 +33,7 @@ from .base import ConverterReport
 from .note_alignment import MAX_ALIGNMENT_CELLS, MAX_ALIGNMENT_STEPS, AlignmentConfig, align, alignment_work
 from .psola_to_speech import feed_chunk
 from .syllable_units import Unit, UnitTracker
+from .syllable_valleys import DROPOUT_S, band_level_db, nucleus_map, resegment
 from .world_pipeline import PipelineState
 from .world_to_singing import ToSingingState, WorldToSingingConfig, WorldToSingingConverter, _Slot
 
@@ -68,6 +69,7 @@ class PsolaSingingState(PipelineState):
     octaves_down: int = 0      # the melody sung this many octaves lower, to the speaker's range
     shared_notes: int = 0      # notes that carry more than one syllable
     blips: int = 0             # units left out as too faint and short to be syllables
+    syllables: int = 0         # the syllables sung: the units cut again at the formant band's valleys
     levels: list[np.ndarray] = field(default_factory=list)   # every input frame's level (dB), in order
 
 
@@ -188,12 +190,16 @@ class PsolaToSingingConverter(_PsolaSinger):
 
     def __init__(self, melody: Melody, config: WorldToSingingConfig | None = None, *,
                  alignment: AlignmentConfig | None = None, early_consonants: bool = False,
-                 fit_octave: bool = True, chunk_frames: int | None = None) -> None:
+                 fit_octave: bool = True, valleys: bool = False, chunk_frames: int | None = None) -> None:
         """Args:
             melody, config, chunk_frames: as :class:`WorldToSingingConverter`.
             alignment: the syllable-to-note costs (:class:`.note_alignment.AlignmentConfig`).
             fit_octave: sing a melody far above the speaker's voice octaves lower
                 (:func:`octaves_down`); False sings it as written.
+            valleys: cut the speech's syllables again where the level of its formant band dips
+                (:mod:`.syllable_valleys`). Off: the units count the syllables better, but over 100
+                dev-data songs the words read no better (CER -0.009 +- 0.050) and the songs sounded
+                worse (DNSMOS -0.100 +- 0.051).
             early_consonants: start each syllable's onset consonants before its note, as singers do.
                 Off: on dev-data it followed the notes a little better (RCA 0.743 against 0.728,
                 DNSMOS 2.52 against 2.47) but lost more words (CER 0.512 against 0.470).
@@ -201,6 +207,7 @@ class PsolaToSingingConverter(_PsolaSinger):
         super().__init__(melody, config, chunk_frames=chunk_frames)
         self.early_consonants = bool(early_consonants)
         self.fit_octave = bool(fit_octave)
+        self.valleys = bool(valleys)
         self.alignment = alignment or AlignmentConfig()
 
     # -- streaming: listen until the end, then sing ----------------------------------------------
@@ -256,6 +263,10 @@ class PsolaToSingingConverter(_PsolaSinger):
         heard = list(s.units.units)
         units = sung_units(heard, levels, pause, self._frame_s)
         state.blips = len(heard) - len(units)
+        if self.valleys:
+            units = resegment(units, self._band_levels(state, len(levels)), self._voiced(s, len(levels)),
+                              self._frame_s)
+        state.syllables = len(units)
         s.units.units.clear()
         if self.fit_octave:
             state.octaves_down = octaves_down(self.melody, s.units.store.f0_values())
@@ -315,6 +326,22 @@ class PsolaToSingingConverter(_PsolaSinger):
             self._consonants_before_the_beat(plan)
         s.plan = plan
 
+    def _band_levels(self, state: PsolaSingingState, frames: int) -> np.ndarray:
+        """The formant band's level of every input frame, from the input the synthesiser holds (all of it)."""
+        psola = state.psola
+        assert psola is not None
+        held = psola.buffer[psola.offset:psola.offset + psola.held]
+        analysis = self.config.analysis
+        return band_level_db(held, psola.history_start, frames, analysis.hop_samples, analysis.sample_rate)
+
+    @staticmethod
+    def _voiced(s: ToSingingState, frames: int) -> np.ndarray:
+        store = s.units.store
+        voiced = np.zeros(frames, bool)
+        f0 = store.f0_values()[:max(0, frames - store.base)]
+        voiced[store.base:store.base + len(f0)] = f0 > 0
+        return voiced
+
     @staticmethod
     def _rest_pool(levels: np.ndarray, units: list) -> np.ndarray:
         """The input frames the song's rests play: the speech's own pauses (room tone, breaths).
@@ -360,6 +387,26 @@ class PsolaToSingingConverter(_PsolaSinger):
                 slot.start -= min(onset, max(0, room))
             prev_end = slot.end
 
+    def _onset_voiced(self, unit: Unit, src: float, s: ToSingingState) -> bool:
+        """With ``valleys``, an onset may be a voiced consonant (/m/, /l/: the frames around a valley):
+        sung on the note (at the speaking pitch, RCA was 0.049 +- 0.009 lower over 100 songs). Without,
+        as ``world`` (a blip's flicker handed on to a word's onset stays as recorded: sung on the note it
+        read worse on 4 clips of 25, better on none)."""
+        return self.valleys and s.units.store.f0(min(int(src), unit.nucleus - 1)) > 0
+
+    def _nucleus_frame(self, unit: Unit, q: int, out_len: int, s: ToSingingState) -> tuple[float, bool]:
+        """A lengthened nucleus sings its voiced frames stretched and its unvoiced runs as spoken
+        (:func:`.syllable_valleys.nucleus_map`); without ``valleys``, as ``world`` does."""
+        if not self.valleys:
+            return super()._nucleus_frame(unit, q, out_len, s)
+        key = (unit.nucleus, unit.coda, out_len)
+        if s.nucleus_map is None or s.nucleus_map[0] != key:
+            store = s.units.store
+            voiced = np.array([store.f0(i) > 0 for i in range(unit.nucleus, unit.coda)], bool)
+            s.nucleus_map = (key, *nucleus_map(voiced, out_len, round(DROPOUT_S / self._frame_s)))
+        _, sources, voiced = s.nucleus_map
+        return unit.nucleus + float(sources[q]), bool(voiced[q])
+
     def _next_slot(self, s: ToSingingState) -> _Slot | None | str:
         if s.plan:
             return s.plan.pop(0)
@@ -388,6 +435,7 @@ class PsolaToSingingConverter(_PsolaSinger):
             "shared_notes": float(state.shared_notes),
             "melody_repeats": float(state.repeats),
             "blips": float(state.blips),
+            "sung_syllables": float(state.syllables),
             "octaves_down": float(state.octaves_down),
         }
         warnings = list(state.warnings)

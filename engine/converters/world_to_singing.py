@@ -148,6 +148,7 @@ class ToSingingState:
     rest_pool: np.ndarray | None = None  # input frames a rest plays (psola: the speech's own pauses)
     rest_cursor: int = 0                 # next frame of rest_pool
     pauses: Any = None                   # psola-stream: the speech's pauses heard so far
+    nucleus_map: Any = None              # psola: the frame map of the nucleus being sung (key, sources, voiced)
 
 
 class WorldToSingingConverter(WorldPipelineConverter):
@@ -294,15 +295,14 @@ class WorldToSingingConverter(WorldPipelineConverter):
             k_len = min(coda_len, max(0, int(0.6 * length) - o_len))
             m_len = length - o_len - k_len
             if pos < o_len:
-                src = unit.onset + pos * (onset_len / o_len)
-                voiced = False
+                src = unit.onset + pos * (onset_len / o_len)   # onset consonants at their spoken speed
+                voiced = self._onset_voiced(unit, src, s)
             elif pos >= length - k_len:
                 q = pos - (length - k_len)
                 src = unit.coda + q * (coda_len / k_len)
                 voiced = s.units.store.f0(min(int(src), unit.end - 1)) > 0
             else:
-                src = unit.nucleus + self._stretch(pos - o_len, m_len, unit.nucleus_frames)
-                voiced = True
+                src, voiced = self._nucleus_frame(unit, pos - o_len, m_len, s)
         sp, ap = s.units.store.interpolate(src)
         self._trace(s, src, gain)
         if not voiced:
@@ -319,6 +319,16 @@ class WorldToSingingConverter(WorldPipelineConverter):
         if s.sources is not None and s.gains is not None:
             s.sources.append(source)
             s.gains.append(gain)
+
+    def _onset_voiced(self, unit: Unit, src: float, s: ToSingingState) -> bool:
+        """Whether the onset frame read at ``src`` is sung on the note: never here (the causal tracker's
+        onsets are the unvoiced sounds before a nucleus, played as recorded)."""
+        return False
+
+    def _nucleus_frame(self, unit: Unit, q: int, out_len: int, s: ToSingingState) -> tuple[float, bool]:
+        """The source frame of output frame ``q`` of a nucleus sung over ``out_len`` frames, and whether it
+        is sung voiced: the nucleus stretched evenly (its ends less, :meth:`_stretch`), all of it voiced."""
+        return unit.nucleus + self._stretch(q, out_len, unit.nucleus_frames), True
 
     def _stretch(self, q: int, out_len: int, in_len: int) -> float:
         """Source offset inside a nucleus of ``in_len`` frames for output frame ``q`` of ``out_len``."""
