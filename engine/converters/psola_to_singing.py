@@ -402,7 +402,7 @@ class PsolaToSingingConverter(_PsolaSinger):
         key = (unit.nucleus, unit.coda, out_len)
         if s.nucleus_map is None or s.nucleus_map[0] != key:
             store = s.units.store
-            voiced = np.array([store.f0(i) > 0 for i in range(unit.nucleus, unit.coda)], bool)
+            voiced = store.f0_values()[unit.nucleus - store.base:unit.coda - store.base] > 0
             s.nucleus_map = (key, *nucleus_map(voiced, out_len, round(DROPOUT_S / self._frame_s)))
         _, sources, voiced = s.nucleus_map
         return unit.nucleus + float(sources[q]), bool(voiced[q])
