@@ -31,7 +31,6 @@ unvoiced stretches at their spoken speed (without :func:`nucleus_map`, on the sa
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from ..features.frames import frame_matrix
 from .syllable_units import Unit
@@ -135,6 +134,9 @@ def _cut_run(run: list[Unit], level: np.ndarray, voiced: np.ndarray, dip_db: flo
     segment = level[a:z]
     cuts: list[tuple[int, float]] = []   # (valley, its depth: the prominence)
     if len(segment) >= 3:
+        # imported here: scipy.signal adds about 50 MB to every start-up, and psola without valleys never needs it
+        from scipy.signal import find_peaks
+
         valleys, props = find_peaks(-segment, prominence=dip_db)
         for depth, m in sorted(zip(props["prominences"], valleys, strict=True), reverse=True):
             if shortest <= m <= len(segment) - shortest and all(abs(m - c) >= shortest for c, _ in cuts):
