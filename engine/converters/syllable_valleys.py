@@ -96,8 +96,9 @@ def resegment(units: list[Unit], band_db: np.ndarray, voiced: np.ndarray, frame_
     Units whose nuclei at most :data:`JOIN_GAP_S` part (the end of one nucleus to the start of the next)
     make a run; a run keeps its first onset and its last coda and end, and is cut at every valley of
     ``band_db`` (smoothed) between its first nucleus and its last coda at least ``dip_db`` deep and
-    :data:`MIN_SYLLABLE_S` from the run's ends and from a deeper valley. A piece whose nucleus has fewer than :data:`MIN_VOICED_S` of voiced frames is a consonant: it
-    joins the next syllable as its onset (the previous one's coda at the run's end).
+    :data:`MIN_SYLLABLE_S` from the run's ends and from a deeper valley. A piece whose nucleus has
+    fewer than :data:`MIN_VOICED_S` of voiced frames is a consonant: it joins the next syllable as
+    its onset (the previous one's coda at the run's end).
 
     Args:
         units: the units, in order, not overlapping (source frame indices).
@@ -128,7 +129,7 @@ def resegment(units: list[Unit], band_db: np.ndarray, voiced: np.ndarray, frame_
 
 
 def _cut_run(run: list[Unit], level: np.ndarray, voiced: np.ndarray, dip_db: float,
-                shortest: int, least_voiced: int) -> list[Unit]:
+             shortest: int, least_voiced: int) -> list[Unit]:
     first, last = run[0], run[-1]
     a, z = first.nucleus, last.coda
     segment = level[a:z]
