@@ -195,13 +195,13 @@ def test_rhythm_of_a_constant_contour_is_one_half_and_distance_behaves():
         rhythm(np.ones((2, 3)))
 
 
-def test_an_analysis_shared_with_a_worker_process_is_the_same():
+def test_an_analysis_shared_with_a_worker_thread_is_the_same():
     """One call split between the caller and a worker, and queued calls (prefetch), give what one
-    process gives (to the last bit but one)."""
+    thread gives (to the last bit but one)."""
     t = np.arange(RATE) / RATE
     x = harmonic_tone(170 * 2 ** (0.2 * np.sin(2 * np.pi * 2 * t)))
     alone = WorldAnalyzer(AnalysisConfig())
-    shared = WorldAnalyzer(AnalysisConfig(), processes=2)
+    shared = WorldAnalyzer(AnalysisConfig(), threads=2)
     margin, hop = alone.config.margin_samples, alone.config.hop_samples
     padded = np.concatenate([np.zeros(margin), x, np.zeros(margin + hop)])
     try:
@@ -216,5 +216,5 @@ def test_an_analysis_shared_with_a_worker_process_is_the_same():
         assert shared._pool is not None and not shared._queued
     finally:
         shared.close()
-    with pytest.raises(ConfigError, match="processes"):
-        WorldAnalyzer(AnalysisConfig(), processes=0)
+    with pytest.raises(ConfigError, match="threads"):
+        WorldAnalyzer(AnalysisConfig(), threads=0)

@@ -189,7 +189,7 @@ def test_world_singing_does_not_depend_on_the_chunk_size(speech_2s, four_notes):
 
 @pytest.mark.parametrize(("to", "method"), [("speech", "world-nodur"), ("speech", "world-tsm"), ("speech", "psola-tsm"),
                                             ("singing", "world")])
-def test_sharing_the_analysis_between_processes_gives_the_same_output(example_speech, four_notes, to, method):
+def test_sharing_the_analysis_between_threads_gives_the_same_output(example_speech, four_notes, to, method):
     """``use_cores`` (an offline render of a long file) hands part of each chunk's frames to a worker
     process, queued ahead when several chunks are at hand; every frame's analysis depends on its own
     samples only, so the output is identical."""
@@ -201,7 +201,7 @@ def test_sharing_the_analysis_between_processes_gives_the_same_output(example_sp
         converter.use_cores(cores)
         try:
             outputs.append(stream_in_blocks(Streamer(converter, rate), audio, 10**9))
-            assert (converter.analyzer._pool is not None) == (cores > 1), "the worker process was not used"
+            assert (converter.analyzer._pool is not None) == (cores > 1), "the worker thread was not used"
             if cores > 1:   # the chunks were queued ahead (Streamer -> prefetch) and the worker's part moved
                 assert converter.analyzer.share != 0.75
         finally:

@@ -307,10 +307,10 @@ def test_render_one_file_on_two_processes_writes_the_same_bytes(tmp_path: Path, 
     assert outs[1].read_bytes() == outs[2].read_bytes()
 
 
-def test_render_never_starts_more_analysis_processes_than_cores(tmp_path: Path, speech_wav: Path):
+def test_render_never_starts_more_analysis_threads_than_cores(tmp_path: Path, speech_wav: Path):
     from voxflip.engine.registry import make_converter
     from voxflip.render import available_cores, render_file
 
     converter = make_converter("speech", "world-nodur")
     render_file(speech_wav, tmp_path / "out.wav", converter, cores=64)
-    assert converter.analyzer.processes == min(64, available_cores())
+    assert converter.analyzer.threads == min(64, available_cores())

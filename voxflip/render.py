@@ -111,7 +111,7 @@ def render_file(
         allow_plugins: let the preset load VST3/AU plugin files (code; off by default).
         cores: CPU cores the converter may use for this one file (:meth:`Converter.use_cores`; the
             output is the same), at most the cores this process may run on. ``None``: all of those
-            for an input of ``PARALLEL_MIN_S`` or more (worker processes take time to start), else one.
+            for an input of ``PARALLEL_MIN_S`` or more (the workers take time to start), else one.
 
     Returns:
         A :class:`RenderResult`.
@@ -164,7 +164,7 @@ def render_file(
 
         if cores is None:
             cores = available_cores() if info.frames >= PARALLEL_MIN_S * info.sample_rate else 1
-        cores = max(1, min(int(cores), available_cores()))   # more processes than cores only contend
+        cores = max(1, min(int(cores), available_cores()))   # more workers than cores only contend
         if converter.use_cores(cores) > 1:   # several chunks per block: the workers start on the next ones
             reader.block_frames = max(reader.block_frames, PARALLEL_BLOCK_S * info.sample_rate)
         warnings: list[str] = []

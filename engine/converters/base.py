@@ -107,7 +107,7 @@ class Converter(ABC):
         return 1
 
     def close(self) -> None:
-        """Release what :meth:`use_cores` started (worker processes); the converter stays usable."""
+        """Release what :meth:`use_cores` started (worker threads or processes); the converter stays usable."""
         return None
 
     def prefetch(self, windows: list[tuple[int, np.ndarray]]) -> None:

@@ -33,7 +33,7 @@ LOOKAHEAD_FRAMES = 1
 
 
 #: the chunk of an offline render (ms): the output does not depend on it (tests), and a long chunk
-#: means few calls and enough frames to share the analysis between processes (``use_cores``)
+#: means few calls and enough frames to share the analysis between threads (``use_cores``)
 OFFLINE_CHUNK_MS = 1000
 
 
@@ -82,11 +82,11 @@ class WorldPipelineConverter(Converter):
         self.lookahead_samples = (LOOKAHEAD_FRAMES - 1) * analysis.hop_samples + reach + 1
 
     def use_cores(self, cores: int) -> int:
-        """Share each chunk's analysis (about 60% of the work) between ``cores`` processes; every
+        """Share each chunk's analysis (about half of the work) between ``cores`` threads; every
         frame's analysis depends on its own samples only, so the output is the same."""
         self.analyzer.close()
-        self.analyzer = WorldAnalyzer(self.analysis, processes=max(1, int(cores)))
-        return self.analyzer.processes
+        self.analyzer = WorldAnalyzer(self.analysis, threads=max(1, int(cores)))
+        return self.analyzer.threads
 
     def close(self) -> None:
         self.analyzer.close()
@@ -130,9 +130,9 @@ class WorldPipelineConverter(Converter):
         return audio
 
     def prefetch(self, windows: list[tuple[int, np.ndarray]]) -> None:
-        """Queue the analysis of chunks about to be stepped through for the worker processes of
+        """Queue the analysis of chunks about to be stepped through for the worker threads of
         :meth:`use_cores` (nothing without them)."""
-        if self.analyzer.processes <= 1:
+        if self.analyzer.threads <= 1:
             return
         jobs = []
         for k, window in windows:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from . import _spectral
 from .frames import frame_matrix, pad_for_frames
 
 
@@ -77,75 +78,25 @@ def yin_frames(frames: np.ndarray, sample_rate: int, config: PitchConfig) -> tup
         ``periodicity`` is ``1 - d'`` at the chosen lag (1 = perfectly periodic).
     """
     num_frames, length = frames.shape
-    max_lag = config.max_lag(sample_rate)
-    min_lag = config.min_lag(sample_rate)
     if num_frames == 0:
         return np.zeros(0), np.zeros(0)
-    x = frames.astype(np.float64, copy=False)
-    # Difference function over every pair (i, i + lag) inside the window, divided
-    # by the number of pairs: its centre of mass is the window centre for every
-    # lag, so a gliding F0 is estimated at the frame's own time (plain YIN, with
-    # a fixed integration window at the start, lags behind by up to half a period).
-    nfft = 1 << int(math.ceil(math.log2(2 * length)))
-    spec = np.fft.rfft(x, nfft, axis=1)
-    auto = np.fft.irfft(spec * np.conj(spec), nfft, axis=1)[:, : max_lag + 1]
-    power = np.concatenate([np.zeros((num_frames, 1)), np.cumsum(x * x, axis=1)], axis=1)
-    lags = np.arange(max_lag + 1)
-    head = power[:, length - lags]
-    tail = power[:, -1:] - power[:, lags]
-    pairs = (length - lags).astype(np.float64)
-    diff = np.maximum(head + tail - 2.0 * auto, 0.0) / pairs
-    diff[:, 0] = 0.0
-    running = np.cumsum(diff[:, 1:], axis=1)
-    cmnd = np.ones_like(diff)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cmnd[:, 1:] = np.where(running > 0, diff[:, 1:] * lags[1:] / running, 1.0)
-
-    search = cmnd[:, min_lag : max_lag + 1]
-    idx = np.arange(search.shape[1])
-    below = search < config.threshold
-    has_dip = below.any(axis=1)
-    first = np.argmax(below, axis=1)
-    after_first = idx[None, :] >= first[:, None]
-    broken = np.cumsum(after_first & ~below, axis=1) > 0
-    region = after_first & below & ~broken
-    masked = np.where(region, search, np.inf)
-    best = np.where(has_dip, np.argmin(masked, axis=1), np.argmin(search, axis=1))
-
-    # A strong upper harmonic (a singer's formant, pharyngeal voice) can dip
-    # below the threshold at a fraction of the period. If a multiple of the
-    # chosen lag is much more periodic, the chosen lag was a harmonic.
-    rows = np.arange(num_frames)
-    padded = np.concatenate([cmnd, np.ones((num_frames, 1))], axis=1)  # index max_lag + 1 is "aperiodic"
-    lag = best + min_lag
-    at_lag = padded[rows, lag]
-    multiples = lag[:, None] * np.array([2, 3, 4])[None, :]
-    inside = multiples <= max_lag - 1
-    near = np.minimum(multiples, max_lag - 1)[:, :, None] + np.array([-1, 0, 1])[None, None, :]
-    values = padded[rows[:, None, None], near]
-    refined = near[rows[:, None], np.arange(3)[None, :], np.argmin(values, axis=2)]
-    refined_value = np.where(inside, values.min(axis=2), np.inf)
-    better = (at_lag[:, None] > 0.05) & (refined_value < 0.5 * at_lag[:, None])
-    pick = np.argmin(np.where(better, refined_value, np.inf), axis=1)
-    lag = np.where(better.any(axis=1), refined[rows, pick], lag)
-
-    # Parabolic interpolation around the chosen lag.
-    left = padded[rows, lag - 1]
-    mid = padded[rows, lag]
-    right = padded[rows, lag + 1]
-    denom = left - 2.0 * mid + right
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / denom, 0.0)
-    shift = np.minimum(np.maximum(shift, -0.5), 0.5)
-    shift = np.where((lag > min_lag) & (lag < max_lag), shift, 0.0)
-    period = lag + shift
-
-    rms = np.sqrt(np.mean(x * x, axis=1))
-    level_db = 20.0 * np.log10(rms + 1e-12)
-    # A minimum at the longest lag is the edge of the search, not a period: the voice is below f0_min_hz.
-    voiced = (mid < config.voicing_threshold) & (level_db > config.silence_db) & (lag < max_lag)
-    f0 = np.where(voiced, sample_rate / period, 0.0)
-    return f0, 1.0 - np.minimum(np.maximum(mid, 0.0), 1.0)
+    # Compiled (engine/features/_spectral.cpp, without the GIL); the steps, per frame:
+    # - the difference function over every pair (i, i + lag) inside the window, divided by the
+    #   number of pairs: its centre of mass is the window centre for every lag, so a gliding F0 is
+    #   estimated at the frame's own time (plain YIN, with a fixed integration window at the start,
+    #   lags behind by up to half a period); autocorrelation through an FFT;
+    # - the cumulative mean normalised difference; the lowest value of the first run of lags
+    #   under ``threshold``, else the lowest of all lags;
+    # - a strong upper harmonic (a singer's formant, pharyngeal voice) can dip below the threshold
+    #   at a fraction of the period: if a multiple of the chosen lag (2-4 times, +-1) is under half
+    #   its value (and the lag's is above 0.05), the lag was a harmonic and the multiple is taken;
+    # - parabolic interpolation around the lag (not at the ends of the range);
+    # - voiced where the normalised difference is under ``voicing_threshold``, the RMS level above
+    #   ``silence_db``, and the minimum not at the longest lag (the edge of the search: the voice
+    #   is below ``f0_min_hz``).
+    f0, periodicity = _spectral.yin(frames, sample_rate, config.min_lag(sample_rate), config.max_lag(sample_rate),
+                                    config.threshold, config.voicing_threshold, config.silence_db)
+    return f0, periodicity
 
 
 def estimate_f0(

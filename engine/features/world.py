@@ -1,8 +1,9 @@
 """Frame-local WORLD-style analysis: F0, spectral envelope, aperiodicity, level.
 
 F0 comes from the frame-local YIN estimator in :mod:`.pitch`; the envelope from
-WORLD's CheapTrick and the aperiodicity from WORLD's D4C (through pyworld),
-evaluated only at the requested frames of a segment. Every window these
+CheapTrick and the aperiodicity from D4C (Morise's methods, as WORLD has them; compiled here in
+``_spectral.cpp``, which agrees with pyworld's to rounding on real voices), evaluated only at the
+requested frames of a segment. Every window these
 analyses open lies inside ``margin_samples`` of its frame, so a caller that
 hands over a segment with that margin on both sides gets exactly the same
 frames as an analysis of the whole file, whatever the segment.
@@ -11,23 +12,16 @@ frames as an analysis of the whole file, whatever the segment.
 from __future__ import annotations
 
 import math
-import sys
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
+from . import _spectral
 from .frames import frame_matrix
 from .levels import frame_peaks, repair_aperiodicity, scale_exponents
 from .pitch import PitchConfig, yin_frames
-
-with warnings.catch_warnings():
-    # pyworld imports pkg_resources, which warns on import under setuptools >= 67.
-    warnings.simplefilter("ignore")
-    import pyworld
-
 
 #: the lowest F0 D4C is given by default (its window: two periods each side)
 DEFAULT_D4C_MIN_F0_HZ = 100.0
@@ -172,35 +166,39 @@ class Frames:
         return Frames(z, z, z, np.zeros((0, bins)), np.zeros((0, bins)))
 
 
-#: the fewest frames a process is given when an analysis is shared between processes
-MIN_FRAMES_PER_PROCESS = 20
+#: the fewest frames a thread is given when an analysis is shared between threads
+MIN_FRAMES_PER_THREAD = 20
+#: the part of the first queued chunk of a batch the workers take (:meth:`WorldAnalyzer.prefetch`)
+FIRST_JOB_SHARE = 0.5
 
 
 class WorldAnalyzer:
     """Analyse consecutive frames of a segment. Stateless.
 
     Every frame's analysis is a function of its own samples alone, so frames can be analysed in
-    any grouping and in other processes with the same result. With ``processes > 1`` (offline
-    renders of long files: :meth:`voxflip.engine.converters.base.Converter.use_cores`) each call
-    hands all but the last share of its frames to a pool of ``processes - 1`` worker processes,
-    started on first use (forked on Linux, spawned elsewhere) and shut down with the analyser
-    (:meth:`close`). The live path never does this.
+    any grouping and on other threads with the same result. With ``threads > 1`` (offline renders
+    of long files: :meth:`voxflip.engine.converters.base.Converter.use_cores`) each call hands all
+    but the last share of its frames to a pool of ``threads - 1`` worker threads, started on first
+    use and stopped with the analyser (:meth:`close`). Threads, not processes: the envelope and
+    aperiodicity (``._spectral``, most of the work) run without the GIL, and nothing is copied
+    between processes. The live path never does this.
     """
 
-    def __init__(self, config: AnalysisConfig, *, processes: int = 1) -> None:
-        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-            raise ConfigError(f"processes={processes!r} must be a whole number >= 1")
+    def __init__(self, config: AnalysisConfig, *, threads: int = 1) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads={threads!r} must be a whole number >= 1")
         self.config = config
-        self.processes = processes
+        self.threads = threads
         self._pool: Any = None
         # (segment start, first frame, count) -> (future of the first `frames` of them, frames)
-        self._queued: dict[tuple[int, int, int], tuple[Any, int]] = {}
+        self._queued: dict[tuple[int, int, int], tuple[Any, int, bool]] = {}
         #: the part of a queued chunk the workers take; the caller analyses the rest while they do, and
-        #: the part moves towards the balance (the caller also runs everything after the analysis)
+        #: the part moves towards the balance (the caller also runs everything after the analysis,
+        #: which can be as much as the analysis: then the workers take it all)
         self.share = 0.75
 
     def close(self) -> None:
-        """Stop the worker processes, if any were started."""
+        """Stop the worker threads, if any were started."""
         pool, self._pool = self._pool, None
         self._queued.clear()
         if pool is not None:
@@ -208,30 +206,27 @@ class WorldAnalyzer:
 
     def prefetch(self, jobs: list[tuple[np.ndarray, int, int, int]]) -> None:
         """Queue analyses ``(segment, segment_start, first_frame, num_frames)`` for the worker
-        processes, ahead of the :meth:`analyze` calls that will ask for them (an offline render that
+        threads, ahead of the :meth:`analyze` calls that will ask for them (an offline render that
         has several chunks at hand): the workers take the first :attr:`share` of each chunk's frames,
-        the caller the rest when it asks. A job not started by then is done in the caller.
-        Without worker processes, nothing."""
-        if self.processes <= 1:
+        the caller the rest when it asks. The first job of a batch is asked for at once, so it is
+        shared half and half (and does not move the share). A job not started by then is done in
+        the caller. Without worker threads, nothing."""
+        if self.threads <= 1:
             return
         pool = self._workers()
-        for segment, segment_start, first_frame, num_frames in jobs:
+        for index, (segment, segment_start, first_frame, num_frames) in enumerate(jobs):
             key = (segment_start, first_frame, num_frames)
             if key not in self._queued:
-                frames = min(num_frames, max(1, round(self.share * num_frames)))
-                self._queued[key] = (pool.submit(_analyze_part, self.config, np.asarray(segment, np.float64),
-                                                 segment_start, first_frame, frames), frames)
+                share = FIRST_JOB_SHARE if index == 0 else self.share
+                frames = min(num_frames, max(1, round(share * num_frames)))
+                self._queued[key] = (pool.submit(self._analyze_here, np.asarray(segment, np.float64),
+                                                 segment_start, first_frame, frames), frames, index > 0)
 
     def _workers(self) -> Any:
         if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import ThreadPoolExecutor
 
-            # fork on Linux: a spawned worker would import the caller's __main__ again (a script without a
-            # main guard would run twice); the workers only run numpy and pyworld on what they are sent.
-            # Elsewhere (macOS: system frameworks are not fork-safe) spawn.
-            method = "fork" if sys.platform.startswith("linux") else "spawn"
-            self._pool = ProcessPoolExecutor(self.processes - 1, mp_context=multiprocessing.get_context(method))
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="voxflip-analysis")
         return self._pool
 
     def __del__(self) -> None:
@@ -265,16 +260,16 @@ class WorldAnalyzer:
             )
         queued = self._queued.pop((segment_start, first_frame, num_frames), None)
         if queued is not None:
-            future, frames = queued
+            future, frames, adapt = queued
             if future.cancel():   # still waiting for a worker: do it all here
                 return self._analyze_here(segment, segment_start, first_frame, num_frames)
             rest = self._analyze_here(segment, segment_start, first_frame + frames, num_frames - frames)
             early = future.done()
             head = future.result()
-            # the workers were done first: give them more; the caller waited: give them less
-            self.share = min(0.95, self.share + 0.02) if early else max(0.3, self.share - 0.05)
+            if adapt:   # the workers were done first: give them more; the caller waited: give them less
+                self.share = min(1.0, self.share + 0.02) if early else max(0.3, self.share - 0.05)
             return Frames.concat([head, rest], cfg.bins)
-        shares = min(self.processes, num_frames // MIN_FRAMES_PER_PROCESS)
+        shares = min(self.threads, num_frames // MIN_FRAMES_PER_THREAD)
         if shares <= 1:
             return self._analyze_here(segment, segment_start, first_frame, num_frames)
         self._workers()
@@ -284,13 +279,15 @@ class WorldAnalyzer:
             first, count = first_frame + int(lo), int(hi - lo)
             start = first * hop - margin - segment_start
             piece = segment[start:start + (count - 1) * hop + 2 * margin + 1]
-            futures.append(self._pool.submit(_analyze_part, cfg, piece, segment_start + start, first, count))
+            futures.append(self._pool.submit(self._analyze_here, piece, segment_start + start, first, count))
         last = int(bounds[-2])
         here = self._analyze_here(segment, segment_start, first_frame + last, num_frames - last)
         return Frames.concat([f.result() for f in futures] + [here], cfg.bins)
 
     def _analyze_here(self, segment: np.ndarray, segment_start: int, first_frame: int, num_frames: int) -> Frames:
         cfg = self.config
+        if num_frames <= 0:
+            return Frames.empty(cfg.bins)
         hop = cfg.hop_samples
         centers = (first_frame + np.arange(num_frames)) * hop - segment_start
         margin = cfg.margin_samples
@@ -303,33 +300,21 @@ class WorldAnalyzer:
         # Level safety (.levels): a frame whose analysis reach peaks above full scale is analysed
         # scaled down by 2**-k, and its envelope scaled back up by 4**k (exact: powers of two).
         exponents = scale_exponents(frame_peaks(x, centers, margin))
-        sp = np.empty((num_frames, cfg.bins)) if cfg.envelope else np.ones((num_frames, cfg.bins))
-        ap = np.empty((num_frames, cfg.bins)) if cfg.aperiodicity else np.ones((num_frames, cfg.bins))
+        sp, ap = np.ones((num_frames, cfg.bins)), np.ones((num_frames, cfg.bins))
         if not (cfg.envelope or cfg.aperiodicity):
             return Frames(f0, periodicity, level_db, sp, ap, exponents)
-        # One frame per call, on the frame's own reach: CheapTrick and D4C add a tiny pseudo-random
-        # guard noise whose generator restarts at every call, so a frame analysed among others
-        # depends on how many came before it in the call, and where the input is near silence (above
-        # the band of a 16 kHz source, say) D4C's band aperiodicity follows that noise: 0.3 apart
-        # for the same frame in two groupings. Alone, a frame's analysis is a function of its own
-        # samples, and the output of every chunk size is the same.
+        # Every frame on its own reach (`envelope_margin_samples` either side), a function of its own
+        # samples alone, so the output of every chunk size is the same (._spectral).
         reach = cfg.envelope_margin_samples
-        at = np.array([reach / cfg.sample_rate])
-        for row, centre in enumerate(centers):
-            k = int(exponents[row])
-            piece = x[centre - reach:centre + reach + 1]
-            if k:
-                piece = np.ldexp(piece, -k)
-            if cfg.envelope:
-                sp[row] = np.ldexp(pyworld.cheaptrick(piece, f0[row:row + 1], at, cfg.sample_rate,
-                                                      fft_size=cfg.fft_size)[0], 2 * k)
-            if cfg.aperiodicity:
-                ap[row] = pyworld.d4c(piece, f0_d4c[row:row + 1], at, cfg.sample_rate, threshold=0.0,
-                                      fft_size=cfg.fft_size)[0]
+        centres = centers.astype(np.int64)
+        if cfg.envelope:
+            sp = _spectral.cheaptrick(x, centres, f0, exponents, reach, cfg.sample_rate, cfg.fft_size)
+        if cfg.aperiodicity:
+            ap = _spectral.d4c(x, centres, f0_d4c, exponents, reach, cfg.sample_rate, cfg.fft_size)
         return Frames(f0, periodicity, level_db, sp, repair_aperiodicity(ap) if cfg.aperiodicity else ap, exponents)
 
     def __getstate__(self) -> dict:
-        return {"config": self.config, "processes": self.processes, "_pool": None, "_queued": {}}
+        return {"config": self.config, "threads": self.threads, "_pool": None, "_queued": {}}
 
     def pitch(self, segment: np.ndarray, segment_start: int, first_frame: int,
               num_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -357,8 +342,3 @@ class WorldAnalyzer:
             parts.append(self.analyze(padded[lo:hi], first * hop - margin, first, count))
         return Frames.concat(parts, cfg.bins)
 
-
-def _analyze_part(config: AnalysisConfig, segment: np.ndarray, segment_start: int, first_frame: int,
-                  num_frames: int) -> Frames:
-    """A worker process's share of :meth:`WorldAnalyzer.analyze`."""
-    return WorldAnalyzer(config)._analyze_here(segment, segment_start, first_frame, num_frames)
