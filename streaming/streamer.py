@@ -131,6 +131,8 @@ class Streamer:
         self._in = MonoResampler(self.input_sample_rate, converter.sample_rate)
         self._out = MonoResampler(converter.sample_rate, self.output_sample_rate)
         self._chunker = Chunker(converter.chunk_samples, converter.context_samples, converter.lookahead_samples)
+        self._aside: Any = None       # the resampling thread of overlap_resampling()
+        self._pending: list = []      # its queued work: ("in" | "out", future), oldest first
         self.reset()
 
     # -- public -------------------------------------------------------------------------------------
@@ -158,7 +160,32 @@ class Streamer:
         """The converter state (for run-time parameters and reports)."""
         return self._state
 
+    def overlap_resampling(self) -> None:
+        """Offline, with a spare core: resample on a thread of its own, one block behind the
+        converter. :meth:`process` converts the previous block's input while this block's is
+        resampled, and returns the previous block's output while this block's is resampled; the
+        resamplers get the same pieces in the same order, so the output is the same samples, only
+        later (:meth:`flush_chunks` returns the rest). Never on the live path. Ends with :meth:`close`."""
+        if self._aside is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._aside = ThreadPoolExecutor(1, thread_name_prefix="voxflip-resample")
+
+    def close(self) -> None:
+        """Stop the thread of :meth:`overlap_resampling`, if any (the stream stays usable, without it)."""
+        aside, self._aside = self._aside, None
+        if aside is not None:
+            self._settle()
+            aside.shutdown(wait=True)
+
+    def _settle(self) -> None:
+        """Wait for the resampling thread's queued work (after an error: the stream is reset anyway)."""
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            future.cancel() or future.exception()
+
     def reset(self) -> None:
+        self._settle()
         self._in.reset()
         self._out.reset()
         self._chunker.reset()
@@ -174,9 +201,30 @@ class Streamer:
             raise RuntimeError("this stream was flushed; call reset() before processing more audio")
         x = validate_block(block)
         self._samples_in += x.shape[0]
-        self._chunker.push(self._in.process(x))
+        if self._aside is None:
+            self._chunker.push(self._in.process(x))
+            y = self._run_chunks(input_end=None)
+            return self._emit(self._out.process(y))
+        # One block behind: the thread resamples this block's input and the last block's output while
+        # the previous block's input, resampled while the last block converted, converts here.
+        ready = self._take("in")
+        self._pending.append(("in", self._aside.submit(self._in.process, x.copy())))
+        for piece in ready:
+            self._chunker.push(piece)
         y = self._run_chunks(input_end=None)
-        return self._emit(self._out.process(y))
+        self._pending.append(("out", self._aside.submit(self._out.process, y)))
+        done = self._take("out", but_last=True)
+        return self._emit(np.concatenate(done) if done else np.zeros(0, np.float32))
+
+    def _take(self, kind: str, *, but_last: bool = False) -> list[np.ndarray]:
+        """The results of the resampling thread's queued work of ``kind``, oldest first (waiting for
+        them; the thread runs its work in the order it was queued), all or all but the newest."""
+        mine = [i for i, (k, _) in enumerate(self._pending) if k == kind]
+        if but_last:
+            mine = mine[:-1]
+        taken = [self._pending[i][1].result() for i in mine]
+        self._pending = [item for i, item in enumerate(self._pending) if i not in set(mine)]
+        return taken
 
     def flush(self) -> np.ndarray:
         """End the stream: return everything still owed. A second call returns nothing."""
@@ -195,6 +243,12 @@ class Streamer:
         if self._flushed:
             return
         self._flushed = True
+        if self._aside is not None:   # the thread's queued work first, in order; the rest here
+            for piece in self._take("in"):
+                self._chunker.push(piece)
+            done = self._take("out")
+            if done:
+                yield self._emit(np.concatenate(done))
         tail = self._in.flush()
         if tail.shape[0]:
             self._chunker.push(tail)

@@ -48,6 +48,33 @@ def test_resampling_round_trip_keeps_a_tone_in_place(rate):
     assert abs(np.angle(ratio) / (2 * np.pi * 440) * rate) < 1.0
 
 
+@pytest.mark.parametrize("rate_in, rate_out", [(48_000, 16_000), (44_100, 44_100), (24_000, 48_000)])
+def test_resampling_beside_the_converter_gives_the_same_samples(noise, rate_in, rate_out):
+    """overlap_resampling (offline renders on several cores): one block behind, the same samples;
+    a WORLD converter, so that the chunks' work and the resampling really overlap."""
+    from voxflip.engine.registry import make_converter
+
+    speech = np.concatenate([noise, noise[::-1]])
+    reference = stream_in_blocks(Streamer(make_converter("speech", "world-nodur"), rate_in, rate_out), speech, 4096)
+    for block in (1000, 30_000, 10**9):
+        streamer = Streamer(make_converter("speech", "world-nodur"), rate_in, rate_out)
+        streamer.overlap_resampling()
+        try:
+            first = streamer.process(speech[:block])
+            assert first.shape == (0,)          # the first block's output comes with the next call
+            out = np.concatenate([first, stream_in_blocks(streamer, speech[block:], block)])
+            assert streamer._pending == []
+            assert_allclose_report_first_mismatch(out, reference, atol=0.0, label=f"block={block}")
+            streamer.reset()                    # a second run, on the same thread
+            again = stream_in_blocks(streamer, speech, block)
+            assert np.array_equal(again, reference)
+        finally:
+            streamer.close()
+        assert streamer._aside is None
+        streamer.reset()                        # closed: the same stream, without the thread
+        assert np.array_equal(stream_in_blocks(streamer, speech, block), reference)
+
+
 def test_reset_makes_a_second_run_bit_identical(noise):
     streamer = Streamer(DelayConverter(), 44_100, 22_050)
     first = stream_in_blocks(streamer, noise, 333)

@@ -76,10 +76,12 @@ def available_cores() -> int:
 
 
 @contextlib.contextmanager
-def _closing(converter: Converter) -> Iterator[None]:
+def _closing(converter: Converter, streamer: Streamer | None) -> Iterator[None]:
     try:
         yield
     finally:
+        if streamer is not None:
+            streamer.close()
         converter.close()
 
 
@@ -139,6 +141,7 @@ def render_file(
             raise ConfigError(f"--sample-rate {rate_out} is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
         if out_path.resolve() == in_path.resolve():
             raise ConfigError(f"output {str(out_path)!r} is the input file; write to another path")
+        streamer: Streamer | None = None
         if fx_preset is None:
             streamer = Streamer(converter, info.sample_rate, rate_out)
             process, flush, latency_s = streamer.process, streamer.flush_chunks, streamer.latency_s
@@ -167,11 +170,13 @@ def render_file(
         cores = max(1, min(int(cores), available_cores()))   # more workers than cores only contend
         if converter.use_cores(cores) > 1:   # several chunks per block: the workers start on the next ones
             reader.block_frames = max(reader.block_frames, PARALLEL_BLOCK_S * info.sample_rate)
+            if streamer is not None:     # and the resamplers run beside the converter, a block behind
+                streamer.overlap_resampling()
         warnings: list[str] = []
         if reader.downmixed:
             warnings.append(f"{in_path.name} has {info.channels} channels; they were mixed down to mono")
         peak = 0.0
-        with AtomicAudioWriter(out_path, rate_out, 1) as writer, _closing(converter):
+        with AtomicAudioWriter(out_path, rate_out, 1) as writer, _closing(converter, streamer):
             done = 0
             for block in reader.blocks():
                 peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
