@@ -20,9 +20,9 @@ def _one_note():
 
 
 def _render(x: np.ndarray, f0_in: np.ndarray, source: np.ndarray, covers: np.ndarray, f0_out: np.ndarray,
-            pieces: int = 1, narrow_raised: bool = False) -> np.ndarray:
+            pieces: int = 1, narrow_raised: bool = False, blend: bool = False) -> np.ndarray:
     """Feed the synthesiser in ``pieces`` installments (input, analysis and output frames alike)."""
-    synth = PsolaSynth(PsolaConfig(SR, HOP, narrow_raised=narrow_raised))
+    synth = PsolaSynth(PsolaConfig(SR, HOP, narrow_raised=narrow_raised, blend=blend))
     state = synth.init_state()
     synth.add_input(x, 0, state)
     synth.add_analysis(f0_in, 0, state)
@@ -108,6 +108,37 @@ def test_the_output_does_not_depend_on_how_the_frames_arrive():
     whole = _render(x, f0_in, source, covers, f0_out, pieces=1)
     for pieces in (3, 17, len(source)):
         np.testing.assert_array_equal(_render(x, f0_in, source, covers, f0_out, pieces=pieces), whole)
+
+
+def test_blended_grains_do_not_depend_on_how_the_frames_arrive_and_keep_the_pitch():
+    x = _pulses(180.0, 0.5) + np.random.default_rng(1).normal(0, 0.01, int(0.5 * SR))
+    frames = x.shape[0] // HOP
+    f0_in = np.where(np.arange(frames) % 40 < 30, 180.0, 0.0)
+    source = np.arange(3 * frames - 3) / 3.0                               # stretched three times over
+    covers = np.full(source.shape[0], 1.0 / 3.0)
+    f0_out = np.where(f0_in[source.astype(int)] > 0, 260.0, 0.0)
+    whole = _render(x, f0_in, source, covers, f0_out, blend=True)
+    for pieces in (3, 17, len(source)):
+        np.testing.assert_array_equal(_render(x, f0_in, source, covers, f0_out, pieces=pieces, blend=True), whole)
+    assert abs(12 * np.log2(_f0_of(whole[SR // 20: SR // 5]) / 260.0)) < 0.3
+
+
+def test_a_vowel_stretched_with_blended_grains_changes_smoothly():
+    """A swell stretched five times over: the nearest grain repeats and then jumps (a staircase in the
+    period-by-period level); blended grains step a fifth as far each period."""
+    x = _pulses(150.0, 0.6) * np.linspace(0.2, 1.0, int(0.6 * SR))
+    frames = x.shape[0] // HOP
+    source = np.arange(5 * frames - 5) / 5.0
+    covers = np.full(source.shape[0], 0.2)
+    f0_out = np.full(source.shape[0], 150.0)
+    period = SR / 150.0
+    steps = {}
+    for blend in (False, True):
+        y = _render(x, np.full(frames, 150.0), source, covers, f0_out, blend=blend)
+        peaks = np.array([np.abs(y[int(k * period):int((k + 1) * period)]).max()
+                          for k in range(20, int(y.shape[0] / period) - 20)])
+        steps[blend] = np.abs(np.diff(peaks)).max()
+    assert steps[True] < 0.5 * steps[False]
 
 
 def test_psola_tsm_passes_consonants_through_unchanged():

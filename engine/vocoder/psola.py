@@ -41,12 +41,16 @@ class PsolaConfig:
         narrow_raised: where the output pitch is above the input's, cut grains two *output* periods
             long instead of two input periods (less of the input's own periodicity in each grain,
             slightly wider formants): for large upward shifts, as speech -> singing makes.
+        blend: a voiced grain is the mix of the two input grains around its input time, weighted
+            by how near each is, instead of the nearest alone: a vowel stretched many times over
+            changes from period to period instead of repeating one grain and jumping to the next.
     """
 
     sample_rate: int = 24_000
     hop_samples: int = 120
     min_f0_hz: float = 70.0
     narrow_raised: bool = False
+    blend: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.hop_samples <= 0:
@@ -223,6 +227,8 @@ class PsolaSynth:
                     half = max(2, min(half, int(round(cfg.sample_rate / f0_out))))
                 if abs(mark - t) < period:
                     grain = self._input(state, mark, half) * self._window(half)
+                    if cfg.blend:
+                        grain = self._blended(state, m, t, half, grain)
                     self._add(state, round(state.tau), grain * gain if gain != 1.0 else grain, half)
                     state.tau += cfg.sample_rate / f0_out
                     state.grains += 1
@@ -232,6 +238,21 @@ class PsolaSynth:
         self._add(state, round(state.tau), grain * gain if gain != 1.0 else grain, hop)
         state.tau += hop
         state.grains += 1
+
+    def _blended(self, state: PsolaState, m: int, t: float, half: int, grain: np.ndarray) -> np.ndarray:
+        """``blend``: the grain at mark ``m`` mixed with the one at the mark on the other side of ``t``
+        (when that lies within 1.5 periods), each weighted by its nearness to ``t``."""
+        marks = state.marks
+        other = m + 1 if t >= marks[m] else m - 1
+        if not 0 <= other < len(marks):
+            return grain
+        gap = abs(marks[other] - marks[m])
+        if gap <= 0 or gap > 1.5 * state.periods[m]:
+            return grain
+        far = min(abs(t - marks[m]) / gap, 1.0)   # 0 at mark m, 1 at the other
+        if far <= 0.0:
+            return grain
+        return (1.0 - far) * grain + far * (self._input(state, marks[other], half) * self._window(half))
 
     def _nearest_mark(self, state: PsolaState, t: float) -> int | None:
         marks = state.marks
