@@ -75,3 +75,29 @@ def test_pulses_follow_f0():
 def test_config_rejects_odd_fft_sizes():
     with pytest.raises(ConfigError, match="power of two"):
         SynthConfig(fft_size=1000)
+
+
+def test_responses_shared_with_a_thread_give_the_same_samples():
+    """Offline renders compute every other group of pulse responses on a worker thread
+    (``share_with``): the groups and the noise stream are the same, so are the samples."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from voxflip.engine.vocoder.source_filter import RESPONSE_GROUP
+
+    rng = np.random.default_rng(3)
+    frames = 300                                   # 1.5 s at 5 ms: about 450 pulses at 300 Hz in one call
+    f0 = np.where(np.arange(frames) % 80 < 60, 300.0 + 20 * np.sin(np.arange(frames) / 9), 0.0)
+    sp = np.exp(rng.normal(-6, 1, (frames, 513)))
+    ap = rng.uniform(0.01, 0.9, (frames, 513))
+    synth = SourceFilterSynth(SynthConfig())
+    alone_state = synth.init_state()
+    alone, alone_state = synth.step(f0, sp, ap, alone_state)
+    assert alone_state.pulses > 4 * RESPONSE_GROUP
+    with ThreadPoolExecutor(1) as pool:
+        synth.share_with(pool)
+        shared_state = synth.init_state()
+        shared, shared_state = synth.step(f0, sp, ap, shared_state)
+        synth.share_with(None)
+    np.testing.assert_array_equal(shared, alone)
+    np.testing.assert_array_equal(shared_state.ola, alone_state.ola)
+    assert shared_state.rng.standard_normal() == alone_state.rng.standard_normal()

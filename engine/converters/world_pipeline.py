@@ -84,12 +84,21 @@ class WorldPipelineConverter(Converter):
     def use_cores(self, cores: int) -> int:
         """Share each chunk's analysis (about half of the work) between ``cores`` threads; every
         frame's analysis depends on its own samples only, so the output is the same."""
-        self.analyzer.close()
+        self.close()
         self.analyzer = WorldAnalyzer(self.analysis, threads=max(1, int(cores)))
+        if self.analyzer.threads > 1:   # and every other group of pulse responses goes to a thread too
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._synth_pool = ThreadPoolExecutor(1, thread_name_prefix="voxflip-synth")
+            self.synth.share_with(self._synth_pool)
         return self.analyzer.threads
 
     def close(self) -> None:
         self.analyzer.close()
+        pool, self._synth_pool = getattr(self, "_synth_pool", None), None
+        if pool is not None:
+            self.synth.share_with(None)
+            pool.shutdown(wait=True)
 
     def analyse_further(self, frames: int) -> None:
         """Analyse ``frames`` more frames ahead of the output (a subclass that needs to see further)."""

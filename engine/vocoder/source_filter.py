@@ -25,6 +25,7 @@ reimplemented here for block-wise streaming.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,10 @@ from ..errors import ConfigError
 from ..features.levels import limit_output
 
 _EPS = 1e-12
+
+#: pulses whose responses are computed together: a fixed grouping, so that the output does not depend
+#: on how the groups are shared between threads (:meth:`SourceFilterSynth.share_with`)
+RESPONSE_GROUP = 64
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,12 @@ class SourceFilterSynth:
         fold[n // 2] = 1.0
         self._fold = fold
         self._ramp = -2j * np.pi * np.arange(config.bins) / n
+        self._pool: Any = None
+
+    def share_with(self, pool: Any) -> None:
+        """Offline, with a spare core: compute every other group of pulse responses on ``pool`` (an
+        executor; None: all here). The groups are the same either way, so is the output."""
+        self._pool = pool
 
     def init_state(self) -> SynthState:
         return SynthState(phase=0.0, ola=np.zeros(self.config.fft_size), rng=np.random.default_rng(self.config.seed))
@@ -169,7 +180,10 @@ class SourceFilterSynth:
             period = 1.0 / rate[crossings]
             pulse_voiced = voiced[crossings]
             # The pulse lies `delay` samples before `start`: advance its response by that much.
-            responses = self._responses(env, aper, period, pulse_voiced, -delay, state.rng)
+            # The noise of every pulse first, in pulse order: the generator's stream is the same
+            # whatever the grouping below.
+            noise = state.rng.standard_normal((crossings.size, cfg.fft_size))
+            responses = self._grouped_responses(env, aper, period, pulse_voiced, -delay, noise)
             # Overlap-add: response r of the pulse at sample k lands on buf[k : k + fft_size].
             idx = start[:, None] + np.arange(cfg.fft_size)[None, :]
             np.add.at(buf, idx.ravel(), responses.ravel())
@@ -179,6 +193,26 @@ class SourceFilterSynth:
         state.samples_out += total
         return limit_output(out), state
 
+    def _grouped_responses(self, env: np.ndarray, aper: np.ndarray, period: np.ndarray, voiced: np.ndarray,
+                           frac_shift: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """:meth:`_responses` of every pulse, ``RESPONSE_GROUP`` pulses at a time (every other group on
+        the pool of :meth:`share_with`, when there is one)."""
+        count = env.shape[0]
+        if count <= RESPONSE_GROUP:
+            return self._responses(env, aper, period, voiced, frac_shift, noise)
+        groups = [slice(lo, min(lo + RESPONSE_GROUP, count)) for lo in range(0, count, RESPONSE_GROUP)]
+        out = np.empty((count, self.config.fft_size))
+
+        def fill(g: slice) -> None:
+            out[g] = self._responses(env[g], aper[g], period[g], voiced[g], frac_shift[g], noise[g])
+
+        futures = [self._pool.submit(fill, g) for g in groups[1::2]] if self._pool is not None else []
+        for g in groups[0::2] if futures else groups:
+            fill(g)
+        for f in futures:
+            f.result()
+        return out
+
     def _responses(
         self,
         env: np.ndarray,
@@ -186,7 +220,7 @@ class SourceFilterSynth:
         period: np.ndarray,
         voiced: np.ndarray,
         frac_shift: np.ndarray,
-        rng: np.random.Generator,
+        noise: np.ndarray,
     ) -> np.ndarray:
         n = self.config.fft_size
         ratio = aper * aper
@@ -198,8 +232,7 @@ class SourceFilterSynth:
         periodic = np.fft.irfft(h_per, n, axis=1) * np.sqrt(np.maximum(period, 1.0))[:, None]
 
         lengths = np.minimum(np.round(period).astype(int), n)
-        noise = rng.standard_normal((env.shape[0], n))
-        noise[np.arange(n)[None, :] >= lengths[:, None]] = 0.0
+        noise = np.where(np.arange(n)[None, :] >= lengths[:, None], 0.0, noise)
         aperiodic = np.fft.irfft(np.fft.rfft(noise, axis=1) * self._minimum_phase(noise_amp), n, axis=1)
         return periodic + aperiodic
 
