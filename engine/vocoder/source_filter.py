@@ -226,9 +226,10 @@ class SourceFilterSynth:
         ratio = aper * aper
         periodic_amp = np.sqrt(np.maximum(env * (1.0 - ratio), 0.0)) * voiced[:, None]
         noise_amp = np.sqrt(np.maximum(env * np.where(voiced[:, None], ratio, 1.0), 0.0))
-        h_per = self._minimum_phase(periodic_amp)
+        # the minimum-phase spectrum advanced by the pulse's fractional delay: one exponential of the
+        # sum of the two log spectra
+        h_per = np.exp(self._minimum_phase_log(periodic_amp) + self._ramp[None, :] * frac_shift[:, None])
         h_per[:, 0] = 0.0  # no DC from the pulse train
-        h_per *= np.exp(self._ramp[None, :] * frac_shift[:, None])
         periodic = np.fft.irfft(h_per, n, axis=1) * np.sqrt(np.maximum(period, 1.0))[:, None]
 
         lengths = np.minimum(np.round(period).astype(int), n)
@@ -238,6 +239,10 @@ class SourceFilterSynth:
 
     def _minimum_phase(self, amplitude: np.ndarray) -> np.ndarray:
         """Minimum-phase spectra with the given amplitudes, via the folded real cepstrum."""
+        return np.exp(self._minimum_phase_log(amplitude))
+
+    def _minimum_phase_log(self, amplitude: np.ndarray) -> np.ndarray:
+        """The (complex) logarithm of :meth:`_minimum_phase`."""
         n = self.config.fft_size
         cepstrum = np.fft.irfft(np.log(amplitude + _EPS), n, axis=1)
-        return np.exp(np.fft.rfft(cepstrum * self._fold[None, :], axis=1))
+        return np.fft.rfft(cepstrum * self._fold[None, :], axis=1)
