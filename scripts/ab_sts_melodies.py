@@ -4,9 +4,9 @@ own melody and on the next ``--melodies - 1`` clips' melodies (transcribed from 
 Twenty-five pairs are few for the recogniser: one clip that makes Whisper loop ("S, S, S, ...") moves
 the mean CER by 0.04. Singing every speech on several melodies measures each change over four times as
 many songs. The converter is built as ``voxflip`` builds it (``--method``, default ``psola``), then once
-more with one attribute set otherwise (``--set valleys=false``); both sing the same speech on the same
-melody, and both songs are scored as ``voxflip eval`` scores them: Whisper base CER against the speech's
-own text (capped at 1), DNSMOS, RCA against the notes given. The paired differences (the setting minus
+more with one option or attribute set otherwise (``--set valleys=false``, ``--set vibrato_cents=0``); both
+sing the same speech on the same melody, and both songs are scored as ``voxflip eval`` scores them:
+Whisper base CER against the speech's own text (capped at 1), DNSMOS, RCA against the notes given. The paired differences (the setting minus
 the default) are averaged per speech first, and the 95% intervals are over speeches, not songs (the
 songs of one speech are not independent).
 
@@ -27,7 +27,7 @@ import numpy as np
 def _score(speaker: dict, singer: dict, root: Path, method: str, setting: tuple[str, object]) -> list[float]:
     from voxflip.engine.audio_io import read_audio
     from voxflip.engine.melody_audio import transcribe_melody_file
-    from voxflip.engine.registry import make_converter
+    from voxflip.engine.registry import get_converter, make_converter
     from voxflip.streaming.streamer import Streamer
     from voxflip.trainer.eval.asr import capped, score_transcript
     from voxflip.trainer.eval.quality import dnsmos
@@ -38,9 +38,11 @@ def _score(speaker: dict, singer: dict, root: Path, method: str, setting: tuple[
     speech, rate = read_audio(root / speaker["speech"])
     times, f0 = melody_contour(melody)
     out: list[float] = []
+    option = setting[0] in get_converter(method).option_names
     for changed in (False, True):
-        converter = make_converter("singing", method, melody=melody)
-        if changed:
+        options = {setting[0]: setting[1]} if changed and option else {}
+        converter = make_converter("singing", method, melody=melody, **options)
+        if changed and not option:
             setattr(converter, *setting)
         streamer = Streamer(converter, rate, rate)
         song = np.concatenate([streamer.process(speech), streamer.flush()])
@@ -63,11 +65,14 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def _check_setting(method: str, name: str, singing: Path) -> None:
-    from voxflip.engine.registry import make_converter
+    from voxflip.engine.registry import get_converter, make_converter
 
+    if name in get_converter(method).option_names:
+        return
     converter = make_converter("singing", method, melody=str(singing))
     if not hasattr(converter, name):
-        raise SystemExit(f"--set {name}: {method} ({type(converter).__name__}) has no attribute {name!r}")
+        raise SystemExit(f"--set {name}: {method} ({type(converter).__name__}) has neither an option nor an "
+                         f"attribute {name!r}")
 
 
 def main() -> None:

@@ -488,38 +488,45 @@ Reach reach_of(const FrameArgs& a, py::ssize_t i, std::int64_t reach) {
   return Reach{a.x, c, c - reach, c + reach, std::ldexp(1.0, -a.exponents[i])};
 }
 
-py::array_t<double> cheaptrick(const Samples& segment, const Indices& centres, const Samples& f0, const Exponents& exponents,
-                               std::int64_t reach, int sample_rate, int fft_size) {
+// cheaptrick() and d4c(): the arguments checked, then `analyse(a, rows, bins)` without the GIL,
+// filling `rows`, one row of fft_size / 2 + 1 bins per frame.
+template <class Analyse>
+py::array_t<double> per_frame(const Samples& segment, const Indices& centres, const Samples& f0, const Exponents& exponents,
+                              std::int64_t reach, int sample_rate, int fft_size, Analyse&& analyse) {
   const FrameArgs a = check_frames(segment, centres, f0, exponents, reach, sample_rate, fft_size);
   const int bins = fft_size / 2 + 1;
   py::array_t<double> out({a.frames, static_cast<py::ssize_t>(bins)});
-  double* o = out.mutable_data();
+  double* rows = out.mutable_data();
   {
     py::gil_scoped_release release;
+    analyse(a, rows, bins);
+  }
+  return out;
+}
+
+py::array_t<double> cheaptrick(const Samples& segment, const Indices& centres, const Samples& f0, const Exponents& exponents,
+                               std::int64_t reach, int sample_rate, int fft_size) {
+  return per_frame(segment, centres, f0, exponents, reach, sample_rate, fft_size,
+                   [&](const FrameArgs& a, double* rows, int bins) {
     thread_local std::unique_ptr<EnvelopeWork> kept;   // see `kept` in d4c()
     if (!kept || kept->fft.size() != fft_size) kept = std::make_unique<EnvelopeWork>(fft_size);
     EnvelopeWork& work = *kept;
     const double lowest = 3.0 * sample_rate / (fft_size - 3.0);  // three periods fill the FFT
     for (py::ssize_t i = 0; i < a.frames; ++i) {
       const double f = a.f0[i] <= lowest ? kUnvoicedF0 : a.f0[i];
-      double* row = o + i * bins;
+      double* row = rows + i * bins;
       envelope_frame(reach_of(a, i, reach), f, sample_rate, work, row);
       const double gain = std::ldexp(1.0, 2 * a.exponents[i]);
       if (gain != 1.0)
         for (int k = 0; k < bins; ++k) row[k] *= gain;
     }
-  }
-  return out;
+  });
 }
 
 py::array_t<double> d4c(const Samples& segment, const Indices& centres, const Samples& f0, const Exponents& exponents,
                         std::int64_t reach, int sample_rate, int fft_size) {
-  const FrameArgs a = check_frames(segment, centres, f0, exponents, reach, sample_rate, fft_size);
-  const int bins = fft_size / 2 + 1;
-  py::array_t<double> out({a.frames, static_cast<py::ssize_t>(bins)});
-  double* o = out.mutable_data();
-  {
-    py::gil_scoped_release release;
+  return per_frame(segment, centres, f0, exponents, reach, sample_rate, fft_size,
+                   [&](const FrameArgs& a, double* rows, int bins) {
     const int n = 1 << (1 + static_cast<int>(std::log2(4.0 * sample_rate / kD4CFloorF0 + 1.0)));
     // The work space of this thread's last call, kept for the next with the same sizes: a live
     // stream calls once per 10 ms chunk, and the FFT tables and guard noise cost more to make than
@@ -529,15 +536,14 @@ py::array_t<double> d4c(const Samples& segment, const Indices& centres, const Sa
       kept = std::make_unique<AperiodicityWork>(n, sample_rate, bins, static_cast<double>(sample_rate) / fft_size);
     AperiodicityWork& work = *kept;
     for (py::ssize_t i = 0; i < a.frames; ++i) {
-      double* row = o + i * bins;
+      double* row = rows + i * bins;
       if (a.f0[i] == 0.0) {
         std::fill(row, row + bins, kUnvoicedAperiodicity);
         continue;
       }
       aperiodicity_frame(reach_of(a, i, reach), a.f0[i], sample_rate, work, row, bins);
     }
-  }
-  return out;
+  });
 }
 
 // YIN (de Cheveigne and Kawahara 2002) on each row of `frames`: the difference function over
