@@ -223,7 +223,8 @@ class Streamer:
         if but_last:
             mine = mine[:-1]
         taken = [self._pending[i][1].result() for i in mine]
-        self._pending = [item for i, item in enumerate(self._pending) if i not in set(mine)]
+        gone = set(mine)
+        self._pending = [item for i, item in enumerate(self._pending) if i not in gone]
         return taken
 
     def flush(self) -> np.ndarray:

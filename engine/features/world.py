@@ -300,18 +300,16 @@ class WorldAnalyzer:
         # Level safety (.levels): a frame whose analysis reach peaks above full scale is analysed
         # scaled down by 2**-k, and its envelope scaled back up by 4**k (exact: powers of two).
         exponents = scale_exponents(frame_peaks(x, centers, margin))
-        sp, ap = np.ones((num_frames, cfg.bins)), np.ones((num_frames, cfg.bins))
-        if not (cfg.envelope or cfg.aperiodicity):
-            return Frames(f0, periodicity, level_db, sp, ap, exponents)
         # Every frame on its own reach (`envelope_margin_samples` either side), a function of its own
-        # samples alone, so the output of every chunk size is the same (._spectral).
+        # samples alone, so the output of every chunk size is the same (._spectral). What the
+        # configuration leaves out (the PSOLA converters read neither) is ones.
         reach = cfg.envelope_margin_samples
         centres = centers.astype(np.int64)
-        if cfg.envelope:
-            sp = _spectral.cheaptrick(x, centres, f0, exponents, reach, cfg.sample_rate, cfg.fft_size)
-        if cfg.aperiodicity:
-            ap = _spectral.d4c(x, centres, f0_d4c, exponents, reach, cfg.sample_rate, cfg.fft_size)
-        return Frames(f0, periodicity, level_db, sp, repair_aperiodicity(ap) if cfg.aperiodicity else ap, exponents)
+        sp = (_spectral.cheaptrick(x, centres, f0, exponents, reach, cfg.sample_rate, cfg.fft_size) if cfg.envelope
+              else np.ones((num_frames, cfg.bins)))
+        ap = (repair_aperiodicity(_spectral.d4c(x, centres, f0_d4c, exponents, reach, cfg.sample_rate, cfg.fft_size))
+              if cfg.aperiodicity else np.ones((num_frames, cfg.bins)))
+        return Frames(f0, periodicity, level_db, sp, ap, exponents)
 
     def __getstate__(self) -> dict:
         return {"config": self.config, "threads": self.threads, "_pool": None, "_queued": {}}
