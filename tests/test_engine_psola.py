@@ -20,9 +20,9 @@ def _one_note():
 
 
 def _render(x: np.ndarray, f0_in: np.ndarray, source: np.ndarray, covers: np.ndarray, f0_out: np.ndarray,
-            pieces: int = 1, narrow_raised: bool = False, blend: bool = False) -> np.ndarray:
+            pieces: int = 1, narrow_raised: bool = False, blend: bool = False, below_f0: float = 0.0) -> np.ndarray:
     """Feed the synthesiser in ``pieces`` installments (input, analysis and output frames alike)."""
-    synth = PsolaSynth(PsolaConfig(SR, HOP, narrow_raised=narrow_raised, blend=blend))
+    synth = PsolaSynth(PsolaConfig(SR, HOP, narrow_raised=narrow_raised, blend=blend, below_f0=below_f0))
     state = synth.init_state()
     synth.add_input(x, 0, state)
     synth.add_analysis(f0_in, 0, state)
@@ -139,6 +139,68 @@ def test_a_vowel_stretched_with_blended_grains_changes_smoothly():
                           for k in range(20, int(y.shape[0] / period) - 20)])
         steps[blend] = np.abs(np.diff(peaks)).max()
     assert steps[True] < 0.5 * steps[False]
+
+
+def _uneven_voice(f0: float, seconds: float) -> np.ndarray:
+    """Pulses whose spacing and strength wander from period to period (jitter and shimmer, as a
+    speaking voice has), through one resonance."""
+    rng = np.random.default_rng(7)
+    n = int(seconds * SR)
+    x = np.zeros(n)
+    t = 0.0
+    while t < n:
+        x[int(t)] = rng.uniform(0.4, 1.0)
+        t += SR / f0 * rng.uniform(0.93, 1.07)
+    r, w = np.exp(-np.pi * 120.0 / SR), 2 * np.pi * 700.0 / SR
+    from scipy.signal import lfilter
+
+    y = lfilter([1.0], [1.0, -2 * r * np.cos(w), r * r], x)
+    return y / np.abs(y).max() * 0.5
+
+
+def _band_db(y: np.ndarray, lo: float, hi: float) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(y.shape[0]))) ** 2
+    f = np.fft.rfftfreq(y.shape[0], 1.0 / SR)
+    return 10 * np.log10(spectrum[(f >= lo) & (f < hi)].sum() + 1e-30)
+
+
+def test_below_f0_takes_away_what_lies_under_the_new_pitch_and_keeps_the_voice():
+    """An uneven voice at 120 Hz sung an octave up and three times slower: each grain is placed about
+    six times, so the output repeats in groups and has energy under its new F0; ``below_f0`` removes
+    it and leaves the fundamental and everything above as they were."""
+    x = _uneven_voice(120.0, 0.8)
+    frames = x.shape[0] // HOP
+    source = np.arange(3 * frames - 3) / 3.0
+    covers = np.full(source.shape[0], 1.0 / 3.0)
+    f0_out = np.full(source.shape[0], 240.0)
+    mid = slice(SR // 4, -SR // 4)
+    off = _render(x, np.full(frames, 120.0), source, covers, f0_out, narrow_raised=True)[mid]
+    on = _render(x, np.full(frames, 120.0), source, covers, f0_out, narrow_raised=True, below_f0=0.75)[mid]
+    assert _band_db(off, 20.0, 150.0) - _band_db(off, 200.0, 6000.0) > -40.0   # there is something to take
+    assert _band_db(on, 20.0, 150.0) < _band_db(off, 20.0, 150.0) - 12.0
+    assert abs(_band_db(on, 220.0, 6000.0) - _band_db(off, 220.0, 6000.0)) < 0.3
+    assert abs(12 * np.log2(_f0_of(on) / 240.0)) < 0.3
+
+
+def test_below_f0_does_not_depend_on_how_the_frames_arrive():
+    x = _uneven_voice(130.0, 0.5) + np.random.default_rng(1).normal(0, 0.01, int(0.5 * SR))
+    frames = x.shape[0] // HOP
+    f0_in = np.where(np.arange(frames) % 40 < 30, 130.0, 0.0)
+    source = np.arange(2 * frames - 2) / 2.0
+    covers = np.full(source.shape[0], 0.5)
+    f0_out = np.where(f0_in[source.astype(int)] > 0, np.where(np.arange(source.shape[0]) < 100, 220.0, 330.0), 0.0)
+    whole = _render(x, f0_in, source, covers, f0_out, below_f0=0.75)
+    assert np.all(np.isfinite(whole))
+    for pieces in (3, 17, len(source)):
+        np.testing.assert_array_equal(_render(x, f0_in, source, covers, f0_out, pieces=pieces, below_f0=0.75), whole)
+
+
+@pytest.mark.parametrize("ratio", [-0.5, 0.05, 1.0, 2.0])
+def test_below_f0_outside_its_range_is_refused_with_the_value(ratio):
+    from voxflip.engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"below_f0={ratio!r} must be 0 \(off\) or within 0.1..0.95"):
+        PsolaConfig(SR, HOP, below_f0=ratio)
 
 
 def test_psola_tsm_passes_consonants_through_unchanged():

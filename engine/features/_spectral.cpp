@@ -2,6 +2,8 @@
 // aperiodicity (D4C) of the WORLD analysis, compiled. The Python face is engine/features/world.py
 // (WorldAnalyzer); the methods are Morise's: CheapTrick (Speech Communication 67, 2015) and D4C
 // (Speech Communication 84, 2016), written here from their descriptions for frame-by-frame use.
+// Also the engine's one filter with a moving cut-off (tracking_highpass, below), which must run
+// sample by sample.
 //
 // Why our own and not pyworld's (which this replaces in the converters, and which the tests use as
 // the reference):
@@ -640,6 +642,64 @@ py::tuple yin(const py::array_t<double, py::array::c_style | py::array::forcecas
   return py::make_tuple(f0_out, periodicity_out);
 }
 
+// A fourth-order Butterworth high-pass whose cut-off may change at every sample: two second-order
+// state-variable sections (trapezoidal integrators, after Simper's "linear trapezoidal" SVF), whose
+// state is the integrators' and so stays meaningful when the coefficients move (a direct-form
+// biquad's does not: switched between the same cut-offs it overshoots more). The cut-off given is
+// followed through a one-pole smoother of `smooth_ms`, so a cut-off that steps from frame to frame
+// glides instead: a 1 kHz tone under a cut-off that jumps 3 semitones overshoots 11% unsmoothed,
+// 0.6% at 5 ms. `state` (5 values: four integrators and the smoothed cut-off, 0 = not yet started)
+// carries all of it from one call to the next, so a signal filtered in pieces equals the whole.
+py::array_t<double> tracking_highpass(const Samples& x, const Samples& cutoff_hz, double sample_rate,
+                                      py::array_t<double, py::array::c_style> state, double smooth_ms) {
+  const py::ssize_t n = x.shape(0);
+  if (x.ndim() != 1 || cutoff_hz.ndim() != 1 || cutoff_hz.shape(0) != n)
+    throw std::invalid_argument("tracking_highpass needs 1-D samples and one cut-off per sample");
+  if (!(sample_rate > 0.0)) throw std::invalid_argument("sample_rate must be > 0 Hz");
+  if (!(smooth_ms >= 0.0)) throw std::invalid_argument("smooth_ms must be >= 0 ms");
+  if (state.ndim() != 1 || state.shape(0) != 5) throw std::invalid_argument("state must hold 5 values");
+  py::array_t<double> out(n);
+  const double* in = x.data();
+  const double* fc = cutoff_hz.data();
+  double* y = out.mutable_data();
+  double* z = state.mutable_data();
+  {
+    py::gil_scoped_release release;
+    // 1 / Q of the two sections of a fourth-order Butterworth: 2 cos(pi / 8), 2 cos(3 pi / 8)
+    const double damping[2] = {2.0 * std::cos(kPi / 8.0), 2.0 * std::cos(3.0 * kPi / 8.0)};
+    const double follow = smooth_ms > 0.0 ? 1.0 - std::exp(-1000.0 / (smooth_ms * sample_rate)) : 1.0;
+    const double top = 0.45 * sample_rate;
+    double& glide = z[4];
+    double last = -1.0, a1[2] = {0, 0}, a2[2] = {0, 0}, a3[2] = {0, 0};
+    for (py::ssize_t i = 0; i < n; ++i) {
+      const double target = std::min(std::max(fc[i], 1.0), top);
+      glide = glide > 0.0 ? glide + (target - glide) * follow : target;
+      if (glide != last) {
+        last = glide;
+        const double g = std::tan(kPi * glide / sample_rate);
+        for (int s = 0; s < 2; ++s) {
+          a1[s] = 1.0 / (1.0 + g * (g + damping[s]));
+          a2[s] = g * a1[s];
+          a3[s] = g * a2[s];
+        }
+      }
+      double v = in[i];
+      for (int s = 0; s < 2; ++s) {
+        double& ic1 = z[2 * s];
+        double& ic2 = z[2 * s + 1];
+        const double v3 = v - ic2;
+        const double v1 = a1[s] * ic1 + a2[s] * v3;
+        const double v2 = ic2 + a2[s] * ic1 + a3[s] * v3;
+        ic1 = 2.0 * v1 - ic1;
+        ic2 = 2.0 * v2 - ic2;
+        v = v - damping[s] * v1 - v2;
+      }
+      y[i] = v;
+    }
+  }
+  return out;
+}
+
 py::tuple rfft(const Samples& x) {
   const py::ssize_t n = x.shape(0);
   if (x.ndim() != 1 || n < 4 || (n & (n - 1))) throw std::invalid_argument("rfft needs a power-of-two length >= 4");
@@ -662,7 +722,7 @@ py::array_t<double> irfft(const Samples& re, const Samples& im) {
 }  // namespace
 
 PYBIND11_MODULE(_spectral, m) {
-  m.doc() = "CheapTrick envelopes and D4C aperiodicity, frame by frame (see engine/features/world.py)";
+  m.doc() = "CheapTrick envelopes and D4C aperiodicity, frame by frame (see engine/features/world.py), YIN, and a tracking high-pass";
   m.def("cheaptrick", &cheaptrick, py::arg("segment"), py::arg("centres"), py::arg("f0"), py::arg("exponents"),
         py::arg("reach"), py::arg("sample_rate"), py::arg("fft_size"),
         "Power envelopes (frames, fft_size // 2 + 1) of the frames centred at `centres`.");
@@ -672,6 +732,10 @@ PYBIND11_MODULE(_spectral, m) {
   m.def("yin", &yin, py::arg("frames"), py::arg("sample_rate"), py::arg("min_lag"), py::arg("max_lag"),
         py::arg("threshold"), py::arg("voicing_threshold"), py::arg("silence_db"),
         "F0 (0 where unvoiced) and periodicity of each row of `frames` (see pitch.yin_frames).");
+  m.def("tracking_highpass", &tracking_highpass, py::arg("samples"), py::arg("cutoff_hz"), py::arg("sample_rate"),
+        py::arg("state"), py::arg("smooth_ms") = 5.0,
+        "Fourth-order Butterworth high-pass with a cut-off per sample, followed through a one-pole smoother of "
+        "smooth_ms; `state` (5 values, zeros to start) is updated in place.");
   m.def("rfft", &rfft, py::arg("x"), "The real FFT used inside, for tests: (re, im).");
   m.def("irfft", &irfft, py::arg("re"), py::arg("im"), "Its unnormalised inverse, for tests.");
 }
