@@ -10,13 +10,20 @@ regions (at a fixed rate in unvoiced ones), and at each pulse adds
   position and scaled by ``sqrt(period)`` so that its power matches the
   envelope, and
 * an aperiodic response: one period of white noise filtered by the minimum-phase
-  response of ``sqrt(sp * ap**2)``.
+  response of ``sqrt(sp * ap**2)`` (of ``sqrt(sp)`` in unvoiced frames).
+
+The two minimum-phase responses are computed once per *frame* (a real cepstrum
+each), not once per pulse: a pulse between two frames takes the two frames'
+responses mixed by its position (a crossfade of two causal responses, itself
+causal). The fractional delay is a phase ramp from a table of 1/256-sample
+steps. Per pulse that leaves one FFT of its noise and one inverse FFT of the sum.
 
 Responses are causal (they start at their pulse), so the output of a frame
 interval is final as soon as the next frame is known: the synthesiser streams
 with one frame of lookahead and no other delay. Its state is explicit
-(:class:`SynthState`): the pulse phase, the overlap-add tail and the noise
-generator. Output does not depend on how frames are grouped into calls.
+(:class:`SynthState`): the pulse phase, the overlap-add tail, the last frame's
+responses and the noise generator. Output does not depend on how frames are
+grouped into calls.
 
 This follows the structure of WORLD's synthesis (Morise et al., IEICE 2016),
 reimplemented here for block-wise streaming.
@@ -37,6 +44,8 @@ _EPS = 1e-12
 #: pulses whose responses are computed together: a fixed grouping, so that the output does not depend
 #: on how the groups are shared between threads (:meth:`SourceFilterSynth.share_with`)
 RESPONSE_GROUP = 64
+#: the fractional delay of a pulse, in steps of 1 / DELAY_STEPS sample
+DELAY_STEPS = 256
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,8 @@ class SynthState:
     ola: np.ndarray
     rng: np.random.Generator
     prev_f0: float | None = None
-    prev_sp: np.ndarray | None = None
-    prev_ap: np.ndarray | None = None
+    prev_periodic: np.ndarray | None = None   # the last frame's periodic response (complex spectrum)
+    prev_noise: np.ndarray | None = None      # and its noise filter
     samples_out: int = 0
     pulses: int = field(default=0)
 
@@ -93,12 +102,14 @@ class SourceFilterSynth:
         fold[1 : n // 2] = 2.0
         fold[n // 2] = 1.0
         self._fold = fold
-        self._ramp = -2j * np.pi * np.arange(config.bins) / n
+        # advance[q]: the phase ramp that moves a response q / DELAY_STEPS samples earlier
+        self._advance = np.exp(2j * np.pi * np.outer(np.arange(DELAY_STEPS + 1) / DELAY_STEPS,
+                                                     np.arange(config.bins) / n))
         self._pool: Any = None
 
     def share_with(self, pool: Any) -> None:
-        """Offline, with a spare core: compute every other group of pulse responses on ``pool`` (an
-        executor; None: all here). The groups are the same either way, so is the output."""
+        """Offline, with a spare core: compute every other group of frame and pulse responses on
+        ``pool`` (an executor; None: all here). The groups are the same either way, so is the output."""
         self._pool = pool
 
     def init_state(self) -> SynthState:
@@ -124,15 +135,16 @@ class SourceFilterSynth:
         f0_hz = np.asarray(f0_hz, dtype=np.float64)
         if f0_hz.shape[0] == 0:
             return np.zeros(0, np.float32), state
+        periodic_new, noise_new = self._frame_responses(f0_hz, np.asarray(sp, np.float64), np.asarray(ap, np.float64))
         if state.prev_f0 is not None:
             f0_all = np.concatenate([[state.prev_f0], f0_hz])
-            sp_all = np.concatenate([state.prev_sp[None], sp], axis=0)
-            ap_all = np.concatenate([state.prev_ap[None], ap], axis=0)
+            periodic_all = np.concatenate([state.prev_periodic[None], periodic_new], axis=0)
+            noise_all = np.concatenate([state.prev_noise[None], noise_new], axis=0)
         else:
-            f0_all, sp_all, ap_all = f0_hz, np.asarray(sp), np.asarray(ap)
+            f0_all, periodic_all, noise_all = f0_hz, periodic_new, noise_new
         state.prev_f0 = float(f0_all[-1])
-        state.prev_sp = np.array(sp_all[-1], dtype=np.float64)
-        state.prev_ap = np.array(ap_all[-1], dtype=np.float64)
+        state.prev_periodic = periodic_all[-1].copy()
+        state.prev_noise = noise_all[-1].copy()
         intervals = f0_all.shape[0] - 1
         if intervals <= 0:
             return np.zeros(0, np.float32), state
@@ -171,78 +183,86 @@ class SourceFilterSynth:
             over = phase[crossings] - np.floor(phase[crossings])
             delay = np.minimum(over / rate[crossings], 1.0)
             start = crossings
-            # Envelope at the pulse, interpolated inside the interval of sample `start`
-            # (never the previous one, which an earlier call may already have closed).
+            # Responses mixed inside the interval of sample `start` (never the previous one, which an
+            # earlier call may already have closed).
             j = start // hop
-            w = np.maximum((start - delay) / hop - j, 0.0)[:, None]
-            env = sp_all[j] * (1.0 - w) + sp_all[j + 1] * w
-            aper = np.minimum(ap_all[j] * (1.0 - w) + ap_all[j + 1] * w, 1.0)
+            w = np.maximum((start - delay) / hop - j, 0.0)
             period = 1.0 / rate[crossings]
-            pulse_voiced = voiced[crossings]
-            # The pulse lies `delay` samples before `start`: advance its response by that much.
-            # The noise of every pulse first, in pulse order: the generator's stream is the same
-            # whatever the grouping below.
-            noise = state.rng.standard_normal((crossings.size, cfg.fft_size))
-            responses = self._grouped_responses(env, aper, period, pulse_voiced, -delay, noise)
-            # Overlap-add: response r of the pulse at sample k lands on buf[k : k + fft_size].
-            idx = start[:, None] + np.arange(cfg.fft_size)[None, :]
-            np.add.at(buf, idx.ravel(), responses.ravel())
+            # One period of noise per pulse, drawn for every pulse first, in pulse order: the
+            # generator's stream is the same whatever the grouping below.
+            lengths = np.minimum(np.round(period).astype(int), cfg.fft_size)
+            noise = np.zeros((crossings.size, int(lengths.max())))
+            within_period = np.arange(noise.shape[1])[None, :] < lengths[:, None]
+            noise[within_period] = state.rng.standard_normal(int(lengths.sum()))
+            pulses = _Pulses(j, w, np.sqrt(np.maximum(period, 1.0)) * voiced[crossings],
+                             np.rint(delay * DELAY_STEPS).astype(int), noise)
+            responses = np.empty((crossings.size, cfg.fft_size))
+
+            def fill(g: slice) -> None:
+                responses[g] = self._pulse_responses(pulses, g, periodic_all, noise_all)
+
+            self._in_groups(crossings.size, fill)
+            # Overlap-add: the response of the pulse at sample k lands on buf[k : k + fft_size].
+            for k, response in zip(start.tolist(), responses):
+                buf[k : k + cfg.fft_size] += response
             state.pulses += int(crossings.size)
         out = buf[:total]
         state.ola = buf[total : total + cfg.fft_size].copy()
         state.samples_out += total
         return limit_output(out), state
 
-    def _grouped_responses(self, env: np.ndarray, aper: np.ndarray, period: np.ndarray, voiced: np.ndarray,
-                           frac_shift: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """:meth:`_responses` of every pulse, ``RESPONSE_GROUP`` pulses at a time (every other group on
-        the pool of :meth:`share_with`, when there is one)."""
-        count = env.shape[0]
-        if count <= RESPONSE_GROUP:
-            return self._responses(env, aper, period, voiced, frac_shift, noise)
+    def _in_groups(self, count: int, fill) -> None:
+        """``fill(group)`` over ``RESPONSE_GROUP``-sized slices of ``range(count)``, every other group on
+        the pool of :meth:`share_with` when there is one (the groups are the same either way)."""
         groups = [slice(lo, min(lo + RESPONSE_GROUP, count)) for lo in range(0, count, RESPONSE_GROUP)]
-        out = np.empty((count, self.config.fft_size))
-
-        def fill(g: slice) -> None:
-            out[g] = self._responses(env[g], aper[g], period[g], voiced[g], frac_shift[g], noise[g])
-
-        futures = [self._pool.submit(fill, g) for g in groups[1::2]] if self._pool is not None else []
+        futures = [self._pool.submit(fill, g) for g in groups[1::2]] if self._pool is not None and len(groups) > 1 else []
         for g in groups[0::2] if futures else groups:
             fill(g)
         for f in futures:
             f.result()
-        return out
 
-    def _responses(
-        self,
-        env: np.ndarray,
-        aper: np.ndarray,
-        period: np.ndarray,
-        voiced: np.ndarray,
-        frac_shift: np.ndarray,
-        noise: np.ndarray,
-    ) -> np.ndarray:
-        n = self.config.fft_size
-        ratio = aper * aper
-        periodic_amp = np.sqrt(np.maximum(env * (1.0 - ratio), 0.0)) * voiced[:, None]
-        noise_amp = np.sqrt(np.maximum(env * np.where(voiced[:, None], ratio, 1.0), 0.0))
-        # the minimum-phase spectrum advanced by the pulse's fractional delay: one exponential of the
-        # sum of the two log spectra
-        h_per = np.exp(self._minimum_phase_log(periodic_amp) + self._ramp[None, :] * frac_shift[:, None])
-        h_per[:, 0] = 0.0  # no DC from the pulse train
-        periodic = np.fft.irfft(h_per, n, axis=1) * np.sqrt(np.maximum(period, 1.0))[:, None]
+    def _frame_responses(self, f0: np.ndarray, sp: np.ndarray, ap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per frame: the periodic part's minimum-phase response and the noise filter (complex spectra)."""
+        bins = self.config.bins
+        periodic = np.empty((f0.shape[0], bins), np.complex128)
+        noise = np.empty((f0.shape[0], bins), np.complex128)
 
-        lengths = np.minimum(np.round(period).astype(int), n)
-        noise = np.where(np.arange(n)[None, :] >= lengths[:, None], 0.0, noise)
-        aperiodic = np.fft.irfft(np.fft.rfft(noise, axis=1) * self._minimum_phase(noise_amp), n, axis=1)
-        return periodic + aperiodic
+        def fill(g: slice) -> None:
+            ratio = ap[g] * ap[g]
+            voiced = f0[g] > 0
+            # An unvoiced frame's periodic part (aperiodicity 1 - 1e-12 from D4C) is 120 dB down: zero.
+            periodic[g] = 0.0
+            if np.any(voiced):
+                rows = np.arange(g.start, g.stop)[voiced]
+                periodic[rows] = self._minimum_phase(np.sqrt(np.maximum(sp[rows] * (1.0 - ratio[voiced]), 0.0)))
+                periodic[rows, 0] = 0.0   # no DC from the pulse train
+            noise[g] = self._minimum_phase(np.sqrt(np.maximum(sp[g] * np.where(voiced[:, None], ratio, 1.0), 0.0)))
+
+        self._in_groups(f0.shape[0], fill)
+        return periodic, noise
+
+    def _pulse_responses(self, pulses: _Pulses, g: slice, periodic: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """The summed periodic and aperiodic responses of pulses ``g`` (``(count, fft_size)``)."""
+        j, w = pulses.frame[g], pulses.weight[g][:, None]
+        spectrum = (periodic[j] * (1.0 - w) + periodic[j + 1] * w) * (
+            self._advance[pulses.advance[g]] * pulses.gain[g][:, None])
+        spectrum += np.fft.rfft(pulses.noise[g], self.config.fft_size, axis=1) * (noise[j] * (1.0 - w) + noise[j + 1] * w)
+        return np.fft.irfft(spectrum, self.config.fft_size, axis=1)
 
     def _minimum_phase(self, amplitude: np.ndarray) -> np.ndarray:
         """Minimum-phase spectra with the given amplitudes, via the folded real cepstrum."""
-        return np.exp(self._minimum_phase_log(amplitude))
-
-    def _minimum_phase_log(self, amplitude: np.ndarray) -> np.ndarray:
-        """The (complex) logarithm of :meth:`_minimum_phase`."""
         n = self.config.fft_size
         cepstrum = np.fft.irfft(np.log(amplitude + _EPS), n, axis=1)
-        return np.fft.rfft(cepstrum * self._fold[None, :], axis=1)
+        return np.exp(np.fft.rfft(cepstrum * self._fold[None, :], axis=1))
+
+
+@dataclass(frozen=True)
+class _Pulses:
+    """The pulses of one call: the frame each follows and its weight toward the next, the periodic
+    response's gain (0 for an unvoiced pulse), the fractional advance (table row) and the noise."""
+
+    frame: np.ndarray
+    weight: np.ndarray
+    gain: np.ndarray
+    advance: np.ndarray
+    noise: np.ndarray
