@@ -203,7 +203,7 @@ class SourceFilterSynth:
 
             self._in_groups(crossings.size, fill)
             # Overlap-add: the response of the pulse at sample k lands on buf[k : k + fft_size].
-            for k, response in zip(start.tolist(), responses):
+            for k, response in zip(start.tolist(), responses, strict=True):
                 buf[k : k + cfg.fft_size] += response
             state.pulses += int(crossings.size)
         out = buf[:total]
