@@ -9,13 +9,14 @@ regions (at a fixed rate in unvoiced ones), and at each pulse adds
   periodic part, ``sqrt(sp * (1 - ap**2))``, delayed by the pulse's fractional
   position and scaled by ``sqrt(period)`` so that its power matches the
   envelope, and
-* an aperiodic response: one period of white noise filtered by the minimum-phase
-  response of ``sqrt(sp * ap**2)`` (of ``sqrt(sp)`` in unvoiced frames).
+* an aperiodic response: one period of white noise filtered to the amplitude
+  ``sqrt(sp * ap**2)`` (minimum-phase ``sqrt(sp)`` in unvoiced frames).
 
-The two minimum-phase responses are computed once per *frame* (a real cepstrum
-each), not once per pulse: a pulse between two frames takes the two frames'
-responses mixed by its position (a crossfade of two causal responses, itself
-causal). The fractional delay is a phase ramp from a table of 1/256-sample
+The minimum-phase responses are computed once per *frame*, not once per pulse
+(one real cepstrum a frame: a voiced frame's noise filter takes the periodic
+response's phase with its own amplitude), and a pulse between two frames takes
+the two frames' responses mixed by its position (a crossfade of two causal
+responses, itself causal). The fractional delay is a phase ramp from a table of 1/256-sample
 steps. Per pulse that leaves one FFT of its noise and one inverse FFT of the sum.
 
 Responses are causal (they start at their pulse), so the output of a frame
@@ -228,15 +229,23 @@ class SourceFilterSynth:
         noise = np.empty((f0.shape[0], bins), np.complex128)
 
         def fill(g: slice) -> None:
-            ratio = ap[g] * ap[g]
             voiced = f0[g] > 0
-            # An unvoiced frame's periodic part (aperiodicity 1 - 1e-12 from D4C) is 120 dB down: zero.
+            # An unvoiced frame's periodic part (aperiodicity 1 - 1e-12 from D4C) is 120 dB down: zero;
+            # its noise filter is the envelope's own minimum-phase response.
             periodic[g] = 0.0
+            if not np.all(voiced):
+                rows = np.arange(g.start, g.stop)[~voiced]
+                noise[rows] = self._minimum_phase(np.sqrt(np.maximum(sp[rows], 0.0)))
             if np.any(voiced):
                 rows = np.arange(g.start, g.stop)[voiced]
-                periodic[rows] = self._minimum_phase(np.sqrt(np.maximum(sp[rows] * (1.0 - ratio[voiced]), 0.0)))
+                ratio = ap[rows] * ap[rows]
+                amplitude = np.sqrt(np.maximum(sp[rows] * (1.0 - ratio), 0.0))
+                response = self._minimum_phase(amplitude)
+                periodic[rows] = response
                 periodic[rows, 0] = 0.0   # no DC from the pulse train
-            noise[g] = self._minimum_phase(np.sqrt(np.maximum(sp[g] * np.where(voiced[:, None], ratio, 1.0), 0.0)))
+                # The noise of a voiced frame: its own amplitude with the periodic part's phase (the
+                # phase of filtered white noise is as random either way; one transform less a frame).
+                noise[rows] = response * (np.sqrt(np.maximum(sp[rows] * ratio, 0.0)) / (amplitude + _EPS))
 
         self._in_groups(f0.shape[0], fill)
         return periodic, noise
