@@ -4,7 +4,8 @@ own melody and on the next ``--melodies - 1`` clips' melodies (transcribed from 
 Twenty-five pairs are few for the recogniser: one clip that makes Whisper loop ("S, S, S, ...") moves
 the mean CER by 0.04. Singing every speech on several melodies measures each change over four times as
 many songs. The converter is built as ``voxflip`` builds it (``--method``, default ``psola``), then once
-more with one option or attribute set otherwise (``--set valleys=false``, ``--set vibrato_cents=0``); both
+more with one option, attribute or configuration field set otherwise (``--set valleys=false``,
+``--set vibrato_cents=0``, ``--set vibrato_delay_ms=0``); both
 sing the same speech on the same melody, and both songs are scored as ``voxflip eval`` scores them:
 Whisper base CER against the speech's own text (capped at 1), DNSMOS, RCA against the notes given. The paired differences (the setting minus
 the default) are averaged per speech first, and the 95% intervals are over speeches, not songs (the
@@ -43,7 +44,7 @@ def _score(speaker: dict, singer: dict, root: Path, method: str, setting: tuple[
         options = {setting[0]: setting[1]} if changed and option else {}
         converter = make_converter("singing", method, melody=melody, **options)
         if changed and not option:
-            setattr(converter, *setting)
+            _apply(converter, *setting)
         streamer = Streamer(converter, rate, rate)
         song = np.concatenate([streamer.process(speech), streamer.flush()])
         song = song / max(1.0, float(np.abs(song).max()) * 1.001)
@@ -51,6 +52,23 @@ def _score(speaker: dict, singer: dict, root: Path, method: str, setting: tuple[
         out += [capped(score_transcript(speaker["text"], text, speaker["language"])["cer"]),
                 dnsmos(song, rate)["ovrl"], rca(song, rate, f0, times)]
     return out
+
+
+def _apply(converter, name: str, value: object) -> None:
+    """An attribute of the converter, else a field of its configuration (``vibrato_delay_ms``)."""
+    from dataclasses import replace
+
+    if hasattr(converter, name):
+        setattr(converter, name, value)
+    else:
+        converter.config = replace(converter.config, **{name: value})
+
+
+def _config_fields(converter) -> set[str]:
+    from dataclasses import fields, is_dataclass
+
+    config = getattr(converter, "config", None)
+    return {f.name for f in fields(config)} if is_dataclass(config) else set()
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -70,9 +88,9 @@ def _check_setting(method: str, name: str, singing: Path) -> None:
     if name in get_converter(method).option_names:
         return
     converter = make_converter("singing", method, melody=str(singing))
-    if not hasattr(converter, name):
-        raise SystemExit(f"--set {name}: {method} ({type(converter).__name__}) has neither an option nor an "
-                         f"attribute {name!r}")
+    if not hasattr(converter, name) and name not in _config_fields(converter):
+        raise SystemExit(f"--set {name}: {method} ({type(converter).__name__}) has no option, attribute or "
+                         f"configuration field {name!r}")
 
 
 def main() -> None:
