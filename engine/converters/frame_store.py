@@ -64,6 +64,17 @@ class FrameStore:
     def f0(self, index: int) -> float:
         return float(self._f0[index - self.base])
 
+    def interpolate_many(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`interpolate` at each of ``positions`` at once: ``(n, bins)`` envelopes and aperiodicities,
+        row for row the same numbers."""
+        positions = np.asarray(positions, np.float64)
+        lo = np.floor(positions)
+        frac = (positions - lo)[:, None]
+        i = np.clip(lo.astype(np.int64) - self.base, 0, self._n - 1)
+        j = np.minimum(i + 1, self._n - 1)
+        return (self._sp[i] * (1.0 - frac) + self._sp[j] * frac,
+                self._ap[i] * (1.0 - frac) + self._ap[j] * frac)
+
     def interpolate(self, position: float) -> tuple[np.ndarray, np.ndarray]:
         """Envelope and aperiodicity at a fractional absolute frame position (linear)."""
         lo = int(np.floor(position))

@@ -228,10 +228,16 @@ class WorldToSingingConverter(WorldPipelineConverter):
         chunk. The budget spreads it over the following chunks (up to twice real time)."""
         bins = s.units.store.bins   # the envelopes the units keep (psola keeps none)
         f0s: list[float] = []
-        sps: list[np.ndarray] = []
-        aps: list[np.ndarray] = []
-        silence_sp = np.full(bins, _SILENCE_POWER)
-        ones = np.ones(bins)
+        sources: list[float] = []   # per frame: the input frame its envelope is read at (nan: silence)
+        gains: list[float] = []
+        sp = np.empty((0, bins))
+        ap = np.empty((0, bins))
+
+        def read() -> None:
+            """The envelopes of the frames so far, read before the store forgets their input."""
+            nonlocal sp, ap
+            sp, ap = self._read_envelopes(s, sp, ap, sources, gains)
+
         while budget is None or len(f0s) < budget:
             if s.slot is None:
                 slot = self._next_slot(s)
@@ -247,21 +253,22 @@ class WorldToSingingConverter(WorldPipelineConverter):
                     s.notes_held += 1
                 if slot.unit is not None:
                     s.last_unit = slot.unit
+                    read()
                     s.units.store.drop_before(slot.unit.onset)
             slot = s.slot
             limit = slot.end if budget is None else min(slot.end, s.out_frame + budget - len(f0s))
             while s.out_frame < min(slot.start, limit):  # a rest before the note
                 f0s.append(0.0)
-                sps.append(silence_sp)
-                aps.append(ones)
+                sources.append(math.nan)
+                gains.append(1.0)
                 self._rest_frame(s)
                 s.out_frame += 1
             while s.out_frame < limit:
                 pos = s.out_frame - slot.start
-                f0, sp, ap = self._sing_frame(slot, pos, s)
+                f0, src, gain = self._sing_frame(slot, pos, s)
                 f0s.append(f0)
-                sps.append(sp)
-                aps.append(ap)
+                sources.append(src)
+                gains.append(gain)
                 s.out_frame += 1
             if s.out_frame < slot.end:
                 break  # out of budget: the note goes on in the next chunk
@@ -270,17 +277,38 @@ class WorldToSingingConverter(WorldPipelineConverter):
             s.slot = None
         if not f0s:
             return Frames.empty(bins)
+        read()
         n = len(f0s)
-        return Frames(np.array(f0s), np.ones(n), np.zeros(n), np.stack(sps), np.stack(aps))
+        return Frames(np.array(f0s), np.ones(n), np.zeros(n), sp, ap)
 
-    def _sing_frame(self, slot: _Slot, pos: int, s: ToSingingState) -> tuple[float, np.ndarray, np.ndarray]:
-        bins = s.units.store.bins   # the envelopes the units keep (psola keeps none)
+    @staticmethod
+    def _read_envelopes(s: ToSingingState, sp: np.ndarray, ap: np.ndarray, sources: list[float],
+                        gains: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        """``sp`` and ``ap`` extended by the frames of ``sources`` not read yet: silence where the source
+        is nan, else the store's envelope at the source (scaled by the gain) and its aperiodicity."""
+        done = sp.shape[0]
+        if done == len(sources):
+            return sp, ap
+        src = np.asarray(sources[done:])
+        gain = np.asarray(gains[done:])
+        new_sp = np.full((src.shape[0], sp.shape[1]), _SILENCE_POWER)
+        new_ap = np.ones((src.shape[0], sp.shape[1]))
+        sung = ~np.isnan(src)
+        if np.any(sung):
+            env, aper = s.units.store.interpolate_many(src[sung])
+            new_sp[sung] = env * gain[sung][:, None]
+            new_ap[sung] = aper
+        return np.concatenate([sp, new_sp]), np.concatenate([ap, new_ap])
+
+    def _sing_frame(self, slot: _Slot, pos: int, s: ToSingingState) -> tuple[float, float, float]:
+        """Output frame ``pos`` of the note in ``slot``: its F0 (0: unvoiced), the input frame its envelope
+        is read at (nan: silence) and its gain."""
         unit = slot.unit
         length = slot.end - slot.start
         gain = (slot.note.velocity / 100.0) ** 2
         if unit is None:  # nothing was ever said: sing silence
             self._trace(s, -1.0, 0.0)
-            return 0.0, np.full(bins, _SILENCE_POWER), np.ones(bins)
+            return 0.0, math.nan, 1.0
         if slot.held:
             # Melisma: hold the steady middle of the last nucleus.
             lo = unit.nucleus + unit.nucleus_frames // 4
@@ -303,11 +331,10 @@ class WorldToSingingConverter(WorldPipelineConverter):
                 voiced = s.units.store.f0(min(int(src), unit.end - 1)) > 0
             else:
                 src, voiced = self._nucleus_frame(unit, pos - o_len, m_len, s)
-        sp, ap = s.units.store.interpolate(src)
         self._trace(s, src, gain)
         if not voiced:
-            return 0.0, sp * gain, ap
-        return self._pitch(slot, pos, s), sp * gain, ap
+            return 0.0, float(src), gain
+        return self._pitch(slot, pos, s), float(src), gain
 
     def _rest_frame(self, s: ToSingingState) -> None:
         """One output frame of a rest: silence here (psola plays the speech's own pauses)."""
