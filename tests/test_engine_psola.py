@@ -195,6 +195,24 @@ def test_below_f0_does_not_depend_on_how_the_frames_arrive():
         np.testing.assert_array_equal(_render(x, f0_in, source, covers, f0_out, pieces=pieces, below_f0=0.75), whole)
 
 
+def test_below_f0_keeps_filtering_after_a_final_render():
+    """A stream that renders to its end and is then given more frames goes on with the last cut-off."""
+    x = _uneven_voice(130.0, 0.5)
+    frames = x.shape[0] // HOP
+    synth = PsolaSynth(PsolaConfig(SR, HOP, below_f0=0.75))
+    state = synth.init_state()
+    synth.add_input(x, 0, state)
+    synth.add_analysis(np.full(frames, 130.0), 0, state)
+    half = frames // 2
+    synth.add_output_frames(np.arange(half, dtype=float), np.ones(half), np.full(half, 260.0), state)
+    first = synth.render(state, final=True)
+    synth.add_output_frames(np.arange(half, frames, dtype=float), np.ones(frames - half), np.full(frames - half, 260.0),
+                            state)
+    rest = synth.render(state, final=True)
+    assert first.shape[0] == half * HOP and rest.shape[0] == (frames - half) * HOP
+    assert np.all(np.isfinite(rest)) and np.abs(rest).max() > 0.01
+
+
 @pytest.mark.parametrize("ratio", [-0.5, 0.05, 1.0, 2.0])
 def test_below_f0_outside_its_range_is_refused_with_the_value(ratio):
     from voxflip.engine.errors import ConfigError

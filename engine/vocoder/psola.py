@@ -235,7 +235,8 @@ class PsolaSynth:
         index = np.clip(frames - state.cutoff_base, 0, len(state.cutoffs) - 1)
         out = _spectral.tracking_highpass(samples, np.asarray(state.cutoffs)[index], float(self.config.sample_rate),
                                           state.highpass)
-        done = int(frames[-1]) - state.cutoff_base   # frames before the last one touched are passed
+        # frames before the last one touched are passed; the last one given stays (the cut-off held on)
+        done = min(int(frames[-1]) - state.cutoff_base, len(state.cutoffs) - 1)
         if done > 0:
             del state.cutoffs[:done]
             state.cutoff_base += done

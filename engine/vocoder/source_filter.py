@@ -191,7 +191,7 @@ class SourceFilterSynth:
             period = 1.0 / rate[crossings]
             # One period of noise per pulse, drawn for every pulse first, in pulse order: the
             # generator's stream is the same whatever the grouping below.
-            lengths = np.minimum(np.round(period).astype(int), cfg.fft_size)
+            lengths = np.clip(np.round(period).astype(int), 1, cfg.fft_size)
             noise = np.zeros((crossings.size, int(lengths.max())))
             within_period = np.arange(noise.shape[1])[None, :] < lengths[:, None]
             noise[within_period] = state.rng.standard_normal(int(lengths.sum()))
