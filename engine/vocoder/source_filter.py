@@ -238,7 +238,7 @@ class SourceFilterSynth:
                 noise[rows] = self._minimum_phase(np.sqrt(np.maximum(sp[rows], 0.0)))
             if np.any(voiced):
                 rows = np.arange(g.start, g.stop)[voiced]
-                ratio = ap[rows] * ap[rows]
+                ratio = np.minimum(ap[rows], 1.0) ** 2
                 amplitude = np.sqrt(np.maximum(sp[rows] * (1.0 - ratio), 0.0))
                 response = self._minimum_phase(amplitude)
                 periodic[rows] = response
