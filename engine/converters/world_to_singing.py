@@ -230,13 +230,16 @@ class WorldToSingingConverter(WorldPipelineConverter):
         f0s: list[float] = []
         sources: list[float] = []   # per frame: the input frame its envelope is read at (nan: silence)
         gains: list[float] = []
-        sp = np.empty((0, bins))
-        ap = np.empty((0, bins))
+        read_sp: list[np.ndarray] = []   # the envelopes of sources[:read_count], in pieces
+        read_ap: list[np.ndarray] = []
 
         def read() -> None:
-            """The envelopes of the frames so far, read before the store forgets their input."""
-            nonlocal sp, ap
-            sp, ap = self._read_envelopes(s, sp, ap, sources, gains)
+            """The envelopes of the frames not read yet, read before the store forgets their input."""
+            done = sum(piece.shape[0] for piece in read_sp)
+            if done < len(sources):
+                sp, ap = self._read_envelopes(s, sources[done:], gains[done:])
+                read_sp.append(sp)
+                read_ap.append(ap)
 
         while budget is None or len(f0s) < budget:
             if s.slot is None:
@@ -279,26 +282,25 @@ class WorldToSingingConverter(WorldPipelineConverter):
             return Frames.empty(bins)
         read()
         n = len(f0s)
+        sp = read_sp[0] if len(read_sp) == 1 else np.concatenate(read_sp)
+        ap = read_ap[0] if len(read_ap) == 1 else np.concatenate(read_ap)
         return Frames(np.array(f0s), np.ones(n), np.zeros(n), sp, ap)
 
     @staticmethod
-    def _read_envelopes(s: ToSingingState, sp: np.ndarray, ap: np.ndarray, sources: list[float],
-                        gains: list[float]) -> tuple[np.ndarray, np.ndarray]:
-        """``sp`` and ``ap`` extended by the frames of ``sources`` not read yet: silence where the source
-        is nan, else the store's envelope at the source (scaled by the gain) and its aperiodicity."""
-        done = sp.shape[0]
-        if done == len(sources):
-            return sp, ap
-        src = np.asarray(sources[done:])
-        gain = np.asarray(gains[done:])
-        new_sp = np.full((src.shape[0], sp.shape[1]), _SILENCE_POWER)
-        new_ap = np.ones((src.shape[0], sp.shape[1]))
+    def _read_envelopes(s: ToSingingState, sources: list[float], gains: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        """The envelopes and aperiodicities of frames read at ``sources``: silence where the source is nan,
+        else the store's envelope there (scaled by the gain) and its aperiodicity."""
+        src = np.asarray(sources)
+        gain = np.asarray(gains)
+        bins = s.units.store.bins
+        sp = np.full((src.shape[0], bins), _SILENCE_POWER)
+        ap = np.ones((src.shape[0], bins))
         sung = ~np.isnan(src)
         if np.any(sung):
             env, aper = s.units.store.interpolate_many(src[sung])
-            new_sp[sung] = env * gain[sung][:, None]
-            new_ap[sung] = aper
-        return np.concatenate([sp, new_sp]), np.concatenate([ap, new_ap])
+            sp[sung] = env * gain[sung][:, None]
+            ap[sung] = aper
+        return sp, ap
 
     def _sing_frame(self, slot: _Slot, pos: int, s: ToSingingState) -> tuple[float, float, float]:
         """Output frame ``pos`` of the note in ``slot``: its F0 (0: unvoiced), the input frame its envelope
