@@ -54,3 +54,24 @@ def dev_pairs() -> list[dict[str, str]]:
     return rows
 
 
+@pytest.fixture(scope="session")
+def pair_manifest(tmp_path_factory) -> Path:
+    """Three pairs of a voice-like signal: speech 0.8 s, singing 1.2 s on another tune."""
+    pytest.importorskip("faster_whisper")
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("stsdata")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(3):
+        for side, seconds, base in (("speech", 0.8, 140), ("singing", 1.2, 220)):
+            n = int(16_000 * seconds)
+            t = np.arange(n) / 16_000
+            f0 = base * (1 + 0.1 * np.sin(2 * np.pi * (1 + i) * t))
+            phase = 2 * np.pi * np.cumsum(f0) / 16_000
+            voice = sum(np.sin(k * phase) / k for k in range(1, 16)) * 0.1
+            voice[n // 3 : n // 3 + 800] = 0.03 * rng.standard_normal(800)
+            sf.write(folder / f"p{i}.{side}.wav", voice.astype(np.float32), 16_000)
+        rows.append({"id": f"p{i}", "text": "x", "speech": f"p{i}.speech.wav", "singing": f"p{i}.singing.wav"})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder / "manifest.jsonl"

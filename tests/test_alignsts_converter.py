@@ -44,7 +44,7 @@ def manifest() -> dict:
     (lambda m: m["mel"].update(sample_rate=16_000), r"exported for the mel setup"),
     (lambda m: m["content"].update(dim=768), r"content=.*this engine computes whisper-base-encoder states"),
     (lambda m: m["f0"].update(bins=1), r"f0=.* must be"),
-    (lambda m: m.update(decoder="wavenet"), r"decoder='wavenet' must be 'diffusion' or 'fs2'"),
+    (lambda m: m.update(decoder="wavenet"), r"decoder='wavenet' must be 'diffusion', 'fs2' or 'conv'"),
     (lambda m: m.update(diffusion_steps=0), r"diffusion_steps=0 must be 1..64"),
     (lambda m: m.update(window_mode="sliding"), r"window_mode='sliding' must be 'relative' or 'absolute'"),
     (lambda m: m.update(inputs=["content"]), r"inputs=\['content'\] must be"),

@@ -47,10 +47,20 @@ class _Graph(nn.Module):
         self.model = model
 
     def forward(self, content: Tensor, content_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
-                timbre_len: Tensor, t_offset: Tensor, n_offset: Tensor, ratio: Tensor, noise: Tensor | None = None):
-        out = self.model.infer(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, noise=noise,
-                               t_offset=t_offset, n_offset=n_offset, ratio=ratio)
+                timbre_len: Tensor, t_offset: Tensor, n_offset: Tensor, ratio: Tensor, *extra: Tensor):
+        named = dict(zip(_extra_inputs(self.model.cfg), extra, strict=True))
+        kwargs = {"target_mel": named["target_mel"]} if "target_mel" in named else {}
+        out = self.model.infer(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, noise=named.get("noise"),
+                               t_offset=t_offset, n_offset=n_offset, ratio=ratio, **kwargs)
         return out["mel"], out["codes"], out["attention"]
+
+
+def _extra_inputs(cfg) -> list[str]:
+    """The inputs after ``ratio``: the diffusion decoder's ``noise``, a SpeechSplit's ``target_mel`` (w/ SE)."""
+    extra = ["noise"] if cfg.decoder == "diffusion" else []
+    if cfg.architecture == "speechsplit2" and cfg.ss_rhythm_input == "target":
+        extra.append("target_mel")
+    return extra
 
 
 def _example(model: AlignSTS, t: int, n: int, m: int, seed: int) -> tuple[Tensor, ...]:
@@ -64,11 +74,12 @@ def _example(model: AlignSTS, t: int, n: int, m: int, seed: int) -> tuple[Tensor
     ]
     if cfg.decoder == "diffusion":
         items.append(torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, t, generator=gen))
+    if "target_mel" in _extra_inputs(cfg):
+        items.append(torch.randn(1, cfg.n_mels, t, generator=gen) - 4.0)
     return tuple(items)
 
 
-INPUTS = ["content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "ratio",
-          "noise"]
+INPUTS = ["content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "ratio"]
 
 
 def export_alignsts(checkpoint: str | Path, output: str | Path) -> Path:
@@ -85,11 +96,13 @@ def export_model(model: AlignSTS, output: str | Path, *, trained_steps: int = 0)
     cfg = model.cfg
     graph = _Graph(model.eval()).eval()
     example = _example(model, 40, 12, 30, seed=0)
-    inputs = INPUTS[: len(example)]
+    inputs = INPUTS + _extra_inputs(cfg)
     dynamic = {"content": {2: "n"}, "f0_bins": {1: "t"}, "timbre_mel": {2: "m"}, "mel": {2: "t"}, "codes": {1: "t"},
                "attention": {1: "t", 2: "n"}}
     if "noise" in inputs:
         dynamic["noise"] = {3: "t"}
+    if "target_mel" in inputs:
+        dynamic["target_mel"] = {2: "t"}
     tmp = output.with_name(f".{output.name}.tmp")
     with torch.no_grad():
         torch.onnx.export(graph, example, str(tmp), input_names=inputs, output_names=["mel", "codes", "attention"],

@@ -42,6 +42,7 @@ from .data.features import FeatureConfig, compute_features, load_features
 from .data.manifest import read_manifest
 from .dataset import BatchOrder
 from .models.alignsts import AlignSTS, AlignSTSConfig, MultiWindowDiscriminator
+from .models.sts_baselines import build_model
 from .train import (
     _prune,
     _save,
@@ -232,7 +233,7 @@ def _valid_scores(model: AlignSTS, valid: list[Utterance], batch_size: int) -> d
     with torch.no_grad():
         for i in range(0, len(valid), batch_size):
             out = model(**collate(valid[i : i + batch_size]))
-            for key in _SCALARS:
+            for key in (k for k in _SCALARS if k in out):
                 scores.setdefault(key, []).append(float(out[key]))
     torch.set_rng_state(state)
     model.train()
@@ -251,7 +252,7 @@ def train_alignsts(config: AlignSTSRunConfig, run_dir: str | Path, *, resume: bo
     random.seed(tc.seed)
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
-    model = AlignSTS(cfg)
+    model = build_model(cfg)
     model.set_stats(*data_stats(train))
     opt = torch.optim.AdamW(model.parameters(), tc.lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
     adversarial = cfg.decoder == "fs2" and tc.adv_weight > 0
@@ -294,7 +295,7 @@ def train_alignsts(config: AlignSTSRunConfig, run_dir: str | Path, *, resume: bo
                 group["lr"] = lr
         out = wrapped(**batch)
         loss = out["loss"]
-        scalars = {k: float(out[k].detach()) for k in _SCALARS}
+        scalars = {k: float(out[k].detach()) for k in _SCALARS if k in out}
         if disc is not None and step >= tc.adversarial_from:
             starts = disc.draw(batch["mel_len"])
             real_scores = disc(out["target"], starts)
@@ -343,7 +344,7 @@ def load_alignsts(path: str | Path) -> tuple[AlignSTS, dict]:
     payload = read_checkpoint(path)
     if payload.get("kind") != MODEL_KIND:
         raise ConfigError(f"checkpoint {str(path)!r} is not an AlignSTS checkpoint (kind={payload.get('kind')!r})")
-    model = AlignSTS(AlignSTSConfig.from_dict(payload["model_config"], f"checkpoint {path}"))
+    model = build_model(AlignSTSConfig.from_dict(payload["model_config"], f"checkpoint {path}"))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

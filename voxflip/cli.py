@@ -367,8 +367,8 @@ def get_parser() -> argparse.ArgumentParser:
     ev.add_argument("--vocoder", action="append", default=[], metavar="NAME=DIR",
                     help="the exported vocoder the systems NAME:flow-* use (hifigan or pwg; default: the shipped one)")
     ev.add_argument("--alignsts", action="append", default=[], metavar="NAME=MODEL",
-                    help="the model of the system NAME (alignsts, alignsts-gan, alignsts-zeroshot; ref:NAME uses the "
-                         "same): an export of voxflip export-alignsts, or a train-alignsts checkpoint (.pt, exported on "
+                    help="the model of the system NAME (alignsts, alignsts-gan, alignsts-zeroshot, and the paper's "
+                         "baselines parekh, speechsplit2, speechsplit2-se; ref:NAME uses the same): an export of voxflip export-alignsts, or a train-alignsts checkpoint (.pt, exported on "
                          "first use); alignsts defaults to the shipped one. Use one --out per model, as converted "
                          "clips are cached")
 

@@ -22,6 +22,9 @@ from ..errors import ConfigError
 from ..features.mel import MelConfig
 from .base import ChunkGrid
 
+#: the AlignSTS paper's baselines a model configuration's ``architecture`` may name
+#: (:mod:`voxflip.trainer.models.sts_baselines`); anything else is AlignSTS itself
+BASELINES = ("parekh", "speechsplit2")
 #: the aligner's feed-forward kernel (:class:`voxflip.trainer.models.alignsts.CrossAttentionLayer`'s default)
 ALIGNER_FFN_KERNEL = 9
 
@@ -38,6 +41,8 @@ class AlignSTSContext:
             raise ConfigError(f"an AlignSTS model with window_mode={cfg.get('window_mode')!r} needs whole utterances "
                               "(its windows follow both lengths); streaming needs window_mode = \"absolute\"")
         half = lambda kernel: int(kernel) // 2  # noqa: E731
+        if cfg.get("architecture") in BASELINES:
+            return cls._of_baseline(cfg, half)
         target = (cfg["pitch_layers"] * half(cfg["pitch_kernel"]) + half(cfg["rp_ffn_kernel"])
                   + cfg["rp_conv_layers"] * half(cfg["rp_conv_kernel"])
                   + cfg["aligner_layers"] * half(ALIGNER_FFN_KERNEL))
@@ -48,6 +53,16 @@ class AlignSTSContext:
             target += cfg["decoder_layers"] * (cfg["decoder_context"] + half(cfg["decoder_kernel"]))
         content = cfg["window_frames"] + cfg["content_layers"] * half(cfg["content_kernel"]) + 1
         return cls(int(target), int(content))
+
+    @classmethod
+    def _of_baseline(cls, cfg: dict, half) -> AlignSTSContext:
+        """A baseline of :mod:`voxflip.trainer.models.sts_baselines`: convolutions on the target axis after a
+        linear stretch (which reads the content frames either side of ``t * ratio``)."""
+        encoder = cfg["baseline_layers"] * half(cfg["baseline_kernel"])
+        pitch = cfg["pitch_layers"] * half(cfg["pitch_kernel"])
+        smooth = half(cfg["ss_smooth"]) if cfg["architecture"] == "speechsplit2" else 0
+        target = max(encoder, pitch) + smooth + cfg["decoder_layers"] * half(cfg["baseline_kernel"])
+        return cls(int(target), 2)
 
     def content_span(self, t_start: int, t_end: int, ratio: float) -> tuple[int, int]:
         """Content frames ``[n_start, n_end)`` that target frames ``[t_start, t_end)`` can reach (unclipped)."""

@@ -29,7 +29,7 @@ from ..errors import ArtifactMismatchError, AudioInputError, ConfigError
 from ..features.content import CONTENT_DIM, CONTENT_FRAME_S, CONTENT_KIND
 from ..features.mel import MelConfig
 from ..melody import Melody
-from .alignsts_context import AlignSTSContext
+from .alignsts_context import BASELINES, AlignSTSContext
 from .world_to_singing import WorldToSingingConfig, midi_hz, sung_midi, sung_pitch_hz
 
 FORMAT_VERSION = 1
@@ -45,6 +45,8 @@ MAX_CONTENT_FRAMES = 3_000
 STREAM_CHUNK_FRAMES = 512
 _KEYS = ("format_version", "model", "onnx_opset", "files", "inputs", "mel", "content", "f0", "decoder",
          "diffusion_steps", "window_mode", "stream_context", "model_config", "config_hash", "trained_steps")
+#: what a manifest's ``model_config.architecture`` may name: the paper's model and its baselines
+ARCHITECTURES = (MODEL_KIND, *BASELINES)
 INPUTS = ("content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "ratio")
 
 
@@ -115,19 +117,26 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: f0={_show(f0, 120)} must be {{\"bins\": 3..4096, \"min_hz\": >0, \"max_hz\": "
                           "> min_hz, \"scale\": \"mel\"}")
     decoder, steps = manifest["decoder"], manifest["diffusion_steps"]
-    if decoder not in ("diffusion", "fs2"):
-        raise ConfigError(f"{path}: decoder={_show(decoder)} must be 'diffusion' or 'fs2'")
+    if decoder not in ("diffusion", "fs2", "conv"):
+        raise ConfigError(f"{path}: decoder={_show(decoder)} must be 'diffusion', 'fs2' or 'conv'")
     if not _whole(steps, 1 if decoder == "diffusion" else 0, 64 if decoder == "diffusion" else 0):
-        raise ConfigError(f"{path}: diffusion_steps={_show(steps)} must be 1..64 for the diffusion decoder, 0 for fs2")
+        raise ConfigError(f"{path}: diffusion_steps={_show(steps)} must be 1..64 for the diffusion decoder, 0 for "
+                          f"{decoder}")
     if manifest["window_mode"] not in ("relative", "absolute"):
         raise ConfigError(f"{path}: window_mode={_show(manifest['window_mode'])} must be 'relative' or 'absolute'")
-    wanted = [*INPUTS, "noise"] if decoder == "diffusion" else list(INPUTS)
-    if manifest["inputs"] != wanted:
-        raise ConfigError(f"{path}: inputs={_show(manifest['inputs'], 120)} must be {wanted}")
     config = manifest["model_config"]
     if not isinstance(config, dict) or config.get("window_mode") != manifest["window_mode"]:
         raise ConfigError(f"{path}: model_config must be the trained model's configuration, with the manifest's "
                           f"window_mode {manifest['window_mode']!r}")
+    architecture = config.get("architecture", MODEL_KIND)
+    if architecture not in ARCHITECTURES:
+        raise ConfigError(f"{path}: model_config.architecture={_show(architecture)} must be one of "
+                          f"{', '.join(ARCHITECTURES)}")
+    wanted = [*INPUTS, "noise"] if decoder == "diffusion" else list(INPUTS)
+    if architecture == "speechsplit2" and config.get("ss_rhythm_input") == "target":
+        wanted.append("target_mel")
+    if manifest["inputs"] != wanted:
+        raise ConfigError(f"{path}: inputs={_show(manifest['inputs'], 120)} must be {wanted}")
     if "trained_steps" in manifest and not _whole(manifest["trained_steps"], 0, 10**12):
         raise ConfigError(f"{path}: trained_steps={_show(manifest['trained_steps'])} must be a whole number >= 0")
     if manifest["window_mode"] == "absolute":
@@ -151,6 +160,9 @@ class AlignSTSModel:
         self.manifest_path = path = manifest_path(model)
         self.manifest = check_manifest(read_manifest(path, "AlignSTS"), path)
         self.decoder = self.manifest["decoder"]
+        self.architecture = self.manifest["model_config"].get("architecture", MODEL_KIND)
+        #: a SpeechSplit 2.0 "w/ SE" reads the real singing's mel (an oracle): :meth:`sing` needs ``target_mel``
+        self.needs_target_mel = "target_mel" in self.manifest["inputs"]
         self.steps = int(self.manifest["diffusion_steps"])
         self.n_mels = target_mel().n_mels
         f0 = self.manifest["f0"]
@@ -170,11 +182,12 @@ class AlignSTSModel:
         return self.context is not None
 
     def describe(self) -> str:
-        return (f"AlignSTS {self.decoder}, {self.manifest['window_mode']} windows, "
+        name = "AlignSTS" if self.architecture == MODEL_KIND else f"the {self.architecture} baseline"
+        return (f"{name}, {self.decoder} decoder, {self.manifest['window_mode']} windows, "
                 f"{self.manifest.get('trained_steps', 0)} steps ({self.manifest_path.parent.name})")
 
     def sing(self, content: np.ndarray, f0_hz: np.ndarray, timbre_mel: np.ndarray, *, seed: int = 0,
-             chunk_frames: int = STREAM_CHUNK_FRAMES) -> np.ndarray:
+             chunk_frames: int = STREAM_CHUNK_FRAMES, target_mel: np.ndarray | None = None) -> np.ndarray:
         """The sung ``(T, n_mels)`` log-mel.
 
         Args:
@@ -183,12 +196,20 @@ class AlignSTSModel:
             timbre_mel: ``(M, n_mels)`` log-mel of the voice to sing with (the speech itself).
             seed: the diffusion decoder's noise.
             chunk_frames: target frames per call, for a model with absolute windows.
+            target_mel: ``(T, n_mels)`` the real singing's log-mel on the same frames, for a model that
+                reads it (:attr:`needs_target_mel`); ignored otherwise.
         """
         if np.ndim(f0_hz) != 1 or np.shape(f0_hz)[0] == 0 or np.ndim(content) != 2 or np.shape(content)[0] == 0:
             raise ConfigError(f"AlignSTS sings a non-empty F0 contour (T,) from non-empty content (N, 512); got "
                               f"{np.shape(f0_hz)} and {np.shape(content)}")
         if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
             raise ConfigError(f"chunk_frames={chunk_frames!r} must be a whole number >= 1")
+        if self.needs_target_mel and (target_mel is None or np.shape(target_mel) != (len(f0_hz), self.n_mels)):
+            raise ConfigError(f"{self.describe()} reads the real singing's envelope: give its mel, ({len(f0_hz)}, "
+                              f"{self.n_mels}) on the F0's frames (the ref: systems of voxflip eval do); got "
+                              f"{None if target_mel is None else np.shape(target_mel)}")
+        target = (np.ascontiguousarray(np.asarray(target_mel, np.float32).T[None]) if self.needs_target_mel
+                  else None)
         content = np.ascontiguousarray(np.asarray(content, np.float32).T[None])
         bins = f0_classes(f0_hz, *self._f0)[None]
         timbre = np.ascontiguousarray(np.asarray(timbre_mel, np.float32).T[None])
@@ -201,16 +222,16 @@ class AlignSTSModel:
                  if self.decoder == "diffusion" else None)
         ratio = n_total / t_total
         if self.context is None:
-            return self._run(content, bins, timbre, noise, 0, t_total, 0, n_total, ratio).T
+            return self._run(content, bins, timbre, noise, target, 0, t_total, 0, n_total, ratio).T
         pieces = []
         for a in range(0, t_total, chunk_frames):
             b = min(t_total, a + chunk_frames)
             ta, tb, na, nb = self.context.slices(a, b, t_total, n_total, ratio)
-            mel = self._run(content, bins, timbre, noise, ta, tb, na, nb, ratio)
+            mel = self._run(content, bins, timbre, noise, target, ta, tb, na, nb, ratio)
             pieces.append(mel[:, a - ta : b - ta])
         return np.concatenate(pieces, axis=1).T
 
-    def _run(self, content, bins, timbre, noise, ta: int, tb: int, na: int, nb: int, ratio: float) -> np.ndarray:
+    def _run(self, content, bins, timbre, noise, target, ta: int, tb: int, na: int, nb: int, ratio: float) -> np.ndarray:
         """The graph on target frames ``[ta, tb)`` and content frames ``[na, nb)``: ``(n_mels, tb - ta)``."""
         feed = {"content": content[:, :, na:nb], "content_len": np.array([nb - na], np.int64),
                 "f0_bins": bins[:, ta:tb], "t_len": np.array([tb - ta], np.int64),
@@ -219,4 +240,6 @@ class AlignSTSModel:
                 "ratio": np.array([ratio], np.float32)}
         if noise is not None:
             feed["noise"] = np.ascontiguousarray(noise[..., ta:tb])
+        if target is not None:
+            feed["target_mel"] = np.ascontiguousarray(target[..., ta:tb])
         return self.session.run(["mel"], feed)[0][0]

@@ -56,7 +56,8 @@ class AlignSTSToSingingConverter(Converter):
     time_preserving = False
 
     def __init__(self, melody: Melody | None, model: AlignSTSModel, *, f0_hz: np.ndarray | None = None, vocoder=None,
-                 config: WorldToSingingConfig | None = None, chunk_frames: int | None = None, seed: int = 0) -> None:
+                 config: WorldToSingingConfig | None = None, chunk_frames: int | None = None, seed: int = 0,
+                 reference_mel: np.ndarray | None = None) -> None:
         """Args:
             melody: the tune; the song lasts until its last note ends (at most 60 s).
             model: the exported model.
@@ -66,6 +67,8 @@ class AlignSTSToSingingConverter(Converter):
             config: portamento, vibrato and transposition of the target F0 (the WORLD converters' settings).
             chunk_frames: input chunk in hops of 128 samples at 24 kHz (``None``: 1 s).
             seed: the diffusion decoder's noise.
+            reference_mel: with ``f0_hz``, the reference singing's log-mel on the same frames, for a model that
+                reads the target's envelope (the SpeechSplit 2.0 "w/ SE" baseline, an oracle).
         """
         from ..vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
@@ -84,6 +87,13 @@ class AlignSTSToSingingConverter(Converter):
             where = f"the melody {melody.source}" if melody is not None else "the target F0"
             raise AudioInputError(f"alignsts sings at most {MAX_TARGET_FRAMES * target_mel().frame_s:.0f} s at once; "
                                   f"{where} lasts {self.f0.shape[0] * target_mel().frame_s:.1f} s: cut it into phrases")
+        self.reference_mel = None if reference_mel is None else np.asarray(reference_mel, np.float32)
+        bands = target_mel().n_mels
+        if model.needs_target_mel and (self.reference_mel is None
+                                       or self.reference_mel.shape != (self.f0.shape[0], bands)):
+            raise ConfigError(f"{model.describe()} reads the real singing's envelope: it sings only with a reference "
+                              f"singing's F0 and log-mel ({self.f0.shape[0]}, {bands}); got "
+                              f"{None if self.reference_mel is None else self.reference_mel.shape}")
         self.vocoder = vocoder if vocoder is not None else MelVocoder(MelVocoderConfig(mel=target_mel()))
         self.analyzer = MelAnalyzer(target_mel())
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
@@ -129,7 +139,7 @@ class AlignSTSToSingingConverter(Converter):
         content = whisper_states(speech, self.sample_rate)
         timbre = self.analyzer.log_mel(speech).astype(np.float32)
         f0 = (self.f0 * 2.0 ** (state.transpose / 12.0)).astype(np.float32)
-        mel = self.model.sing(content, f0, timbre, seed=self.seed)
+        mel = self.model.sing(content, f0, timbre, seed=self.seed, target_mel=self.reference_mel)
         vocoder_state = self.vocoder.init_state()
         n = mel.shape[0]
         lookahead = int(getattr(self.vocoder, "lookahead_frames", 0))

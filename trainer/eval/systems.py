@@ -244,7 +244,13 @@ ALIGNSTS_SYSTEMS = {
     MODEL_KIND: "the AlignSTS model (diffusion decoder), paired training",
     f"{MODEL_KIND}-gan": "AlignSTS with FastSpeech 2's decoder and the multi-window discriminator",
     f"{MODEL_KIND}-zeroshot": "AlignSTS trained on singing alone, given speech",
+    # the paper's baselines (model.architecture; trainer/models/sts_baselines.py)
+    "parekh": "the encoder-decoder of Parekh et al. 2020 (smaller), speech stretched to the song",
+    "speechsplit2": "SpeechSplit 2.0 (smaller), its rhythm from the speech's envelope stretched to the song (w/o SE)",
+    "speechsplit2-se": "SpeechSplit 2.0 (smaller), its rhythm from the real singing's envelope (w/ SE, an oracle)",
 }
+#: systems whose model reads the real singing itself, so they exist only as ref:NAME
+REFERENCE_ONLY = ("speechsplit2-se",)
 
 
 def _alignsts_model(name: str, options: dict):
@@ -308,11 +314,13 @@ def _alignsts(name: str, reference: bool) -> Runner:
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
         from voxflip.engine.converters.alignsts_to_singing import AlignSTSToSingingConverter
 
-        from ..alignsts_infer import reference_f0
+        from ..alignsts_infer import reference_features
 
         model = _alignsts_model(name, options)
         if reference:
-            converter = AlignSTSToSingingConverter(None, model, f0_hz=reference_f0(*read_audio(entry.singing)))
+            sung = reference_features(*read_audio(entry.singing))
+            converter = AlignSTSToSingingConverter(None, model, f0_hz=sung["f0_hz"],
+                                                   reference_mel=sung["mel"] if model.needs_target_mel else None)
         else:
             converter = AlignSTSToSingingConverter(melody_of(entry), model)
         converter.name = name
@@ -354,8 +362,9 @@ register(System("sts-real", _SINGING, "the real singing of the pair (the ceiling
 register(System("sts-real-vocoded", _SINGING, "the real singing's 24 kHz mel and F0 through the DSP mel vocoder "
                 "(the AlignSTS systems' ceiling)", _sung_copy, ("singing", "melody")))
 for _name, _what in ALIGNSTS_SYSTEMS.items():
-    register(System(_name, _SINGING, f"{_what}, on the notes (--alignsts {_name}=MODEL)",
-                    _alignsts(_name, reference=False), ("speech", "melody")))
+    if _name not in REFERENCE_ONLY:
+        register(System(_name, _SINGING, f"{_what}, on the notes (--alignsts {_name}=MODEL)",
+                        _alignsts(_name, reference=False), ("speech", "melody")))
     register(System(f"ref:{_name}", _SINGING, f"{_what}, on the real singing's F0 (the paper's condition)",
                     _alignsts(_name, reference=True), ("speech", "singing")))
 for _name in ("AlignSTS", "StyleSinger"):

@@ -53,18 +53,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voxflip.engine.converters.alignsts_context import BASELINES
+from voxflip.engine.converters.alignsts_model import ARCHITECTURES
 from voxflip.engine.errors import ConfigError
 
 from . import check_known_keys
 
 #: the score masked attention positions get before the softmax (the paper: -1e8; finite in float16 too)
 MASKED = -1e4
-DECODERS = ("diffusion", "fs2")
+DECODERS = ("diffusion", "fs2", "conv")
 WINDOW_MODES = ("relative", "absolute")
 
 
 @dataclass(frozen=True)
 class AlignSTSConfig:
+    architecture: str = ARCHITECTURES[0]   # the paper's model; or a baseline (:mod:`.sts_baselines`)
     n_mels: int = 80
     content_dim: int = 512        # Whisper base encoder states
     content_bottleneck: int = 32  # the paper's 32-dimensional linguistic features
@@ -107,10 +110,37 @@ class AlignSTSConfig:
     ssim_weight: float = 1.0
     guided_weight: float = 100.0  # eq. 10 averages over T x N, so it is at most 1/N: scaled up (our choice)
     rhythm_weight: float = 1.0
+    # the baselines (architecture "parekh" or "speechsplit2"; :mod:`.sts_baselines`)
+    baseline_kernel: int = 5      # their convolutions' kernel
+    baseline_layers: int = 3      # convolutions per encoder; the decoder has decoder_layers
+    mel_per_content: float = 3.75  # mel frames (5.3 ms) per content frame (20 ms): where the speech mel is read
+    ss_content_dim: int = 8       # SpeechSplit's bottleneck widths (its paper's: 8, 1, 32)
+    ss_rhythm_dim: int = 1
+    ss_pitch_dim: int = 32
+    ss_smooth: int = 9            # frames of the moving average that stands in for its down-sampling by 8
+    ss_rhythm_input: str = "source"   # "source": the speech's envelope (w/o SE); "target": the singing's (w/ SE)
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"model.architecture={self.architecture!r} must be one of {', '.join(ARCHITECTURES)}")
         if self.decoder not in DECODERS:
             raise ConfigError(f"model.decoder={self.decoder!r} must be one of {', '.join(DECODERS)}")
+        baseline = self.architecture in BASELINES
+        if baseline and (self.decoder != "conv" or self.window_mode != "absolute"):
+            raise ConfigError(f"model.architecture={self.architecture!r} takes decoder = \"conv\" and window_mode = "
+                              f"\"absolute\" (got {self.decoder!r}, {self.window_mode!r}): its stretch reads absolute "
+                              "frames")
+        if not baseline and self.decoder == "conv":
+            raise ConfigError("model.decoder=\"conv\" is the baselines' decoder; AlignSTS takes diffusion or fs2")
+        if self.ss_rhythm_input not in ("source", "target"):
+            raise ConfigError(f"model.ss_rhythm_input={self.ss_rhythm_input!r} must be 'source' or 'target'")
+        if self.baseline_kernel < 1 or self.baseline_kernel % 2 == 0 or self.ss_smooth < 1 or self.ss_smooth % 2 == 0:
+            raise ConfigError(f"model.baseline_kernel={self.baseline_kernel} and ss_smooth={self.ss_smooth} must be "
+                              "odd and >= 1")
+        if min(self.baseline_layers, self.ss_content_dim, self.ss_rhythm_dim, self.ss_pitch_dim) < 1:
+            raise ConfigError("model.baseline_layers and the ss_*_dim widths must be >= 1")
+        if not self.mel_per_content > 0:
+            raise ConfigError(f"model.mel_per_content={self.mel_per_content} must be > 0")
         if self.window_mode not in WINDOW_MODES:
             raise ConfigError(f"model.window_mode={self.window_mode!r} must be one of {', '.join(WINDOW_MODES)}")
         for name in ("rp_window", "aligner_window"):
