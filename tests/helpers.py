@@ -119,3 +119,39 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
             return True
         time.sleep(0.002)
     return predicate()
+
+
+def assert_training_resumes_exactly(config, run_root: Path, trained: str):
+    """4 ``train-alignsts`` steps straight == 2 steps, stop, resume for 2 more (every tensor of the model
+    equal), and the parameter ``trained`` moved from step 2 to 4. Returns the straight run's step-4
+    model and checkpoint payload."""
+    import torch
+
+    from voxflip.trainer.alignsts_train import load_alignsts, train_alignsts
+
+    straight, resumed = run_root / "a", run_root / "b"
+    train_alignsts(config, straight, progress=False)
+    train_alignsts(config, resumed, progress=False, stop_after=2)
+    train_alignsts(config, resumed, progress=False)
+    a = torch.load(straight / "checkpoints" / "step_00000004.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "step_00000004.pt", weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    first = torch.load(straight / "checkpoints" / "step_00000002.pt", weights_only=True)["model"]
+    assert not torch.equal(first[trained], a["model"][trained])       # it did train
+    assert (straight / "tb").is_dir() and (straight / "config.toml").is_file()
+    return load_alignsts(straight / "checkpoints" / "step_00000004.pt")
+
+
+def sts_batch(seed: int = 0, t=(120, 90), n=(30, 22), m=(70, 50)) -> dict:
+    """A random ``train-alignsts`` batch: target lengths ``t``, content lengths ``n``, voice-mel lengths ``m``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    b = len(t)
+    return {
+        "content": torch.randn(b, 512, max(n), generator=gen), "content_len": torch.tensor(n),
+        "f0_bins": torch.randint(0, 256, (b, max(t)), generator=gen), "rhythm": torch.rand(b, max(t), generator=gen),
+        "mel": torch.randn(b, 80, max(t), generator=gen) - 4, "mel_len": torch.tensor(t),
+        "timbre_mel": torch.randn(b, 80, max(m), generator=gen) - 4, "timbre_len": torch.tensor(m),
+    }

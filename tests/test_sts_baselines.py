@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_training_resumes_exactly, sts_batch
 
 torch = pytest.importorskip("torch")
 
@@ -32,14 +33,7 @@ VARIANTS = {"parekh": PAREKH, "speechsplit2": SPLIT, "speechsplit2-se": SPLIT_SE
 
 
 def _batch(seed: int = 0, t=(120, 90), n=(30, 22), m=(110, 80)):
-    gen = torch.Generator().manual_seed(seed)
-    b = len(t)
-    return {
-        "content": torch.randn(b, 512, max(n), generator=gen), "content_len": torch.tensor(n),
-        "f0_bins": torch.randint(0, 256, (b, max(t)), generator=gen), "rhythm": torch.rand(b, max(t), generator=gen),
-        "mel": torch.randn(b, 80, max(t), generator=gen) - 4, "mel_len": torch.tensor(t),
-        "timbre_mel": torch.randn(b, 80, max(m), generator=gen) - 4, "timbre_len": torch.tensor(m),
-    }
+    return sts_batch(seed, t, n, m)
 
 
 def _infer(model, batch, **kw):
@@ -218,23 +212,13 @@ _TINY = ['model.decoder="conv"', 'model.window_mode="absolute"', "model.baseline
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_tiny_training_resumes_exactly(pair_manifest, tmp_path, name):
-    from voxflip.trainer.alignsts_train import load_alignsts, load_alignsts_config, train_alignsts
+    from voxflip.trainer.alignsts_train import load_alignsts_config
 
     cfg = VARIANTS[name]
     overrides = [f"data.manifest={json.dumps(str(pair_manifest))}", f"model.architecture={json.dumps(cfg.architecture)}",
                  f"model.ss_rhythm_input={json.dumps(cfg.ss_rhythm_input)}", *_TINY]
     config = load_alignsts_config(CONFIGS / "alignsts_tiny.toml", overrides)
-    straight, resumed = tmp_path / "a", tmp_path / "b"
-    train_alignsts(config, straight, progress=False)
-    train_alignsts(config, resumed, progress=False, stop_after=2)
-    train_alignsts(config, resumed, progress=False)
-    a = torch.load(straight / "checkpoints" / "step_00000004.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoints" / "step_00000004.pt", weights_only=True)
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    first = torch.load(straight / "checkpoints" / "step_00000002.pt", weights_only=True)["model"]
-    assert not torch.equal(first["out.weight"], a["model"]["out.weight"])       # it did train
-    model, payload = load_alignsts(straight / "checkpoints" / "step_00000004.pt")
+    model, payload = assert_training_resumes_exactly(config, tmp_path, "out.weight")
     assert payload["step"] == 4
     assert model.cfg.architecture == cfg.architecture and model.cfg.ss_rhythm_input == cfg.ss_rhythm_input
 

@@ -520,6 +520,14 @@ class MultiWindowDiscriminator(nn.Module):
 
 
 # -- the model ------------------------------------------------------------------------------------
+def register_stats(module: nn.Module, cfg: AlignSTSConfig) -> None:
+    """The normalisation buffers (the training set's mel and content mean and deviation; :meth:`AlignSTS.set_stats`)."""
+    module.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
+    module.register_buffer("mel_std", torch.ones(cfg.n_mels))
+    module.register_buffer("content_mean", torch.zeros(cfg.content_dim))
+    module.register_buffer("content_std", torch.ones(cfg.content_dim))
+
+
 class AlignSTS(nn.Module):
     """See the module docstring. ``forward`` trains; :meth:`infer` converts."""
 
@@ -527,10 +535,7 @@ class AlignSTS(nn.Module):
         super().__init__()
         self.cfg = cfg
         h = cfg.hidden
-        self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
-        self.register_buffer("mel_std", torch.ones(cfg.n_mels))
-        self.register_buffer("content_mean", torch.zeros(cfg.content_dim))
-        self.register_buffer("content_std", torch.ones(cfg.content_dim))
+        register_stats(self, cfg)
         self.pitch_embed = nn.Embedding(cfg.pitch_bins, h)
         self.pitch_encoder = ConvStack(h, cfg.pitch_kernel, cfg.pitch_layers, cfg.encoder_dropout)
         self.rhythm_in = nn.Conv1d(1, h, 1)

@@ -32,14 +32,21 @@ table of the three compares architectures, not losses.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxflip.engine.converters.alignsts_context import BASELINES
 
-from .alignsts import AlignSTS, AlignSTSConfig, ConvStack, TimbreEncoder, lengths_mask, ssim_loss
+from .alignsts import (
+    AlignSTS,
+    AlignSTSConfig,
+    ConvStack,
+    TimbreEncoder,
+    lengths_mask,
+    register_stats,
+    ssim_loss,
+)
 
 
 def stretch_weights(t_size: int, n_len: Tensor, n_size: int, ratio: Tensor, t_offset: Tensor,
@@ -79,24 +86,14 @@ class _Baseline(nn.Module):
         super().__init__()
         self.cfg = cfg
         h = cfg.hidden
-        self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
-        self.register_buffer("mel_std", torch.ones(cfg.n_mels))
-        self.register_buffer("content_mean", torch.zeros(cfg.content_dim))
-        self.register_buffer("content_std", torch.ones(cfg.content_dim))
+        register_stats(self, cfg)
         self.pitch_embed = nn.Embedding(cfg.pitch_bins, h)
         self.pitch_encoder = ConvStack(h, cfg.pitch_kernel, cfg.pitch_layers, cfg.encoder_dropout)
         self.timbre = TimbreEncoder(cfg.n_mels, h, cfg.timbre_layers)
         self.decoder = ConvStack(h, cfg.baseline_kernel, cfg.decoder_layers, cfg.encoder_dropout)
         self.out = nn.Conv1d(h, cfg.n_mels, 1)
 
-    def set_stats(self, mel_mean: np.ndarray, mel_std: np.ndarray, content_mean: np.ndarray,
-                  content_std: np.ndarray) -> None:
-        for name, value in (("mel_mean", mel_mean), ("mel_std", mel_std), ("content_mean", content_mean),
-                            ("content_std", content_std)):
-            v = torch.as_tensor(np.asarray(value, np.float32))
-            if name.endswith("std"):
-                v = v.clamp(min=1e-3)
-            getattr(self, name).copy_(v)
+    set_stats = AlignSTS.set_stats   # the same buffers, set the same way
 
     def _norm_mel(self, mel: Tensor) -> Tensor:
         return (mel - self.mel_mean[None, :, None]) / self.mel_std[None, :, None]
