@@ -80,7 +80,11 @@ def stretch_gather(x: Tensor, x_len: Tensor, t_size: int, positions_per_frame: T
 
 class _Baseline(nn.Module):
     """What both baselines share: the normalisation buffers, the pitch and voice encoders, the
-    stretch of the speech, the losses and the inference interface of :class:`~.alignsts.AlignSTS`."""
+    stretch of the speech, the losses and the inference interface of :class:`~.alignsts.AlignSTS`.
+
+    Each baseline defines ``_latent(content, content_len, f0_bins, t_len, timbre_mel, timbre_len, t_offset,
+    n_offset, ratio, target_mel) -> (latent (B, H, T), stretch weights (B, T, N))``: what it makes of
+    its inputs before the voice vector and the decoder."""
 
     def __init__(self, cfg: AlignSTSConfig) -> None:
         super().__init__()
@@ -107,11 +111,6 @@ class _Baseline(nn.Module):
     def _decode(self, latent: Tensor, t_mask: Tensor) -> Tensor:
         """``(B, H, T)`` -> the normalised mel ``(B, n_mels, T)``."""
         return self.out(self.decoder(latent, t_mask)) * t_mask[:, None, :].to(latent.dtype)
-
-    def _latent(self, content: Tensor, content_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
-                timbre_len: Tensor, t_offset: Tensor, n_offset: Tensor, ratio: Tensor,
-                target_mel: Tensor | None) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
 
     def _run(self, content: Tensor, content_len: Tensor, f0_bins: Tensor, t_len: Tensor, timbre_mel: Tensor,
              timbre_len: Tensor, t_offset: Tensor | None, n_offset: Tensor | None, ratio: Tensor | None,
