@@ -520,12 +520,17 @@ class MultiWindowDiscriminator(nn.Module):
 
 
 # -- the model ------------------------------------------------------------------------------------
-def register_stats(module: nn.Module, cfg: AlignSTSConfig) -> None:
-    """The normalisation buffers (the training set's mel and content mean and deviation; :meth:`AlignSTS.set_stats`)."""
+def add_shared_parts(module: nn.Module, cfg: AlignSTSConfig) -> None:
+    """What AlignSTS and its baselines (:mod:`.sts_baselines`) all have: ``cfg``, the normalisation buffers
+    (the training set's mel and content mean and deviation; :meth:`AlignSTS.set_stats`) and the pitch encoder
+    ``E_P`` (F0 classes embedded, convolutions)."""
+    module.cfg = cfg
     module.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
     module.register_buffer("mel_std", torch.ones(cfg.n_mels))
     module.register_buffer("content_mean", torch.zeros(cfg.content_dim))
     module.register_buffer("content_std", torch.ones(cfg.content_dim))
+    module.pitch_embed = nn.Embedding(cfg.pitch_bins, cfg.hidden)
+    module.pitch_encoder = ConvStack(cfg.hidden, cfg.pitch_kernel, cfg.pitch_layers, cfg.encoder_dropout)
 
 
 class AlignSTS(nn.Module):
@@ -533,11 +538,8 @@ class AlignSTS(nn.Module):
 
     def __init__(self, cfg: AlignSTSConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        add_shared_parts(self, cfg)
         h = cfg.hidden
-        register_stats(self, cfg)
-        self.pitch_embed = nn.Embedding(cfg.pitch_bins, h)
-        self.pitch_encoder = ConvStack(h, cfg.pitch_kernel, cfg.pitch_layers, cfg.encoder_dropout)
         self.rhythm_in = nn.Conv1d(1, h, 1)
         self.rhythm_encoder = ConvStack(h, cfg.rhythm_kernel, cfg.rhythm_layers, cfg.encoder_dropout)
         self.content_in = nn.Sequential(nn.Conv1d(cfg.content_dim, cfg.content_bottleneck, 1),

@@ -43,8 +43,8 @@ from .alignsts import (
     AlignSTSConfig,
     ConvStack,
     TimbreEncoder,
+    add_shared_parts,
     lengths_mask,
-    register_stats,
     ssim_loss,
 )
 
@@ -88,11 +88,8 @@ class _Baseline(nn.Module):
 
     def __init__(self, cfg: AlignSTSConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        add_shared_parts(self, cfg)
         h = cfg.hidden
-        register_stats(self, cfg)
-        self.pitch_embed = nn.Embedding(cfg.pitch_bins, h)
-        self.pitch_encoder = ConvStack(h, cfg.pitch_kernel, cfg.pitch_layers, cfg.encoder_dropout)
         self.timbre = TimbreEncoder(cfg.n_mels, h, cfg.timbre_layers)
         self.decoder = ConvStack(h, cfg.baseline_kernel, cfg.decoder_layers, cfg.encoder_dropout)
         self.out = nn.Conv1d(h, cfg.n_mels, 1)
