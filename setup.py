@@ -35,6 +35,9 @@ setup(
     ext_modules=[
         Pybind11Extension("voxflip.streaming._ringbuffer", ["streaming/_ringbuffer.cpp"], cxx_std=17),
         Pybind11Extension("voxflip.trainer._mast", ["trainer/_mast.cpp"], cxx_std=17),
-        Pybind11Extension("voxflip.engine.features._spectral", ["engine/features/_spectral.cpp"], cxx_std=17),
+        Pybind11Extension("voxflip.engine.features._spectral", ["engine/features/_spectral.cpp"], cxx_std=17,
+                          include_dirs=["engine"], depends=["engine/real_fft.h"]),
+        Pybind11Extension("voxflip.engine.vocoder._pulses", ["engine/vocoder/_pulses.cpp"], cxx_std=17,
+                          include_dirs=["engine"], depends=["engine/real_fft.h"]),
     ],
 )

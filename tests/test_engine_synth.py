@@ -101,3 +101,94 @@ def test_responses_shared_with_a_thread_give_the_same_samples():
     np.testing.assert_array_equal(shared, alone)
     np.testing.assert_array_equal(shared_state.ola, alone_state.ola)
     assert shared_state.rng.standard_normal() == alone_state.rng.standard_normal()
+
+
+# -- the compiled arithmetic (engine/vocoder/_pulses.cpp) against a numpy transcription of the formulas --
+
+def _numpy_minimum_phase(amplitude: np.ndarray) -> np.ndarray:
+    n = 2 * (amplitude.shape[1] - 1)
+    fold = np.zeros(n)
+    fold[0] = fold[n // 2] = 1.0
+    fold[1 : n // 2] = 2.0
+    return np.exp(np.fft.rfft(np.fft.irfft(np.log(amplitude + 1e-12), n, axis=1) * fold, axis=1))
+
+
+def _envelopes(rng, frames: int, bins: int = 513):
+    f0 = np.where(rng.uniform(size=frames) < 0.7, rng.uniform(80, 600, frames), 0.0)
+    sp = np.exp(rng.normal(-6, 2, (frames, bins)))
+    ap = rng.uniform(0.0, 1.0, (frames, bins))
+    ap[0, :5] = 1.2    # above 1: read as 1
+    return f0, sp, ap
+
+
+def test_frame_responses_are_the_cepstral_minimum_phase_formulas():
+    from voxflip.engine.vocoder import _pulses
+
+    f0, sp, ap = _envelopes(np.random.default_rng(5), 40)
+    periodic = np.empty(sp.shape, np.complex128)
+    noise = np.empty(sp.shape, np.complex128)
+    _pulses.frame_responses(f0, sp, ap, periodic, noise)
+
+    voiced = f0 > 0
+    ratio = np.minimum(ap, 1.0) ** 2
+    amplitude = np.sqrt(sp * (1.0 - ratio))
+    want_periodic = _numpy_minimum_phase(amplitude) * voiced[:, None]
+    want_periodic[:, 0] = 0.0
+    want_noise = np.where(voiced[:, None], _numpy_minimum_phase(amplitude) * np.sqrt(sp * ratio) / (amplitude + 1e-12),
+                          _numpy_minimum_phase(np.sqrt(sp)))
+    np.testing.assert_allclose(periodic, want_periodic, rtol=1e-9, atol=1e-12 * np.abs(want_periodic).max())
+    np.testing.assert_allclose(noise, want_noise, rtol=1e-9, atol=1e-12 * np.abs(want_noise).max())
+    # minimum phase: the amplitudes are the ones asked for
+    np.testing.assert_allclose(np.abs(noise[~voiced]), np.sqrt(sp[~voiced]), rtol=1e-9)
+
+
+def test_pulse_responses_mix_two_frames_delay_and_filter_their_noise():
+    from voxflip.engine.vocoder import _pulses
+
+    rng = np.random.default_rng(6)
+    frames, pulses, n = 12, 30, 1024
+    periodic = rng.normal(size=(frames, 513)) + 1j * rng.normal(size=(frames, 513))
+    noise_filter = rng.normal(size=(frames, 513)) + 1j * rng.normal(size=(frames, 513))
+    synth = SourceFilterSynth(SynthConfig(fft_size=n))
+    table = synth._advance
+    frame = rng.integers(0, frames - 1, pulses)
+    weight = rng.uniform(size=pulses)
+    gain = np.where(rng.uniform(size=pulses) < 0.8, rng.uniform(5, 15, pulses), 0.0)
+    advance = rng.integers(0, table.shape[0], pulses)
+    pulse_noise = rng.normal(size=(pulses, 200))
+    out = np.empty((pulses, n))
+    _pulses.pulse_responses(frame, weight, gain, advance, pulse_noise, periodic, noise_filter, table, out)
+
+    w = weight[:, None]
+    spectrum = (periodic[frame] * (1 - w) + periodic[frame + 1] * w) * table[advance] * gain[:, None]
+    spectrum += np.fft.rfft(pulse_noise, n, axis=1) * (noise_filter[frame] * (1 - w) + noise_filter[frame + 1] * w)
+    want = np.fft.irfft(spectrum, n, axis=1)
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+    buffer = np.zeros(3000)
+    starts = rng.integers(0, 3000 - n, pulses)
+    _pulses.overlap_add(buffer, starts, out)
+    want_buffer = np.zeros(3000)
+    for s, row in zip(starts, want, strict=True):
+        want_buffer[s : s + n] += row
+    np.testing.assert_allclose(buffer, want_buffer, rtol=0, atol=1e-12 * np.abs(want_buffer).max())
+
+
+def test_compiled_synthesis_refuses_bad_arguments_in_one_line():
+    from voxflip.engine.vocoder import _pulses
+
+    f0, sp, ap = _envelopes(np.random.default_rng(7), 4)
+    good = np.empty(sp.shape, np.complex128)
+    with pytest.raises(ValueError, match=r"^spectra of 500 bins: need fft_size // 2 \+ 1 bins"):
+        _pulses.frame_responses(f0, sp[:, :500], ap[:, :500], good[:, :500].copy(), good[:, :500].copy())
+    with pytest.raises(ValueError, match=r"^ap must have shape \(4, 513\)$"):
+        _pulses.frame_responses(f0, sp, ap[:3], good, good.copy())
+    with pytest.raises(TypeError):   # an output of the wrong type is refused, never silently copied
+        _pulses.frame_responses(f0, sp, ap, good.astype(np.complex64), good)
+    out = np.empty((1, 1024))
+    table = SourceFilterSynth(SynthConfig())._advance
+    args = (np.array([0.5]), np.array([1.0]), np.array([0]), np.zeros((1, 100)), good, good, table, out)
+    with pytest.raises(ValueError, match=r"^pulse 0 follows frame 3: it needs that frame and the next among 4$"):
+        _pulses.pulse_responses(np.array([3]), *args)
+    with pytest.raises(ValueError, match=r"^pulse 0 at sample 2500 with 1024 samples does not fit a buffer of 3000$"):
+        _pulses.overlap_add(np.zeros(3000), np.array([2500]), out)

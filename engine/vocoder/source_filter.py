@@ -19,6 +19,11 @@ the two frames' responses mixed by its position (a crossfade of two causal
 responses, itself causal). The fractional delay is a phase ramp from a table of 1/256-sample
 steps. Per pulse that leaves one FFT of its noise and one inverse FFT of the sum.
 
+Here in Python: where the pulses fall, their noise (numpy's generator) and how the work is grouped.
+The arithmetic per frame and per pulse (the minimum-phase transforms, each pulse's response and the
+overlap-add) is compiled (``engine/vocoder/_pulses.cpp``) and runs without the interpreter lock, so
+the groups shared with a thread (:meth:`SourceFilterSynth.share_with`) really run side by side.
+
 Responses are causal (they start at their pulse), so the output of a frame
 interval is final as soon as the next frame is known: the synthesiser streams
 with one frame of lookahead and no other delay. Its state is explicit
@@ -39,8 +44,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..features.levels import limit_output
-
-_EPS = 1e-12
+from . import _pulses
 
 #: pulses whose responses are computed together: a fixed grouping, so that the output does not depend
 #: on how the groups are shared between threads (:meth:`SourceFilterSynth.share_with`)
@@ -98,11 +102,6 @@ class SourceFilterSynth:
     def __init__(self, config: SynthConfig) -> None:
         self.config = config
         n = config.fft_size
-        fold = np.zeros(n)
-        fold[0] = 1.0
-        fold[1 : n // 2] = 2.0
-        fold[n // 2] = 1.0
-        self._fold = fold
         # advance[q]: the phase ramp that moves a response q / DELAY_STEPS samples earlier
         self._advance = np.exp(2j * np.pi * np.outer(np.arange(DELAY_STEPS + 1) / DELAY_STEPS,
                                                      np.arange(config.bins) / n))
@@ -195,17 +194,17 @@ class SourceFilterSynth:
             noise = np.zeros((crossings.size, int(lengths.max())))
             within_period = np.arange(noise.shape[1])[None, :] < lengths[:, None]
             noise[within_period] = state.rng.standard_normal(int(lengths.sum()))
-            pulses = _Pulses(j, w, np.sqrt(np.maximum(period, 1.0)) * voiced[crossings],
-                             np.rint(delay * DELAY_STEPS).astype(int), noise)
+            pulses = _Pulses(j.astype(np.int64), w, np.sqrt(np.maximum(period, 1.0)) * voiced[crossings],
+                             np.rint(delay * DELAY_STEPS).astype(np.int64), noise)
             responses = np.empty((crossings.size, cfg.fft_size))
 
             def fill(g: slice) -> None:
-                responses[g] = self._pulse_responses(pulses, g, periodic_all, noise_all)
+                _pulses.pulse_responses(pulses.frame[g], pulses.weight[g], pulses.gain[g], pulses.advance[g],
+                                        pulses.noise[g], periodic_all, noise_all, self._advance, responses[g])
 
             self._in_groups(crossings.size, fill)
             # Overlap-add: the response of the pulse at sample k lands on buf[k : k + fft_size].
-            for k, response in zip(start.tolist(), responses, strict=True):
-                buf[k : k + cfg.fft_size] += response
+            _pulses.overlap_add(buf, start, responses)
             state.pulses += int(crossings.size)
         out = buf[:total]
         state.ola = buf[total : total + cfg.fft_size].copy()
@@ -229,40 +228,10 @@ class SourceFilterSynth:
         noise = np.empty((f0.shape[0], bins), np.complex128)
 
         def fill(g: slice) -> None:
-            voiced = f0[g] > 0
-            # An unvoiced frame's periodic part (aperiodicity 1 - 1e-12 from D4C) is 120 dB down: zero;
-            # its noise filter is the envelope's own minimum-phase response.
-            periodic[g] = 0.0
-            if not np.all(voiced):
-                rows = np.arange(g.start, g.stop)[~voiced]
-                noise[rows] = self._minimum_phase(np.sqrt(np.maximum(sp[rows], 0.0)))
-            if np.any(voiced):
-                rows = np.arange(g.start, g.stop)[voiced]
-                ratio = np.minimum(ap[rows], 1.0) ** 2
-                amplitude = np.sqrt(np.maximum(sp[rows] * (1.0 - ratio), 0.0))
-                response = self._minimum_phase(amplitude)
-                periodic[rows] = response
-                periodic[rows, 0] = 0.0   # no DC from the pulse train
-                # The noise of a voiced frame: its own amplitude with the periodic part's phase (the
-                # phase of filtered white noise is as random either way; one transform less a frame).
-                noise[rows] = response * (np.sqrt(np.maximum(sp[rows] * ratio, 0.0)) / (amplitude + _EPS))
+            _pulses.frame_responses(f0[g], sp[g], ap[g], periodic[g], noise[g])
 
         self._in_groups(f0.shape[0], fill)
         return periodic, noise
-
-    def _pulse_responses(self, pulses: _Pulses, g: slice, periodic: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """The summed periodic and aperiodic responses of pulses ``g`` (``(count, fft_size)``)."""
-        j, w = pulses.frame[g], pulses.weight[g][:, None]
-        spectrum = (periodic[j] * (1.0 - w) + periodic[j + 1] * w) * (
-            self._advance[pulses.advance[g]] * pulses.gain[g][:, None])
-        spectrum += np.fft.rfft(pulses.noise[g], self.config.fft_size, axis=1) * (noise[j] * (1.0 - w) + noise[j + 1] * w)
-        return np.fft.irfft(spectrum, self.config.fft_size, axis=1)
-
-    def _minimum_phase(self, amplitude: np.ndarray) -> np.ndarray:
-        """Minimum-phase spectra with the given amplitudes, via the folded real cepstrum."""
-        n = self.config.fft_size
-        cepstrum = np.fft.irfft(np.log(amplitude + _EPS), n, axis=1)
-        return np.exp(np.fft.rfft(cepstrum * self._fold[None, :], axis=1))
 
 
 @dataclass(frozen=True)
