@@ -6,10 +6,10 @@ output rate. ``flush()`` ends the stream and returns the rest; ``reset()``
 starts a new one. Offline rendering is this same path driven by a file, so
 streamed and offline output are identical whatever the block size.
 
-Resampling uses pedalboard's ``StreamResampler``, whose output does not
-depend on block sizes either and is aligned with its input (its delay shows up
-as output held back until enough input has arrived; that delay is part of
-:attr:`Streamer.latency_s`).
+Resampling (:class:`MonoResampler`: a half-band filter for a ratio of 2, pedalboard's
+``StreamResampler`` otherwise) does not depend on block sizes either and is aligned
+with its input (its delay shows up as output held back until enough input has
+arrived; that delay is part of :attr:`Streamer.latency_s`).
 """
 
 from __future__ import annotations
@@ -58,14 +58,64 @@ def validate_block(block: Any) -> np.ndarray:
     return block.astype(np.float32, copy=False)
 
 
-class MonoResampler:
-    """A pedalboard StreamResampler for mono audio, or nothing when the rates match.
+#: the half-band filter of a resampling by exactly 2: h[-M..M], M = 2 * HALFBAND_TAPS - 1, Kaiser
+#: window of this beta. Flat within 0.0001 dB to 0.45 of the lower rate, images and aliases at
+#: least 91 dB down from 0.55 of it; 32 input samples of delay up, 63 down (2.6 ms from 48 kHz to
+#: 24 kHz and back, where pedalboard's 32-tap windowed sinc, -84 dB, delays 4.0 ms).
+HALFBAND_TAPS = 32
+HALFBAND_BETA = 9.75
 
+
+def halfband_odd_taps(taps: int = HALFBAND_TAPS, beta: float = HALFBAND_BETA) -> np.ndarray:
+    """h[1], h[3], ..., h[2 * taps - 1] of a Kaiser-windowed half-band low-pass (h[0] = 1/2, cut-off
+    a quarter of the higher rate), scaled so that the odd taps sum to 1/4 each side: DC passes
+    exactly, and up by 2 the input samples come back unchanged."""
+    reach = 2 * taps - 1
+    n = np.arange(1, reach + 1, 2)
+    window = np.kaiser(2 * reach + 1, beta)[reach + n]
+    odd = 0.5 * np.sinc(n / 2) * window
+    return odd * (0.25 / odd.sum())
+
+
+class _PedalboardStage:
+    """pedalboard's StreamResampler, for a ratio other than 2: the face of a halfband stage."""
+
+    def __init__(self, source_rate: int, target_rate: int) -> None:
+        from pedalboard.io import StreamResampler
+
+        self._r = StreamResampler(float(source_rate), float(target_rate), 1)
+        self.latency = int(self._r.input_latency)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        return self._r.process(x[None, :])[0] if x.shape[0] else x
+
+    def flush(self) -> np.ndarray:
+        return self._r.process()[0]
+
+    def reset(self) -> None:
+        self._r.reset()
+
+
+def _stage(source_rate: int, target_rate: int) -> Any:
+    if source_rate * 2 == target_rate or target_rate * 2 == source_rate:
+        from ._halfband import Halfband
+
+        return Halfband(halfband_odd_taps(), target_rate > source_rate)
+    return _PedalboardStage(source_rate, target_rate)
+
+
+class MonoResampler:
+    """Streamed resampling of mono audio, or nothing when the rates match.
+
+    By exactly 2 (48 <-> 24 kHz, 44.1 <-> 22.05 kHz, ...) a half-band filter does it
+    (``_halfband.cpp``, :func:`halfband_odd_taps`): a sixth of the work and two thirds of the delay of
+    a general resampler of the same quality. Other ratios go to pedalboard's ``StreamResampler``.
     Between a rate above :data:`MID_RATE` and one at or below it, the conversion goes through
     ``MID_RATE`` in two stages: pedalboard's resampler keeps a flat passband (within 0.05 dB to
     0.45 of the lower rate) up to a ratio of about 3, but from 96 or 192 kHz to 16 kHz its
     passband ripples by +-0.6 dB and rolls off from 0.4 of the lower rate (-0.9 dB at 7.2 kHz),
     which is enough to move a trained model's durations (flow-dur: 4 frames of a 4.2 s sentence).
+    Either way the output is aligned with the input and does not depend on block sizes.
     """
 
     def __init__(self, source_rate: int, target_rate: int) -> None:
@@ -75,16 +125,14 @@ class MonoResampler:
         self._rates: list[int] = []   # the input rate of each stage
         self._fed = False  # pedalboard's StreamResampler cannot flush before it has seen a sample
         if source_rate != target_rate:
-            from pedalboard.io import StreamResampler
-
             low, high = sorted((source_rate, target_rate))
             path = [source_rate, MID_RATE, target_rate] if low < MID_RATE < high else [source_rate, target_rate]
-            self._stages = [StreamResampler(float(a), float(b), 1) for a, b in itertools.pairwise(path)]
+            self._stages = [_stage(a, b) for a, b in itertools.pairwise(path)]
             self._rates = path[:-1]
 
     @property
     def delay_s(self) -> float:
-        return sum(float(stage.input_latency) / rate for stage, rate in zip(self._stages, self._rates, strict=True))
+        return sum(stage.latency / rate for stage, rate in zip(self._stages, self._rates, strict=True))
 
     def process(self, x: np.ndarray) -> np.ndarray:
         if not self._stages or x.shape[0] == 0:
@@ -94,16 +142,16 @@ class MonoResampler:
         if not np.abs(x).max() <= OUTPUT_CEILING:   # near float32's maximum the filter itself overflows to inf
             x = np.clip(x, -OUTPUT_CEILING, OUTPUT_CEILING)
         for stage in self._stages:
-            x = stage.process(x[None, :])[0] if x.shape[0] else x
+            x = stage.process(x) if x.shape[0] else x
         return x
 
     def flush(self) -> np.ndarray:
         if not self._stages or not self._fed:
             return np.zeros(0, np.float32)
         first, *rest = self._stages
-        y = first.process()[0]
+        y = first.flush()
         for stage in rest:
-            y = np.concatenate([stage.process(y[None, :])[0] if y.shape[0] else y, stage.process()[0]])
+            y = np.concatenate([stage.process(y) if y.shape[0] else y, stage.flush()])
         return y
 
     def reset(self) -> None:

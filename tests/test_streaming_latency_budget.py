@@ -25,17 +25,18 @@ def _latency_ms(to: str, method: str, **options) -> float:
 
 @pytest.mark.parametrize(("to", "method"), [("speech", "world-nodur"), ("singing", "world")])
 def test_world_converters_declare_at_most_25_ms_for_voices_above_100_hz(to, method):
-    assert _latency_ms(to, method, voice_floor_hz=100.0, chunk_ms=5) == pytest.approx(24.125, abs=0.05)
+    assert _latency_ms(to, method, voice_floor_hz=100.0, chunk_ms=5) == pytest.approx(22.77, abs=0.05)
 
 
 @pytest.mark.parametrize(("to", "method"), [("speech", "world-nodur"), ("singing", "world")])
 def test_the_default_windows_declare_less_than_before(to, method):
     # 10 ms chunk + 21.8 ms past it (the envelope's 21.25 ms, or a frame plus the F0 window's 16.75 ms,
-    # for the tidy step) + 4 ms of resampling; it was 40.3 ms while the tidy step waited a whole frame
-    assert _latency_ms(to, method, chunk_ms=10) == pytest.approx(35.79, abs=0.05)
-    assert _latency_ms(to, method, chunk_ms=5) == pytest.approx(30.79, abs=0.05)
+    # for the tidy step) + 2.65 ms of resampling (the half-band filters; pedalboard's took 4 ms); it
+    # was 40.3 ms while the tidy step waited a whole frame
+    assert _latency_ms(to, method, chunk_ms=10) == pytest.approx(34.44, abs=0.05)
+    assert _latency_ms(to, method, chunk_ms=5) == pytest.approx(29.44, abs=0.05)
 
 
 def test_a_voice_floor_shortens_the_psola_converters_too():
-    assert _latency_ms("speech", "psola-nodur", chunk_ms=10) == pytest.approx(65.79, abs=0.05)
-    assert _latency_ms("speech", "psola-nodur", chunk_ms=5, voice_floor_hz=100.0) == pytest.approx(44.12, abs=0.05)
+    assert _latency_ms("speech", "psola-nodur", chunk_ms=10) == pytest.approx(64.44, abs=0.05)
+    assert _latency_ms("speech", "psola-nodur", chunk_ms=5, voice_floor_hz=100.0) == pytest.approx(42.77, abs=0.05)

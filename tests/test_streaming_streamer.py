@@ -23,7 +23,8 @@ def test_plumbing_returns_the_input_exactly_for_any_block_size(noise, block):
     assert_allclose_report_first_mismatch(out, noise, atol=0.0, label=f"block={block}")
 
 
-@pytest.mark.parametrize("rate_in, rate_out", [(44_100, 44_100), (48_000, 16_000), (8_000, 192_000)])
+@pytest.mark.parametrize("rate_in, rate_out",
+                         [(44_100, 44_100), (48_000, 16_000), (8_000, 192_000), (48_000, 48_000), (96_000, 96_000)])
 def test_resampled_stream_does_not_depend_on_block_size(noise, rate_in, rate_out):
     reference = stream_in_blocks(Streamer(DelayConverter(), rate_in, rate_out), noise, 10**9)
     assert reference.shape[0] == round(noise.shape[0] * rate_out / rate_in)
@@ -32,7 +33,7 @@ def test_resampled_stream_does_not_depend_on_block_size(noise, rate_in, rate_out
         assert_allclose_report_first_mismatch(out, reference, atol=0.0, label=f"block={block}")
 
 
-@pytest.mark.parametrize("rate", [44_100, 48_000, 16_000])
+@pytest.mark.parametrize("rate", [44_100, 48_000, 16_000, 96_000])
 def test_resampling_round_trip_keeps_a_tone_in_place(rate):
     """Through model rate and back, a tone keeps its level and lands within one sample of where it was.
 
@@ -95,7 +96,43 @@ def test_second_flush_returns_nothing_and_process_after_flush_is_refused(noise):
 def test_latency_adds_converter_and_resamplers():
     conv = DelayConverter(sample_rate=24_000, chunk_samples=480, lookahead_samples=120)
     assert Streamer(conv).latency_s == pytest.approx(600 / 24_000)
-    assert Streamer(conv, 48_000, 48_000).latency_s == pytest.approx(600 / 24_000 + 64 / 48_000 + 64 / 24_000)
+    # by 2 both ways: the half-band filters, 63 samples at the higher rate down and 32 at the lower one up
+    assert Streamer(conv, 48_000, 48_000).latency_s == pytest.approx(600 / 24_000 + 63 / 48_000 + 32 / 24_000)
+    # 44.1 kHz: pedalboard's resampler, 64 input samples each way
+    assert Streamer(conv, 44_100, 44_100).latency_s == pytest.approx(600 / 24_000 + 64 / 44_100 + 64 / 24_000)
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_halving_and_doubling_the_rate_meet_their_filter_spec(up):
+    """The half-band resampler: flat within 0.001 dB to 0.45 of the lower rate, images (up) and aliases
+    (down) at least 90 dB down from 0.55 of it, and up by 2 the input samples come back unchanged."""
+    from voxflip.streaming.streamer import MonoResampler
+
+    low = 24_000
+    resampler = MonoResampler(low, 2 * low) if up else MonoResampler(2 * low, low)
+    impulse = np.zeros(low if up else 2 * low, np.float32)
+    impulse[impulse.shape[0] // 2] = 1.0
+    response = np.concatenate([resampler.process(impulse), resampler.flush()]).astype(np.float64)
+    # the filter on the higher rate's grid: up, what one input sample became (gain 2: it stands for
+    # two samples now); down, the taps the output samples read of an impulse at an even and at an odd
+    # position, interleaved
+    if up:
+        gain = np.abs(np.fft.rfft(response)) / 2.0
+    else:
+        odd = np.zeros(2 * low, np.float32)
+        odd[low + 1] = 1.0
+        shifted = np.concatenate([resampler.process(odd), resampler.flush()]).astype(np.float64)
+        gain = np.abs(np.fft.rfft(np.stack([shifted, response], axis=1).ravel()))
+    freq = np.fft.rfftfreq(2 * gain.shape[0] - 2, 1 / (2 * low))
+    passband = 20 * np.log10(gain[freq <= 0.45 * low])
+    stopband = 20 * np.log10(gain[freq >= 0.55 * low].max())
+    assert np.abs(passband).max() < 1e-3
+    assert stopband < -90.0
+    if up:
+        tone = np.sin(np.arange(4000) * 0.3).astype(np.float32)
+        doubled = np.concatenate([resampler.process(tone), resampler.flush()])
+        assert doubled.shape[0] == 8000
+        np.testing.assert_array_equal(doubled[::2], tone)
 
 
 @pytest.mark.parametrize(
