@@ -26,7 +26,7 @@ CFG = AnalysisConfig()
 RATE, FFT, REACH = CFG.sample_rate, CFG.fft_size, CFG.envelope_margin_samples
 
 
-@pytest.mark.parametrize("n", [4, 8, 64, 1024, 2048, 4096])
+@pytest.mark.parametrize("n", [4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096])  # every stage count
 def test_the_real_fft_and_its_inverse_match_numpy(n: int):
     x = np.random.default_rng(n).standard_normal(n)
     re, im = _spectral.rfft(x)

@@ -86,7 +86,7 @@ class WorldPipelineConverter(Converter):
         frame's analysis depends on its own samples only, so the output is the same."""
         self.close()
         self.analyzer = WorldAnalyzer(self.analysis, threads=max(1, int(cores)))
-        if self.analyzer.threads > 1:   # and every other group of pulse responses goes to a thread too
+        if self.analyzer.threads > 1:   # and a thread shares the groups of pulse responses too
             from concurrent.futures import ThreadPoolExecutor
 
             self._synth_pool = ThreadPoolExecutor(1, thread_name_prefix="voxflip-synth")

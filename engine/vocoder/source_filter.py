@@ -37,6 +37,7 @@ reimplemented here for block-wise streaming.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,7 +109,7 @@ class SourceFilterSynth:
         self._pool: Any = None
 
     def share_with(self, pool: Any) -> None:
-        """Offline, with a spare core: compute every other group of frame and pulse responses on
+        """Offline, with a spare core: share the groups of frame and pulse responses with a thread of
         ``pool`` (an executor; None: all here). The groups are the same either way, so is the output."""
         self._pool = pool
 
@@ -212,14 +213,29 @@ class SourceFilterSynth:
         return limit_output(out), state
 
     def _in_groups(self, count: int, fill) -> None:
-        """``fill(group)`` over ``RESPONSE_GROUP``-sized slices of ``range(count)``, every other group on
-        the pool of :meth:`share_with` when there is one (the groups are the same either way)."""
+        """``fill(group)`` over ``RESPONSE_GROUP``-sized slices of ``range(count)``. With the pool of
+        :meth:`share_with`, its thread and this one take the next group from one queue until none is
+        left, so neither waits for a share fixed in advance (a busy pool takes fewer); the groups are
+        the same either way, and each fills its own rows."""
         groups = [slice(lo, min(lo + RESPONSE_GROUP, count)) for lo in range(0, count, RESPONSE_GROUP)]
-        futures = [self._pool.submit(fill, g) for g in groups[1::2]] if self._pool is not None and len(groups) > 1 else []
-        for g in groups[0::2] if futures else groups:
-            fill(g)
-        for f in futures:
-            f.result()
+        if self._pool is None or len(groups) < 2:
+            for g in groups:
+                fill(g)
+            return
+        queue = iter(groups)
+        lock = threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with lock:
+                    g = next(queue, None)
+                if g is None:
+                    return
+                fill(g)
+
+        helper = self._pool.submit(drain)
+        drain()
+        helper.result()
 
     def _frame_responses(self, f0: np.ndarray, sp: np.ndarray, ap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per frame: the periodic part's minimum-phase response and the noise filter (complex spectra)."""
