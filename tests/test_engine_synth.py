@@ -192,3 +192,20 @@ def test_compiled_synthesis_refuses_bad_arguments_in_one_line():
         _pulses.pulse_responses(np.array([3]), *args)
     with pytest.raises(ValueError, match=r"^pulse 0 at sample 2500 with 1024 samples does not fit a buffer of 3000$"):
         _pulses.overlap_add(np.zeros(3000), np.array([2500]), out)
+
+
+def test_pulses_are_placed_one_period_apart_with_their_fractional_delay():
+    from voxflip.engine.vocoder import _pulses
+
+    # 150 Hz at 24 kHz: a period of 160 samples. From phase 0.3025 the phase passes 1 after 111.6
+    # samples: at the 112th sample (index 111), 0.4 of a sample before it
+    start, delay, rate, voiced, phase = _pulses.place_pulses(np.full(11, 150.0), 120, 24_000.0, 200.0, 0.3025)
+    np.testing.assert_array_equal(start, 111 + 160 * np.arange(7))
+    np.testing.assert_allclose(delay, 0.4, atol=1e-9)
+    assert np.all(voiced == 1.0) and np.allclose(rate, 150 / 24_000)
+    assert phase == pytest.approx((0.3025 + 1200 * 150 / 24_000) % 1.0)
+    # unvoiced frames: pulses at the unvoiced rate, marked so (their periodic part gets no gain)
+    start, _, rate, voiced, _ = _pulses.place_pulses(np.zeros(11), 120, 24_000.0, 200.0, 0.0)
+    assert np.all(voiced == 0.0) and np.allclose(rate, 200 / 24_000) and np.all(np.diff(start) == 120)
+    with pytest.raises(ValueError, match=r"^hop 0 must be > 0$"):
+        _pulses.place_pulses(np.zeros(3), 0, 24_000.0, 200.0, 0.0)

@@ -1,7 +1,8 @@
 // voxflip.engine.vocoder._pulses: the arithmetic of the pulse synthesiser, compiled. The Python
-// face is engine/vocoder/source_filter.py (SourceFilterSynth), which places the pulses, draws their
-// noise and decides how the work is grouped; here, without the GIL:
+// face is engine/vocoder/source_filter.py (SourceFilterSynth), which draws the pulses' noise and
+// decides how the work is grouped; here, without the GIL:
 //
+//  * place_pulses: where the pulses fall between frames (the phase advanced sample by sample);
 //  * frame_responses: each frame's minimum-phase responses (the periodic part's, and the noise
 //    filter, which takes the periodic response's phase with its own amplitude), one folded real
 //    cepstrum per frame;
@@ -27,6 +28,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace py = pybind11;
@@ -92,6 +94,55 @@ void minimum_phase(Work& w, cplx* out) {
   std::fill(w.wave.begin() + half + 1, w.wave.end(), 0.0);
   w.fft.forward(w.wave.data(), w.re.data(), w.im.data());
   for (int k = 0; k <= half; ++k) out[k] = std::exp(w.re[k]) * cplx(std::cos(w.im[k]), std::sin(w.im[k]));
+}
+
+// The pulses of the intervals between frames f0[0..n-1]: per output sample the phase advances by
+// the instantaneous F0 over the rate (the two frames' F0 interpolated where both are voiced, the
+// voiced one's where one is, `unvoiced_hz` where the sample's nearer frame is unvoiced), summed
+// from 0 within each interval and added to the interval's starting phase, which is wrapped to
+// [0, 1) at every frame boundary. A pulse starts at sample k where the phase passes an integer;
+// `delay` is how far before k it passed (at most one sample). Returns (start, delay, rate per
+// sample at the pulse, voiced 1/0, the phase after the last interval).
+py::tuple place_pulses(const In<double>& f0, int hop, double sample_rate, double unvoiced_hz, double phase) {
+  if (f0.ndim() != 1 || f0.shape(0) < 1) throw std::invalid_argument("f0 must be 1-D with at least one frame");
+  if (hop <= 0) throw std::invalid_argument("hop " + std::to_string(hop) + " must be > 0");
+  if (!(sample_rate > 0.0)) throw std::invalid_argument("sample_rate must be > 0 Hz");
+  if (!(unvoiced_hz > 0.0)) throw std::invalid_argument("unvoiced_hz must be > 0 Hz");
+  const py::ssize_t intervals = f0.shape(0) - 1;
+  const double* f = f0.data();
+  std::vector<std::int64_t> start;
+  std::vector<double> delay, rate, voiced;
+  {
+    py::gil_scoped_release release;
+    for (py::ssize_t i = 0; i < intervals; ++i) {
+      const double left = f[i], right = f[i + 1];
+      double within = 0.0;
+      for (int m = 0; m < hop; ++m) {
+        const double frac = static_cast<double>(m) / hop;
+        const bool is_voiced = frac < 0.5 ? left > 0.0 : right > 0.0;
+        const double f_inst = left > 0.0 && right > 0.0 ? left + (right - left) * frac : std::max(left, right);
+        const double r = (is_voiced ? f_inst : unvoiced_hz) / sample_rate;
+        const double before = phase + within;
+        within += r;
+        const double now = phase + within;
+        if (std::floor(now) > std::floor(before)) {
+          start.push_back(static_cast<std::int64_t>(i) * hop + m);
+          delay.push_back(std::min((now - std::floor(now)) / r, 1.0));
+          rate.push_back(r);
+          voiced.push_back(is_voiced ? 1.0 : 0.0);
+        }
+      }
+      phase += within;
+      phase -= std::floor(phase);
+    }
+  }
+  auto array_of = [](const auto& v) {
+    using T = typename std::decay_t<decltype(v)>::value_type;
+    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+  };
+  return py::make_tuple(array_of(start), array_of(delay), array_of(rate), array_of(voiced), phase);
 }
 
 void frame_responses(const In<double>& f0, const In<double>& sp, const In<double>& ap, Out<cplx> periodic,
@@ -223,6 +274,9 @@ void overlap_add(Out<double> buffer, const In<std::int64_t>& starts, const In<do
 
 PYBIND11_MODULE(_pulses, m) {
   m.doc() = "The pulse synthesiser's responses and overlap-add (see engine/vocoder/source_filter.py)";
+  m.def("place_pulses", &place_pulses, py::arg("f0"), py::arg("hop"), py::arg("sample_rate"), py::arg("unvoiced_hz"),
+        py::arg("phase"),
+        "Where the pulses of the intervals between frames f0 fall: (start, delay, rate, voiced, phase after).");
   m.def("frame_responses", &frame_responses, py::arg("f0"), py::arg("sp"), py::arg("ap"),
         py::arg("periodic").noconvert(), py::arg("noise").noconvert(),
         "Fill `periodic` and `noise` (frames, bins; complex128, C order) with each frame's minimum-phase "

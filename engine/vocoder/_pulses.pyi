@@ -3,6 +3,9 @@
 import numpy as np
 import numpy.typing as npt
 
+def place_pulses(
+    f0: npt.ArrayLike, hop: int, sample_rate: float, unvoiced_hz: float, phase: float
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], float]: ...
 def frame_responses(
     f0: npt.ArrayLike,
     sp: npt.ArrayLike,

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import convolve1d
 
 from ..errors import ConfigError
 from ..features.mel import MelConfig, mel_filterbank
@@ -85,9 +86,8 @@ class MelVocoder:
         """``(frames, n_mels)`` log-mel -> ``(frames, bins)`` smoothed power envelope."""
         magnitude = np.exp(np.asarray(log_mel, dtype=np.float64)) @ self._pinv.T
         power = magnitude**2 * self._power_scale
-        pad = self._kernel.shape[0] // 2
-        padded = np.pad(power, ((0, 0), (pad, pad)), mode="edge")
-        smooth = np.apply_along_axis(lambda row: np.convolve(row, self._kernel, mode="valid"), 1, padded)
+        # across bins, the edge bins repeated past the ends (the kernel is symmetric: no flip to mind)
+        smooth = convolve1d(power, self._kernel, axis=1, mode="nearest")
         return np.maximum(smooth, 1e-12)
 
     def aperiodicity(self, f0_hz: np.ndarray) -> np.ndarray:

@@ -152,61 +152,38 @@ class SourceFilterSynth:
 
         hop = cfg.hop_samples
         total = intervals * hop
-        frac = (np.arange(total) % hop) / hop
-        left = np.arange(total) // hop
-        f_left = f0_all[left]
-        f_right = f0_all[left + 1]
-        voiced = np.where(frac < 0.5, f_left > 0, f_right > 0)
-        f_inst = np.where(
-            (f_left > 0) & (f_right > 0),
-            f_left + (f_right - f_left) * frac,
-            np.maximum(f_left, f_right),
-        )
-        rate = np.where(voiced, f_inst, cfg.unvoiced_pulse_hz) / cfg.sample_rate
-        # The phase is wrapped to [0, 1) at every frame boundary, so each interval's
-        # arithmetic is the same however frames are grouped into calls.
-        within = np.cumsum(rate.reshape(intervals, hop), axis=1)
-        starts = np.empty(intervals)
-        p = state.phase
-        for i, total_i in enumerate(within[:, -1]):
-            starts[i] = p
-            p += total_i
-            p -= np.floor(p)
-        state.phase = float(p)
-        phase = (starts[:, None] + within).ravel()
-        before = np.concatenate([starts[:, None], starts[:, None] + within[:, :-1]], axis=1).ravel()
-        crossings = np.nonzero(np.floor(phase) > np.floor(before))[0]
+        # Where the pulses fall: the phase advances by the instantaneous F0 (or the unvoiced rate)
+        # each sample and a pulse starts where it passes an integer. It is wrapped to [0, 1) at every
+        # frame boundary, so each interval's arithmetic is the same however frames are grouped.
+        start, delay, rate, voiced, state.phase = _pulses.place_pulses(
+            f0_all, hop, float(cfg.sample_rate), float(cfg.unvoiced_pulse_hz), float(state.phase))
 
         buf = np.zeros(total + cfg.fft_size)
         buf[: cfg.fft_size] += state.ola
-        if crossings.size:
-            # Fractional position of each pulse: how far before sample `k` the phase crossed.
-            over = phase[crossings] - np.floor(phase[crossings])
-            delay = np.minimum(over / rate[crossings], 1.0)
-            start = crossings
+        if start.size:
             # Responses mixed inside the interval of sample `start` (never the previous one, which an
             # earlier call may already have closed).
             j = start // hop
             w = np.maximum((start - delay) / hop - j, 0.0)
-            period = 1.0 / rate[crossings]
+            period = 1.0 / rate
             # One period of noise per pulse, drawn for every pulse first, in pulse order: the
             # generator's stream is the same whatever the grouping below.
             lengths = np.clip(np.round(period).astype(int), 1, cfg.fft_size)
-            noise = np.zeros((crossings.size, int(lengths.max())))
+            noise = np.zeros((start.size, int(lengths.max())))
             within_period = np.arange(noise.shape[1])[None, :] < lengths[:, None]
             noise[within_period] = state.rng.standard_normal(int(lengths.sum()))
-            pulses = _Pulses(j.astype(np.int64), w, np.sqrt(np.maximum(period, 1.0)) * voiced[crossings],
+            pulses = _Pulses(j, w, np.sqrt(np.maximum(period, 1.0)) * voiced,
                              np.rint(delay * DELAY_STEPS).astype(np.int64), noise)
-            responses = np.empty((crossings.size, cfg.fft_size))
+            responses = np.empty((start.size, cfg.fft_size))
 
             def fill(g: slice) -> None:
                 _pulses.pulse_responses(pulses.frame[g], pulses.weight[g], pulses.gain[g], pulses.advance[g],
                                         pulses.noise[g], periodic_all, noise_all, self._advance, responses[g])
 
-            self._in_groups(crossings.size, fill)
+            self._in_groups(start.size, fill)
             # Overlap-add: the response of the pulse at sample k lands on buf[k : k + fft_size].
             _pulses.overlap_add(buf, start, responses)
-            state.pulses += int(crossings.size)
+            state.pulses += int(start.size)
         out = buf[:total]
         state.ola = buf[total : total + cfg.fft_size].copy()
         state.samples_out += total
