@@ -34,7 +34,7 @@ setup(
     packages=room_packages(),
     ext_modules=[
         Pybind11Extension("voxflip.streaming._ringbuffer", ["streaming/_ringbuffer.cpp"], cxx_std=17),
-        Pybind11Extension("voxflip.streaming._halfband", ["streaming/_halfband.cpp"], cxx_std=17),
+        Pybind11Extension("voxflip.streaming._polyphase", ["streaming/_polyphase.cpp"], cxx_std=17),
         Pybind11Extension("voxflip.trainer._mast", ["trainer/_mast.cpp"], cxx_std=17),
         Pybind11Extension("voxflip.engine.features._spectral", ["engine/features/_spectral.cpp"], cxx_std=17,
                           include_dirs=["engine"], depends=["engine/real_fft.h"]),

@@ -6,7 +6,7 @@ output rate. ``flush()`` ends the stream and returns the rest; ``reset()``
 starts a new one. Offline rendering is this same path driven by a file, so
 streamed and offline output are identical whatever the block size.
 
-Resampling (:class:`MonoResampler`: a half-band filter for a ratio of 2, pedalboard's
+Resampling (:class:`MonoResampler`: a polyphase filter of ours for an integer ratio, pedalboard's
 ``StreamResampler`` otherwise) does not depend on block sizes either and is aligned
 with its input (its delay shows up as output held back until enough input has
 arrived; that delay is part of :attr:`Streamer.latency_s`).
@@ -58,27 +58,33 @@ def validate_block(block: Any) -> np.ndarray:
     return block.astype(np.float32, copy=False)
 
 
-#: the half-band filter of a resampling by exactly 2: h[-M..M], M = 2 * HALFBAND_TAPS - 1, Kaiser
-#: window of this beta. Flat within 0.0001 dB to 0.45 of the lower rate, images and aliases at
-#: least 91 dB down from 0.55 of it; 32 input samples of delay up, 63 down (2.6 ms from 48 kHz to
-#: 24 kHz and back, where pedalboard's 32-tap windowed sinc, -84 dB, delays 4.0 ms).
-HALFBAND_TAPS = 32
-HALFBAND_BETA = 9.75
+#: the filter of a resampling by an integer ratio R: a Nyquist low-pass h[-N..N] at the higher rate,
+#: N = R * FIR_TAPS_PER_PHASE - 1, Kaiser window of this beta. Flat within 0.0001 dB to 0.45 of the
+#: lower rate, images and aliases at least 91 dB down from 0.55 of it; FIR_TAPS_PER_PHASE input samples
+#: of delay up and N down (by 2: 2.6 ms from 48 kHz to 24 kHz and back, where pedalboard's 32-tap
+#: windowed sinc, -84 dB, delays 4.0 ms; by 3: 3.6 ms from 48 kHz to 16 kHz and back, against 5.3 ms).
+FIR_TAPS_PER_PHASE = 32
+FIR_BETA = 9.75
 
 
-def halfband_odd_taps(taps: int = HALFBAND_TAPS, beta: float = HALFBAND_BETA) -> np.ndarray:
-    """h[1], h[3], ..., h[2 * taps - 1] of a Kaiser-windowed half-band low-pass (h[0] = 1/2, cut-off
-    a quarter of the higher rate), scaled so that the odd taps sum to 1/4 each side: DC passes
-    exactly, and up by 2 the input samples come back unchanged."""
-    reach = 2 * taps - 1
-    n = np.arange(1, reach + 1, 2)
-    window = np.kaiser(2 * reach + 1, beta)[reach + n]
-    odd = 0.5 * np.sinc(n / 2) * window
-    return odd * (0.25 / odd.sum())
+def nyquist_prototype(ratio: int, taps_per_phase: int = FIR_TAPS_PER_PHASE, beta: float = FIR_BETA) -> np.ndarray:
+    """h[-N..N] of a Kaiser-windowed low-pass at the higher rate cutting off at half the lower one,
+    ``N = ratio * taps_per_phase - 1``: h[0] = 1 / ratio and zero at the other multiples of the ratio
+    (a Nyquist filter: up by ``ratio`` the input samples come back unchanged). Every other phase's taps
+    are scaled to sum to 1 / ratio, so DC passes exactly both ways."""
+    reach = ratio * taps_per_phase - 1
+    n = np.arange(-reach, reach + 1)
+    h = np.sinc(n / ratio) / ratio * np.kaiser(2 * reach + 1, beta)
+    for phase in range(1, ratio):
+        members = n % ratio == phase
+        h[members] *= (1.0 / ratio) / h[members].sum()
+    h[n % ratio == 0] = 0.0
+    h[reach] = 1.0 / ratio
+    return h
 
 
 class _PedalboardStage:
-    """pedalboard's StreamResampler, for a ratio other than 2: the face of a halfband stage."""
+    """pedalboard's StreamResampler, for a ratio that is not an integer: the face of a polyphase stage."""
 
     def __init__(self, source_rate: int, target_rate: int) -> None:
         from pedalboard.io import StreamResampler
@@ -97,19 +103,21 @@ class _PedalboardStage:
 
 
 def _stage(source_rate: int, target_rate: int) -> Any:
-    if source_rate * 2 == target_rate or target_rate * 2 == source_rate:
-        from ._halfband import Halfband
+    low, high = sorted((source_rate, target_rate))
+    if high % low == 0:
+        from ._polyphase import Polyphase
 
-        return Halfband(halfband_odd_taps(), target_rate > source_rate)
+        return Polyphase(nyquist_prototype(high // low), high // low, target_rate > source_rate)
     return _PedalboardStage(source_rate, target_rate)
 
 
 class MonoResampler:
     """Streamed resampling of mono audio, or nothing when the rates match.
 
-    By exactly 2 (48 <-> 24 kHz, 44.1 <-> 22.05 kHz, ...) a half-band filter does it
-    (``_halfband.cpp``, :func:`halfband_odd_taps`): a sixth of the work and two thirds of the delay of
-    a general resampler of the same quality. Other ratios go to pedalboard's ``StreamResampler``.
+    By an integer ratio (48 <-> 24 kHz, 48 <-> 16 kHz, 44.1 <-> 22.05 kHz, ...) a polyphase Nyquist
+    filter does it (``_polyphase.cpp``, :func:`nyquist_prototype`): a fraction of the work and about
+    two thirds of the delay of a general resampler of the same quality. Other ratios go to
+    pedalboard's ``StreamResampler``.
     Between a rate above :data:`MID_RATE` and one at or below it, the conversion goes through
     ``MID_RATE`` in two stages: pedalboard's resampler keeps a flat passband (within 0.05 dB to
     0.45 of the lower rate) up to a ratio of about 3, but from 96 or 192 kHz to 16 kHz its

@@ -31,7 +31,7 @@ def test_world_converters_declare_at_most_25_ms_for_voices_above_100_hz(to, meth
 @pytest.mark.parametrize(("to", "method"), [("speech", "world-nodur"), ("singing", "world")])
 def test_the_default_windows_declare_less_than_before(to, method):
     # 10 ms chunk + 21.8 ms past it (the envelope's 21.25 ms, or a frame plus the F0 window's 16.75 ms,
-    # for the tidy step) + 2.65 ms of resampling (the half-band filters; pedalboard's took 4 ms); it
+    # for the tidy step) + 2.65 ms of resampling (the polyphase filters; pedalboard's took 4 ms); it
     # was 40.3 ms while the tidy step waited a whole frame
     assert _latency_ms(to, method, chunk_ms=10) == pytest.approx(34.44, abs=0.05)
     assert _latency_ms(to, method, chunk_ms=5) == pytest.approx(29.44, abs=0.05)

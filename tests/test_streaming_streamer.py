@@ -33,7 +33,7 @@ def test_resampled_stream_does_not_depend_on_block_size(noise, rate_in, rate_out
         assert_allclose_report_first_mismatch(out, reference, atol=0.0, label=f"block={block}")
 
 
-@pytest.mark.parametrize("rate", [44_100, 48_000, 16_000, 96_000])
+@pytest.mark.parametrize("rate", [44_100, 48_000, 16_000, 96_000, 72_000])
 def test_resampling_round_trip_keeps_a_tone_in_place(rate):
     """Through model rate and back, a tone keeps its level and lands within one sample of where it was.
 
@@ -96,43 +96,50 @@ def test_second_flush_returns_nothing_and_process_after_flush_is_refused(noise):
 def test_latency_adds_converter_and_resamplers():
     conv = DelayConverter(sample_rate=24_000, chunk_samples=480, lookahead_samples=120)
     assert Streamer(conv).latency_s == pytest.approx(600 / 24_000)
-    # by 2 both ways: the half-band filters, 63 samples at the higher rate down and 32 at the lower one up
+    # by 2 both ways: the polyphase filters, 63 samples at the higher rate down and 32 at the lower one up
     assert Streamer(conv, 48_000, 48_000).latency_s == pytest.approx(600 / 24_000 + 63 / 48_000 + 32 / 24_000)
+    # by 3 (a 16 kHz model): 95 samples at 48 kHz down, 32 at 16 kHz up
+    slow = DelayConverter(sample_rate=16_000, chunk_samples=320, lookahead_samples=80)
+    assert Streamer(slow, 48_000, 48_000).latency_s == pytest.approx(400 / 16_000 + 95 / 48_000 + 32 / 16_000)
     # 44.1 kHz: pedalboard's resampler, 64 input samples each way
     assert Streamer(conv, 44_100, 44_100).latency_s == pytest.approx(600 / 24_000 + 64 / 44_100 + 64 / 24_000)
 
 
+@pytest.mark.parametrize("ratio", [2, 3])
 @pytest.mark.parametrize("up", [True, False])
-def test_halving_and_doubling_the_rate_meet_their_filter_spec(up):
-    """The half-band resampler: flat within 0.001 dB to 0.45 of the lower rate, images (up) and aliases
-    (down) at least 90 dB down from 0.55 of it, and up by 2 the input samples come back unchanged."""
+def test_integer_ratios_meet_their_filter_spec(up, ratio):
+    """The polyphase resampler: flat within 0.001 dB to 0.45 of the lower rate, images (up) and aliases
+    (down) at least 90 dB down from 0.55 of it, and up by the ratio the input samples come back unchanged."""
     from voxflip.streaming.streamer import MonoResampler
 
-    low = 24_000
-    resampler = MonoResampler(low, 2 * low) if up else MonoResampler(2 * low, low)
-    impulse = np.zeros(low if up else 2 * low, np.float32)
-    impulse[impulse.shape[0] // 2] = 1.0
-    response = np.concatenate([resampler.process(impulse), resampler.flush()]).astype(np.float64)
-    # the filter on the higher rate's grid: up, what one input sample became (gain 2: it stands for
-    # two samples now); down, the taps the output samples read of an impulse at an even and at an odd
-    # position, interleaved
+    low = 16_000
+    high = ratio * low
+    resampler = MonoResampler(low, high) if up else MonoResampler(high, low)
+    # the filter on the higher rate's grid: up, what one input sample became (gain R: it stands for
+    # R samples now); down, the taps the output samples read of an impulse at each of R positions,
+    # interleaved
     if up:
-        gain = np.abs(np.fft.rfft(response)) / 2.0
+        impulse = np.zeros(low, np.float32)
+        impulse[low // 2] = 1.0
+        response = np.concatenate([resampler.process(impulse), resampler.flush()]).astype(np.float64)
+        gain = np.abs(np.fft.rfft(response)) / ratio
     else:
-        odd = np.zeros(2 * low, np.float32)
-        odd[low + 1] = 1.0
-        shifted = np.concatenate([resampler.process(odd), resampler.flush()]).astype(np.float64)
-        gain = np.abs(np.fft.rfft(np.stack([shifted, response], axis=1).ravel()))
-    freq = np.fft.rfftfreq(2 * gain.shape[0] - 2, 1 / (2 * low))
+        seen = []
+        for shift in range(ratio - 1, -1, -1):
+            impulse = np.zeros(high, np.float32)
+            impulse[high // 2 + shift] = 1.0
+            seen.append(np.concatenate([resampler.process(impulse), resampler.flush()]).astype(np.float64))
+        gain = np.abs(np.fft.rfft(np.stack(seen, axis=1).ravel()))
+    freq = np.fft.rfftfreq(2 * gain.shape[0] - 2, 1 / high)
     passband = 20 * np.log10(gain[freq <= 0.45 * low])
     stopband = 20 * np.log10(gain[freq >= 0.55 * low].max())
     assert np.abs(passband).max() < 1e-3
     assert stopband < -90.0
     if up:
         tone = np.sin(np.arange(4000) * 0.3).astype(np.float32)
-        doubled = np.concatenate([resampler.process(tone), resampler.flush()])
-        assert doubled.shape[0] == 8000
-        np.testing.assert_array_equal(doubled[::2], tone)
+        out = np.concatenate([resampler.process(tone), resampler.flush()])
+        assert out.shape[0] == ratio * 4000
+        np.testing.assert_array_equal(out[::ratio], tone)
 
 
 @pytest.mark.parametrize(
@@ -169,3 +176,12 @@ def test_chunker_windows_sit_on_a_fixed_grid():
     (k, w), = list(chunker.windows())
     assert k == 2 and w.tolist() == [7, 8, 9, 10, 11, 0, 0, 0, 0]
     assert chunker.chunks_pending() == 0
+
+
+def test_the_polyphase_resampler_refuses_a_filter_it_cannot_run():
+    from voxflip.streaming._polyphase import Polyphase
+
+    with pytest.raises(ValueError, match=r"^the prototype needs 2N \+ 1 taps with N \+ 1 a multiple of the ratio 3, got 127$"):
+        Polyphase(np.ones(127), 3, True)
+    with pytest.raises(ValueError, match=r"^ratio 1 must be an integer >= 2$"):
+        Polyphase(np.ones(127), 1, False)
