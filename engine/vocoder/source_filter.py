@@ -19,10 +19,11 @@ the two frames' responses mixed by its position (a crossfade of two causal
 responses, itself causal). The fractional delay is a phase ramp from a table of 1/256-sample
 steps. Per pulse that leaves one FFT of its noise and one inverse FFT of the sum.
 
-Here in Python: where the pulses fall, their noise (numpy's generator) and how the work is grouped.
-The arithmetic per frame and per pulse (the minimum-phase transforms, each pulse's response and the
-overlap-add) is compiled (``engine/vocoder/_pulses.cpp``) and runs without the interpreter lock, so
-the groups shared with a thread (:meth:`SourceFilterSynth.share_with`) really run side by side.
+Here in Python: the pulses' noise (numpy's generator) and how the work is grouped. Where the
+pulses fall and the arithmetic per frame and per pulse (the minimum-phase transforms, each pulse's
+response and the overlap-add) are compiled (``engine/vocoder/_pulses.cpp``) and run without the
+interpreter lock, so the groups shared with a thread (:meth:`SourceFilterSynth.share_with`) really
+run side by side.
 
 Responses are causal (they start at their pulse), so the output of a frame
 interval is final as soon as the next frame is known: the synthesiser streams
