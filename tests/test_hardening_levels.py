@@ -132,18 +132,20 @@ def test_flow_output_length_does_not_depend_on_the_input_sample_rate():
 
 def test_flow_length_of_full_band_speech_at_every_rate_the_file_can_carry(example_speech):
     """The bundled sentence (16 kHz, content up to 8 kHz) resampled to each rate: the length of flow-dur's
-    output within one 10 ms frame of the 16 kHz render. (At 96 and 192 kHz pedalboard's one-stage
-    resampler rippled by +-0.6 dB below 8 kHz and moved it 4 frames; MonoResampler goes via 48 kHz.)"""
+    output within two 10 ms frames of the 16 kHz render. (Reading 7.2-8 kHz it moved by 21 frames; at 96
+    and 192 kHz pedalboard's one-stage resampler rippled by +-0.6 dB below 8 kHz and moved it 4 frames;
+    MonoResampler goes via 48 kHz. A round trip through any of the resamplers leaves the bands read
+    within 0.01 dB and moves the durations by up to two frames: 4.21 s at 32 kHz with pedalboard's too.)"""
     from voxflip.streaming.streamer import MonoResampler
 
     spec = next(s for s in converters(Direction.TO_SPEECH) if s.name == "flow-dur")
     audio, rate = example_speech
     seconds = {}
-    for target in (16_000, 22_050, 44_100, 48_000, 96_000, 192_000):
+    for target in (16_000, 22_050, 32_000, 44_100, 48_000, 96_000, 192_000):
         resample = MonoResampler(rate, target)
         x = np.concatenate([resample.process(audio), resample.flush()]) if target != rate else audio
         seconds[target] = _render(spec, x, None, sample_rate=target).shape[0] / target
-    assert max(abs(v - seconds[16_000]) for v in seconds.values()) <= 0.01 + 1e-9, seconds
+    assert max(abs(v - seconds[16_000]) for v in seconds.values()) <= 0.02 + 1e-9, seconds
 
 
 @pytest.mark.parametrize("rate", [96_000, 192_000])
