@@ -60,7 +60,7 @@ class WorldOptions(ConverterOptions):
 
     Attributes:
         voice_floor_hz: the lowest F0 of the voice, 71..400 Hz: the analysis windows are sized
-            for it, and the latency with them (``AnalysisConfig.for_voice_floor``; 100 Hz: 6.7 ms
+            for it, and the latency with them (``AnalysisConfig.for_voice_floor``; 100 Hz: 4.5 ms
             less than the default, which serves voices down to 60 Hz). ``None``: the default.
     """
 

@@ -106,20 +106,23 @@ def test_world_analysis_does_not_depend_on_how_frames_are_grouped():
         np.testing.assert_allclose(ap, ap1, rtol=1e-9, atol=1e-12)
 
 
-def test_a_voice_floor_shortens_every_window_to_one_and_a_half_floor_periods():
+def test_a_voice_floor_shortens_every_window():
     default = AnalysisConfig()
     floored = default.for_voice_floor(100.0)
-    assert (floored.envelope_f0_floor_hz, floored.pitch.f0_min_hz) == (100.0, 100.0)
+    # the envelopes to 1.5 floor periods, the F0 search from 0.82 of the floor (two of its periods)
+    assert (floored.envelope_f0_floor_hz, floored.pitch.f0_min_hz) == (100.0, 82.0)
     assert floored.d4c_min_f0_hz == pytest.approx(400.0 / 3.0)      # two of its periods: 1.5 of 100 Hz
-    assert floored.envelope_margin_samples == floored.pitch_margin_samples + 120 == 362   # 15 ms + 2 samples
+    assert floored.envelope_margin_samples == 362                   # 15 ms + 2 samples
+    assert floored.pitch_margin_samples + 120 == 415                # one frame + 12.3 ms: the lookahead
     assert default.envelope_margin_samples == 510 and default.pitch_margin_samples == 402
+    assert default.for_voice_floor(71.0).pitch.f0_min_hz == default.pitch.f0_min_hz   # never below the default's
     assert default.for_voice_floor(300.0).d4c_min_f0_hz == 400.0
     for bad in (70.0, 401.0, float("nan"), True):
         with pytest.raises(ConfigError, match="voice_floor_hz"):
             default.for_voice_floor(bad)
 
 
-def test_a_voice_floor_keeps_the_voice_above_it_and_leaves_the_voice_below_it_unvoiced():
+def test_a_voice_floor_keeps_the_voice_above_it_and_leaves_the_voice_well_below_it_unvoiced():
     t = np.arange(RATE) / RATE
     floored = WorldAnalyzer(AnalysisConfig().for_voice_floor(100.0))
     default = WorldAnalyzer(AnalysisConfig())
@@ -130,7 +133,7 @@ def test_a_voice_floor_keeps_the_voice_above_it_and_leaves_the_voice_below_it_un
     reference = 10 * np.log10(default.analyze_signal(above).sp[50:150])
     audible = reference > reference.max(axis=1, keepdims=True) - 40
     assert np.median(np.abs(level - reference)[audible]) < 1.0      # dB: the same envelope
-    below = harmonic_tone(np.full(t.shape, 85.0))
+    below = harmonic_tone(np.full(t.shape, 75.0))      # under the F0 search's 82 Hz
     assert np.all(floored.analyze_signal(below).f0_hz[10:-10] == 0)
     assert np.all(default.analyze_signal(below).f0_hz[10:-10] > 0)
 

@@ -25,7 +25,7 @@ def _latency_ms(to: str, method: str, **options) -> float:
 
 @pytest.mark.parametrize(("to", "method"), [("speech", "world-nodur"), ("singing", "world")])
 def test_world_converters_declare_at_most_25_ms_for_voices_above_100_hz(to, method):
-    assert _latency_ms(to, method, voice_floor_hz=100.0, chunk_ms=5) == pytest.approx(22.77, abs=0.05)
+    assert _latency_ms(to, method, voice_floor_hz=100.0, chunk_ms=5) == pytest.approx(24.98, abs=0.02)
 
 
 @pytest.mark.parametrize(("to", "method"), [("speech", "world-nodur"), ("singing", "world")])
@@ -39,4 +39,4 @@ def test_the_default_windows_declare_less_than_before(to, method):
 
 def test_a_voice_floor_shortens_the_psola_converters_too():
     assert _latency_ms("speech", "psola-nodur", chunk_ms=10) == pytest.approx(64.44, abs=0.05)
-    assert _latency_ms("speech", "psola-nodur", chunk_ms=5, voice_floor_hz=100.0) == pytest.approx(42.77, abs=0.05)
+    assert _latency_ms("speech", "psola-nodur", chunk_ms=5, voice_floor_hz=100.0) == pytest.approx(44.98, abs=0.05)

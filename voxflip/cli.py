@@ -53,7 +53,7 @@ FLAG_OF_OPTION: dict[str, str] = {
 
 _VOICE_FLOOR_HELP = ("the lowest F0 of the voice, 71..400 Hz, for the converters on the WORLD analysis: its windows "
                      "and the latency are sized for it (default: voices down to 60 Hz; 100 with --chunk-ms 5: "
-                     "24 ms live at 48 kHz, docs/live.md). Lower frames are analysed as unvoiced")
+                     "25 ms live at 48 kHz, docs/live.md). Frames well below it are analysed as unvoiced")
 
 
 _MELODY_PITCH_HELP = ("with a sung recording as --melody: 'sung' (its default) sings the pitch the singer sang, their "
