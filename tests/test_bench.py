@@ -99,3 +99,53 @@ def test_bench_neural_vocoder_chunk(benchmark, vocoder_exports, preset, frames):
 
     benchmark.extra_info["rtf"] = f"time / {10 * frames} ms"
     benchmark(one_chunk)
+
+
+@pytest.mark.parametrize("which", ["polyphase", "pedalboard"])
+@pytest.mark.parametrize("up", [True, False])
+def test_bench_resample_one_second_by_two(benchmark, which, up):
+    """One second of 24 <-> 48 kHz in 100 ms blocks: our polyphase filter against pedalboard's
+    StreamResampler (what `MonoResampler` used for every ratio before)."""
+    from voxflip.streaming.streamer import MonoResampler, _PedalboardStage
+
+    source, target = (24_000, 48_000) if up else (48_000, 24_000)
+    stage = MonoResampler(source, target) if which == "polyphase" else _PedalboardStage(source, target)
+    x = np.random.default_rng(0).standard_normal(source).astype(np.float32)
+    step = source // 10
+
+    def one_second():
+        for i in range(0, source, step):
+            stage.process(x[i : i + step])
+
+    benchmark(one_second)
+
+
+@pytest.mark.parametrize("n", [1024, 2048])
+def test_bench_real_fft_100_round_trips(benchmark, n):
+    """The shared real FFT (engine/real_fft.h): 100 forward and inverse transforms with one set of
+    tables, as the analysis and the synthesiser run them (divide by 100 for one of each)."""
+    from voxflip.engine.features import _spectral
+
+    x = np.random.default_rng(0).standard_normal(n)
+    np.testing.assert_allclose(_spectral.fft_round_trips(x, 1), x, atol=1e-12)
+    benchmark(_spectral.fft_round_trips, x, 100)
+
+
+@pytest.mark.parametrize("frames_per_call", [2, 200])
+def test_bench_synthesiser_one_second(benchmark, frames_per_call):
+    """One second of a 220 Hz voice (200 frames of 5 ms at 24 kHz) through the pulse synthesiser,
+    two frames a call (live) or all at once (offline)."""
+    from voxflip.engine.vocoder.source_filter import SourceFilterSynth, SynthConfig
+
+    rng = np.random.default_rng(0)
+    f0 = 220.0 * 2 ** (0.05 * np.sin(np.arange(200) / 10))
+    sp = np.exp(rng.normal(-6, 1, (200, 513)))
+    ap = rng.uniform(0.01, 0.5, (200, 513))
+    synth = SourceFilterSynth(SynthConfig())
+
+    def one_second():
+        state = synth.init_state()
+        for i in range(0, 200, frames_per_call):
+            _, state = synth.step(f0[i : i + frames_per_call], sp[i : i + frames_per_call], ap[i : i + frames_per_call], state)
+
+    benchmark(one_second)

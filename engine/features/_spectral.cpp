@@ -619,6 +619,27 @@ py::array_t<double> irfft(const Samples& re, const Samples& im) {
   return x;
 }
 
+// `count` forward and inverse transforms of x with one set of tables (as the analysis runs them),
+// for benchmarks: the transforms' own time, not the tables'. Returns the last inverse / n.
+py::array_t<double> fft_round_trips(const Samples& x, int count) {
+  const py::ssize_t n = x.shape(0);
+  if (x.ndim() != 1 || n < 4 || (n & (n - 1))) throw std::invalid_argument("fft_round_trips needs a power-of-two length >= 4");
+  if (count < 1) throw std::invalid_argument("count " + std::to_string(count) + " must be >= 1");
+  RealFFT fft(static_cast<int>(n));
+  py::array_t<double> y(n);
+  double* out = y.mutable_data();
+  std::vector<double> re(n / 2 + 1), im(n / 2 + 1);
+  {
+    py::gil_scoped_release release;
+    for (int k = 0; k < count; ++k) {
+      fft.forward(x.data(), re.data(), im.data());
+      fft.inverse(re.data(), im.data(), out);
+    }
+    for (py::ssize_t i = 0; i < n; ++i) out[i] /= static_cast<double>(n);
+  }
+  return y;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_spectral, m) {
@@ -638,4 +659,6 @@ PYBIND11_MODULE(_spectral, m) {
         "smooth_ms; `state` (5 values, zeros to start) is updated in place.");
   m.def("rfft", &rfft, py::arg("x"), "The real FFT used inside, for tests: (re, im).");
   m.def("irfft", &irfft, py::arg("re"), py::arg("im"), "Its unnormalised inverse, for tests.");
+  m.def("fft_round_trips", &fft_round_trips, py::arg("x"), py::arg("count"),
+        "`count` forward and inverse transforms with one set of tables, for benchmarks; the last inverse / n.");
 }
