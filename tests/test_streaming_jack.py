@@ -154,13 +154,17 @@ def _probe_and_client_ports(env) -> tuple[dict[str, str], dict[str, str]]:
     return voxflip, probe
 
 
-@pytest.mark.parametrize(("mix", "extra"), [(0.0, ()), (1.0, ()), (1.0, ("--voice-floor", "100", "--chunk-ms", "5"))],
-                         ids=["engine-path", "world-nodur", "world-nodur-low-latency"])
-def test_click_delay_through_voxflip_live_equals_declared_latency_plus_device_buffers(jack_env, tmp_path: Path, mix,
-                                                                                      extra):
+@pytest.mark.parametrize(("method", "mix", "extra"),
+                         [("world-nodur", 0.0, ()), ("world-nodur", 1.0, ()),
+                          ("world-nodur", 1.0, ("--voice-floor", "100", "--chunk-ms", "5")), ("flow-nodur", 1.0, ())],
+                         ids=["engine-path", "world-nodur", "world-nodur-low-latency", "flow-nodur"])
+def test_click_delay_through_voxflip_live_equals_declared_latency_plus_device_buffers(jack_env, tmp_path: Path, method,
+                                                                                      mix, extra):
+    if method.startswith("flow"):
+        pytest.importorskip("onnxruntime", reason="the flow converters need an ONNX runtime (the cpu extra)")
     stats_path = tmp_path / "stats.json"
     live = subprocess.Popen(
-        [sys.executable, "-m", "voxflip", "live", "--to", "speech", "--method", "world-nodur", "--seconds", "12", "--sample-rate", str(RATE),
+        [sys.executable, "-m", "voxflip", "live", "--to", "speech", "--method", method, "--seconds", "12", "--sample-rate", str(RATE),
          "--block-size", str(PERIOD), "--mix", str(mix), "--stats-json", str(stats_path), "-q", *extra],
         env=jack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -196,7 +200,7 @@ def test_click_delay_through_voxflip_live_equals_declared_latency_plus_device_bu
     measured = [d - loop[0] for d in through]
     assert len(measured) >= 4, f"too few clicks came back: {through}"
     off = [m - expected for m in measured]
-    print(f"\n{'engine path' if mix == 0 else 'world-nodur'}: declared {stats['declared_latency_samples']} + device "
+    print(f"\n{'engine path' if mix == 0 else method}: declared {stats['declared_latency_samples']} + device "
           f"{device} = {expected} samples; measured {measured}")
     assert all(abs(o) <= PERIOD for o in off), (
         f"measured {measured} vs declared {stats['declared_latency_samples']} + device {device} = {expected}"

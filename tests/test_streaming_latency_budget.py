@@ -40,3 +40,13 @@ def test_the_default_windows_declare_less_than_before(to, method):
 def test_a_voice_floor_shortens_the_psola_converters_too():
     assert _latency_ms("speech", "psola-nodur", chunk_ms=10) == pytest.approx(64.44, abs=0.05)
     assert _latency_ms("speech", "psola-nodur", chunk_ms=5, voice_floor_hz=100.0) == pytest.approx(44.98, abs=0.05)
+
+
+@pytest.mark.parametrize("method", ["flow-nodur", "flow-dur"])
+def test_the_shipped_flow_model_declares_at_most_30_ms_live(method):
+    # 10 ms chunk + 14.4 ms past it (half the 70 Hz F0 tracker's 29 ms window; the model looks no frame
+    # ahead and reads 25 ms mel windows) + 4.0 ms of resampling to 16 kHz and back; it was 64.1 ms
+    # with the model that looked two frames ahead through 40 ms windows, at 20 ms chunks
+    from voxflip.engine.converters.flow_to_speech import flow_chunk_grid
+
+    assert _latency_ms("speech", method, chunk_ms=flow_chunk_grid().live_ms) == pytest.approx(28.44, abs=0.05)

@@ -202,10 +202,19 @@ def exported_residual(tiny_corpus: Path, tmp_path_factory) -> Path:
     return _train_and_export(tiny_corpus, tmp_path_factory.mktemp("run_residual"), "model.residual=true")
 
 
-@pytest.fixture(params=["plain", "residual"])
+@pytest.fixture(scope="module")
+def exported_low_latency(tiny_corpus: Path, tmp_path_factory) -> Path:
+    """Residual, no lookahead, 25 ms mel windows: the shipped model's settings."""
+    return _train_and_export(tiny_corpus, tmp_path_factory.mktemp("run_low_latency"), "model.residual=true",
+                             "model.lookahead=0", "model.mel_window=400")
+
+
+@pytest.fixture(params=["plain", "residual", "low-latency"])
 def exported_each(request) -> Path:
-    """The tiny export, once as the paper's model and once with ``model.residual = true``."""
-    return request.getfixturevalue("exported" if request.param == "plain" else "exported_residual")
+    """The tiny export as the paper's model, with ``model.residual = true``, and residual with no
+    lookahead and 25 ms mel windows."""
+    return request.getfixturevalue({"plain": "exported", "residual": "exported_residual",
+                                    "low-latency": "exported_low_latency"}[request.param])
 
 
 # torch vs ONNX Runtime: one tolerance table for every backend (TensorRT adds its row on a GPU)
@@ -277,6 +286,57 @@ def test_a_mismatched_artifact_is_refused(exported: Path, tmp_path: Path):
         OnnxStepModel(bad / "model.onnx")
 
 
+def test_a_shorter_mel_window_is_the_models_and_shortens_the_latency(exported_residual: Path,
+                                                                     exported_low_latency: Path, tmp_path: Path):
+    from voxflip.engine.backends.onnx_step import OnnxStepModel
+    from voxflip.engine.errors import ArtifactMismatchError
+
+    manifest = json.loads((exported_low_latency / "model.manifest.json").read_text())
+    assert manifest["mel"]["win_samples"] == 400 and manifest["model_config"]["mel_window"] == 400
+    assert manifest["lookahead_frames"] == 0
+    assert OnnxStepModel(exported_low_latency / "model.onnx").mel.win_samples == 400
+    # at 16 kHz: the 10 ms chunk, half the longest window (the 70 Hz F0 tracker's 458 samples) and
+    # the two lookahead frames of the other model (its 40 ms mel window is 640 samples)
+    latency = {path.name: make_converter("speech", "flow-nodur", model_path=path / "model.onnx",
+                                         chunk_ms=10).latency_samples
+               for path in (exported_residual, exported_low_latency)}
+    assert latency == {exported_residual.name: 160 + 320 + 321 + 1, exported_low_latency.name: 160 + 230 + 1}
+    bad = tmp_path / "model"
+    bad.mkdir()
+    for f in exported_low_latency.glob("model.*"):
+        shutil.copy(f, bad / f.name)
+    for window in (100, 2048, "400"):
+        manifest["mel"]["win_samples"] = window
+        (bad / "model.manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ArtifactMismatchError, match="with win_samples in 160..1024"):
+            OnnxStepModel(bad / "model.onnx")
+
+
+def test_fine_tuning_to_another_mel_window_takes_the_new_frames_statistics(exported: Path, tiny_corpus: Path,
+                                                                            tmp_path: Path, capsys):
+    from voxflip.engine.errors import ConfigError
+    from voxflip.trainer.train import train
+
+    init = _weights(exported / "checkpoints" / "step_00000010.pt")
+    same = _weights(train(_config(tiny_corpus, "train.max_steps=1", "train.checkpoint_every=1", "train.lr=1e-9",
+                                  f'train.init_from="{exported / "model.onnx"}"'), tmp_path / "same", progress=False))
+    short = _weights(train(_config(tiny_corpus, "train.max_steps=1", "train.checkpoint_every=1", "train.lr=1e-9",
+                                   "model.mel_window=400", "model.lookahead=0",
+                                   f'train.init_from="{exported / "model.onnx"}"'), tmp_path / "short", progress=False))
+    assert "its mel window is 640 samples, this model's 400" in capsys.readouterr().err
+    assert torch.equal(same["mel_mean"], init["mel_mean"])
+    # this run's frames, of 400-sample windows (a shorter Hann window sums fewer samples and spreads a tone wider)
+    from voxflip.trainer.dataset import load_pairs
+
+    mean, std = load_pairs(tiny_corpus, mel_window=400).mel_stats()
+    assert np.allclose(short["mel_mean"].numpy().ravel(), mean, atol=1e-5)
+    assert np.allclose(short["mel_std"].numpy().ravel(), np.maximum(std, 1e-3), atol=1e-5)
+    assert float((short["mel_mean"] - init["mel_mean"]).abs().max()) > 0.1
+    assert torch.allclose(short["encoder.inp.weight"], init["encoder.inp.weight"], atol=1e-6)
+    with pytest.raises(ConfigError, match=r"model.mel_window=1025 must be a whole number of samples in 160..1024"):
+        _config(tiny_corpus, "model.mel_window=1025")
+
+
 def test_an_export_reads_back_into_torch_and_fine_tunes(exported: Path, tiny_corpus: Path, tmp_path: Path):
     """What users without a checkpoint have (the shipped model) is a starting point for training."""
     from voxflip.engine.errors import ArtifactMismatchError, ConfigError
@@ -327,7 +387,7 @@ def test_the_encoder_graph_is_the_step_without_the_flow(exported_each: Path, tmp
     assert all(np.allclose(encoded[n], stepped[n], atol=1e-5) for n in model.encoder_names)
     if model.residual:   # its skip frames are its input, late by the lookahead, to meet mu
         look = model.lookahead_frames
-        assert skip.shape == mel.shape and np.array_equal(skip[look:], mel[:-look]) and not skip[:look].any()
+        assert skip.shape == mel.shape and np.array_equal(skip[look:], mel[: len(mel) - look]) and not skip[:look].any()
     else:
         assert skip is None
     # an artifact exported before the encoder graph existed runs the whole step instead (not a residual one)
@@ -396,7 +456,7 @@ def test_live_and_bench_run_the_flow_model(exported: Path, example_speech, tmp_p
     assert sf.info(out).frames == rate + facts["declared_latency_samples"]
     assert facts["xruns"] == 0 and facts["worker_errors"] == 0
     (result,) = run_bench(["flow-dur"], [20], 16_000, 1.0, model=str(exported / "model.onnx"))
-    assert result.chunk_ms == 20 and result.rtf_p50 > 0
+    assert result.chunk_ms == 10 and result.rtf_p50 > 0   # the live chunk
 
 
 def test_an_untrained_residual_model_passes_the_singing_through():

@@ -66,7 +66,8 @@ def test_profiles_follow_the_manifest_chunking():
     assert decoder["z"].max == (1, 80, 16 * (chunk + 1)) and "skip" in decoder
     assert all(n == "z" or n == "skip" or n.startswith("state_in.flow") for n in decoder)
     encoder = graph_profile("encoder", MANIFEST, ProfileConfig())
-    assert not any(n.startswith("state_in.flow") for n in encoder) and "state_in.skip" in encoder
+    assert not any(n.startswith("state_in.flow") for n in encoder)
+    assert ("state_in.skip" in encoder) == (look > 0)   # a residual model's delayed input, when it looks ahead
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -119,7 +120,7 @@ def test_gpu_identity_rejects_a_malformed_compute_capability():
 @pytest.mark.parametrize("batch", [1, 3])
 def test_sanitised_graph_matches_the_export_under_onnxruntime_cpu(sanitised_step, batch):
     original, clean = sanitised_step
-    assert len(clean.graph.node) < 0.6 * len(original.graph.node)
+    assert len(clean.graph.node) < 0.7 * len(original.graph.node)   # the shape arithmetic folded away
     assert not any(n.op_type == "Constant" for n in clean.graph.node)
     a = ort.InferenceSession(str(MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(clean.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -167,8 +168,8 @@ def test_float16_step_graph_keeps_parity_under_onnxruntime_cpu(sanitised_step):
     types = {t.data_type for t in half.graph.initializer}
     assert onnx.TensorProto.FLOAT16 in types
     assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*half.graph.input, *half.graph.output])
-    keep = {n.op_type for n in half.graph.node} & {"ReduceMean", "Exp"}
-    assert keep == {"ReduceMean", "Exp"}   # present, and run between Casts to float32
+    keep = {n.op_type for n in half.graph.node} & {"LayerNormalization", "Exp"}
+    assert keep == {"LayerNormalization", "Exp"}   # present, and run between Casts to float32
     parity = fp16_parity(clean, half, chunks=4)
     assert parity.ok, parity.errors
     assert 0 < parity.worst < 0.05
@@ -200,7 +201,8 @@ def test_onnx_only_build_writes_a_trt_section_the_engine_accepts(built: Path):
     for entry in section["graphs"].values():
         assert entry["precision"] == "fp16" and 0 < entry["fp16_error"] < 0.05
         assert graph_sha256(onnx.load(str(built / entry["file"]))) == entry["sha256"]
-    assert section["graphs"]["step"]["profile"]["mel"] == [[1, 80, 1], [4, 80, 2], [8, 80, 5]]
+    most = MANIFEST["chunk_frames"] + MANIFEST["lookahead_frames"] + 1
+    assert section["graphs"]["step"]["profile"]["mel"] == [[1, 80, 1], [4, 80, 2], [8, 80, most]]
     assert {k: v for k, v in manifest.items() if k != "trt"} == MANIFEST   # nothing else changed
     OnnxStepModel(path)   # the engine still loads it
 

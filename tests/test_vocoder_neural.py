@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -177,19 +178,27 @@ def test_tiny_training_resumes_exactly(voice_manifest, tmp_path, preset):
     assert (straight / "tb").is_dir() and (straight / "config.toml").is_file()
 
 
+def _export_fresh(folder: Path, cfg: VocoderConfig) -> Path:
+    torch.manual_seed(3)
+    g = build_generator(cfg)
+    _save(folder / "g.pt", {"kind": "vocoder", "generator": g.state_dict(), "model_config": cfg.to_dict(), "step": 0})
+    export_vocoder(folder / "g.pt", folder / "export" / "vocoder.onnx")
+    return folder
+
+
+def _shipped_flow_window() -> int:
+    from importlib.resources import files
+
+    manifest = files("voxflip") / "data" / "models" / "s2s_flow" / "model.manifest.json"
+    return int(json.loads(manifest.read_text())["mel"]["win_samples"])
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> dict[str, Path]:
-    """Fresh (untrained) tiny generators of both kinds, exported."""
-    out = {}
-    for preset in ("hifigan-tiny", "pwg-tiny"):
-        folder = tmp_path_factory.mktemp(preset)
-        torch.manual_seed(3)
-        cfg = VARIANTS[preset]
-        g = build_generator(cfg)
-        _save(folder / "g.pt", {"kind": "vocoder", "generator": g.state_dict(), "model_config": cfg.to_dict(), "step": 0})
-        export_vocoder(folder / "g.pt", folder / "export" / "vocoder.onnx")
-        out[preset] = folder
-    return out
+    """Fresh (untrained) tiny generators of both kinds, exported, reading the shipped flow model's mel frames."""
+    return {preset: _export_fresh(tmp_path_factory.mktemp(preset),
+                                  replace(VARIANTS[preset], mel_window=_shipped_flow_window()))
+            for preset in ("hifigan-tiny", "pwg-tiny")}
 
 
 @pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
@@ -290,6 +299,19 @@ def test_a_vocoder_with_other_lookahead_is_refused(exported, tmp_path):
         make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(folder))
 
 
+def test_a_vocoder_of_another_mel_window_is_refused_naming_the_window(tmp_path):
+    from voxflip.engine.registry import Direction, make_converter
+
+    folder = _export_fresh(tmp_path, VARIANTS["hifigan-tiny"])      # the 16 kHz setup's own 640-sample window
+    assert NeuralVocoder(folder / "export").mel == MelConfig.for_to_speech()
+    window = _shipped_flow_window()
+    with pytest.raises(ConfigError, match=f"640-sample windows; this flow model makes 16000 Hz, hop 160, {window}-sample "
+                                          f"windows \\(train one with model.mel_window = {window}\\)"):
+        make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(folder / "export"))
+    with pytest.raises(ConfigError, match="model.mel_window=100 must be 0"):
+        replace(VARIANTS["hifigan-tiny"], mel_window=100)
+
+
 def test_cli_train_and_export_vocoder(voice_manifest, tmp_path, capsys):
     from voxflip.cli import main
 
@@ -343,7 +365,7 @@ def test_a_24khz_vocoder_trains_exports_and_is_refused_by_the_flow_converters(vo
     assert voc(mel, np.full(30, 150.0)).shape == (30 * 128,)
     audio, rate = synthesise("v24", str(tmp_path / "v"), voice_manifest.parent / "c0.speech.wav")
     assert rate == 16_000 and abs(audio.shape[0] - 16_000) < 200
-    with pytest.raises(ConfigError, match="reads 24000 Hz mel frames of hop 128; the flow converters make 16000 Hz"):
+    with pytest.raises(ConfigError, match="reads 24000 Hz mel frames of hop 128, 512-sample windows; this flow model makes 16000 Hz"):
         make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(tmp_path / "v"))
     with pytest.raises(ConfigError, match="none of the engine's mel setups"):
         VocoderConfig(sample_rate=22_050, hop_samples=256, upsample_rates=(8, 8, 4))

@@ -40,11 +40,14 @@ class PairData:
 
 
 def load_pairs(manifest: Path, *, preset: str = "to_speech", cache_dir: str | None = None, max_frames: int = 800,
-               min_frames: int = 20, workers: int = 1) -> PairData:
-    """Features for every usable pair of the manifest (computing missing ones), split into train/valid."""
+               min_frames: int = 20, workers: int = 1, mel_window: int | None = None) -> PairData:
+    """Features for every usable pair of the manifest (computing missing ones), split into train/valid.
+
+    ``mel_window`` replaces the preset's mel window (samples; a flow model's ``model.mel_window``).
+    """
     entries: list[ManifestEntry] = read_manifest(manifest)
-    report = compute_features(manifest, config=FeatureConfig.preset(preset), cache_dir=cache_dir or None,
-                              workers=workers)
+    report = compute_features(manifest, config=FeatureConfig.preset(preset, mel_window=mel_window),
+                              cache_dir=cache_dir or None, workers=workers)
     phones = json.loads((report.folder / "phones.json").read_text())
     skipped = {"no pair": 0, "features failed": len(report.failed), "too long": 0, "too short": 0}
     train: list[Item] = []

@@ -32,7 +32,6 @@ import torch
 from torch import Tensor, nn
 
 from voxflip.engine.errors import ArtifactMismatchError, ConfigError
-from voxflip.engine.features.mel import MelConfig
 
 from .models.to_speech_flow import ToSpeechFlow
 
@@ -51,7 +50,7 @@ def _delay(mel: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         return mel, []
     full = torch.cat([state[0], mel], dim=2)
     look = state[0].shape[2]
-    return full[:, :, : full.shape[2] - look], [full[:, :, full.shape[2] - look :]]
+    return full[:, :, :-look], [full[:, :, -look:]]
 
 
 def _split_flow_state(model: ToSpeechFlow, flat: list[Tensor]) -> list[list[Tensor]]:
@@ -85,7 +84,7 @@ class _StepGraph(nn.Module):
         flow_state = _split_flow_state(m, list(state[self.n_enc + 2 : self.n_enc + 2 + self.n_flow]))
         skip_state = list(state[self.n_enc + 2 + self.n_flow :])
         h, enc_state = m.encoder.step(m.normalise(mel), enc_state)
-        mu, logs = m.prior(h).chunk(2, dim=1)
+        mu, logs = m.prior(h).split([m.cfg.n_mels, m.cfg.n_mels], dim=1)
         log_dur, dur_state = m.duration.step(h, dur_state)
         z = mu + torch.exp(logs) * noise * m.cfg.noise_scale
         x, flow_state = m.flow.inverse_step(z, flow_state)
@@ -108,7 +107,7 @@ class _EncoderGraph(nn.Module):
     def forward(self, mel: Tensor, *state: Tensor):
         m = self.model
         h, enc_state = m.encoder.step(m.normalise(mel), list(state[: self.n_enc]))
-        mu, logs = m.prior(h).chunk(2, dim=1)
+        mu, logs = m.prior(h).split([m.cfg.n_mels, m.cfg.n_mels], dim=1)
         log_dur, dur_state = m.duration.step(h, list(state[self.n_enc : self.n_enc + 2]))
         if not m.cfg.residual:
             return (mu, logs, log_dur, *enc_state, *dur_state)
@@ -153,7 +152,7 @@ def state_spec(model: ToSpeechFlow) -> tuple[list[str], list[list[int]]]:
 
 
 def config_hash(model: ToSpeechFlow) -> str:
-    text = json.dumps({"model": model.cfg.to_dict(), "mel": asdict(MelConfig.for_to_speech())}, sort_keys=True)
+    text = json.dumps({"model": model.cfg.to_dict(), "mel": asdict(model.cfg.mel)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -202,7 +201,7 @@ def export_onnx(model: ToSpeechFlow, output: str | Path, *, chunk_frames: int = 
                       opset_version=OPSET, dynamo=False)
     weights_path = output.with_suffix(".weights")
     _share_weights([output, decoder_path, encoder_path], weights_path)
-    mel_cfg = MelConfig.for_to_speech()
+    mel_cfg = model.cfg.mel
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": "s2s-flow",
@@ -279,8 +278,8 @@ def load_exported(manifest_path: str | Path) -> tuple[ToSpeechFlow, list[str]]:
 
     The step graph holds every weight inference uses, under its parameter name, except two
     kinds that export folds: the ActNorm log-scales (stored negated, as the input of the
-    inverse's ``Exp``) and the 1x1 convolutions (stored as their inverse matrices, constants of
-    the inverse's ``Einsum``); both are undone here, block by block in the inverse's order.
+    inverse's ``Exp``) and the 1x1 convolutions (stored as their inverse matrices, the weights of
+    the inverse's ``Conv``, or constants of an ``Einsum`` in older exports); both are undone here, block by block in the inverse's order.
     What inference never runs is not in the graph and comes back freshly initialised: the
     phone predictor (it only guides the training alignment) and the last residual projection of
     each coupling network (computed, never used). Returns the model (eval mode) and the names
@@ -330,16 +329,21 @@ def load_exported(manifest_path: str | Path) -> tuple[ToSpeechFlow, list[str]]:
         blocks = len(model.flow.couplings)
         exps = [n.input[0] for n in graph.node if n.op_type == "Exp" and n.input[0] in values
                 and not n.input[0].startswith("model.")]
-        einsums = [n.input[0] for n in graph.node if n.op_type == "Einsum" and n.input[0] in constants]
-        if len(exps) != blocks or len(einsums) != blocks:
+        # the inverse 1x1 convolutions: a Conv whose weight is no parameter (exports since December 2026),
+        # or an Einsum's constant (before)
+        inverses = [values.get(n.input[1], constants.get(n.input[1])) for n in graph.node if n.op_type == "Conv"
+                    and not n.input[1].startswith("model.") and (n.input[1] in values or n.input[1] in constants)]
+        inverses = inverses or [constants[n.input[0]] for n in graph.node
+                                if n.op_type == "Einsum" and n.input[0] in constants]
+        if len(exps) != blocks or len(inverses) != blocks:
             raise ArtifactMismatchError(f"{path}: expected {blocks} folded ActNorm scales and 1x1 convolutions in the "
-                                        f"step graph, found {len(exps)} and {len(einsums)}; was it written by this "
+                                        f"step graph, found {len(exps)} and {len(inverses)}; was it written by this "
                                         "voxflip's export?")
         for i in range(blocks):     # the inverse runs the blocks last to first
             b = blocks - 1 - i
             state[f"flow.actnorms.{b}.log_scale"] = -torch.from_numpy(np.array(values[exps[i]])).reshape(1, -1, 1)
             state[f"flow.actnorms.{b}.initialised"] = torch.tensor(True)
-            inv = torch.from_numpy(np.array(constants[einsums[i]], dtype=np.float64))
+            inv = torch.from_numpy(np.array(inverses[i], dtype=np.float64).reshape(model.cfg.n_mels, model.cfg.n_mels))
             state[f"flow.invconvs.{b}.weight"] = torch.linalg.inv(inv).to(torch.float32)
             loaded |= {f"flow.actnorms.{b}.log_scale", f"flow.actnorms.{b}.initialised", f"flow.invconvs.{b}.weight"}
         model.load_state_dict(state)

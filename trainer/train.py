@@ -273,12 +273,14 @@ def load_checkpoint(path: str | Path) -> tuple[ToSpeechFlow, dict]:
     return model, payload
 
 
-def _init_weights(model: ToSpeechFlow, path: Path, rank: int, keep_fresh: list[str]) -> None:
+def _init_weights(model: ToSpeechFlow, path: Path, rank: int, keep_fresh: list[str],
+                  data: PairData | None = None) -> None:
     """``train.init_from``: a checkpoint (``.pt``) or an export (``model.manifest.json``/``.onnx``).
 
     An export lacks what inference never runs (the phone predictor, one unused projection per
     coupling network): those keep this run's own seeded initialisation, as do the parts named
-    in ``keep_fresh`` (``train.init_fresh``).
+    in ``keep_fresh`` (``train.init_fresh``). A model that reads another mel window
+    (``model.mel_window``) keeps this run's mel statistics, those of the frames it will read.
     """
     if path.suffix in (".json", ".onnx"):
         from .export import load_exported
@@ -307,6 +309,11 @@ def _init_weights(model: ToSpeechFlow, path: Path, rank: int, keep_fresh: list[s
                               f"{tuple(value.shape)} there and {have} here; copy its model settings "
                               f"(model_config in the manifest or checkpoint)")
     model.load_state_dict(weights, strict=not (fresh or keep_fresh))
+    if init.cfg.mel_window != model.cfg.mel_window and data is not None:
+        model.set_mel_stats(*data.mel_stats())
+        if rank == 0:
+            print(f"init_from {path.name}: its mel window is {init.cfg.mel_window} samples, this model's "
+                  f"{model.cfg.mel_window}: the mel statistics are this run's data's", file=sys.stderr)
 
 
 def _train_mode(model: ToSpeechFlow, trainable: str) -> None:
@@ -363,7 +370,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
     if world > 1 and rank != 0:
         torch.distributed.barrier()  # rank 0 computes the features first
     data = load_pairs(manifest, preset=config.data.features, cache_dir=config.data.cache_dir or None,
-                      max_frames=config.data.max_frames, min_frames=config.data.min_frames)
+                      max_frames=config.data.max_frames, min_frames=config.data.min_frames,
+                      mel_window=config.model.mel_window)
     if world > 1 and rank == 0:
         torch.distributed.barrier()
 
@@ -378,7 +386,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
                 raise ConfigError("train.init_from='shipped', but no flow model is shipped with this installation "
                                   f"({init_path} is missing); name a checkpoint or an export instead")
             raise ConfigError(f"train.init_from {str(init_path)!r} does not exist (paths are relative to the config file)")
-        _init_weights(model, init_path, rank, tc.fresh_parts)
+        _init_weights(model, init_path, rank, tc.fresh_parts, data)
     optimiser = torch.optim.Adam(_trainable_parameters(model, tc.trainable), lr=tc.lr, betas=(0.9, 0.98), eps=1e-9)
     order = BatchOrder(len(data.train), tc.batch_size // world if world > 1 else tc.batch_size, tc.seed, rank, world)
     step, epoch, index = 0, 0, 0

@@ -148,12 +148,12 @@ class Clip:
     f0: np.ndarray         # (frames,)
 
 
-def _clip_features(path: Path, cache: Path, preset: str) -> Clip:
+def _clip_features(path: Path, cache: Path, mel: MelConfig) -> Clip:
     from voxflip.engine.audio_io import read_audio
 
     from .data.features import FeatureConfig, _resample, side_features
 
-    cfg = FeatureConfig.preset(preset)
+    cfg = FeatureConfig(mel=mel)
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{cfg.key}".encode()).hexdigest()[:20]
     file = cache / f"{key}.npz"
@@ -198,7 +198,7 @@ def load_clips(config: VocoderRunConfig, progress: bool = True) -> tuple[list[Cl
                    mininterval=0.1 if sys.stderr.isatty() else 30.0)
     train, valid = [], []
     for held_out, path in paths:
-        clip = _clip_features(Path(path), cache, config.model.mel_preset())
+        clip = _clip_features(Path(path), cache, config.model.mel())
         (valid if held_out else train).append(clip)
         if bar is not None:
             bar.update(1)

@@ -156,7 +156,8 @@ class FlowStepNet(nn.Module):
         missing = [k for k in own if k not in state]
         if missing:
             raise ValueError(f"the state dict lacks {len(missing)} tensors the step needs, e.g. {missing[0]!r}")
-        self.load_state_dict({k: state[k] for k in own})
+        # the trainer's channel-norm scales are (channels,) since 2026-12-06, (1, channels, 1) before
+        self.load_state_dict({k: state[k].reshape(own[k].shape) for k in own})
         self.refresh_inverse()
 
     def forward(self, mel: Tensor, noise: Tensor, *state: Tensor) -> tuple[Tensor, ...]:

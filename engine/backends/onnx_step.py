@@ -161,10 +161,11 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: the field {missing[0]!r} is missing; a flow model's manifest has files, mel, "
                           "chunk_frames, lookahead_frames, noise_scale and state. Re-export it: voxflip export "
                           "CHECKPOINT -o model.onnx")
-    expected = asdict(MelConfig.for_to_speech())
-    if manifest.get("mel") != expected:
+    if MelConfig.engine_setup(manifest.get("mel"), (MelConfig.for_to_speech,)) is None:
+        mel, default = manifest.get("mel"), MelConfig.for_to_speech()
         raise ArtifactMismatchError(
-            f"{path} was exported for the mel setup {str(manifest.get('mel'))[:300]!r}; this engine computes {expected!r}"
+            f"{path} was exported for the mel setup {str(mel)[:300]!r}; this engine computes {asdict(default)!r}, "
+            f"with win_samples in {default.hop_samples}..{default.n_fft}"
         )
     for key, low, high in (("chunk_frames", 1, MAX_CHUNK_FRAMES), ("lookahead_frames", 0, MAX_LOOKAHEAD_FRAMES)):
         if not _whole(manifest.get(key, "missing"), low, high):

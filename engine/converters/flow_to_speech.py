@@ -30,7 +30,7 @@ follow that band closely: it alone moved a 4 s sentence from 4.0 s at 22-192 kHz
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,23 @@ from .intonation import IntonationConfig, SpeechIntonation
 #: StreamResampler: -0.0 dB at 7.2 kHz, -0.2 dB at 7.5, -3 dB at 7.8 for 16 kHz out); the mel bands
 #: reaching above it are not read from the input (see the module docstring)
 RESAMPLER_EDGE = 0.9
+#: the lowest singing F0 the converters track (Hz). The F0 only steers the speech intonation; its
+#: window (two periods of this floor) is the longest reach past a live chunk: 33 ms at 60 Hz, 29 ms
+#: at 70 Hz. On dev-data's singing 0.8% of frames change voicing; the converters' CER and DNSMOS
+#: did not get worse (docs/results.md)
+F0_FLOOR_HZ = 70.0
 #: the most speech frames one singing frame may expand to (normal input: at most about 10; a
 #: bound on the output's length whatever the model predicts)
 MAX_FRAMES_PER_FRAME = 16.0
 
 
 def flow_chunk_grid() -> ChunkGrid:
-    """The chunks a flow converter streams: multiples of its 10 ms mel hop; the model's 20 ms, offline and live.
+    """The chunks a flow converter streams: multiples of its 10 ms mel hop; 20 ms offline, 10 ms live.
 
-    (One 10 ms frame per ONNX call costs more in call overhead than its 10 ms of latency saves.)
+    (Offline, two frames per ONNX call halve the calls; live, one frame per call is 10 ms less latency.)
     """
-    mel = MelConfig.for_to_speech()   # every flow model's (its manifest is checked against it on load)
-    return ChunkGrid(mel.hop_samples, mel.sample_rate, default_frames=2, live_frames=2)
+    mel = MelConfig.for_to_speech()   # every flow model's hop (its manifest is checked against it on load)
+    return ChunkGrid(mel.hop_samples, mel.sample_rate, default_frames=2, live_frames=1)
 
 
 @dataclass
@@ -108,7 +113,7 @@ class FlowToSpeechConverter(Converter):
         self.chunk_frames = flow_chunk_grid().check_frames(chunk_frames or self.model.chunk_frames)
         self.chunk_samples = self.chunk_frames * self.hop_samples
         self.ahead = self.model.lookahead_frames + 1
-        self.pitch = PitchConfig()
+        self.pitch = PitchConfig(f0_min_hz=F0_FLOOR_HZ)
         self._mel = MelAnalyzer(mel)
         self._pitch_win = self.pitch.window_samples(self.sample_rate)
         margin = max(mel.win_samples, self._pitch_win) // 2 + 1
@@ -117,10 +122,13 @@ class FlowToSpeechConverter(Converter):
         self.vocoder: MelVocoder | NeuralVocoder = MelVocoder(MelVocoderConfig(mel=mel))
         if vocoder is not None:
             self.vocoder = NeuralVocoder(vocoder, threads=threads, seed=seed)
-            if self.vocoder.mel != mel:
-                raise ConfigError(f"vocoder {str(vocoder)!r} reads {self.vocoder.mel.sample_rate} Hz mel frames of hop "
-                                  f"{self.vocoder.mel.hop_samples}; the flow converters make {mel.sample_rate} Hz, hop "
-                                  f"{mel.hop_samples} (train one with a hifigan-v3 or pwg-small preset, not *-24k)")
+            theirs = self.vocoder.mel
+            if theirs != mel:
+                hint = (f"train one with model.mel_window = {mel.win_samples}" if theirs == replace(mel, win_samples=
+                        theirs.win_samples) else "train one with a hifigan-v3 or pwg-small preset, not *-24k")
+                raise ConfigError(f"vocoder {str(vocoder)!r} reads {theirs.sample_rate} Hz mel frames of hop "
+                                  f"{theirs.hop_samples}, {theirs.win_samples}-sample windows; this flow model makes "
+                                  f"{mel.sample_rate} Hz, hop {mel.hop_samples}, {mel.win_samples}-sample windows ({hint})")
             if self.vocoder.lookahead_frames != MelVocoder.lookahead_frames:
                 raise ConfigError(f"vocoder {str(vocoder)!r} looks {self.vocoder.lookahead_frames} frames ahead; the flow "
                                   f"converters take vocoders of {MelVocoder.lookahead_frames} frame (export one trained "
@@ -214,7 +222,8 @@ class FlowToSpeechConverter(Converter):
     def _expand(self, s: FlowState, mu, logs, log_dur, skip, src_f0, src_gain, first_frame: int,
                 end_frame: int | None) -> np.ndarray:
         counts = []
-        log_dur = np.nan_to_num(np.asarray(log_dur, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        log_dur = np.asarray(log_dur, dtype=np.float64)
+        log_dur = np.where(np.isfinite(log_dur), log_dur, 0.0)
         for i, d in enumerate(np.minimum(np.expm1(np.maximum(log_dur, 0.0)), MAX_FRAMES_PER_FRAME)):
             if end_frame is not None and first_frame + i >= end_frame:
                 counts.append(0)

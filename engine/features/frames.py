@@ -49,8 +49,13 @@ def frame_matrix(
             f"{first_frame}..{first_frame + num_frames - 1} need [{first_sample + segment_start}, "
             f"{last_sample + segment_start})"
         )
-    view = np.lib.stride_tricks.sliding_window_view(segment[first_sample:last_sample], win_samples)
-    return np.ascontiguousarray(view[::hop_samples][:num_frames])
+    covered = segment[first_sample:last_sample]
+    if num_frames == 1:     # a live chunk of one frame: no strided view to build
+        return covered[None].copy()
+    step = covered.strides[0]
+    view = np.lib.stride_tricks.as_strided(covered, (num_frames, win_samples), (hop_samples * step, step),
+                                           writeable=False)
+    return np.ascontiguousarray(view)
 
 
 def pad_for_frames(audio: np.ndarray, hop_samples: int, win_samples: int) -> tuple[np.ndarray, int, int]:

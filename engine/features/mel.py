@@ -13,7 +13,7 @@ of magnitude (natural log of the filtered magnitude spectrum).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -57,9 +57,31 @@ class MelConfig:
             raise ConfigError(f"mel.n_mels={self.n_mels} must be >= 1")
 
     @classmethod
-    def for_to_speech(cls) -> MelConfig:
-        """Singing-to-speech model features: 80 bands at 16 kHz (the S2S paper), 40 ms window, 10 ms hop."""
-        return cls(sample_rate=16_000, n_fft=1024, win_samples=640, hop_samples=160, fmin_hz=0.0, fmax_hz=8_000.0)
+    def for_to_speech(cls, win_samples: int = 640) -> MelConfig:
+        """Singing-to-speech model features: 80 bands at 16 kHz (the S2S paper), 10 ms hop, a 40 ms window.
+
+        ``win_samples`` shortens the window (a flow model's ``mel_window``: 400, 25 ms, for the
+        low-latency model); everything else is fixed.
+        """
+        return cls(sample_rate=16_000, n_fft=1024, win_samples=win_samples, hop_samples=160, fmin_hz=0.0,
+                   fmax_hz=8_000.0)
+
+    @classmethod
+    def engine_setup(cls, fields: object, setups: tuple = ()) -> MelConfig | None:
+        """The engine's mel setup that ``fields`` (an artifact's ``mel`` object) describes, else None.
+
+        One of ``setups`` (default: both directions') with any window from its hop to its FFT size
+        (a model's ``mel_window``): every other field must be the setup's own.
+        """
+        if not isinstance(fields, dict):
+            return None
+        window = fields.get("win_samples")
+        for make in setups or (cls.for_to_speech, cls.for_to_singing):
+            base = make()
+            if (isinstance(window, int) and not isinstance(window, bool)
+                    and base.hop_samples <= window <= base.n_fft and fields == asdict(replace(base, win_samples=window))):
+                return replace(base, win_samples=window)
+        return None
 
     @classmethod
     def for_to_singing(cls) -> MelConfig:

@@ -15,7 +15,7 @@ one is a one-line :class:`~voxflip.engine.errors.ConfigError`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,10 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     missing = [k for k in ("files", "mel", "kind", "lookahead_frames", "inputs", "state") if k not in manifest]
     if missing:
         raise ConfigError(f"{path}: the field {missing[0]!r} is missing; re-export it with voxflip export-vocoder")
-    if manifest["mel"] not in [asdict(make()) for make in MEL_SETUPS]:
+    if MelConfig.engine_setup(manifest["mel"], MEL_SETUPS) is None:
         raise ArtifactMismatchError(f"{path} was exported for the mel setup {str(manifest['mel'])[:300]!r}; this engine "
-                                    "computes MelConfig.for_to_speech() and MelConfig.for_to_singing() only")
+                                    "computes MelConfig.for_to_speech() and MelConfig.for_to_singing() only, with "
+                                    "windows from their hop to their FFT size")
     if manifest["kind"] not in VOCODERS[1:]:
         raise ConfigError(f"{path}: kind={_show(manifest['kind'])} must be one of {', '.join(VOCODERS[1:])}")
     if not _whole(manifest["lookahead_frames"], 0, 8):

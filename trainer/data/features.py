@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +48,13 @@ class FeatureConfig:
     rhythm_beta: float = DEFAULT_BETA
 
     @classmethod
-    def preset(cls, name: str) -> FeatureConfig:
+    def preset(cls, name: str, *, mel_window: int | None = None) -> FeatureConfig:
+        """The features of a model direction; ``mel_window`` (samples) replaces its mel window."""
         name = PRESET_ALIASES.get(name, name)
         if name not in PRESETS:
             raise ConfigError(f"feature preset {name!r} is not one of {', '.join(PRESETS)}")
-        return cls(mel=PRESETS[name]())
+        mel = PRESETS[name]()
+        return cls(mel=mel if mel_window is None else replace(mel, win_samples=mel_window))
 
     def to_json(self) -> dict:
         return {"version": FORMAT_VERSION, "mel": asdict(self.mel), "pitch": asdict(self.pitch),

@@ -77,11 +77,12 @@ def synthesise(vocoder: str, path: str | None, recording: Path) -> tuple[np.ndar
         from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
         return np.asarray(MelVocoder(MelVocoderConfig(mel=MelConfig.for_to_speech()))(log_mel, f0), np.float32), RATE
+    from voxflip.engine.features.mel import MelConfig
     from voxflip.engine.vocoder.neural import NeuralVocoder
 
     neural = NeuralVocoder(path)
-    if neural.mel.sample_rate != RATE:   # a 24 kHz vocoder reads its own frames; scored at 16 kHz like the rest
-        _, log_mel, f0 = _analyse(recording, neural.mel)
+    if neural.mel != MelConfig.for_to_speech():   # another setup (24 kHz, another window) reads its own frames;
+        _, log_mel, f0 = _analyse(recording, neural.mel)   # scored at 16 kHz like the rest
         out = neural(log_mel, f0)
         return _resample(np.asarray(out, np.float32), neural.mel.sample_rate, RATE).astype(np.float32), RATE
     return np.asarray(neural(log_mel, f0), np.float32), RATE

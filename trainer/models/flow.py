@@ -65,7 +65,7 @@ class InvConv1x1(nn.Module):
 
     def inverse(self, z: Tensor) -> Tensor:
         inv = self.inv_weight if self.inverse_ready else torch.linalg.inv(self.weight)
-        return torch.einsum("ij,bjt->bit", inv, z)
+        return nn.functional.conv1d(z, inv[:, :, None])   # one Conv op in an ONNX graph
 
 
 class AffineCoupling(nn.Module):
@@ -74,10 +74,12 @@ class AffineCoupling(nn.Module):
     def __init__(self, channels: int, hidden: int, layers: int, kernel_size: int = 3) -> None:
         super().__init__()
         self.half = channels // 2
-        self.net = GatedWaveNet(self.half, hidden, 2 * (channels - self.half), layers, kernel_size)
+        self.coupled = channels - self.half
+        self.net = GatedWaveNet(self.half, hidden, 2 * self.coupled, layers, kernel_size)
 
     def _params(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        log_s, t = h.chunk(2, dim=1)
+        # split by constant sizes (chunk() exports as shape arithmetic: ops a streaming step pays per call)
+        log_s, t = h.split([self.coupled, self.coupled], dim=1)
         return torch.tanh(log_s), t  # bounded scales keep training and inversion stable
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -33,23 +33,35 @@ class CausalConv1d(nn.Module):
     def step(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
         full = torch.cat([cache, x], dim=2)
         out = self.conv(full)
-        new_cache = full[:, :, full.shape[2] - self.context :] if self.context else cache
+        new_cache = full[:, :, -self.context :] if self.context else cache   # a static slice in the ONNX graph
         return out, new_cache
 
 
 class ChannelNorm(nn.Module):
-    """Layer norm over channels, per frame (so it streams)."""
+    """Layer norm over channels, per frame (so it streams).
+
+    Exported as one LayerNormalization op (not nine elementwise ones), with ``gamma`` and ``beta``
+    as its scale and bias: ``(channels,)`` each. Checkpoints written before December 2026 hold them
+    as ``(1, channels, 1)`` and load unchanged.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.gamma = nn.Parameter(torch.ones(1, channels, 1))
-        self.beta = nn.Parameter(torch.zeros(1, channels, 1))
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.channels = channels
         self.eps = eps
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in ("gamma", "beta"):
+            value = state_dict.get(prefix + name)
+            if value is not None and value.dim() == 3 and value.shape[0] == value.shape[2] == 1:
+                state_dict[prefix + name] = value.reshape(-1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = ((x - mean) ** 2).mean(dim=1, keepdim=True)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.gamma + self.beta
+        y = nn.functional.layer_norm(x.transpose(1, 2), (self.channels,), self.gamma, self.beta, self.eps)
+        return y.transpose(1, 2)
 
 
 class ResidualBlock(nn.Module):
@@ -75,6 +87,7 @@ class GatedWaveNet(nn.Module):
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int, layers: int, kernel_size: int = 3) -> None:
         super().__init__()
+        self.hidden = hidden
         self.inp = nn.Conv1d(in_channels, hidden, 1)
         self.convs = nn.ModuleList(CausalConv1d(hidden, 2 * hidden, kernel_size, dilation=2**i) for i in range(layers))
         self.res = nn.ModuleList(nn.Conv1d(hidden, hidden, 1) for _ in range(layers))
@@ -82,28 +95,31 @@ class GatedWaveNet(nn.Module):
         nn.init.zeros_(self.out.weight)  # a new coupling starts as the identity
         nn.init.zeros_(self.out.bias)
 
+    def _gate(self, y: Tensor) -> Tensor:
+        # split by constant sizes (chunk() exports as shape arithmetic: ops a streaming step pays per call)
+        a, b = y.split([self.hidden, self.hidden], dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
     def forward(self, x: Tensor) -> Tensor:
         h = self.inp(x)
-        skip = torch.zeros_like(h)
+        skip: Tensor | None = None
         for conv, res in zip(self.convs, self.res, strict=True):
-            a, b = conv(h).chunk(2, dim=1)
-            g = torch.tanh(a) * torch.sigmoid(b)
+            g = self._gate(conv(h))
             h = h + res(g)
-            skip = skip + g
-        return self.out(skip)
+            skip = g if skip is None else skip + g
+        return self.out(torch.zeros_like(h) if skip is None else skip)
 
     def init_cache(self, batch: int, device: torch.device | None = None) -> list[Tensor]:
         return [c.init_cache(batch, device) for c in self.convs]
 
     def step(self, x: Tensor, caches: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         h = self.inp(x)
-        skip = torch.zeros_like(h)
+        skip: Tensor | None = None
         new = []
         for conv, res, cache in zip(self.convs, self.res, caches, strict=True):
             y, c = conv.step(h, cache)
             new.append(c)
-            a, b = y.chunk(2, dim=1)
-            g = torch.tanh(a) * torch.sigmoid(b)
+            g = self._gate(y)
             h = h + res(g)
-            skip = skip + g
-        return self.out(skip), new
+            skip = g if skip is None else skip + g
+        return self.out(torch.zeros_like(h) if skip is None else skip), new

@@ -1,8 +1,8 @@
 """The singing-to-speech model of Huang and Benetos: a Glow-TTS-like flow with phone posteriorgrams and MAST.
 
 Shapes are ``[batch, channels, frames]``; mels are 80-band log-mels at 16 kHz with a
-10 ms hop (:meth:`voxflip.engine.features.mel.MelConfig.for_to_speech`), normalised per band
-with the training set's mean and standard deviation (buffers of the model).
+10 ms hop and a ``mel_window``-sample window (:meth:`voxflip.engine.features.mel.MelConfig.for_to_speech`),
+normalised per band with the training set's mean and standard deviation (buffers of the model).
 
 - **Mel encoder** (causal residual convolutions, output delayed by ``lookahead``
   frames so each frame sees that much future): singing mel -> hidden states ->
@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from voxflip.engine.errors import ConfigError
+from voxflip.engine.features.mel import MelConfig
 
 from ..mast import mast
 from .flow import FlowDecoder
@@ -70,10 +71,20 @@ class ToSpeechFlowConfig:
     dropout: float = 0.1
     duration_smoothing: int = 9     # frames of the moving average over the duration targets (1 = none)
     residual: bool = False          # the flow models speech minus the aligned singing frame (see the module docstring)
+    mel_window: int = 640           # samples of the mel analysis window at 16 kHz (40 ms; 400 = 25 ms, low latency)
 
     def __post_init__(self) -> None:
         if self.duration_smoothing < 1 or self.duration_smoothing % 2 == 0:
             raise ConfigError(f"model.duration_smoothing={self.duration_smoothing!r} must be an odd number >= 1")
+        mel = MelConfig.for_to_speech()
+        if not mel.hop_samples <= self.mel_window <= mel.n_fft:
+            raise ConfigError(f"model.mel_window={self.mel_window!r} must be a whole number of samples in "
+                              f"{mel.hop_samples}..{mel.n_fft} (at {mel.sample_rate} Hz)")
+
+    @property
+    def mel(self) -> MelConfig:
+        """The mel frames this model reads and writes."""
+        return MelConfig.for_to_speech(self.mel_window)
 
     def to_dict(self) -> dict:
         return asdict(self)

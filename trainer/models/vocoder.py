@@ -29,7 +29,7 @@ Deviations from the papers (for streaming and for CPUs):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,8 @@ class VocoderConfig:
         kind: ``hifigan`` or ``pwg``.
         variant: a name recorded with the weights (``v1``, ``v2``, ``v3``, ``small``, ``tiny``, ...).
         n_mels, sample_rate, hop_samples: the mel setup the generator reads.
+        mel_window: its analysis window in samples; 0 is the setup's own (640 at 16 kHz, 512 at
+            24 kHz). A flow model's frames need its ``mel_window`` (the shipped one's: 400).
         lookahead_frames: frames the output lags its input (see the module docstring).
         source_harmonics: harmonics of the F0 source (0: no F0 input).
         upsample: HiFi-GAN's ``transposed`` convolutions (the paper's), or ``repeat`` (repetition, then
@@ -70,6 +72,7 @@ class VocoderConfig:
     n_mels: int = 80
     sample_rate: int = 16_000
     hop_samples: int = 160
+    mel_window: int = 0
     lookahead_frames: int = 1
     source_harmonics: int = 8
     upsample: str = "transposed"
@@ -86,7 +89,10 @@ class VocoderConfig:
     kernel_size: int = 3
 
     def __post_init__(self) -> None:
-        self.mel_preset()
+        base = MEL_PRESETS[self.mel_preset()]()
+        if self.mel_window and not base.hop_samples <= self.mel_window <= base.n_fft:
+            raise ConfigError(f"model.mel_window={self.mel_window} must be 0 (the setup's own) or a whole number of "
+                              f"samples in {base.hop_samples}..{base.n_fft}")
         if self.kind not in KINDS:
             raise ConfigError(f"model.kind={self.kind!r} must be one of {', '.join(KINDS)}")
         if not 0 <= self.lookahead_frames <= 8:
@@ -117,7 +123,8 @@ class VocoderConfig:
                           "engine's mel setups (16000 Hz / hop 160 / 80 for speech, 24000 Hz / hop 128 / 80 for singing)")
 
     def mel(self) -> MelConfig:
-        return MEL_PRESETS[self.mel_preset()]()
+        base = MEL_PRESETS[self.mel_preset()]()
+        return replace(base, win_samples=self.mel_window) if self.mel_window else base
 
     def to_dict(self) -> dict:
         return {k: list(map(list, v)) if k == "resblock_dilations" else (list(v) if isinstance(v, tuple) else v)
