@@ -116,3 +116,43 @@ def test_a_corrupt_or_foreign_model_folder_is_one_line(tmp_path):
 def test_an_english_only_model_refuses_other_languages():
     with pytest.raises(ConfigError, match="knows English only"):
         whisper.transcribe(np.zeros(16_000, np.float32), 16_000, language="de", asr="whisper-tiny-en")
+
+
+def test_dithered_copies_are_seeded_small_and_the_clip_itself_first():
+    from voxflip.trainer.eval.runner import dithered
+
+    audio = np.sin(np.linspace(0, 200, 24_000)).astype(np.float32) * 0.5
+    assert dithered(audio, 0, "clip") is audio
+    one, again, other = dithered(audio, 1, "clip"), dithered(audio, 1, "clip"), dithered(audio, 2, "clip")
+    assert one.dtype == audio.dtype and np.array_equal(one, again) and not np.array_equal(one, other)
+    assert not np.array_equal(one, dithered(audio, 1, "another clip"))
+    step = np.abs(one.astype(np.float64) - audio)
+    assert 0 < step.max() <= 2 / 32768 + 1e-7 and abs(float(np.mean(one - audio))) < 1e-5
+
+
+def test_asr_draws_out_of_range_is_one_line(tmp_path):
+    from voxflip.trainer.eval.runner import evaluate
+
+    for draws in (0, 17, True):
+        with pytest.raises(ConfigError, match=r"--asr-draws .* must be a whole number in 1..16"):
+            evaluate(["input"], tmp_path / "none.jsonl", tmp_path / "out.md", asr_draws=draws)
+
+
+@pytest.mark.devdata
+@needs_whisper
+def test_several_draws_score_the_mean_reading_of_the_clip_and_its_dithered_copies(few):
+    from voxflip.trainer.data.manifest import ManifestEntry
+    from voxflip.trainer.eval.runner import _asr_scores, dithered
+
+    row = next(r for r in few if r["id"] == "fr_soprano_1_pharyngeal")
+    entry = ManifestEntry(id=row["id"], text=row["text"], language=row["language"])
+    audio, rate = read_audio(row["singing"])
+    scores, notes = _asr_scores(entry, audio, rate, "whisper-base", draws=3)
+    each = [score_transcript(row["text"], whisper.transcribe(dithered(audio, d, row["id"]), rate,
+                                                              language=row["language"]), row["language"])["cer"]
+            for d in range(3)]
+    assert notes["cer_draws"] == " ".join(f"{min(c, 1.0):.3f}" for c in each)
+    assert scores["cer"] == pytest.approx(np.mean([min(c, 1.0) for c in each]))
+    single, single_notes = _asr_scores(entry, audio, rate, "whisper-base")
+    assert single["cer"] == pytest.approx(min(each[0], 1.0)) and "cer_draws" not in single_notes
+    assert _asr_scores(entry, audio, rate, "whisper-base", draws=3) == (scores, notes)   # repeatable

@@ -360,6 +360,9 @@ def get_parser() -> argparse.ArgumentParser:
                     help="the recogniser: whisper-base (the default: multilingual, reads singing), whisper-tiny-en, "
                          "pocketsphinx (English; cannot read real singing), a CTranslate2 Whisper model folder, "
                          "or a model name where a hub is reachable")
+    ev.add_argument("--asr-draws", type=_positive_int, default=1, metavar="N",
+                    help="readings per clip: CER and WER are the mean over the clip and N-1 copies dithered "
+                         "96 dB down (a recogniser can read one clip two ways; default 1, at most 16)")
     ev.add_argument("--out", default="eval/report.md", help="report path (.md; a .json and a _clips folder go next to it)")
     ev.add_argument("--limit", type=_positive_int, help="only the first N entries of the split")
     ev.add_argument("--workers", type=_positive_int, default=1)

@@ -243,7 +243,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit, asr=args.asr,
                           workers=args.workers, model=args.model, progress=bar, vocoders=vocoders,
-                          alignsts=alignsts)
+                          alignsts=alignsts, asr_draws=args.asr_draws)
     finally:
         bar.close()
     print(result.markdown())

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,24 @@ TARGET = {"duration_ratio": 1.0, "f0_offset_st": 0.0}
 SPLIT_AUTO = "auto"
 
 
-def _asr_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str) -> tuple[dict, dict]:
+#: the most readings ``--asr-draws`` may ask for per clip
+MAX_ASR_DRAWS = 16
+
+
+def dithered(audio: np.ndarray, draw: int, key: str) -> np.ndarray:
+    """``audio`` plus triangular dither of one 16-bit step (96 dB down), seeded by ``draw`` and ``key``;
+    draw 0 is ``audio`` itself."""
+    if draw == 0:
+        return audio
+    rng = np.random.default_rng([draw, zlib.crc32(key.encode())])
+    noise = (rng.random(audio.shape[0]) - rng.random(audio.shape[0])) / 32768.0
+    return np.clip(audio + noise.astype(audio.dtype), -1.0, 1.0)
+
+
+def _asr_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str, draws: int = 1) -> tuple[dict, dict]:
+    """CER and WER of one clip; with ``draws`` > 1 their mean over the clip and ``draws - 1`` dithered
+    copies of it (:func:`dithered`), since a recogniser can read a clip two ways on a difference far
+    below hearing (docs/metrics.md)."""
     from .asr import asr_scores, capped, score_transcript
 
     scores: dict[str, float] = {}
@@ -59,34 +77,43 @@ def _asr_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str) ->
     if not entry.text.strip():
         notes["cer"] = "the entry has no text"
         return scores, notes
-    if asr == "pocketsphinx":
-        if not entry.language.lower().startswith("en"):
-            notes["cer"] = f"pocketsphinx knows en-us only; this entry is {entry.language!r}"
-            return scores, notes
-        result = asr_scores(audio, rate, entry.text)
-        hypothesis = str(result.pop("hypothesis"))
-    else:
-        from .whisper import transcribe
+    if asr == "pocketsphinx" and not entry.language.lower().startswith("en"):
+        notes["cer"] = f"pocketsphinx knows en-us only; this entry is {entry.language!r}"
+        return scores, notes
+    readings: list[dict[str, float]] = []
+    for draw in range(draws):
+        x = dithered(audio, draw, entry.id)
+        if asr == "pocketsphinx":
+            result = asr_scores(x, rate, entry.text)
+            hypothesis = str(result.pop("hypothesis"))
+        else:
+            from .whisper import transcribe
 
-        hypothesis = transcribe(audio, rate, language=entry.language, asr=asr)
-        result = score_transcript(entry.text, hypothesis, entry.language)
-    notes["hypothesis"] = hypothesis
-    for metric, value in result.items():
-        if value > 1.0:
-            notes[f"{metric}_uncapped"] = f"{value:.3f}"
-        scores[metric] = capped(value)
+            hypothesis = transcribe(x, rate, language=entry.language, asr=asr)
+            result = score_transcript(entry.text, hypothesis, entry.language)
+        if draw == 0:
+            notes["hypothesis"] = hypothesis
+        readings.append({k: float(v) for k, v in result.items()})
+    for metric in readings[0]:
+        values = [r[metric] for r in readings]
+        if max(values) > 1.0:
+            notes[f"{metric}_uncapped"] = " ".join(f"{v:.3f}" for v in values)
+        scores[metric] = float(np.mean([capped(v) for v in values]))
+        if draws > 1:
+            notes[f"{metric}_draws"] = " ".join(f"{capped(v):.3f}" for v in values)
     if "wer" not in scores:
         notes["wer"] = f"not computed for {entry.language!r}: written without spaces between words"
     return scores, notes
 
 
-def _to_speech_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str) -> tuple[dict, dict]:
+def _to_speech_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str,
+                      draws: int = 1) -> tuple[dict, dict]:
     from .quality import dnsmos, speaker_similarity
     from .speech_likeness import speech_likeness
     from .srmr import srmr
 
     audio = np.clip(audio, -1.0, 1.0)
-    scores, notes = _asr_scores(entry, audio, rate, asr)
+    scores, notes = _asr_scores(entry, audio, rate, asr, draws)
     speech = read_audio(entry.speech) if entry.speech is not None else None
     likeness = speech_likeness(audio, rate, *(speech or (None, None)))
     scores.update({k: v for k, v in likeness.items() if not math.isnan(v)})
@@ -100,12 +127,13 @@ def _to_speech_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: s
     return scores, notes
 
 
-def _to_singing_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str) -> tuple[dict, dict]:
+def _to_singing_scores(entry: ManifestEntry, audio: np.ndarray, rate: int, asr: str,
+                       draws: int = 1) -> tuple[dict, dict]:
     from .quality import dnsmos, speaker_similarity
     from .to_singing_metrics import f0_rmse_cents, lsd, melody_contour, praat_f0, rca, rrd
 
     audio = np.clip(audio, -1.0, 1.0)
-    scores, notes = _asr_scores(entry, audio, rate, asr)
+    scores, notes = _asr_scores(entry, audio, rate, asr, draws)
     times, f0 = melody_contour(melody_of(entry))
     notes["melody"] = "the manifest's notes" if entry.notes else "notes transcribed from the real singing"
     scores.update(rca=rca(audio, rate, f0, times), f0_rmse_cents=f0_rmse_cents(audio, rate, f0, times))
@@ -221,8 +249,9 @@ def _eval_one(args: tuple[str, ManifestEntry, str, dict]) -> tuple[str, str, dic
     record_path = folder / f"{entry.id}.json"
     wav = folder / f"{entry.id}.wav"
     asr = options.get("asr", DEFAULT_ASR)
+    draws = int(options.get("asr_draws", 1))
     record = json.loads(record_path.read_text()) if record_path.exists() else None
-    if record is not None and record.get("asr", asr) == asr:
+    if record is not None and record.get("asr", asr) == asr and record.get("asr_draws", 1) == draws:
         return system_name, entry.id, record, None
     try:
         if record is not None and wav.exists():    # scored with another recogniser: score the same audio again
@@ -232,9 +261,9 @@ def _eval_one(args: tuple[str, ManifestEntry, str, dict]) -> tuple[str, str, dic
             folder.mkdir(parents=True, exist_ok=True)
             write_audio(wav, np.clip(audio, -1.0, 1.0), rate)
         score = _to_speech_scores if system.direction is Direction.TO_SPEECH else _to_singing_scores
-        scores, notes = score(entry, audio, rate, asr)
+        scores, notes = score(entry, audio, rate, asr, draws)
         record = {"scores": scores, "notes": notes, "seconds": audio.shape[0] / rate, "asr": asr,
-                  "language": entry.language}
+                  "language": entry.language, **({"asr_draws": draws} if draws > 1 else {})}
         tmp = record_path.with_name(f".{record_path.name}.tmp")
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, record_path)
@@ -246,7 +275,8 @@ def _eval_one(args: tuple[str, ManifestEntry, str, dict]) -> tuple[str, str, dic
 def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split: str = SPLIT_AUTO,
              limit: int | None = None, workers: int = 1, model: str | None = None, asr: str = DEFAULT_ASR,
              progress: Callable[[int, int], None] | None = None,
-             vocoders: dict[str, str] | None = None, alignsts: dict[str, str] | None = None) -> EvalResult:
+             vocoders: dict[str, str] | None = None, alignsts: dict[str, str] | None = None,
+             asr_draws: int = 1) -> EvalResult:
     """Run and score ``systems`` on ``split`` of ``manifest``; see the module docstring.
 
     Args:
@@ -254,7 +284,11 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
             manifest has one, else all of it (a set of real pairs such as dev-data has no splits).
         asr: the recogniser: a name of :data:`voxflip.trainer.eval.whisper.ASR_NAMES`, a
             CTranslate2 Whisper folder, or a hub model name.
+        asr_draws: readings per clip (1..:data:`MAX_ASR_DRAWS`): CER and WER are their mean over the
+            clip and ``asr_draws - 1`` copies dithered 96 dB down (:func:`_asr_scores`).
     """
+    if isinstance(asr_draws, bool) or not isinstance(asr_draws, int) or not 1 <= asr_draws <= MAX_ASR_DRAWS:
+        raise ConfigError(f"--asr-draws {asr_draws!r} must be a whole number in 1..{MAX_ASR_DRAWS}")
     chosen = [get_system(s) for s in systems]
     directions = {s.direction for s in chosen}
     if len(directions) != 1:
@@ -282,7 +316,7 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
                 result.failures.setdefault(system.name, {})[entry.id] = f"entry has no {', '.join(missing)}"
                 continue
             jobs.append((system.name, entry, str(clip_dir),
-                         {"model": model, "asr": asr, "manifest_dir": str(Path(manifest).parent),
+                         {"model": model, "asr": asr, "asr_draws": asr_draws, "manifest_dir": str(Path(manifest).parent),
                           "vocoders": dict(vocoders or {}), "alignsts_models": dict(alignsts or {})}))
     result.languages = {entry.id: entry.language for entry in entries}
     total, done = len(jobs), 0
