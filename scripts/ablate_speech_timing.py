@@ -1,4 +1,5 @@
-"""The speech-timing ablations of docs/results.md ("Ablations of the speech timing"), on real pairs.
+"""The speech-timing ablations of docs/results.md ("Ablations of the speech timing", "Which step costs
+the words"), on real pairs.
 
 Each variant is the shipped converter (``psola-tsm``/``psola-nodur``, or ``world-tsm``) with one
 setting changed, scored by ``voxflip eval``'s runner against the same Whisper ruler. Run from the
@@ -6,7 +7,7 @@ repository root with the eval extra installed (about 1.2 minutes per variant on 
 
     python scripts/ablate_speech_timing.py --manifest ../shared/dev-data/manifest.jsonl --out eval/ablations
 
-It prints one line per variant (paired CER against the input singing, duration ratio, DNSMOS, held
+``--asr-draws 5`` reads each clip five times (about 4 minutes per variant). It prints one line per variant (paired CER against the input singing, duration ratio, DNSMOS, held
 pitch) and writes the full report to OUT/report.md.
 """
 
@@ -22,12 +23,16 @@ from voxflip.engine.converters.psola_to_speech import PsolaToSpeechConverter
 from voxflip.engine.converters.speech_timing import SpeechTimingConfig
 from voxflip.engine.converters.world_speech_timing import WorldSpeechTimingConfig, WorldSpeechTimingConverter
 from voxflip.engine.direction import Direction
+from voxflip.engine.vocoder.psola import PsolaSynth
 from voxflip.trainer.eval import systems
 from voxflip.trainer.eval.runner import evaluate
 
 SHIPPED = WorldSpeechTimingConfig()
 PLAIN = replace(SHIPPED, intonation=IntonationConfig())      # the rule-based contour without the tune
 MILD = SpeechTimingConfig(steady_db=7.0, vowel_keep_ms=120.0, vowel_rate=0.25)
+#: the shipped keep and rate, reached by a rate falling from 1 over vowel_ease_ms
+EASE120 = SpeechTimingConfig(vowel_keep_ms=80.0, vowel_ease_ms=120.0, vowel_rate=0.15)
+EASE160 = SpeechTimingConfig(vowel_keep_ms=60.0, vowel_ease_ms=160.0, vowel_rate=0.10)
 
 #: name -> (synthesis, shorten, config)
 VARIANTS = {
@@ -40,13 +45,20 @@ VARIANTS = {
     "abl-psola-mw0": ("psola", True, PLAIN),
     "abl-psola-mw05": ("psola", True, SHIPPED),
     "abl-psola-mw1": ("psola", True, replace(SHIPPED, intonation=IntonationConfig(melody_weight=1.0))),
+    "abl-psola-wide": ("psola-wide", True, SHIPPED),
+    "abl-psola-nodur-wide": ("psola-wide", False, SHIPPED),
+    "abl-psola-mild": ("psola", True, replace(SHIPPED, timing=MILD)),
+    "abl-psola-ease120": ("psola", True, replace(SHIPPED, timing=EASE120)),
+    "abl-psola-ease160": ("psola", True, replace(SHIPPED, timing=EASE160)),
 }
 
 
 def _register(name: str, synthesis: str, shorten: bool, config: WorldSpeechTimingConfig) -> None:
     def run(entry, options):  # type: ignore[no-untyped-def]
-        if synthesis == "psola":
+        if synthesis.startswith("psola"):
             converter = PsolaToSpeechConverter(config, shorten=shorten)
+            if synthesis == "psola-wide":
+                converter.psola = PsolaSynth(replace(converter.psola.config, wide_lowered=True))
         else:
             converter = WorldSpeechTimingConverter(config)
         return systems._convert(entry.singing, converter)
@@ -60,11 +72,13 @@ def main() -> None:
     parser.add_argument("--out", default="eval/ablations")
     parser.add_argument("--only", default=None, help="comma-separated variant names (default: all)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--asr-draws", type=int, default=1, help="readings per clip (voxflip eval --asr-draws)")
     args = parser.parse_args()
     chosen = list(VARIANTS) if args.only is None else [n.strip() for n in args.only.split(",")]
     for name in chosen:
         _register(name, *VARIANTS[name])
-    result = evaluate(["input", *chosen], args.manifest, Path(args.out) / "report.md", workers=args.workers)
+    result = evaluate(["input", *chosen], args.manifest, Path(args.out) / "report.md", workers=args.workers,
+                      asr_draws=args.asr_draws)
     report = json.loads((Path(args.out) / "report.json").read_text())
     for name in chosen:
         paired = report["paired_cer"]["overall"][name]

@@ -114,6 +114,31 @@ def test_held_vowels_are_time_scaled_and_long_pauses_cut(timing):
     assert state.counts[PAUSE] > 0 and state.counts[TRANSIENT] > 0 and state.counts[STEADY] > 0
 
 
+def test_an_eased_rate_shortens_long_vowels_like_the_plain_one_and_short_ones_less():
+    keep, ease, rate = 0.08, 0.12, 0.15
+    eased = SpeechTiming(SpeechTimingConfig(vowel_keep_ms=keep * 1000, vowel_ease_ms=ease * 1000, vowel_rate=rate),
+                         FRAME_S, 24_000, 1024)
+    plain = SpeechTiming(SpeechTimingConfig(vowel_keep_ms=keep * 1000, vowel_rate=rate), FRAME_S, 24_000, 1024)
+    # The rate: 1 through the keep, then falling linearly to the plain rate by the end of the ease.
+    rates = [eased.vowel_rate(run) for run in range(1, 60)]
+    k, e = round(keep / FRAME_S), round(ease / FRAME_S)
+    assert rates[:k] == [1.0] * k and rates[k + e - 1:] == [rate] * (59 - k - e + 1)
+    assert all(a > b for a, b in zip(rates[k - 1:k + e - 1], rates[k:k + e], strict=True))
+
+    def vowel_out_s(timing: SpeechTiming, seconds: float) -> float:
+        frames, kinds = _frames([("-", 0.1), ("s", 0.08), ("a", seconds), ("s", 0.08), ("-", 0.1)])
+        _, source, covers, _, _ = _run(timing, frames, 4)
+        a = np.flatnonzero(kinds == "a")
+        inside = (source >= a[0]) & (source <= a[-1])
+        assert covers[inside].sum() == len(a)
+        return inside.sum() * FRAME_S
+
+    # A held note: the ease adds the area under the ramp, (1 - rate) * ease / 2 (edges judged transient).
+    assert abs(vowel_out_s(eased, 1.0) - vowel_out_s(plain, 1.0) - (1 - rate) * ease / 2) < 0.015
+    # A vowel a little longer than a spoken one: the plain rate takes most of what passes the keep.
+    assert vowel_out_s(plain, 0.2) < 0.15 < vowel_out_s(eased, 0.2) < 0.2
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 10_000])
 def test_the_output_does_not_depend_on_how_the_frames_arrive(timing, chunk):
     frames, _ = _frames(PLAN, seed=3)
@@ -136,7 +161,8 @@ def test_a_rate_of_one_keeps_every_frame_that_is_not_a_long_pause():
 
 
 @pytest.mark.parametrize(("field", "value"), [("vowel_rate", 0.0), ("vowel_rate", 1.5), ("steady_db", 0.0),
-                                             ("pause_keep_ms", -1.0), ("envelope_order", 1)])
+                                             ("pause_keep_ms", -1.0), ("envelope_order", 1),
+                                             ("vowel_ease_ms", -5.0)])
 def test_bad_settings_name_the_setting(field, value):
     with pytest.raises(ConfigError, match=field):
         SpeechTimingConfig(**{field: value})

@@ -103,6 +103,28 @@ def test_real_vocoded_is_the_real_speech_through_the_mel_vocoder(manifest: Path,
     assert not np.allclose(sung[:1000], 0)
 
 
+def test_copy_synthesis_reads_the_flow_models_mel_window(tmp_path: Path):
+    import json
+
+    from voxflip.engine.errors import ConfigError
+    from voxflip.engine.registry import default_flow_model
+    from voxflip.trainer.eval.systems import _flow_mel
+
+    shipped = json.loads(default_flow_model().read_text())["mel"]["win_samples"]
+    assert _flow_mel(None).win_samples == shipped == 400      # the low-latency model's 25 ms window
+    manifest = json.loads(default_flow_model().read_text())
+    manifest["mel"]["win_samples"] = 640
+    other = tmp_path / "model.manifest.json"
+    other.write_text(json.dumps(manifest))
+    assert _flow_mel(str(tmp_path / "model.onnx")).win_samples == 640
+    manifest["mel"]["sample_rate"] = 22_050
+    other.write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="is not the flow models' 16 kHz setup"):
+        _flow_mel(str(other))
+    with pytest.raises(ConfigError, match="does not exist"):
+        _flow_mel(str(tmp_path / "none.onnx"))
+
+
 def test_paired_differences_and_languages_are_computed_per_clip():
     from voxflip.engine.direction import Direction
     from voxflip.trainer.eval.runner import EvalResult

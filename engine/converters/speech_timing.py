@@ -11,7 +11,9 @@ with a rate that depends on what each frame is:
 * **steady vowel**: a voiced frame whose smoothed spectral envelope changes by less
   than ``steady_db`` between ``span_ms`` before and ``span_ms`` after it. The first
   ``vowel_keep_ms`` of a steady stretch keep their pace, the rest go at ``vowel_rate``
-  output frames per input frame. (The first frames of a slow glide, before the envelope
+  output frames per input frame, reached over ``vowel_ease_ms`` by a rate falling
+  linearly from 1 (a vowel a little longer than a spoken one is barely touched, a held
+  note still loses all but its start). (The first frames of a slow glide, before the envelope
   has moved by ``steady_db`` across the span, still count as steady.)
 * **pause**: an unvoiced frame more than ``pause_db`` below the running peak level.
   The first ``pause_keep_ms`` of a pause are kept, the rest dropped.
@@ -52,6 +54,8 @@ class SpeechTimingConfig:
     Attributes:
         vowel_keep_ms: length of a steady stretch kept at the sung pace.
         vowel_rate: output frames per input frame after that, in (0, 1].
+        vowel_ease_ms: after ``vowel_keep_ms``, the rate falls linearly from 1 to ``vowel_rate``
+            over this long (0: at once).
         steady_db: RMS change (dB) of the smoothed envelope, 0-5 kHz, between the frames
             ``span_ms`` before and after a frame, under which it is steady.
         span_ms: how far on each side steadiness is judged (the extra lookahead).
@@ -63,6 +67,7 @@ class SpeechTimingConfig:
 
     vowel_keep_ms: float = 80.0
     vowel_rate: float = 0.15
+    vowel_ease_ms: float = 0.0
     steady_db: float = 7.0
     span_ms: float = 20.0
     pause_db: float = 35.0
@@ -81,7 +86,7 @@ class SpeechTimingConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.vowel_rate <= 1.0:
             raise ConfigError(f"timing.vowel_rate={self.vowel_rate!r} must be in (0, 1]")
-        for name in ("vowel_keep_ms", "pause_keep_ms", "span_ms"):
+        for name in ("vowel_keep_ms", "vowel_ease_ms", "pause_keep_ms", "span_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"timing.{name}={getattr(self, name)!r} must be >= 0 ms")
         if self.steady_db <= 0 or self.pause_db <= 0:
@@ -162,6 +167,7 @@ class SpeechTiming:
         self.frame_s = frame_s
         self.span = max(1, round(config.span_ms / 1000.0 / frame_s)) if config.span_ms > 0 else 0
         self.keep_vowel = round(config.vowel_keep_ms / 1000.0 / frame_s)
+        self.ease_vowel = round(config.vowel_ease_ms / 1000.0 / frame_s)
         self.keep_pause = math.inf if math.isinf(config.pause_keep_ms) else round(config.pause_keep_ms / 1000.0 / frame_s)
         top = int(5000.0 * fft_size / sample_rate) + 1
         self._band = slice(1, top)
@@ -249,7 +255,7 @@ class SpeechTiming:
                 out.append((frame, index, 1, STEADY))
             else:
                 state.bin.add(frame, 0, index)
-                state.credit += cfg.vowel_rate
+                state.credit += self.vowel_rate(state.steady_run)
                 if state.credit >= 1.0 - 1e-9:
                     state.credit -= 1.0
                     self._emit_bin(state, out, keep_credit=True)
@@ -261,6 +267,15 @@ class SpeechTiming:
                 out.append((frame, index, 1, PAUSE))
             else:
                 state.dropped += 1
+
+    def vowel_rate(self, run: int) -> float:
+        """Output frames per input frame for the ``run``-th frame (from 1) of a steady stretch."""
+        past = run - self.keep_vowel
+        if past <= 0:
+            return 1.0
+        if past >= self.ease_vowel:
+            return self.config.vowel_rate
+        return 1.0 - (1.0 - self.config.vowel_rate) * past / self.ease_vowel
 
     @staticmethod
     def _count_vowels(state: TimingState, kind: int, voiced: bool, level: float) -> None:

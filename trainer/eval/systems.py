@@ -165,9 +165,28 @@ def _vocoded(side: str) -> Runner:
     systems' ceiling. Of the input singing (``input-vocoded``): what the vocoder alone costs it.
     """
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
-        return _copy_synthesis(getattr(entry, side))
+        return _copy_synthesis(getattr(entry, side), _flow_mel(options.get("model")))
 
     return run
+
+
+def _flow_mel(model: str | None):
+    """The mel setup of the flow model ``model`` (its model.onnx or manifest; default the shipped one):
+    the window its vocoder reads."""
+    from voxflip.engine.backends.onnx_step import read_manifest
+    from voxflip.engine.features.mel import MelConfig
+    from voxflip.engine.registry import default_flow_model
+
+    path = Path(model) if model is not None else default_flow_model()
+    if path.suffix == ".onnx":
+        path = path.with_suffix(".manifest.json")
+    if not path.is_file():
+        raise ConfigError(f"model manifest {str(path)!r} does not exist; export one with: voxflip export CHECKPOINT -o model.onnx")
+    fields = read_manifest(path, "model").get("mel")
+    mel = MelConfig.engine_setup(fields, (MelConfig.for_to_speech,))
+    if mel is None:
+        raise ConfigError(f"{path}: mel={fields!r} is not the flow models' 16 kHz setup")
+    return mel
 
 
 def _copy_synthesis(path: Path, mel=None) -> tuple[np.ndarray, int]:
