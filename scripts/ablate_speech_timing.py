@@ -47,6 +47,9 @@ VARIANTS = {
     "abl-psola-mw1": ("psola", True, replace(SHIPPED, intonation=IntonationConfig(melody_weight=1.0))),
     "abl-psola-wide": ("psola-wide", True, SHIPPED),
     "abl-psola-nodur-wide": ("psola-wide", False, SHIPPED),
+    "abl-psola-peaks": ("psola-peaks", True, SHIPPED),
+    "abl-psola-nodur-peaks": ("psola-peaks", False, SHIPPED),
+    "abl-psola-shifted-peaks": ("psola-peaks", False, replace(SHIPPED, pitch="sung-shifted")),
     "abl-psola-mild": ("psola", True, replace(SHIPPED, timing=MILD)),
     "abl-psola-ease120": ("psola", True, replace(SHIPPED, timing=EASE120)),
     "abl-psola-ease160": ("psola", True, replace(SHIPPED, timing=EASE160)),
@@ -59,6 +62,8 @@ def _register(name: str, synthesis: str, shorten: bool, config: WorldSpeechTimin
             converter = PsolaToSpeechConverter(config, shorten=shorten)
             if synthesis == "psola-wide":
                 converter.psola = PsolaSynth(replace(converter.psola.config, wide_lowered=True))
+            elif synthesis == "psola-peaks":
+                converter.psola = PsolaSynth(replace(converter.psola.config, peak_marks=True))
         else:
             converter = WorldSpeechTimingConverter(config)
         return systems._convert(entry.singing, converter)

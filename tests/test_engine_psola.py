@@ -21,10 +21,10 @@ def _one_note():
 
 def _render(x: np.ndarray, f0_in: np.ndarray, source: np.ndarray, covers: np.ndarray, f0_out: np.ndarray,
             pieces: int = 1, narrow_raised: bool = False, blend: bool = False, below_f0: float = 0.0,
-            wide_lowered: bool = False) -> np.ndarray:
+            wide_lowered: bool = False, peak_marks: bool = False) -> np.ndarray:
     """Feed the synthesiser in ``pieces`` installments (input, analysis and output frames alike)."""
     synth = PsolaSynth(PsolaConfig(SR, HOP, narrow_raised=narrow_raised, blend=blend, below_f0=below_f0,
-                                   wide_lowered=wide_lowered))
+                                   wide_lowered=wide_lowered, peak_marks=peak_marks))
     state = synth.init_state()
     synth.add_input(x, 0, state)
     synth.add_analysis(f0_in, 0, state)
@@ -99,6 +99,37 @@ def test_wide_grains_even_out_the_dips_a_lowered_pitch_leaves():
     # sum to a few tenths of their peak; grains two output periods long sum to a constant.
     assert dip(False) < 0.3
     assert dip(True) > 0.8
+
+
+def test_peak_marks_sit_on_the_pulses_and_lowering_gives_one_pulse_per_period():
+    x = _pulses(200.0, 0.6)   # pulses every 120 samples from sample 0, each ringing through a 700 Hz resonance
+    frames = x.shape[0] // HOP
+    ident = np.arange(frames)
+
+    def marks(peaks: bool) -> np.ndarray:
+        synth = PsolaSynth(PsolaConfig(SR, HOP, peak_marks=peaks))
+        state = synth.init_state()
+        synth.add_input(x, 0, state)
+        synth.add_analysis(np.full(frames, 200.0), 0, state)
+        return np.array(state.marks[5:-5])
+
+    # One period apart from where voicing began, the marks fall halfway between the pulses; on the
+    # energy peaks, each sits on its pulse's ringing (one place in every period).
+    assert set(marks(False) % 120) == {60}
+    on_pulse = marks(True) % 120
+    assert len(set(on_pulse)) == 1 and on_pulse[0] < 30
+
+    def echo(peaks: bool) -> float:
+        """The output's autocorrelation at the input's period: a second pulse in each output period."""
+        y = _render(x, np.full(frames, 200.0), ident, np.ones(frames, int), np.full(frames, 130.0), peak_marks=peaks)
+        mid = y[SR // 10: SR // 2] - y[SR // 10: SR // 2].mean()
+        ac = np.correlate(mid, mid, "full")[mid.shape[0] - 1:]
+        assert abs(12 * np.log2(_f0_of(y[SR // 10: SR // 2]) / 130.0)) < 0.3
+        return float(ac[120] / ac[0])
+
+    # Lowered to 130 Hz, grains centred between two pulses keep both in every output period.
+    assert echo(False) > 0.15
+    assert abs(echo(True)) < 0.05
 
 
 def _formant_hz(v: np.ndarray, order: int = 6) -> float:

@@ -50,6 +50,13 @@ class PsolaConfig:
             a constant, as at the input's pitch, instead of dipping between the marks (to 0.13 of
             the peak for a fall of 0.6), at the price of more of the neighbouring input periods in
             each grain. Measured on dev-data, not kept (docs/results.md).
+        peak_marks: place each analysis mark on the peak of the short-term energy (about a
+            quarter period long) within a quarter period of where one period after the last mark
+            would put it, the first of a voiced stretch within a period of its start: the marks sit
+            on the glottal pulses instead of one measured period apart from wherever voicing began.
+            A two-period grain centred between pulses holds two of them at equal weight; spaced
+            further apart to lower the pitch, such grains give each output period two pulses.
+            Measured on dev-data, not kept: real voices read and sounded worse (docs/results.md).
         blend: a voiced grain is the mix of the two input grains around its input time, weighted
             by how near each is, instead of the nearest alone: a vowel stretched many times over
             changes from period to period instead of repeating one grain and jumping to the next.
@@ -66,6 +73,7 @@ class PsolaConfig:
     min_f0_hz: float = 70.0
     narrow_raised: bool = False
     wide_lowered: bool = False
+    peak_marks: bool = False
     blend: bool = False
     below_f0: float = 0.0
 
@@ -162,12 +170,17 @@ class PsolaSynth:
             if f0 > 0:
                 lo, hi = (frame - 0.5) * hop, (frame + 0.5) * hop
                 period = self.config.sample_rate / max(f0, self.config.min_f0_hz)
-                if state.next_mark < lo:
+                start = state.next_mark < lo
+                if start:
                     state.next_mark = lo   # voicing starts (or restarts) here
                 while state.next_mark < hi:
-                    state.marks.append(round(state.next_mark))
+                    mark = round(state.next_mark)
+                    if self.config.peak_marks:
+                        mark = self._energy_peak(state, mark, period, first=start)
+                        start = False
+                    state.marks.append(mark)
                     state.periods.append(period)
-                    state.next_mark += period
+                    state.next_mark = (mark if self.config.peak_marks else state.next_mark) + period
         state.frames_analysed = first_frame + len(f0_hz)
 
     def add_output_frames(self, source: np.ndarray, covers: np.ndarray, f0_hz: np.ndarray, state: PsolaState,
@@ -315,6 +328,19 @@ class PsolaSynth:
             if 0 <= c < len(marks) and (best is None or abs(marks[c] - t) < abs(marks[best] - t)):
                 best = c
         return best
+
+    def _energy_peak(self, state: PsolaState, mark: int, period: float, *, first: bool) -> int:
+        """``peak_marks``: the peak of the short-term energy near ``mark`` (within a period after it for
+        the first mark of a voiced stretch, else a quarter period either side)."""
+        quarter = max(1, int(period / 4))
+        lo, hi = (mark, mark + int(period)) if first else (mark - quarter, mark + quarter + 1)
+        half = quarter // 2
+        h = state.buffer[state.offset:state.offset + state.held]
+        a, b = lo - half - state.history_start, hi + half - state.history_start
+        if a < 0 or b > h.shape[0]:
+            return mark   # the input around it is not held (the analysis reaches further than this)
+        energy = np.convolve(h[a:b] ** 2, np.ones(2 * half + 1), "valid")
+        return lo + int(np.argmax(energy))
 
     def _window(self, half: int) -> np.ndarray:
         w = self._windows.get(half)
