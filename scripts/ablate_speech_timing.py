@@ -50,6 +50,8 @@ VARIANTS = {
     "abl-psola-peaks": ("psola-peaks", True, SHIPPED),
     "abl-psola-nodur-peaks": ("psola-peaks", False, SHIPPED),
     "abl-psola-shifted-peaks": ("psola-peaks", False, replace(SHIPPED, pitch="sung-shifted")),
+    "abl-psola-nodur-formant106": ("psola-formant1.06", False, SHIPPED),
+    "abl-psola-nodur-formant112": ("psola-formant1.12", False, SHIPPED),
     "abl-psola-mild": ("psola", True, replace(SHIPPED, timing=MILD)),
     "abl-psola-ease120": ("psola", True, replace(SHIPPED, timing=EASE120)),
     "abl-psola-ease160": ("psola", True, replace(SHIPPED, timing=EASE160)),
@@ -64,6 +66,9 @@ def _register(name: str, synthesis: str, shorten: bool, config: WorldSpeechTimin
                 converter.psola = PsolaSynth(replace(converter.psola.config, wide_lowered=True))
             elif synthesis == "psola-peaks":
                 converter.psola = PsolaSynth(replace(converter.psola.config, peak_marks=True))
+            elif synthesis.startswith("psola-formant"):
+                scale = float(synthesis.removeprefix("psola-formant"))
+                converter.psola = PsolaSynth(replace(converter.psola.config, formant_scale=scale))
         else:
             converter = WorldSpeechTimingConverter(config)
         return systems._convert(entry.singing, converter)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from helpers import stream_in_blocks
 
+from voxflip.engine.errors import ConfigError
 from voxflip.engine.registry import make_converter
 from voxflip.engine.vocoder.psola import PsolaConfig, PsolaSynth
 from voxflip.streaming.streamer import Streamer
@@ -130,6 +131,33 @@ def test_peak_marks_sit_on_the_pulses_and_lowering_gives_one_pulse_per_period():
     # Lowered to 130 Hz, grains centred between two pulses keep both in every output period.
     assert echo(False) > 0.15
     assert abs(echo(True)) < 0.05
+
+
+@pytest.mark.parametrize("scale", [0.9, 1.1])
+def test_formant_scale_moves_the_formant_and_keeps_the_pitch_and_level(scale):
+    x = _pulses(200.0, 0.6)
+    frames = x.shape[0] // HOP
+    ident = np.arange(frames)
+    mid = slice(SR // 10, SR // 2)
+
+    def render(formant_scale: float) -> np.ndarray:
+        synth = PsolaSynth(PsolaConfig(SR, HOP, formant_scale=formant_scale))
+        state = synth.init_state()
+        synth.add_input(x, 0, state)
+        synth.add_analysis(np.full(frames, 200.0), 0, state)
+        synth.add_output_frames(ident, np.ones(frames, int), np.full(frames, 150.0), state)
+        return np.concatenate([synth.render(state), synth.render(state, final=True)])[mid]
+
+    plain, scaled = render(1.0), render(scale)
+    assert abs(12 * np.log2(_f0_of(scaled) / 150.0)) < 0.3
+    moved = _formant_hz(scaled) / _formant_hz(plain)
+    assert (moved < 0.97) if scale > 1 else (moved > 1.05)      # 700 Hz: to 666 at 1.1, to 780 at 0.9
+    assert abs(20 * np.log10(np.std(scaled) / np.std(plain))) < 1.0
+
+
+def test_formant_scale_outside_its_range_is_refused():
+    with pytest.raises(ConfigError, match=r"psola.formant_scale=1.5 must be within 0.8..1.25"):
+        PsolaConfig(formant_scale=1.5)
 
 
 def _formant_hz(v: np.ndarray, order: int = 6) -> float:
@@ -270,8 +298,6 @@ def test_below_f0_keeps_filtering_after_a_final_render():
 
 @pytest.mark.parametrize("ratio", [-0.5, 0.05, 1.0, 2.0])
 def test_below_f0_outside_its_range_is_refused_with_the_value(ratio):
-    from voxflip.engine.errors import ConfigError
-
     with pytest.raises(ConfigError, match=rf"below_f0={ratio!r} must be 0 \(off\) or within 0.1..0.95"):
         PsolaConfig(SR, HOP, below_f0=ratio)
 

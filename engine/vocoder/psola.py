@@ -57,6 +57,9 @@ class PsolaConfig:
             A two-period grain centred between pulses holds two of them at equal weight; spaced
             further apart to lower the pitch, such grains give each output period two pulses.
             Measured on dev-data, not kept: real voices read and sounded worse (docs/results.md).
+        formant_scale: each voiced grain stretched in time by this factor before it is added (its
+            window too), which moves the formants it carries down by the same factor (above 1) or up;
+            1 keeps them (the default). Measured on dev-data, not kept (docs/results.md).
         blend: a voiced grain is the mix of the two input grains around its input time, weighted
             by how near each is, instead of the nearest alone: a vowel stretched many times over
             changes from period to period instead of repeating one grain and jumping to the next.
@@ -74,6 +77,7 @@ class PsolaConfig:
     narrow_raised: bool = False
     wide_lowered: bool = False
     peak_marks: bool = False
+    formant_scale: float = 1.0
     blend: bool = False
     below_f0: float = 0.0
 
@@ -82,6 +86,8 @@ class PsolaConfig:
             raise ConfigError("psola.sample_rate and psola.hop_samples must be > 0")
         if not (self.below_f0 == 0.0 or 0.1 <= self.below_f0 <= 0.95):
             raise ConfigError(f"psola.below_f0={self.below_f0!r} must be 0 (off) or within 0.1..0.95 of the F0")
+        if not 0.8 <= self.formant_scale <= 1.25:
+            raise ConfigError(f"psola.formant_scale={self.formant_scale!r} must be within 0.8..1.25")
         if not 20.0 <= self.min_f0_hz <= 400.0:
             raise ConfigError(f"psola.min_f0_hz={self.min_f0_hz!r} must be within 20..400 Hz")
 
@@ -209,7 +215,7 @@ class PsolaSynth:
     @property
     def reach(self) -> int:
         """How far (samples) a grain reaches either side of its mark, at most."""
-        return self.config.max_period + 1
+        return math.ceil(self.config.max_period * max(1.0, self.config.formant_scale)) + 1
 
     def frames_out(self, state: PsolaState) -> int:
         return state.frames_base + len(state.source)
@@ -293,6 +299,8 @@ class PsolaSynth:
                     grain = self._input(state, mark, half) * self._window(half)
                     if cfg.blend:
                         grain = self._blended(state, m, t, half, grain)
+                    if cfg.formant_scale != 1.0:
+                        grain, half = self._rescaled(grain, half)
                     self._add(state, round(state.tau), grain * gain if gain != 1.0 else grain, half)
                     state.tau += cfg.sample_rate / f0_out
                     state.grains += 1
@@ -341,6 +349,14 @@ class PsolaSynth:
             return mark   # the input around it is not held (the analysis reaches further than this)
         energy = np.convolve(h[a:b] ** 2, np.ones(2 * half + 1), "valid")
         return lo + int(np.argmax(energy))
+
+    def _rescaled(self, grain: np.ndarray, half: int) -> tuple[np.ndarray, int]:
+        """``formant_scale``: the grain stretched in time by the factor (linear interpolation), its
+        level kept (the stretched grains overlap the more)."""
+        scale = self.config.formant_scale
+        new_half = max(1, round(half * scale))
+        position = (np.arange(2 * new_half) + 0.5) * (half / new_half) - 0.5
+        return np.interp(position, np.arange(2 * half), grain) * (half / new_half), new_half
 
     def _window(self, half: int) -> np.ndarray:
         w = self._windows.get(half)
