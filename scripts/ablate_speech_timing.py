@@ -7,8 +7,9 @@ repository root with the eval extra installed (about 1.2 minutes per variant on 
 
     python scripts/ablate_speech_timing.py --manifest ../shared/dev-data/manifest.jsonl --out eval/ablations
 
-``--asr-draws 5`` reads each clip five times (about 4 minutes per variant). It prints one line per variant (paired CER against the input singing, duration ratio, DNSMOS, held
-pitch) and writes the full report to OUT/report.md.
+``--asr-draws 5`` reads each clip five times (about 4 minutes per variant). It prints one line per
+variant (paired CER against the input singing, duration ratio, DNSMOS, held pitch) and writes the full report to OUT/report.md; ``--against psola-tsm`` adds each variant paired
+against that system (CER, DNSMOS, speaker similarity; CER per language).
 """
 
 from __future__ import annotations
@@ -83,11 +84,15 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated variant names (default: all)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--asr-draws", type=int, default=1, help="readings per clip (voxflip eval --asr-draws)")
+    parser.add_argument("--against", default=None, metavar="SYSTEM",
+                        help="also score this eval system (e.g. psola-tsm) and give each variant's CER, DNSMOS and "
+                             "speaker similarity paired against it, overall and per language")
     args = parser.parse_args()
     chosen = list(VARIANTS) if args.only is None else [n.strip() for n in args.only.split(",")]
     for name in chosen:
         _register(name, *VARIANTS[name])
-    result = evaluate(["input", *chosen], args.manifest, Path(args.out) / "report.md", workers=args.workers,
+    extra = [args.against] if args.against and args.against not in chosen else []
+    result = evaluate(["input", *extra, *chosen], args.manifest, Path(args.out) / "report.md", workers=args.workers,
                       asr_draws=args.asr_draws)
     report = json.loads((Path(args.out) / "report.json").read_text())
     for name in chosen:
@@ -96,6 +101,19 @@ def main() -> None:
         print(f"{name:24s} paired CER {paired['mean']:+.3f} ± {paired['ci95']:.3f}  duration "
               f"{summary['duration_ratio']['mean']:.2f}  DNSMOS {summary['dnsmos_ovrl']['mean']:.2f}  "
               f"held pitch {summary['held_pitch']['mean']:.3f}")
+    if args.against:
+        languages = sorted(set(result.languages.values()))
+        for name in chosen:
+            if name == args.against:
+                continue
+            cells = []
+            for metric in ("cer", "dnsmos_ovrl", "spk_sim"):
+                p = result.paired(metric, args.against).get(name)
+                if p:
+                    cells.append(f"{metric} {p['mean']:+.3f} ± {p['ci95']:.3f}")
+            by_language = [f"{lang} {result.paired('cer', args.against, lang)[name]['mean']:+.3f}"
+                           for lang in languages if name in result.paired("cer", args.against, lang)]
+            print(f"{name:24s} - {args.against}: " + ", ".join(cells) + " | CER " + ", ".join(by_language))
     if result.failures:
         print("failures:", {k: len(v) for k, v in result.failures.items()})
 
