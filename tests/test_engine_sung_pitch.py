@@ -185,3 +185,41 @@ def test_a_melody_sung_again_follows_the_same_pitch_on_every_pass():
     assert sung_midi(melody, 1.25) == pytest.approx(60.25)
     assert sung_midi(melody, 2.5) == pytest.approx(60.5)
     assert sung_midi(Melody(melody.notes, "m"), 0.25) is None
+
+
+def _sung_midi(t_s: float, cfg, note: float = 64.0, prev: float | None = 60.0) -> float:
+    from voxflip.engine.converters.world_to_singing import sung_pitch_hz
+
+    return 69.0 + 12.0 * math.log2(sung_pitch_hz(note, t_s, prev, cfg) / 440.0)
+
+
+def test_without_overshoot_the_glide_is_the_raised_cosine():
+    from voxflip.engine.converters.world_to_singing import WorldToSingingConfig
+
+    cfg = WorldToSingingConfig(vibrato_cents=0.0)
+    for t in (0.0, 0.0075, 0.015, 0.0225, 0.03, 0.1):
+        want = 64.0 if t >= 0.03 else 60.0 + 4.0 * (0.5 - 0.5 * math.cos(math.pi * t / 0.03))
+        assert abs(_sung_midi(t, cfg) - want) < 1e-9
+
+
+@pytest.mark.parametrize(("step", "peak_cents"), [(4.0, 36.2), (1.0, 14.3), (-4.0, 36.2)])
+def test_an_overshoot_passes_the_note_by_a_capped_fraction_and_settles(step, peak_cents):
+    from voxflip.engine.converters.world_to_singing import OVERSHOOT_MAX_CENTS, WorldToSingingConfig
+
+    cfg = WorldToSingingConfig(vibrato_cents=0.0, overshoot=0.15)
+    note, prev = 64.0, 64.0 - step
+    t = np.arange(0.0, 0.2, 0.0005)
+    midi = np.array([_sung_midi(x, cfg, note, prev) for x in t])
+    past = (midi - note) * np.sign(step) * 100.0      # cents beyond the note, in the step's direction
+    assert abs(midi[0] - prev) < 1e-9 and abs(midi[1] - prev) < 0.01 * abs(step)   # starts at rest
+    # 15% of the step, through the soft cap of 40 cents (40 tanh(15% of the step / 40 cents)).
+    assert abs(past.max() - peak_cents) < 1.0 and past.max() < OVERSHOOT_MAX_CENTS
+    assert abs(t[np.argmax(past)] - 0.03) < 0.004         # the peak comes a glide's length in
+    assert np.all(np.abs(past[t >= 0.12]) < 2.0)            # and it has settled four glides in
+
+
+def test_an_overshoot_out_of_range_is_refused_with_the_value():
+    from voxflip.engine.converters.world_to_singing import WorldToSingingConfig
+
+    with pytest.raises(OptionError, match=r"overshoot=0.8 is outside 0..0.5"):
+        WorldToSingingConfig(overshoot=0.8)

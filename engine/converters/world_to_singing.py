@@ -52,6 +52,10 @@ class WorldToSingingConfig:
         vibrato_hz: vibrato rate.
         vibrato_delay_ms: vibrato starts this long after the note starts (then fades in over 100 ms).
         portamento_ms: glide into a note that follows the previous one without a rest; 0 disables it.
+        overshoot: with a glide, the fraction of the interval by which the pitch passes the new note
+            before it settles (a damped second-order step that peaks ``portamento_ms`` into the note
+            instead of the raised-cosine glide), at most :data:`OVERSHOOT_MAX_CENTS`; 0 (the default)
+            keeps the plain glide.
         edge_ms: length of the nucleus transitions kept at spoken speed.
         max_onset_fraction: the onset consonants take at most this fraction of a note.
     """
@@ -63,6 +67,7 @@ class WorldToSingingConfig:
     vibrato_hz: float = 4.9
     vibrato_delay_ms: float = 200.0
     portamento_ms: float = 30.0
+    overshoot: float = 0.0
     edge_ms: float = 30.0
     max_onset_fraction: float = 0.5
     analysis: AnalysisConfig = AnalysisConfig()
@@ -75,18 +80,43 @@ class WorldToSingingConfig:
             raise OptionError("vibrato_hz", self.vibrato_hz, "is outside 0.5..12 Hz")
         if not 0.0 <= self.portamento_ms <= 500.0:
             raise OptionError("portamento_ms", self.portamento_ms, "is outside 0..500 ms")
+        if not 0.0 <= self.overshoot <= 0.5:
+            raise OptionError("overshoot", self.overshoot, "is outside 0..0.5 of the interval")
         check_transpose(self.transpose_semitones)
         if not 0.0 < self.max_onset_fraction <= 0.9:
             raise OptionError("max_onset_fraction", self.max_onset_fraction, "is outside (0, 0.9]")
 
 
 
+#: the most an ``overshoot`` passes the note by (cents): inside the 50-cent band of raw chroma accuracy
+OVERSHOOT_MAX_CENTS = 40.0
+
+
+def overshoot_glide(t_s: float, glide_s: float, overshoot: float) -> float:
+    """The step response of a damped second-order system that overshoots by ``overshoot`` (a fraction of
+    the step) at ``glide_s``: 0 at the start, with zero slope, then past 1 and back."""
+    log_os = math.log(overshoot)
+    zeta = -log_os / math.sqrt(math.pi * math.pi + log_os * log_os)
+    omega_d = math.pi / glide_s
+    sigma = zeta * omega_d / math.sqrt(1.0 - zeta * zeta)
+    return 1.0 - math.exp(-sigma * t_s) * (math.cos(omega_d * t_s) + sigma / omega_d * math.sin(omega_d * t_s))
+
+
 def sung_pitch_hz(midi: float, t_s: float, prev_midi: float | None, cfg: WorldToSingingConfig) -> float:
     """The F0 sung ``t_s`` seconds into a note of pitch ``midi``: a raised-cosine glide of ``portamento_ms``
-    from ``prev_midi`` (a legato predecessor; None after a rest), then the delayed vibrato."""
+    from ``prev_midi`` (a legato predecessor; None after a rest), or with ``overshoot`` a glide that passes
+    the note and settles; then the delayed vibrato."""
     if prev_midi is not None and cfg.portamento_ms > 0:
         glide_s = cfg.portamento_ms / 1000.0
-        if t_s < glide_s:
+        if cfg.overshoot > 0.0:
+            step = midi - prev_midi
+            w = overshoot_glide(t_s, glide_s, cfg.overshoot)
+            past = (w - 1.0) * step   # semitones beyond the note, in the step's direction when > 0
+            cap = OVERSHOOT_MAX_CENTS / 100.0
+            if past * step > 0:
+                past = math.copysign(cap * math.tanh(abs(past) / cap), past)
+            midi = midi + past
+        elif t_s < glide_s:
             w = 0.5 - 0.5 * math.cos(math.pi * t_s / glide_s)
             midi = prev_midi + (midi - prev_midi) * w
     if cfg.vibrato_cents > 0:
