@@ -54,3 +54,11 @@ def test_the_registry_default_is_the_one_the_real_pair_report_supports(direction
     path = REPORTS / f"devdata_to_{direction.value}.json"
     choice = choose_default(json.loads(path.read_text()))
     assert default_converter(direction).name == choice.name, choice.reason
+
+
+def test_the_singing_to_speech_default_holds_when_each_clip_is_read_five_times():
+    """The same rule on the report read five times per clip (voxflip eval --asr-draws 5): the choice does not
+    rest on one reading that Whisper might have made the other way."""
+    report = json.loads((REPORTS / "devdata_to_speech_draws5.json").read_text())
+    choice = choose_default(report)
+    assert choice.name == default_converter(Direction.TO_SPEECH).name == "psola-tsm", choice.reason
