@@ -51,13 +51,17 @@ def balanced(sung: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.fft.irfft(spectrum * 10.0 ** (gain_db / 20.0), out.shape[0])
 
 
+def _cepstrum(log_spectra: np.ndarray) -> np.ndarray:
+    """The first :data:`CEPSTRA` cepstral coefficients of each frame: its envelope, not its harmonics."""
+    return np.fft.irfft(log_spectra, axis=1)[:, :CEPSTRA]
+
+
 def warped_lsd(sung: np.ndarray, out: np.ndarray, rate: int) -> float:
     """LSD with the output's frames matched to the singing's by DTW on the cepstral envelope."""
     import librosa
 
     ref, est = log_power_spectrogram(sung, rate), log_power_spectrogram(out, rate)
-    envelope = lambda spectra: np.fft.irfft(spectra, axis=1)[:, :CEPSTRA]   # noqa: E731
-    _, path = librosa.sequence.dtw(envelope(ref).T, envelope(est).T, metric="euclidean")
+    _, path = librosa.sequence.dtw(_cepstrum(ref).T, _cepstrum(est).T, metric="euclidean")
     total, count = np.zeros(ref.shape[0]), np.zeros(ref.shape[0])
     for i, j in path:
         total[i] += np.sqrt(np.mean((ref[i] - est[j]) ** 2))

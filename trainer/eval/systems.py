@@ -173,15 +173,12 @@ def _vocoded(side: str) -> Runner:
 def _flow_mel(model: str | None):
     """The mel setup of the flow model ``model`` (its model.onnx or manifest; default the shipped one):
     the window its vocoder reads."""
-    from voxflip.engine.backends.onnx_step import read_manifest
+    from voxflip.engine.backends.onnx_step import find_manifest, read_manifest
     from voxflip.engine.features.mel import MelConfig
     from voxflip.engine.registry import default_flow_model
 
-    path = Path(model) if model is not None else default_flow_model()
-    if path.suffix == ".onnx":
-        path = path.with_suffix(".manifest.json")
-    if not path.is_file():
-        raise ConfigError(f"model manifest {str(path)!r} does not exist; export one with: voxflip export CHECKPOINT -o model.onnx")
+    path = find_manifest(model if model is not None else default_flow_model(), "flow model",
+                         "voxflip export CHECKPOINT -o model.onnx")
     fields = read_manifest(path, "model").get("mel")
     mel = MelConfig.engine_setup(fields, (MelConfig.for_to_speech,))
     if mel is None:
