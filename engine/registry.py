@@ -233,16 +233,18 @@ class ConverterSpec:
 
 
 def shipped_vocoder(name: str) -> Path:
-    """The folder of the neural vocoder shipped as ``name`` (``hifigan``, ``pwg``); it may be absent."""
+    """The folder of the neural vocoder shipped as ``name`` (``hifigan``, ``pwg``, ``hn``); it may be absent."""
     return Path(str(files("voxflip") / "data" / "models" / f"vocoder_{name}"))
 
 
 def resolve_vocoder(value: str | Path | None) -> Path | None:
-    """``--vocoder``: ``None``/``dsp`` -> None (the DSP mel vocoder); ``hifigan``/``pwg`` -> the shipped
-    export; anything else is the path of an export (its folder, ``.onnx`` or manifest)."""
+    """``--vocoder``: ``None``/``dsp`` -> None (the DSP mel vocoder); ``hifigan``/``pwg``/``hn`` -> the
+    shipped export; anything else is the path of an export (its folder, ``.onnx`` or manifest)."""
+    from .vocoder.neural import NEURAL_KINDS
+
     if value is None or value == "dsp":
         return None
-    if value in ("hifigan", "pwg"):
+    if value in NEURAL_KINDS:
         folder = shipped_vocoder(str(value))
         if not folder.is_dir():
             raise OptionError("vocoder", value, "is not shipped with this installation; train one (voxflip "
@@ -251,7 +253,7 @@ def resolve_vocoder(value: str | Path | None) -> Path | None:
         return folder
     path = Path(value)
     if not path.exists():
-        raise OptionError("vocoder", value, "must be dsp, hifigan, pwg or the folder of a vocoder exported by "
+        raise OptionError("vocoder", value, f"must be dsp, {', '.join(NEURAL_KINDS)} or the folder of a vocoder exported by "
                           "voxflip export-vocoder")
     return path
 

@@ -70,7 +70,7 @@ def vocoder_exports(tmp_path_factory):
     from voxflip.trainer.vocoder_export import export_vocoder
 
     folders = {}
-    for preset in ("hifigan-v1", "hifigan-v2", "hifigan-v3", "hifigan-small", "pwg", "pwg-small"):
+    for preset in ("hifigan-v1", "hifigan-v2", "hifigan-v3", "hifigan-small", "pwg", "pwg-small", "hn"):
         folder = tmp_path_factory.mktemp(preset)
         torch.manual_seed(0)
         cfg = VARIANTS[preset]
@@ -82,7 +82,7 @@ def vocoder_exports(tmp_path_factory):
 
 
 @pytest.mark.parametrize("frames", [1, 2])
-@pytest.mark.parametrize("preset", ["hifigan-v1", "hifigan-v2", "hifigan-v3", "hifigan-small", "pwg", "pwg-small"])
+@pytest.mark.parametrize("preset", ["hifigan-v1", "hifigan-v2", "hifigan-v3", "hifigan-small", "pwg", "pwg-small", "hn"])
 def test_bench_neural_vocoder_chunk(benchmark, vocoder_exports, preset, frames):
     """One streaming call of a neural vocoder on ``frames`` 10 ms mel frames, one ONNX Runtime thread
     (real-time factor = time / (frames * 10 ms); docs/performance.md, "Neural vocoders")."""

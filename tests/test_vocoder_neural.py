@@ -51,7 +51,7 @@ def _config(preset: str) -> VocoderConfig:
     return VARIANTS[preset]
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny"])
 def test_chunked_equals_whole_in_torch(preset):
     g = build_generator(_config(preset)).eval()
     mel, f0, noise = _inputs(37)
@@ -66,7 +66,7 @@ def test_chunked_equals_whole_in_torch(preset):
     np.testing.assert_allclose(torch.cat(pieces, 2).numpy(), whole.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny"])
 def test_generators_are_causal(preset):
     """Output block j depends on frames <= j only: changing frame 20 leaves every earlier sample."""
     g = build_generator(_config(preset)).eval()
@@ -159,11 +159,13 @@ def _weights(run: Path, step: int) -> dict:
     return torch.load(run / "checkpoints" / f"step_{step:08d}.pt", weights_only=True)["generator"]
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hn-tiny"])
 def test_tiny_training_resumes_exactly(voice_manifest, tmp_path, preset):
     """6 steps straight == 3 steps, stop, resume for 3 more (the discriminator joins at step 2)."""
     overrides = [f"data.manifest={json.dumps(str(voice_manifest))}", f"model.preset={json.dumps(preset)}",
                  "train.adversarial_from=2"]
+    if preset.startswith("hn"):     # its discriminators join only when asked
+        overrides.append("train.adv_weight=1.0")
     config = load_vocoder_config(CONFIGS / "vocoder_tiny.toml", overrides)
     straight, resumed = tmp_path / "a", tmp_path / "b"
     train_vocoder(config, straight, progress=False)
@@ -198,10 +200,10 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     """Fresh (untrained) tiny generators of both kinds, exported, reading the shipped flow model's mel frames."""
     return {preset: _export_fresh(tmp_path_factory.mktemp(preset),
                                   replace(VARIANTS[preset], mel_window=_shipped_flow_window()))
-            for preset in ("hifigan-tiny", "pwg-tiny")}
+            for preset in ("hifigan-tiny", "pwg-tiny", "hn-tiny")}
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hn-tiny"])
 def test_onnx_runner_streams_like_torch(exported, preset):
     from voxflip.trainer.vocoder_export import load_generator
 
@@ -216,7 +218,7 @@ def test_onnx_runner_streams_like_torch(exported, preset):
         pieces.append(y)
         a = b
     streamed = np.concatenate(pieces)
-    # the same noise the runner drew (PWG), through torch on the whole input
+    # the same noise the runner drew (PWG, hn), through torch on the whole input
     rng = np.random.default_rng(5)
     noise = torch.from_numpy(np.concatenate([rng.standard_normal((1, 1, n * HOP), dtype=np.float32)
                                              for n in (2, 2, 5, 1, 30)], axis=2))
@@ -233,7 +235,7 @@ def test_manifest_checks_are_one_line(exported):
     path = folder / "vocoder.manifest.json"
     check_manifest(manifest, path)
     for change, message in (({"lookahead_frames": 99}, "lookahead_frames=99 must be a whole number in 0..8"),
-                            ({"kind": "wavenet"}, "kind='wavenet' must be one of hifigan, pwg"),
+                            ({"kind": "wavenet"}, "kind='wavenet' must be one of hifigan, pwg, hn"),
                             ({"files": {"graph": "../../etc/passwd"}}, "must be a relative path inside"),
                             ({"inputs": ["f0", "mel"]}, "must list 'mel' first"),
                             ({"colour": 1}, "unknown field 'colour'")):
@@ -276,7 +278,7 @@ def test_vocoder_option_errors(tmp_path):
 
     with pytest.raises(OptionError, match="does not apply to world-nodur"):
         make_converter(Direction.TO_SPEECH, "world-nodur", vocoder="dsp")
-    with pytest.raises(OptionError, match="must be dsp, hifigan, pwg or the folder"):
+    with pytest.raises(OptionError, match="must be dsp, hifigan, pwg, hn or the folder"):
         make_converter(Direction.TO_SPEECH, "flow-nodur", vocoder=str(tmp_path / "nowhere"))
     if not shipped_vocoder("pwg").is_dir():
         with pytest.raises(OptionError, match="is not shipped with this installation"):
@@ -424,6 +426,87 @@ def test_repeat_upsampling_leaves_no_frame_rate_comb():
     assert out["repeat"] < 0.5 * out["transposed"]
 
 
+def test_minimum_phase_matrix_gives_a_known_filters_phase():
+    """``M @ log|H|`` of a minimum-phase FIR (zeros inside the unit circle) is its phase; a
+    maximum-phase one (its time reverse, same magnitude) gets the same, minimum, phase."""
+    from voxflip.trainer.models.vocoder import minimum_phase_matrix
+
+    n = 512
+    m = minimum_phase_matrix(n)
+    h = np.array([1.0, -0.9, 0.3])                       # zeros at 0.45 +- 0.3j, |z| = 0.55
+    spectrum = np.fft.rfft(h, n)
+    phase = m @ np.log(np.abs(spectrum))
+    np.testing.assert_allclose(np.angle(np.exp(1j * (phase - np.angle(spectrum)))), 0.0, atol=1e-9)
+    reverse = np.fft.rfft(h[::-1], n)
+    assert np.max(np.abs(np.angle(np.exp(1j * (phase - np.angle(reverse)))))) > 0.5
+
+
+def test_noise_bank_sums_to_a_delay_and_splits_the_band():
+    from voxflip.trainer.models.vocoder import noise_filter_bank
+
+    bank = noise_filter_bank(16, 63, 16_000)
+    delta = np.zeros(63)
+    delta[31] = 1.0
+    np.testing.assert_allclose(bank.sum(0), delta, atol=1e-12)
+    # each band passes its own part of the spectrum: band centres rise with the band index
+    centres = [np.argmax(np.abs(np.fft.rfft(h, 1024))) for h in bank]
+    assert centres == sorted(centres) and centres[0] < centres[-1]
+
+
+def test_harmonic_noise_generator_makes_the_f0_harmonics_at_the_mels_level():
+    """Untrained, the harmonic-plus-noise generator already vocodes: a steady voiced input (harmonics
+    of 200 Hz under a falling envelope) gives peaks at multiples of 200 Hz, no frame-rate comb between
+    them, and the input's level within 3 dB; unvoiced frames give noise without harmonics."""
+    from voxflip.trainer.models.vocoder import HarmonicNoiseGenerator
+
+    sr, frames = 16_000, 80
+    t = np.arange(frames * HOP) / sr
+    x = sum(np.cos(2 * np.pi * 200 * k * t) / k for k in range(1, 30)).astype(np.float32) * 0.05
+    cfg = VARIANTS["hn"]
+    mel = torch.from_numpy(MelAnalyzer(cfg.mel()).log_mel(x)[:frames].T.copy()).float()[None]
+    g = build_generator(cfg).eval()
+    assert isinstance(g, HarmonicNoiseGenerator)
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 1, frames * HOP), dtype=np.float32))
+    with torch.no_grad():
+        voiced = g(mel, torch.full((1, frames), 200.0), noise)[0, 0, 20 * HOP :].numpy()
+        unvoiced = g(mel, torch.zeros(1, frames), noise)[0, 0, 20 * HOP :].numpy()
+    spectrum = np.abs(np.fft.rfft(voiced * np.hanning(voiced.size))) ** 2
+    freqs = np.fft.rfftfreq(voiced.size, 1 / sr)
+    on_harmonics = spectrum[np.abs((freqs + 100) % 200 - 100) < 15].sum()
+    assert on_harmonics > 0.9 * spectrum.sum()
+    level = 20 * np.log10(np.std(voiced) / np.std(x[20 * HOP :]))
+    assert abs(level) < 3.0, level
+    spectrum_u = np.abs(np.fft.rfft(unvoiced * np.hanning(unvoiced.size))) ** 2
+    assert spectrum_u[np.abs((freqs + 100) % 200 - 100) < 15].sum() < 0.5 * spectrum_u.sum()
+    assert np.std(unvoiced) > 0.01 * np.std(voiced)
+
+
+def test_harmonic_noise_generator_cross_fades_where_f0_jumps():
+    """F0 jumping between 200 and 300 Hz every 20 frames (as an F0 tracker's errors do): gliding would
+    sweep each harmonic across the spectrum within 10 ms, a click; the cross-fade keeps the energy
+    around each jump on the two series' harmonics (multiples of 100 Hz)."""
+    cfg = VARIANTS["hn"]
+    t = np.arange(100 * HOP) / 16_000
+    x = sum(np.cos(2 * np.pi * 200 * k * t) / k for k in range(1, 30)).astype(np.float32) * 0.05
+    mel = torch.from_numpy(MelAnalyzer(cfg.mel()).log_mel(x)[:100].T.copy()).float()[None]
+    f0 = torch.where((torch.arange(100) // 20) % 2 == 0, 200.0, 300.0)[None]
+    off_line = {}
+    for ratio in (1.25, 1000.0):
+        torch.manual_seed(0)
+        g = build_generator(replace(cfg, hn_jump_ratio=ratio)).eval()
+        with torch.no_grad():
+            y = g(mel, f0)[0, 0].numpy()
+        total = off = 0.0
+        for jump in (20, 40, 60, 80):                     # block `jump` runs from frame jump - 1 to jump
+            seg = y[(jump - 2) * HOP : (jump + 3) * HOP]
+            spectrum = np.abs(np.fft.rfft(seg * np.hanning(seg.size), 8192)) ** 2
+            freqs = np.fft.rfftfreq(8192, 1 / 16_000)
+            total += spectrum.sum()
+            off += spectrum[np.abs((freqs + 50) % 100 - 50) > 30].sum()
+        off_line[ratio] = off / total
+    assert off_line[1.25] < 0.5 * off_line[1000.0], off_line
+
+
 def test_eval_vocoder_scores_copy_synthesis_and_caches_it(voice_manifest, tmp_path):
     pytest.importorskip("faster_whisper")
     from voxflip.trainer.eval.copy_synthesis import evaluate_vocoders
@@ -439,3 +522,20 @@ def test_eval_vocoder_scores_copy_synthesis_and_caches_it(voice_manifest, tmp_pa
     stamp = record.stat().st_mtime_ns
     evaluate_vocoders(voice_manifest, {"dsp": None}, out, sides=("speech",), limit=1)
     assert record.stat().st_mtime_ns == stamp          # cached: not synthesised or scored again
+
+
+def test_dsp_flow_reference_vocodes_the_flow_models_frames(voice_manifest):
+    """``dsp-flow`` is the DSP vocoder on frames of the shipped flow model's mel window (what the flow
+    converters hand it), so a neural vocoder trained on that window is compared on the same frames."""
+    from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
+    from voxflip.trainer.eval.copy_synthesis import _analyse, synthesise
+
+    clip = voice_manifest.parent / "c0.speech.wav"
+    flow, rate = synthesise("dsp-flow", None, clip)
+    plain, _ = synthesise("dsp", None, clip)
+    mel = replace(MelConfig.for_to_speech(), win_samples=_shipped_flow_window())
+    _, log_mel, f0 = _analyse(clip, mel)
+    np.testing.assert_allclose(flow, MelVocoder(MelVocoderConfig(mel=mel))(log_mel, f0), atol=1e-6)
+    assert rate == 16_000 and flow.shape == plain.shape
+    if mel.win_samples != MelConfig.for_to_speech().win_samples:
+        assert np.max(np.abs(flow - plain)) > 1e-3

@@ -4,7 +4,8 @@ The graph is the generator's streaming step with its state as explicit tensors::
 
     (mel [1, 80, n], f0 [1, n]?, noise [1, 1, n * hop]?, state_in.*) -> (audio [1, 1, n * hop], state_out.*)
 
-``f0`` is an input only for F0-conditioned generators and ``noise`` only for Parallel WaveGAN.
+``f0`` is an input only for F0-conditioned generators and ``noise`` only for those that read it
+(Parallel WaveGAN, harmonic-plus-noise).
 Output block ``j`` is the audio of frame ``j - lookahead_frames``. ``vocoder.manifest.json``
 beside it records what :mod:`voxflip.engine.vocoder.neural` checks on load: format, opset, the
 mel setup, the lookahead, which inputs the graph takes, the state tensors' names and shapes, and
@@ -36,8 +37,8 @@ class _StepGraph(nn.Module):
     def __init__(self, generator: Generator) -> None:
         super().__init__()
         self.generator = generator
-        self.uses_f0 = generator.cfg.source_harmonics > 0
-        self.uses_noise = generator.cfg.kind == "pwg"
+        self.uses_f0 = generator.uses_f0
+        self.uses_noise = generator.uses_noise
 
     def forward(self, mel: Tensor, *rest: Tensor):
         k = 0

@@ -1,4 +1,4 @@
-"""`voxflip train-vocoder CONFIG --run-dir DIR`: train HiFi-GAN or Parallel WaveGAN on a manifest's audio.
+"""`voxflip train-vocoder CONFIG --run-dir DIR`: train HiFi-GAN, Parallel WaveGAN or harmonic-plus-noise on a manifest's audio.
 
 The vocoder learns the engine's own features: log-mel frames of its mel setup (``to_speech`` or
 ``to_singing``, from the generator's rate and hop) and the engine's YIN F0 (:func:`~voxflip.trainer.data.features.side_features`), cached per clip. Each step
@@ -10,7 +10,9 @@ Losses, from the papers (weights in ``[train]``):
 - HiFi-GAN: least-squares GAN over the multi-period and multi-scale discriminators, feature
   matching (x2) and the L1 distance of log-mel spectrograms (x45);
 - Parallel WaveGAN: multi-resolution STFT loss (spectral convergence + log magnitude at three
-  resolutions) plus the least-squares GAN loss (x4) of its dilated-convolution discriminator.
+  resolutions) plus the least-squares GAN loss (x4) of its dilated-convolution discriminator;
+- harmonic-plus-noise (``hn``): the multi-resolution STFT loss and the log-mel L1, as DDSP trains
+  on spectral losses alone; HiFi-GAN's discriminators join if ``adv_weight`` is set above 0.
 Both can start without the discriminator (``adversarial_from`` steps of spectral losses only), as
 Parallel WaveGAN's recipe does; on a CPU most of a short run is spent there.
 
@@ -72,10 +74,10 @@ class VocoderTrainConfig:
     lr: float = 2e-4               # both papers' generator rate (HiFi-GAN's discriminator too)
     lr_decay: float = 0.98         # per 1000 steps (HiFi-GAN decays 0.999 per epoch)
     adversarial_from: int = 0      # steps of spectral losses only before the discriminator joins
-    mel_weight: float = -1.0       # -1: the kind's paper value (HiFi-GAN 45, PWG 0)
-    stft_weight: float = -1.0      # -1: the kind's paper value (HiFi-GAN 0, PWG 1)
-    fm_weight: float = -1.0        # -1: HiFi-GAN 2, PWG 0
-    adv_weight: float = -1.0       # -1: HiFi-GAN 1, PWG 4
+    mel_weight: float = -1.0       # -1: the kind's paper value (HiFi-GAN 45, PWG 0, hn 1)
+    stft_weight: float = -1.0      # -1: the kind's paper value (HiFi-GAN 0, PWG 1, hn 1)
+    fm_weight: float = -1.0        # -1: HiFi-GAN 2, PWG 0, hn 2
+    adv_weight: float = -1.0       # -1: HiFi-GAN 1, PWG 4, hn 0 (DDSP trains on spectral losses alone)
     disc_channels_div: int = 4     # discriminator channels / this (1: the papers')
     grad_clip: float = 10.0
     checkpoint_every: int = 500
@@ -94,7 +96,8 @@ class VocoderTrainConfig:
 
     def weights(self, kind: str) -> dict[str, float]:
         paper = {"hifigan": {"mel": 45.0, "stft": 0.0, "fm": 2.0, "adv": 1.0},
-                 "pwg": {"mel": 0.0, "stft": 1.0, "fm": 0.0, "adv": 4.0}}[kind]
+                 "pwg": {"mel": 0.0, "stft": 1.0, "fm": 0.0, "adv": 4.0},
+                 "hn": {"mel": 1.0, "stft": 1.0, "fm": 2.0, "adv": 0.0}}[kind]
         mine = {"mel": self.mel_weight, "stft": self.stft_weight, "fm": self.fm_weight, "adv": self.adv_weight}
         return {k: (paper[k] if v < 0 else v) for k, v in mine.items()}
 

@@ -109,8 +109,8 @@ def _chunk_help(live: bool) -> str:
     return "; ".join(f"{ms:g} ms for {', '.join(n)} (hop {hop:g} ms)" for (ms, hop), n in grids.items())
 
 
-_VOCODER_HELP = ("the vocoder of the mel-based converters (flow-*): dsp (default), hifigan or pwg (the shipped "
-                 "neural ones, where shipped), or the folder of one exported by voxflip export-vocoder")
+_VOCODER_HELP = ("the vocoder of the mel-based converters (flow-*): dsp (default), hifigan, pwg or hn (the "
+                 "shipped neural ones, where shipped), or the folder of one exported by voxflip export-vocoder")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -328,7 +328,8 @@ def get_parser() -> argparse.ArgumentParser:
                                         "DNSMOS and speaker similarity against the recording.")
     ev_voc.add_argument("--manifest", required=True, help="a manifest of real recordings (e.g. ../shared/dev-data)")
     ev_voc.add_argument("--vocoder", action="append", default=[], metavar="NAME[=DIR]",
-                        help="clip, pyworld, dsp, hifigan, pwg (shipped) or NAME=DIR (an export); repeat "
+                        help="clip, pyworld, dsp, dsp-flow (the DSP vocoder on the flow model's mel window), "
+                             "hifigan, pwg, hn (shipped) or NAME=DIR (an export); repeat "
                              "(default: clip, pyworld, dsp and the shipped neural ones)")
     ev_voc.add_argument("--out", required=True, help="report .json (a .md table beside it; clips in <out>_clips/)")
     ev_voc.add_argument("--sides", default="speech,singing", help="speech, singing or both (default)")
@@ -368,7 +369,7 @@ def get_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=_positive_int, default=1)
     ev.add_argument("--model", help=f"model for {_option_methods('model_path')} (default: the shipped one)")
     ev.add_argument("--vocoder", action="append", default=[], metavar="NAME=DIR",
-                    help="the exported vocoder the systems NAME:flow-* use (hifigan or pwg; default: the shipped one)")
+                    help="the exported vocoder the systems NAME:flow-* use (hifigan, pwg or hn; default: the shipped one)")
     ev.add_argument("--alignsts", action="append", default=[], metavar="NAME=MODEL",
                     help="the model of the system NAME (alignsts, alignsts-gan, alignsts-zeroshot, and the paper's "
                          "baselines parekh, speechsplit2, speechsplit2-se; ref:NAME uses the same): an export of voxflip export-alignsts, or a train-alignsts checkpoint (.pt, exported on "

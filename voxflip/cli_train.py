@@ -175,6 +175,7 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from voxflip.engine.registry import resolve_vocoder, shipped_vocoder
+    from voxflip.engine.vocoder.neural import NEURAL_KINDS
     from voxflip.trainer.eval.copy_synthesis import REFERENCES, SIDES, evaluate_vocoders
 
     from .cli_convert import ProgressBar
@@ -182,7 +183,7 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> int:
     sides = tuple(s.strip() for s in args.sides.split(",") if s.strip())
     if not sides or any(s not in SIDES for s in sides):
         raise ConfigError(f"--sides {args.sides!r} must name speech, singing or both, comma-separated")
-    specs = args.vocoder or [*REFERENCES, *(n for n in ("hifigan", "pwg") if shipped_vocoder(n).is_dir())]
+    specs = args.vocoder or [*REFERENCES, *(n for n in NEURAL_KINDS if shipped_vocoder(n).is_dir())]
     vocoders: dict[str, str | None] = {}
     for spec in specs:
         name, _, folder = spec.partition("=")
@@ -192,10 +193,10 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> int:
             vocoders[name] = folder
         elif name in REFERENCES:
             vocoders[name] = None
-        elif name in ("hifigan", "pwg"):
+        elif name in NEURAL_KINDS:
             vocoders[name] = str(resolve_vocoder(name))
         else:
-            raise ConfigError(f"--vocoder {spec!r} must be clip, pyworld, dsp, hifigan, pwg or NAME=DIR (an export)")
+            raise ConfigError(f"--vocoder {spec!r} must be {', '.join((*REFERENCES, *NEURAL_KINDS))} or NAME=DIR (an export)")
     bar = ProgressBar(False, desc="copy synthesis", unit="clip")
     report = evaluate_vocoders(args.manifest, vocoders, args.out, sides=sides, workers=args.workers,
                                limit=args.limit, progress=bar)

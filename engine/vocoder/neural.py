@@ -1,12 +1,12 @@
-"""Neural vocoders (HiFi-GAN, Parallel WaveGAN) exported by ``voxflip export-vocoder``, run by ONNX Runtime.
+"""Neural vocoders (HiFi-GAN, Parallel WaveGAN, harmonic-plus-noise) exported by ``voxflip export-vocoder``, run by ONNX Runtime.
 
 :class:`NeuralVocoder` has the face of :class:`~.mel_vocoder.MelVocoder`: ``init_state()``,
 ``step(log_mel, f0, state) -> (audio, state)`` and ``__call__(log_mel, f0)`` for a whole
 utterance, so a converter takes either. As there, sample 0 is the centre of frame 0 and the
 interval after frame ``j`` comes out when frame ``j + lookahead_frames`` goes in: a step returns
 ``hop`` samples per frame, less ``lookahead_frames`` hops on the first call (the graph's blocks
-before frame 0 are dropped). No torch: the graph's streaming state is a dict of arrays, and Parallel WaveGAN's
-noise comes from a seeded generator in the state, so a stream is reproducible.
+before frame 0 are dropped). No torch: the graph's streaming state is a dict of arrays, and the noise of
+Parallel WaveGAN and harmonic-plus-noise comes from a seeded generator in the state, so a stream is reproducible.
 
 An export folder holds ``vocoder.onnx`` and ``vocoder.manifest.json``. The manifest is data
 from elsewhere (docs/security.md): every field is checked before anything is opened, and a bad
@@ -37,7 +37,9 @@ from ..features.mel import MelConfig
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
-VOCODERS = ("dsp", "hifigan", "pwg")
+VOCODERS = ("dsp", "hifigan", "pwg", "hn")
+#: the neural kinds, each the name of a vocoder the package may ship (``--vocoder hn``)
+NEURAL_KINDS = VOCODERS[1:]
 _KEYS = ("format_version", "model", "onnx_opset", "files", "mel", "kind", "variant", "lookahead_frames", "inputs",
          "state", "model_config", "config_hash", "trained_steps")
 _INPUTS = ("mel", "f0", "noise")
@@ -68,8 +70,8 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
         raise ArtifactMismatchError(f"{path} was exported for the mel setup {str(manifest['mel'])[:300]!r}; this engine "
                                     "computes MelConfig.for_to_speech() and MelConfig.for_to_singing() only, with "
                                     "windows from their hop to their FFT size")
-    if manifest["kind"] not in VOCODERS[1:]:
-        raise ConfigError(f"{path}: kind={_show(manifest['kind'])} must be one of {', '.join(VOCODERS[1:])}")
+    if manifest["kind"] not in NEURAL_KINDS:
+        raise ConfigError(f"{path}: kind={_show(manifest['kind'])} must be one of {', '.join(NEURAL_KINDS)}")
     if not _whole(manifest["lookahead_frames"], 0, 8):
         raise ConfigError(f"{path}: lookahead_frames={_show(manifest['lookahead_frames'])} must be a whole number in 0..8")
     inputs = manifest["inputs"]
@@ -90,7 +92,7 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
 
 
 class NeuralVocoder:
-    """Log-mel frames (+ F0) -> audio through an exported HiFi-GAN or Parallel WaveGAN graph."""
+    """Log-mel frames (+ F0) -> audio through an exported HiFi-GAN, Parallel WaveGAN or harmonic-plus-noise graph."""
 
     def __init__(self, model: str | Path, *, threads: int = 1, seed: int = 0) -> None:
         self.manifest_path = path = manifest_path(model)

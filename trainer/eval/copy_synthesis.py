@@ -2,7 +2,9 @@
 
 Every recording of the manifest (its real speech and its real singing) is analysed the way the flow
 converters analyse (16 kHz log-mel and YIN F0 on the 10 ms grid) and synthesised again from those
-frames by each vocoder: ``dsp`` (the DSP mel vocoder), any exported neural vocoder (``NAME=DIR``),
+frames by each vocoder: ``dsp`` (the DSP mel vocoder), ``dsp-flow`` (the same on frames of the shipped
+flow model's mel window, what the flow converters give it), any exported neural vocoder (``NAME=DIR``,
+analysed with its own mel setup),
 and, as the references, ``pyworld`` (a textbook pyworld analysis and synthesis, nothing changed) and ``clip`` (the
 recording itself at 16 kHz). Each output is scored against the recording:
 
@@ -34,7 +36,7 @@ from ..data.manifest import ManifestEntry, read_manifest
 from .metrics import confidence_interval
 
 SIDES = ("speech", "singing")
-REFERENCES = ("clip", "pyworld", "dsp")
+REFERENCES = ("clip", "pyworld", "dsp", "dsp-flow")
 METRICS = ("cer", "lsd", "f0_rmse", "vuv", "dnsmos", "spk_sim")
 #: every output is scored at the flow converters' rate
 RATE = 16_000
@@ -77,6 +79,14 @@ def synthesise(vocoder: str, path: str | None, recording: Path) -> tuple[np.ndar
         from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
         return np.asarray(MelVocoder(MelVocoderConfig(mel=MelConfig.for_to_speech()))(log_mel, f0), np.float32), RATE
+    if vocoder == "dsp-flow":      # the DSP vocoder on the frames the shipped flow model reads (its mel window)
+        from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
+
+        from .systems import _flow_mel
+
+        mel = _flow_mel(None)
+        _, log_mel, f0 = _analyse(recording, mel)
+        return np.asarray(MelVocoder(MelVocoderConfig(mel=mel))(log_mel, f0), np.float32), RATE
     from voxflip.engine.features.mel import MelConfig
     from voxflip.engine.vocoder.neural import NeuralVocoder
 

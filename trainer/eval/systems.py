@@ -26,6 +26,7 @@ from voxflip.engine.converters.alignsts_model import MODEL_KIND
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.notes import Melody, Note
 from voxflip.engine.registry import ConverterSpec, Direction, converters, make_converter
+from voxflip.engine.vocoder.neural import NEURAL_KINDS
 
 from ..data.manifest import ManifestEntry
 
@@ -130,7 +131,7 @@ def _converter_runner(spec: ConverterSpec, *, live: bool = False, voice_floor_hz
 
 
 #: the neural vocoders an eval system can put behind a mel-based converter (``hifigan:flow-nodur``)
-NEURAL_VOCODERS = ("hifigan", "pwg")
+NEURAL_VOCODERS = NEURAL_KINDS
 #: the device block of the live simulation (``voxflip live``'s default)
 LIVE_BLOCK = 256
 #: the low-latency live setting the ``floor100:`` and ``live-floor100:`` systems measure

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,7 +43,7 @@ from voxflip.engine.features.mel import MelConfig
 from . import check_known_keys
 
 LRELU_SLOPE = 0.1
-KINDS = ("hifigan", "pwg")
+KINDS = ("hifigan", "pwg", "hn")
 #: the engine's mel setups a vocoder can be trained on: the flow converters' and the speech -> singing models'
 MEL_PRESETS = {"to_speech": MelConfig.for_to_speech, "to_singing": MelConfig.for_to_singing}
 
@@ -52,7 +53,7 @@ class VocoderConfig:
     """A generator's shape. ``kind`` picks the family; the other fields of the other family are ignored.
 
     Attributes:
-        kind: ``hifigan`` or ``pwg``.
+        kind: ``hifigan``, ``pwg`` or ``hn`` (neural harmonic-plus-noise, :class:`HarmonicNoiseGenerator`).
         variant: a name recorded with the weights (``v1``, ``v2``, ``v3``, ``small``, ``tiny``, ...).
         n_mels, sample_rate, hop_samples: the mel setup the generator reads.
         mel_window: its analysis window in samples; 0 is the setup's own (640 at 16 kHz, 512 at
@@ -65,6 +66,10 @@ class VocoderConfig:
             HiFi-GAN's (product of rates = hop_samples; ``resblock`` 1 or 2 as in the paper).
         layers, stacks, residual_channels, gate_channels, skip_channels, kernel_size:
             Parallel WaveGAN's WaveNet (``layers`` dilated layers in ``stacks`` cycles of 1, 2, 4, ...).
+        hn_channels, hn_dilations, hn_harmonics, hn_noise_bands, hn_noise_taps, hn_jump_ratio: the
+            harmonic-plus-noise generator's frame network (width, one causal layer per dilation), the
+            most harmonics it sums, its noise filter bank (bands, FIR taps), and the F0 ratio between
+            two frames above which the harmonics cross-fade to the new F0 instead of gliding.
     """
 
     kind: str = "hifigan"
@@ -87,6 +92,12 @@ class VocoderConfig:
     gate_channels: int = 128
     skip_channels: int = 64
     kernel_size: int = 3
+    hn_channels: int = 192
+    hn_dilations: tuple[int, ...] = (1, 2, 4, 1)
+    hn_harmonics: int = 128
+    hn_noise_bands: int = 32
+    hn_noise_taps: int = 63
+    hn_jump_ratio: float = 1.25
 
     def __post_init__(self) -> None:
         base = MEL_PRESETS[self.mel_preset()]()
@@ -110,6 +121,18 @@ class VocoderConfig:
                 raise ConfigError(f"model.upsample={self.upsample!r} must be 'transposed' or 'repeat'")
             if self.resblock not in (1, 2) or len(self.resblock_kernels) != len(self.resblock_dilations):
                 raise ConfigError("model.resblock must be 1 or 2, with one dilation list per resblock kernel")
+        elif self.kind == "hn":
+            if self.lookahead_frames != 1:
+                raise ConfigError(f"model.lookahead_frames={self.lookahead_frames}: the hn generator interpolates "
+                                  "each block between two frames, so its lookahead is 1")
+            if not 1 <= self.hn_harmonics <= 512 or not 2 <= self.hn_noise_bands <= 128:
+                raise ConfigError(f"model.hn_harmonics={self.hn_harmonics} must be in 1..512 and "
+                                  f"model.hn_noise_bands={self.hn_noise_bands} in 2..128")
+            if self.hn_jump_ratio <= 1.0:
+                raise ConfigError(f"model.hn_jump_ratio={self.hn_jump_ratio} must be above 1 (a large value: always glide)")
+            if self.hn_noise_taps < 3 or self.hn_noise_taps % 2 == 0 or not self.hn_dilations:
+                raise ConfigError(f"model.hn_noise_taps={self.hn_noise_taps} must be odd and >= 3, and "
+                                  "model.hn_dilations not empty")
         elif self.layers % self.stacks:
             raise ConfigError(f"model.layers={self.layers} must be a multiple of model.stacks={self.stacks}")
 
@@ -134,7 +157,7 @@ class VocoderConfig:
     def from_dict(cls, raw: dict, where: str = "model") -> VocoderConfig:
         check_known_keys(cls, raw, where)
         values = dict(raw)
-        for key in ("upsample_rates", "resblock_kernels"):
+        for key in ("upsample_rates", "resblock_kernels", "hn_dilations"):
             if key in values:
                 values[key] = tuple(int(v) for v in values[key])
         if "resblock_dilations" in values:
@@ -162,6 +185,11 @@ VARIANTS: dict[str, VocoderConfig] = {
                                     resblock_dilations=((1, 3, 5),) * 3),
     "hifigan-v3-24k": VocoderConfig(variant="v3", sample_rate=24_000, hop_samples=128, upsample_rates=(4, 4, 4, 2)),
     "pwg": VocoderConfig(kind="pwg", variant="paper"),
+    "hn": VocoderConfig(kind="hn", variant="hn", source_harmonics=0),
+    "hn-24k": VocoderConfig(kind="hn", variant="hn", sample_rate=24_000, hop_samples=128, source_harmonics=0,
+                            hn_harmonics=192),
+    "hn-tiny": VocoderConfig(kind="hn", variant="tiny", source_harmonics=0, hn_channels=16, hn_dilations=(1,),
+                             hn_harmonics=24, hn_noise_bands=8, hn_noise_taps=15),
     "pwg-small": VocoderConfig(kind="pwg", variant="small", layers=10, stacks=2, residual_channels=32,
                                gate_channels=64, skip_channels=32),
     "pwg-tiny": VocoderConfig(kind="pwg", variant="tiny", layers=4, stacks=2, residual_channels=8,
@@ -308,9 +336,19 @@ class HarmonicSource(nn.Module):
 
 # -- generators -----------------------------------------------------------------------------------
 class Generator(_Stateful):
-    """Base of the two generators: ``step(mel, f0, noise, states)``; :meth:`forward` from zero state."""
+    """Base of the generators: ``step(mel, f0, noise, states)``; :meth:`forward` from zero state."""
 
     cfg: VocoderConfig
+
+    @property
+    def uses_f0(self) -> bool:
+        """Whether the F0 input changes the output (an exported graph takes it only then)."""
+        return self.cfg.kind == "hn" or self.cfg.source_harmonics > 0
+
+    @property
+    def uses_noise(self) -> bool:
+        """Whether the generator reads its noise input."""
+        return self.cfg.kind in ("pwg", "hn")
 
     def init_states(self, batch: int = 1) -> list[Tensor]:
         return [torch.zeros(batch, c, t) for c, t in self.state_shapes()]
@@ -424,8 +462,176 @@ class PwgGenerator(Generator):
         return self.last(skips * math.sqrt(1.0 / len(self.layers))), out
 
 
+def minimum_phase_matrix(n_fft: int) -> np.ndarray:
+    """``(bins, bins)`` matrix ``M``: ``M @ log|H|`` is the phase (radians) of the minimum-phase filter
+    with that log magnitude on the ``n_fft // 2 + 1`` bins of an ``n_fft``-point DFT.
+
+    The minimum-phase log spectrum is the DFT of the real cepstrum folded onto positive quefrencies
+    (Oppenheim and Schafer, "Discrete-Time Signal Processing", the complex cepstrum of a
+    minimum-phase sequence); every step is linear in ``log|H|``, so it is one matrix.
+    """
+    bins = n_fft // 2 + 1
+    cepstra = np.fft.irfft(np.eye(bins), n=n_fft, axis=1)        # row j: the cepstrum of log|H| = e_j
+    fold = np.zeros(n_fft)
+    fold[0] = fold[n_fft // 2] = 1.0
+    fold[1 : n_fft // 2] = 2.0
+    return np.fft.rfft(cepstra * fold, axis=1).imag.T
+
+
+def noise_filter_bank(bands: int, taps: int, sample_rate: int) -> np.ndarray:
+    """``(bands, taps)`` linear-phase band-pass FIRs whose edges are equally spaced in mel from 0 Hz to
+    Nyquist; they sum to a delay of ``taps // 2`` samples, so equal gains pass white noise unchanged."""
+    from voxflip.engine.features.mel import hz_to_mel, mel_to_hz
+
+    edges = mel_to_hz(np.linspace(0.0, hz_to_mel(sample_rate / 2), bands + 1)) / sample_rate   # cycles per sample
+    n = np.arange(taps) - taps // 2
+    window = np.hanning(taps + 2)[1:-1]
+
+    def lowpass(cutoff: float) -> np.ndarray:                    # windowed sinc, unit gain at DC
+        if cutoff >= 0.5:
+            return (n == 0).astype(np.float64)
+        return 2 * cutoff * np.sinc(2 * cutoff * n) * window
+
+    lows = [lowpass(float(f)) for f in edges]
+    return np.stack([lows[b + 1] - lows[b] for b in range(bands)])
+
+
+class HarmonicNoiseGenerator(Generator):
+    """Neural harmonic-plus-noise: a causal frame network shapes a sum of F0 harmonics and band noise.
+
+    After the differentiable harmonic-plus-noise synthesisers of DDSP (Engel et al. 2020) and the
+    neural homomorphic vocoder (Liu et al. 2020), in a form that streams and exports without FFTs:
+
+    - a causal convolution stack over frames reads the log-mel and log-F0 and predicts, per frame,
+      a correction to a log spectral envelope (the mel's non-negative pseudo-inverse, as the DSP mel
+      vocoder's) on the mel FFT's bins, and a log gain for each noise band;
+    - the harmonics ``k * F0`` (``k <= hn_harmonics``, below Nyquist, voiced frames only) take the
+      envelope's amplitude and its minimum phase (:func:`minimum_phase_matrix`), so a period is
+      shaped as a vocal tract shapes a glottal pulse;
+    - the noise input is split by a fixed mel-spaced FIR bank (:func:`noise_filter_bank`) and each
+      band scaled by its gain.
+
+    Block ``j`` of the output runs from frame ``j - 1`` to frame ``j``: harmonic coefficients (complex,
+    so a phase that wraps between frames does not glitch), F0 and noise gains interpolate linearly
+    over the block, and the phase of the fundamental accumulates sample by sample; where F0 jumps
+    (by more than ``hn_jump_ratio``) the old series fades out at its F0 while the new fades in. Hence a lookahead
+    of exactly one frame, the DSP mel vocoder's. The state: the frame network's left context, the
+    previous frame's parameters, the phase, and the noise FIRs' last ``taps - 1`` input samples.
+    """
+
+    def __init__(self, cfg: VocoderConfig) -> None:
+        super().__init__()
+        from voxflip.engine.features.mel import mel_filterbank
+
+        self.cfg = cfg
+        mel = cfg.mel()
+        self.bins = mel.n_fft // 2 + 1
+        self.bin_hz = mel.sample_rate / mel.n_fft
+        pinv = np.maximum(np.linalg.pinv(mel_filterbank(mel), rcond=1e-3), 0.0)      # (bins, n_mels)
+        self.register_buffer("pinv", torch.from_numpy(pinv).float(), persistent=False)
+        self.register_buffer("minphase", torch.from_numpy(minimum_phase_matrix(mel.n_fft)).float(), persistent=False)
+        bank = noise_filter_bank(cfg.hn_noise_bands, cfg.hn_noise_taps, cfg.sample_rate)
+        self.register_buffer("bank", torch.from_numpy(bank[:, ::-1].copy()).float().unsqueeze(1), persistent=False)
+        centres = np.array([np.argmax(np.abs(np.fft.rfft(h, mel.n_fft))) for h in bank])
+        self.register_buffer("band_bins", torch.from_numpy(centres).long(), persistent=False)
+        self.register_buffer("orders", torch.arange(1, cfg.hn_harmonics + 1, dtype=torch.float32).view(1, -1, 1),
+                             persistent=False)
+        self.register_buffer("ramp", torch.arange(cfg.hop_samples, dtype=torch.float32) / cfg.hop_samples,
+                             persistent=False)
+        ch = cfg.hn_channels
+        self.pre = CausalConv1d(cfg.n_mels + 2, ch, 3)
+        self.convs = nn.ModuleList(CausalConv1d(ch, ch, 3, dilation=d) for d in cfg.hn_dilations)
+        self.head = nn.Conv1d(ch, self.bins + cfg.hn_noise_bands, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        # A sinusoid of amplitude a peaks at a * W / 4 in a W-sample Hann-windowed DFT; white noise of
+        # unit variance reads sqrt(3 W / 8) there. The noise starts 10 dB under the envelope.
+        w = mel.win_samples
+        self.harmonic_gain = nn.Parameter(torch.tensor(math.log(4.0 / w)))
+        self.noise_gain = nn.Parameter(torch.tensor(math.log(1.0 / math.sqrt(3.0 * w / 8.0)) - math.log(10 ** 0.5)))
+        self.parts = [self.pre, *self.convs]
+
+    def state_shapes(self) -> list[tuple[int, int]]:
+        frame = 2 * self.cfg.hn_harmonics + 1 + self.cfg.hn_noise_bands
+        return [*super().state_shapes(), (frame, 1), (1, 1), (1, self.cfg.hn_noise_taps - 1)]
+
+    def frame_parameters(self, mel: Tensor, f0: Tensor, states: list[Tensor], cursor: list[int],
+                         out: list[Tensor]) -> Tensor:
+        """``(B, 2K + 1 + bands, n)``: harmonic coefficients (real, imaginary), F0, noise band gains."""
+        voiced = (f0 > 0).float()
+        lf0 = torch.where(f0 > 0, torch.log(f0.clamp(min=1.0) / 200.0), torch.zeros_like(f0))
+        x = torch.cat([(mel + 5.0) / 2.5, lf0.unsqueeze(1), voiced.unsqueeze(1)], dim=1)
+        h = F.leaky_relu(self._run(self.pre, x, states, cursor, out), LRELU_SLOPE)
+        for conv in self.convs:
+            h = h + F.leaky_relu(self._run(conv, h, states, cursor, out), LRELU_SLOPE)
+        y = self.head(h)
+        base = torch.log(torch.clamp(torch.matmul(self.pinv, torch.exp(mel)), min=1e-5))    # (B, bins, n)
+        log_env = base + y[:, : self.bins]
+        phase_env = torch.matmul(self.minphase, log_env)
+        freqs = f0.unsqueeze(1) * self.orders                                             # (B, K, n) Hz
+        pos = torch.clamp(freqs / self.bin_hz, 0.0, self.bins - 1.001)
+        index = torch.floor(pos)
+        frac = pos - index
+        index = index.long()
+
+        def at_harmonics(env: Tensor) -> Tensor:
+            return env.gather(1, index) * (1 - frac) + env.gather(1, index + 1) * frac
+
+        nyquist = self.cfg.sample_rate / 2
+        below = torch.clamp((nyquist - freqs) / (0.05 * nyquist), 0.0, 1.0)
+        amp = torch.exp(at_harmonics(log_env) + self.harmonic_gain) * below * voiced.unsqueeze(1)
+        theta = at_harmonics(phase_env)
+        noise_log = log_env.index_select(1, self.band_bins) + y[:, self.bins :] + self.noise_gain
+        return torch.cat([amp * torch.cos(theta), amp * torch.sin(theta), f0.unsqueeze(1), torch.exp(noise_log)], 1)
+
+    def step(self, mel: Tensor, f0: Tensor, noise: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        cursor, out = [0], []
+        params = self.frame_parameters(mel, f0, states, cursor, out)
+        prev_params, prev_phase, prev_noise = states[cursor[0] : cursor[0] + 3]
+        k, hop, b, n = self.cfg.hn_harmonics, self.cfg.hop_samples, mel.shape[0], mel.shape[2]
+        full = torch.cat([prev_params, params], dim=2)
+        start, end = full[:, :, :-1], full[:, :, 1:]                                       # (B, C, n)
+        w = self.ramp                                                                      # s / hop
+
+        def per_sample(a: Tensor, z: Tensor) -> Tensor:          # (B, C, n) at the block's two ends -> (B, C, T)
+            return (a.unsqueeze(3) * (1 - w) + z.unsqueeze(3) * w).reshape(a.shape[0], a.shape[1], n * hop)
+
+        # F0 across a block: a glide between two voiced frames (held from the voiced one next to an
+        # unvoiced one), unless it jumps by more than hn_jump_ratio: then the old series fades out at the
+        # old F0 while the new one fades in at the new F0, as no voice glides an octave in 10 ms (an F0
+        # tracker's octave error would otherwise sweep every harmonic across the spectrum: a click).
+        fa, fb = start[:, 2 * k], end[:, 2 * k]                                            # (B, n)
+        fa, fb = torch.where(fa > 0, fa, fb), torch.where(fb > 0, fb, fa)
+        ratio = torch.maximum(fa, fb) / torch.clamp(torch.minimum(fa, fb), min=1.0)
+        jump = (ratio > self.cfg.hn_jump_ratio).float()                                    # (B, n)
+        glide_to = fa + (fb - fa) * (1 - jump)
+        rate = float(self.cfg.sample_rate)
+        block = (hop * fa + (glide_to - fa) * (hop - 1) / 2) * (1 - jump) / rate + hop * fb * jump / rate
+        starts = torch.cumsum(block.double(), dim=1) - block.double() + prev_phase[:, 0, :].double()
+        starts = torch.remainder(starts, 1.0).float().unsqueeze(2)                         # (B, n, 1)
+        s = w * hop                                                                        # 0 .. hop - 1
+        old_phase = starts + (s * fa.unsqueeze(2) + (glide_to - fa).unsqueeze(2) * s * (s - 1) / (2 * hop)) / rate
+        new_phase = starts + s * fb.unsqueeze(2) / rate
+        end_phase = torch.remainder(starts[:, -1:, 0] + block[:, -1:], 1.0)
+        coef_a, coef_b = start[:, : 2 * k], end[:, : 2 * k]
+        keep = (1 - jump).unsqueeze(1)
+        old = per_sample(coef_a, coef_b * keep)                                            # glides, or fades out
+        new = per_sample(torch.zeros_like(coef_b), coef_b * (1 - keep))                   # fades in at a jump
+
+        def series(coef: Tensor, phase: Tensor) -> Tensor:
+            cycles = torch.remainder(phase.reshape(b, 1, n * hop) * self.orders, 1.0) * (2 * math.pi)   # (B, K, T)
+            return (coef[:, :k] * torch.cos(cycles) - coef[:, k:] * torch.sin(cycles)).sum(1, keepdim=True)
+
+        harmonic = series(old, old_phase) + series(new, new_phase)
+        padded = torch.cat([prev_noise, noise], dim=2)
+        bands = F.conv1d(padded, self.bank)                                                # (B, bands, T)
+        noisy = (bands * per_sample(start[:, 2 * k + 1 :], end[:, 2 * k + 1 :])).sum(1, keepdim=True)
+        out += [full[:, :, -1:], end_phase.view(b, 1, 1), padded[:, :, padded.shape[2] - (self.cfg.hn_noise_taps - 1) :]]
+        return harmonic + noisy, out
+
+
 def build_generator(cfg: VocoderConfig) -> Generator:
-    return HifiGanGenerator(cfg) if cfg.kind == "hifigan" else PwgGenerator(cfg)
+    return {"hifigan": HifiGanGenerator, "pwg": PwgGenerator, "hn": HarmonicNoiseGenerator}[cfg.kind](cfg)
 
 
 # -- discriminators -------------------------------------------------------------------------------
@@ -512,4 +718,4 @@ class PwgDiscriminator(nn.Module):
 
 
 def build_discriminator(kind: str, div: int) -> nn.Module:
-    return HifiGanDiscriminator(div) if kind == "hifigan" else PwgDiscriminator(div)
+    return PwgDiscriminator(div) if kind == "pwg" else HifiGanDiscriminator(div)
