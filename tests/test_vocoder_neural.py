@@ -539,3 +539,4 @@ def test_dsp_flow_reference_vocodes_the_flow_models_frames(voice_manifest):
     assert rate == 16_000 and flow.shape == plain.shape
     if mel.win_samples != MelConfig.for_to_speech().win_samples:
         assert np.max(np.abs(flow - plain)) > 1e-3
+
