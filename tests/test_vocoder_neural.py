@@ -107,6 +107,10 @@ def test_config_errors_are_one_line():
         VocoderConfig(upsample="linear")
     with pytest.raises(ConfigError, match="model.preset='hifigan-v9' must be one of"):
         load_vocoder_config(CONFIGS / "vocoder_tiny.toml", ['model.preset="hifigan-v9"'])
+    with pytest.raises(ConfigError, match=r"train.mel_jitter=-1.0 must be in 0..2"):
+        load_vocoder_config(CONFIGS / "vocoder_tiny.toml", ["train.mel_jitter=-1.0"])
+    with pytest.raises(ConfigError, match="model.hn_jump_ratio=1.0 must be above 1"):
+        VocoderConfig(kind="hn", source_harmonics=0, hn_jump_ratio=1.0)
     with pytest.raises(ConfigError, match=r"\[model\] has unknown key\(s\) hidden"):
         load_vocoder_config(CONFIGS / "vocoder_tiny.toml", ["model.hidden=3"])
 
@@ -164,8 +168,8 @@ def test_tiny_training_resumes_exactly(voice_manifest, tmp_path, preset):
     """6 steps straight == 3 steps, stop, resume for 3 more (the discriminator joins at step 2)."""
     overrides = [f"data.manifest={json.dumps(str(voice_manifest))}", f"model.preset={json.dumps(preset)}",
                  "train.adversarial_from=2"]
-    if preset.startswith("hn"):     # its discriminators join only when asked
-        overrides.append("train.adv_weight=1.0")
+    if preset.startswith("hn"):     # its discriminators join only when asked; jittered input frames resume too
+        overrides += ["train.adv_weight=1.0", "train.mel_jitter=0.3"]
     config = load_vocoder_config(CONFIGS / "vocoder_tiny.toml", overrides)
     straight, resumed = tmp_path / "a", tmp_path / "b"
     train_vocoder(config, straight, progress=False)

@@ -79,6 +79,8 @@ class VocoderTrainConfig:
     fm_weight: float = -1.0        # -1: HiFi-GAN 2, PWG 0, hn 2
     adv_weight: float = -1.0       # -1: HiFi-GAN 1, PWG 4, hn 0 (DDSP trains on spectral losses alone)
     disc_channels_div: int = 4     # discriminator channels / this (1: the papers')
+    mel_jitter: float = 0.0        # std (nats) of noise added to the input log-mel, per frame and band:
+                                   # a model's frames carry such errors, a recording's do not
     grad_clip: float = 10.0
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -91,6 +93,8 @@ class VocoderTrainConfig:
             raise ConfigError("train.batch_size and train.max_steps must be >= 1")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"train.lr_decay={self.lr_decay} must be in (0, 1]")
+        if not 0.0 <= self.mel_jitter <= 2.0:
+            raise ConfigError(f"train.mel_jitter={self.mel_jitter} must be in 0..2 (nats)")
         if self.disc_channels_div not in (1, 2, 4, 8, 16):
             raise ConfigError(f"train.disc_channels_div={self.disc_channels_div} must be 1, 2, 4, 8 or 16")
 
@@ -347,6 +351,9 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
         batch = draw_batch(train, weights, rng, per_rank, config.data.segment_frames, cfg.hop_samples,
                            cfg.lookahead_frames)
         noise = torch.from_numpy(rng.standard_normal(batch["audio"].shape, dtype=np.float32))
+        if tc.mel_jitter:
+            batch["mel"] = batch["mel"] + tc.mel_jitter * torch.from_numpy(
+                rng.standard_normal(batch["mel"].shape, dtype=np.float32))
         lr = tc.lr * tc.lr_decay ** (step / 1000.0)
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
