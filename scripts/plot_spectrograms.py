@@ -9,7 +9,6 @@ shared, from the loudest bin of all panels down 80 dB.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,51 +25,46 @@ def spectrogram(audio: np.ndarray, rate: int) -> tuple[np.ndarray, float, float]
     return 10 * np.log10(power.T + 1e-12), hop / rate, rate / win
 
 
-def main(argv: list[str]) -> int:
-    args, seconds, max_hz = [], None, None
-    it = iter(argv)
-    for a in it:
-        if a == "--seconds":
-            lo, _, hi = next(it).partition(":")
-            seconds = (float(lo or 0), float(hi) if hi else None)
-        elif a == "--max-hz":
-            max_hz = float(next(it))
-        else:
-            args.append(a)
-    if len(args) < 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    import matplotlib
+def main(argv: list[str] | None = None) -> int:
+    import argparse
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("out", type=Path, help="the PNG to write")
+    parser.add_argument("panels", nargs="+", metavar="LABEL=FILE", help="a recording and its panel's title")
+    parser.add_argument("--seconds", metavar="A:B", help="only this span of each file")
+    parser.add_argument("--max-hz", type=float, help="the top of the frequency axis")
+    args = parser.parse_args(argv)
+    lo, _, hi = (args.seconds or "").partition(":")
+    span = (float(lo or 0), float(hi) if hi else None)
+
+    from matplotlib.figure import Figure
 
     from voxflip.engine.audio_io import read_audio
 
-    out, panels = Path(args[0]), []
-    for spec in args[1:]:
+    panels = []
+    for spec in args.panels:
         label, _, path = spec.partition("=")
         audio, rate = read_audio(path)
         audio = np.asarray(audio, np.float64)
         audio = audio.mean(axis=1) if audio.ndim > 1 else audio
-        if seconds:
-            audio = audio[int(seconds[0] * rate) : int(seconds[1] * rate) if seconds[1] else None]
+        audio = audio[int(span[0] * rate) : int(span[1] * rate) if span[1] else None]
         panels.append((label, *spectrogram(audio, rate)))
     top = max(float(p[1].max()) for p in panels)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.2 * len(panels)), squeeze=False, sharex=True)
+    fig = Figure(figsize=(10, 2.2 * len(panels)))
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)
     for ax, (label, db, period, bin_hz) in zip(axes[:, 0], panels, strict=True):
         extent = (0, db.shape[1] * period, 0, db.shape[0] * bin_hz)
         ax.imshow(db, origin="lower", aspect="auto", extent=extent, vmin=top - 80, vmax=top, cmap="magma")
-        ax.set_ylim(0, max_hz or extent[3])
+        ax.set_ylim(0, args.max_hz or extent[3])
         ax.set_ylabel("Hz")
         ax.set_title(label, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("s")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    print(out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=90)
+    print(args.out)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())
