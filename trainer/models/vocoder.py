@@ -511,12 +511,13 @@ class HarmonicNoiseGenerator(Generator):
     - the noise input is split by a fixed mel-spaced FIR bank (:func:`noise_filter_bank`) and each
       band scaled by its gain.
 
-    Block ``j`` of the output runs from frame ``j - 1`` to frame ``j``: harmonic coefficients (complex,
-    so a phase that wraps between frames does not glitch), F0 and noise gains interpolate linearly
-    over the block, and the phase of the fundamental accumulates sample by sample; where F0 jumps
-    (by more than ``hn_jump_ratio``) the old series fades out at its F0 while the new fades in. Hence a lookahead
-    of exactly one frame, the DSP mel vocoder's. The state: the frame network's left context, the
-    previous frame's parameters, the phase, and the noise FIRs' last ``taps - 1`` input samples.
+    Block ``j`` of the output runs from frame ``j - 1`` to frame ``j`` (hence a lookahead of exactly
+    one frame, the DSP mel vocoder's): harmonic coefficients (complex, so a phase that wraps between
+    frames does not glitch), F0 and noise gains interpolate linearly over the block, and the phase of
+    the fundamental accumulates sample by sample; where F0 jumps (by more than ``hn_jump_ratio``) the
+    old series fades out at its F0 while the new one fades in. The state: the frame network's left
+    context, the previous frame's parameters, the phase, and the noise FIRs' last ``taps - 1`` input
+    samples.
     """
 
     def __init__(self, cfg: VocoderConfig) -> None:
