@@ -74,18 +74,15 @@ def synthesise(vocoder: str, path: str | None, recording: Path) -> tuple[np.ndar
         sp = pyworld.cheaptrick(xd, f0w, t, RATE)
         ap = pyworld.d4c(xd, f0w, t, RATE)
         return pyworld.synthesize(f0w, sp, ap, RATE, 5.0).astype(np.float32)[: x.shape[0]], RATE
-    if vocoder == "dsp":
+    if vocoder in ("dsp", "dsp-flow"):   # dsp-flow: on the frames the shipped flow model reads (its mel window)
         from voxflip.engine.features.mel import MelConfig
-        from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
-
-        return np.asarray(MelVocoder(MelVocoderConfig(mel=MelConfig.for_to_speech()))(log_mel, f0), np.float32), RATE
-    if vocoder == "dsp-flow":      # the DSP vocoder on the frames the shipped flow model reads (its mel window)
         from voxflip.engine.vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
         from .systems import _flow_mel
 
-        mel = _flow_mel(None)
-        _, log_mel, f0 = _analyse(recording, mel)
+        mel = _flow_mel(None) if vocoder == "dsp-flow" else MelConfig.for_to_speech()
+        if vocoder == "dsp-flow":
+            _, log_mel, f0 = _analyse(recording, mel)
         return np.asarray(MelVocoder(MelVocoderConfig(mel=mel))(log_mel, f0), np.float32), RATE
     from voxflip.engine.features.mel import MelConfig
     from voxflip.engine.vocoder.neural import NeuralVocoder
