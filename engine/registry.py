@@ -77,7 +77,7 @@ class ShortenOptions(WorldOptions):
 @dataclass(frozen=True)
 class FlowOptions(ConverterOptions):
     """The flow converters: a model exported by ``voxflip export`` (``None``: the shipped one), and
-    the vocoder: ``dsp`` (the default), ``hifigan`` or ``pwg`` (the shipped neural ones), or the
+    the vocoder: ``dsp`` (the default), ``hifigan``, ``pwg`` or ``hn`` (the shipped neural ones), or the
     folder or manifest of one exported by ``voxflip export-vocoder``."""
 
     model_path: str | Path | None = None

@@ -71,3 +71,18 @@ def test_round_trip_at_24khz_the_speech_to_singing_setup(example_speech):
     diff_db = 20 / np.log(10) * (back - mel)[loud]
     assert abs(diff_db.mean()) < 4.0 and np.abs(diff_db).mean() < 7.0
     assert abs(20 * np.log10(np.std(out) / np.std(x))) < 3.0   # was +180 dB with the plain pseudo-inverse
+
+
+@pytest.mark.parametrize("mel", [MelConfig.for_to_speech(), MelConfig.for_to_singing()], ids=["16k", "24k"])
+def test_smoothing_matrix_is_the_vocoders_smoothing(mel):
+    """The neural harmonic-plus-noise vocoder smooths with this matrix inside its graph; it must be the
+    DSP vocoder's own smoothing (edges repeated), row sums 1 (a flat envelope stays flat)."""
+    from scipy.ndimage import convolve1d
+
+    from voxflip.engine.vocoder.mel_vocoder import smoothing_kernel, smoothing_matrix
+
+    matrix = smoothing_matrix(mel, 200.0)
+    power = np.random.default_rng(0).random((6, mel.n_fft // 2 + 1))
+    expected = convolve1d(power, smoothing_kernel(mel, 200.0), axis=1, mode="nearest")
+    np.testing.assert_allclose(power @ matrix.T, expected, atol=1e-12)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-12)

@@ -46,6 +46,26 @@ class MelVocoderConfig:
             raise ConfigError("mel vocoder needs 0 <= voiced_aperiodicity <= max_aperiodicity <= 1")
 
 
+def smoothing_kernel(mel: MelConfig, smoothing_hz: float) -> np.ndarray:
+    """The Hann kernel, ``smoothing_hz`` to each side on the mel FFT's bins (summing to 1), that
+    smooths a power envelope across frequency (:meth:`MelVocoder.envelope`)."""
+    width = max(1, int(round(smoothing_hz / (mel.sample_rate / mel.n_fft))))
+    kernel = np.hanning(2 * width + 1)
+    return kernel / kernel.sum()
+
+
+def smoothing_matrix(mel: MelConfig, smoothing_hz: float) -> np.ndarray:
+    """``(bins, bins)``: :func:`smoothing_kernel` as a matrix, the edge bins repeated past the ends
+    (``matrix @ power`` equals the DSP vocoder's smoothing of ``power`` along its bins)."""
+    kernel = smoothing_kernel(mel, smoothing_hz)
+    bins, width = mel.n_fft // 2 + 1, kernel.size // 2
+    matrix = np.zeros((bins, bins))
+    rows = np.arange(bins)
+    for offset, weight in zip(range(-width, width + 1), kernel, strict=True):
+        np.add.at(matrix, (rows, np.clip(rows + offset, 0, bins - 1)), weight)
+    return matrix
+
+
 class MelVocoder:
     """Log-mel frames + F0 -> audio, streaming (state from :meth:`init_state`)."""
 
@@ -65,9 +85,7 @@ class MelVocoder:
         self._pinv = np.maximum(np.linalg.pinv(fb, rcond=1e-3), 0.0)  # (bins, n_mels)
         bins = fb.shape[1]
         hz_per_bin = mel.sample_rate / mel.n_fft
-        width = max(1, int(round(config.smoothing_hz / hz_per_bin)))
-        self._kernel = np.hanning(2 * width + 1)
-        self._kernel /= self._kernel.sum()
+        self._kernel = smoothing_kernel(mel, config.smoothing_hz)
         freqs = np.arange(bins) * hz_per_bin
         ramp = np.clip((freqs - config.periodic_below_hz) / max(mel.sample_rate / 2 - config.periodic_below_hz, 1.0),
                        0.0, 1.0)

@@ -70,6 +70,10 @@ class VocoderConfig:
             harmonic-plus-noise generator's frame network (width, one causal layer per dilation), the
             most harmonics it sums, its noise filter bank (bands, FIR taps), and the F0 ratio between
             two frames above which the harmonics cross-fade to the new F0 instead of gliding.
+        hn_smoothing_hz: 0, or the half-width of the Hann kernel that smooths the mel's envelope
+            across frequency before the harmonics sample it and the frame network reads it (the DSP
+            mel vocoder's 200 Hz): a model's mel may carry the harmonics of another pitch than the F0
+            it is voiced at (the residual flow model's: the singing's), which narrow low bands resolve.
     """
 
     kind: str = "hifigan"
@@ -98,6 +102,7 @@ class VocoderConfig:
     hn_noise_bands: int = 32
     hn_noise_taps: int = 63
     hn_jump_ratio: float = 1.25
+    hn_smoothing_hz: float = 0.0
 
     def __post_init__(self) -> None:
         base = MEL_PRESETS[self.mel_preset()]()
@@ -130,6 +135,8 @@ class VocoderConfig:
                                   f"model.hn_noise_bands={self.hn_noise_bands} in 2..128")
             if self.hn_jump_ratio <= 1.0:
                 raise ConfigError(f"model.hn_jump_ratio={self.hn_jump_ratio} must be above 1 (a large value: always glide)")
+            if not 0.0 <= self.hn_smoothing_hz <= 1000.0:
+                raise ConfigError(f"model.hn_smoothing_hz={self.hn_smoothing_hz} must be in 0..1000 (0: no smoothing)")
             if self.hn_noise_taps < 3 or self.hn_noise_taps % 2 == 0 or not self.hn_dilations:
                 raise ConfigError(f"model.hn_noise_taps={self.hn_noise_taps} must be odd and >= 3, and "
                                   "model.hn_dilations not empty")
@@ -185,11 +192,13 @@ VARIANTS: dict[str, VocoderConfig] = {
                                     resblock_dilations=((1, 3, 5),) * 3),
     "hifigan-v3-24k": VocoderConfig(variant="v3", sample_rate=24_000, hop_samples=128, upsample_rates=(4, 4, 4, 2)),
     "pwg": VocoderConfig(kind="pwg", variant="paper"),
-    "hn": VocoderConfig(kind="hn", variant="hn", source_harmonics=0),
+    # hn_smoothing_hz: the DSP mel vocoder's 200 Hz, so that a model's mel voiced at another pitch than
+    # its harmonics' does not sound at theirs (docs/results.md, "hn" behind the flow model)
+    "hn": VocoderConfig(kind="hn", variant="hn", source_harmonics=0, hn_smoothing_hz=200.0),
     "hn-24k": VocoderConfig(kind="hn", variant="hn", sample_rate=24_000, hop_samples=128, source_harmonics=0,
-                            hn_harmonics=192),
+                            hn_harmonics=192, hn_smoothing_hz=200.0),
     "hn-tiny": VocoderConfig(kind="hn", variant="tiny", source_harmonics=0, hn_channels=16, hn_dilations=(1,),
-                             hn_harmonics=24, hn_noise_bands=8, hn_noise_taps=15),
+                             hn_harmonics=24, hn_noise_bands=8, hn_noise_taps=15, hn_smoothing_hz=200.0),
     "pwg-small": VocoderConfig(kind="pwg", variant="small", layers=10, stacks=2, residual_channels=32,
                                gate_channels=64, skip_channels=32),
     "pwg-tiny": VocoderConfig(kind="pwg", variant="tiny", layers=4, stacks=2, residual_channels=8,
@@ -523,13 +532,19 @@ class HarmonicNoiseGenerator(Generator):
     def __init__(self, cfg: VocoderConfig) -> None:
         super().__init__()
         from voxflip.engine.features.mel import mel_filterbank
+        from voxflip.engine.vocoder.mel_vocoder import smoothing_matrix
 
         self.cfg = cfg
         mel = cfg.mel()
         self.bins = mel.n_fft // 2 + 1
         self.bin_hz = mel.sample_rate / mel.n_fft
-        pinv = np.maximum(np.linalg.pinv(mel_filterbank(mel), rcond=1e-3), 0.0)      # (bins, n_mels)
+        fb = mel_filterbank(mel)                                                     # (n_mels, bins)
+        pinv = np.maximum(np.linalg.pinv(fb, rcond=1e-3), 0.0)                       # (bins, n_mels)
         self.register_buffer("pinv", torch.from_numpy(pinv).float(), persistent=False)
+        if cfg.hn_smoothing_hz > 0:
+            smoother = smoothing_matrix(mel, cfg.hn_smoothing_hz)
+            self.register_buffer("smoother", torch.from_numpy(smoother).float(), persistent=False)
+            self.register_buffer("fb", torch.from_numpy(fb).float(), persistent=False)
         self.register_buffer("minphase", torch.from_numpy(minimum_phase_matrix(mel.n_fft)).float(), persistent=False)
         bank = noise_filter_bank(cfg.hn_noise_bands, cfg.hn_noise_taps, cfg.sample_rate)
         self.register_buffer("bank", torch.from_numpy(bank[:, ::-1].copy()).float().unsqueeze(1), persistent=False)
@@ -561,12 +576,16 @@ class HarmonicNoiseGenerator(Generator):
         """``(B, 2K + 1 + bands, n)``: harmonic coefficients (real, imaginary), F0, noise band gains."""
         voiced = (f0 > 0).float()
         lf0 = torch.where(f0 > 0, torch.log(f0.clamp(min=1.0) / 200.0), torch.zeros_like(f0))
+        amplitude = torch.matmul(self.pinv, torch.exp(mel))                               # (B, bins, n)
+        if self.cfg.hn_smoothing_hz > 0:      # power smoothed across bins; the network reads its mel
+            amplitude = torch.sqrt(torch.clamp(torch.matmul(self.smoother, amplitude * amplitude), min=1e-12))
+            mel = torch.log(torch.clamp(torch.matmul(self.fb, amplitude), min=1e-5))
         x = torch.cat([(mel + 5.0) / 2.5, lf0.unsqueeze(1), voiced.unsqueeze(1)], dim=1)
         h = F.leaky_relu(self._run(self.pre, x, states, cursor, out), LRELU_SLOPE)
         for conv in self.convs:
             h = h + F.leaky_relu(self._run(conv, h, states, cursor, out), LRELU_SLOPE)
         y = self.head(h)
-        base = torch.log(torch.clamp(torch.matmul(self.pinv, torch.exp(mel)), min=1e-5))    # (B, bins, n)
+        base = torch.log(torch.clamp(amplitude, min=1e-5))
         log_env = base + y[:, : self.bins]
         phase_env = torch.matmul(self.minphase, log_env)
         freqs = f0.unsqueeze(1) * self.orders                                             # (B, K, n) Hz
