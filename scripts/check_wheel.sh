@@ -34,6 +34,9 @@ done
 # the shipped model through the [cpu] runtime, from the installed package data
 "$work/venv/bin/voxflip" render "$work/demo/arctic_a0007_sung.wav" -o "$work/demo/flow.wav" --to speech --method flow -q
 test -s "$work/demo/flow.wav" || { echo "check_wheel: the flow converter wrote nothing" >&2; exit 1; }
+"$work/venv/bin/voxflip" render "$work/demo/arctic_a0007_sung.wav" -o "$work/demo/flow_hn.wav" --to speech --method flow \
+    --vocoder hn -q
+test -s "$work/demo/flow_hn.wav" || { echo "check_wheel: the flow converter with the shipped hn vocoder wrote nothing" >&2; exit 1; }
 # alignsts (the whisper extra goes with the cpu runtime): without the extra one line says what to install;
 # with it, the shipped AlignSTS model sings
 if [ "$runtime" = cpu ]; then
