@@ -513,7 +513,9 @@ class HarmonicNoiseGenerator(Generator):
 
     - a causal convolution stack over frames reads the log-mel and log-F0 and predicts, per frame,
       a correction to a log spectral envelope (the mel's non-negative pseudo-inverse, as the DSP mel
-      vocoder's) on the mel FFT's bins, and a log gain for each noise band;
+      vocoder's, its power smoothed across bins over ``hn_smoothing_hz`` as that vocoder's is; the
+      network then reads the mel of the smoothed envelope) on the mel FFT's bins, and a log gain for
+      each noise band;
     - the harmonics ``k * F0`` (``k <= hn_harmonics``, below Nyquist, voiced frames only) take the
       envelope's amplitude and its minimum phase (:func:`minimum_phase_matrix`), so a period is
       shaped as a vocal tract shapes a glottal pulse;
