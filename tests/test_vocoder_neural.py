@@ -43,15 +43,16 @@ def _inputs(frames: int, seed: int = 0):
 
 
 def _config(preset: str) -> VocoderConfig:
-    """A preset, or ``hifigan-tiny-repeat``: the tiny HiFi-GAN with repetition upsampling."""
-    from dataclasses import replace
-
+    """A preset, ``hifigan-tiny-repeat`` (the tiny HiFi-GAN with repetition upsampling) or
+    ``hn-tiny-pulse`` (the tiny harmonic-plus-noise generator with pulsed noise)."""
     if preset == "hifigan-tiny-repeat":
         return replace(VARIANTS["hifigan-tiny"], upsample="repeat")
+    if preset == "hn-tiny-pulse":
+        return replace(VARIANTS["hn-tiny"], hn_noise_pulse=3.0)
     return VARIANTS[preset]
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny", "hn-tiny-pulse"])
 def test_chunked_equals_whole_in_torch(preset):
     g = build_generator(_config(preset)).eval()
     mel, f0, noise = _inputs(37)
@@ -66,7 +67,7 @@ def test_chunked_equals_whole_in_torch(preset):
     np.testing.assert_allclose(torch.cat(pieces, 2).numpy(), whole.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny", "hn-tiny-pulse"])
 def test_generators_are_causal(preset):
     """Output block j depends on frames <= j only: changing frame 20 leaves every earlier sample."""
     g = build_generator(_config(preset)).eval()
@@ -113,6 +114,8 @@ def test_config_errors_are_one_line():
         VocoderConfig(kind="hn", source_harmonics=0, hn_jump_ratio=1.0)
     with pytest.raises(ConfigError, match=r"model.hn_smoothing_hz=-5.0 must be in 0..1000 \(0: no smoothing\)"):
         VocoderConfig(kind="hn", source_harmonics=0, hn_smoothing_hz=-5.0)
+    with pytest.raises(ConfigError, match=r"model.hn_noise_pulse=30.0 must be in 0..20 \(0: steady noise\)"):
+        VocoderConfig(kind="hn", source_harmonics=0, hn_noise_pulse=30.0)
     with pytest.raises(ConfigError, match=r"\[model\] has unknown key\(s\) hidden"):
         load_vocoder_config(CONFIGS / "vocoder_tiny.toml", ["model.hidden=3"])
 
@@ -205,11 +208,11 @@ def _shipped_flow_window() -> int:
 def exported(tmp_path_factory) -> dict[str, Path]:
     """Fresh (untrained) tiny generators of both kinds, exported, reading the shipped flow model's mel frames."""
     return {preset: _export_fresh(tmp_path_factory.mktemp(preset),
-                                  replace(VARIANTS[preset], mel_window=_shipped_flow_window()))
-            for preset in ("hifigan-tiny", "pwg-tiny", "hn-tiny")}
+                                  replace(_config(preset), mel_window=_shipped_flow_window()))
+            for preset in ("hifigan-tiny", "pwg-tiny", "hn-tiny", "hn-tiny-pulse")}
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hn-tiny"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hn-tiny", "hn-tiny-pulse"])
 def test_onnx_runner_streams_like_torch(exported, preset):
     from voxflip.trainer.vocoder_export import load_generator
 
@@ -604,3 +607,25 @@ def test_shipped_hn_vocodes_real_speech_at_the_pitch_it_is_given(example_speech,
     neural, plain = _render(example_speech_path, tmp_path / "h.wav", "flow-nodur", vocoder="hn"), \
         _render(example_speech_path, tmp_path / "d.wav", "flow-nodur")
     assert neural.shape == plain.shape and np.max(np.abs(neural - plain)) > 1e-3
+
+
+def test_harmonic_noise_generator_pulses_the_noise_of_voiced_frames_with_each_period():
+    """With ``hn_noise_pulse`` and the network's mix at 1, a voiced frame's noise comes in a burst at the
+    start of each period of the fundamental (here 200 Hz: 80 samples); steady noise has no such rhythm,
+    and unvoiced frames are never pulsed."""
+    sr, frames, period = 16_000, 60, 80
+    mel = torch.full((1, 80, frames), -4.0)
+    energy = {}
+    for pulse, voiced in ((3.0, True), (0.0, True), (3.0, False)):
+        torch.manual_seed(0)
+        g = build_generator(replace(VARIANTS["hn-tiny"], hn_noise_pulse=pulse)).eval()
+        with torch.no_grad():
+            g.harmonic_gain.fill_(-50.0)            # the noise alone
+            if pulse:
+                g.head.bias[-1] = 20.0              # mix 1
+            f0 = torch.full((1, frames), 200.0 if voiced else 0.0)
+            y = g(mel, f0, torch.randn(1, 1, frames * HOP, generator=torch.Generator().manual_seed(1)))[0, 0]
+        folded = (y[10 * HOP : 10 * HOP + 40 * HOP].numpy() ** 2).reshape(-1, period).mean(0)
+        energy[pulse, voiced] = folded[np.r_[0:8, 72:80]].mean() / folded[32:48].mean()   # period start / middle
+    assert energy[3.0, True] > 20.0, energy
+    assert 0.5 < energy[0.0, True] < 2.0 and 0.5 < energy[3.0, False] < 2.0, energy

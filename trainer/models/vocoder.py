@@ -74,6 +74,9 @@ class VocoderConfig:
             across frequency before the harmonics sample it and the frame network reads it (the DSP
             mel vocoder's 200 Hz): a model's mel may carry the harmonics of another pitch than the F0
             it is voiced at (the residual flow model's: the singing's), which narrow low bands resolve.
+        hn_noise_pulse: 0, or the concentration of a pulse at each period's start (a von Mises bump of
+            the fundamental's phase, its mean power 1) that the network may mix into the noise of voiced
+            frames, per frame, as a voice's breath noise comes in bursts with each glottal closure.
     """
 
     kind: str = "hifigan"
@@ -103,6 +106,7 @@ class VocoderConfig:
     hn_noise_taps: int = 63
     hn_jump_ratio: float = 1.25
     hn_smoothing_hz: float = 0.0
+    hn_noise_pulse: float = 0.0
 
     def __post_init__(self) -> None:
         base = MEL_PRESETS[self.mel_preset()]()
@@ -137,6 +141,8 @@ class VocoderConfig:
                 raise ConfigError(f"model.hn_jump_ratio={self.hn_jump_ratio} must be above 1 (a large value: always glide)")
             if not 0.0 <= self.hn_smoothing_hz <= 1000.0:
                 raise ConfigError(f"model.hn_smoothing_hz={self.hn_smoothing_hz} must be in 0..1000 (0: no smoothing)")
+            if not 0.0 <= self.hn_noise_pulse <= 20.0:
+                raise ConfigError(f"model.hn_noise_pulse={self.hn_noise_pulse} must be in 0..20 (0: steady noise)")
             if self.hn_noise_taps < 3 or self.hn_noise_taps % 2 == 0 or not self.hn_dilations:
                 raise ConfigError(f"model.hn_noise_taps={self.hn_noise_taps} must be odd and >= 3, and "
                                   "model.hn_dilations not empty")
@@ -559,7 +565,11 @@ class HarmonicNoiseGenerator(Generator):
         ch = cfg.hn_channels
         self.pre = CausalConv1d(cfg.n_mels + 2, ch, 3)
         self.convs = nn.ModuleList(CausalConv1d(ch, ch, 3, dilation=d) for d in cfg.hn_dilations)
-        self.head = nn.Conv1d(ch, self.bins + cfg.hn_noise_bands, 1)
+        self.pulsed = cfg.hn_noise_pulse > 0
+        self.head = nn.Conv1d(ch, self.bins + cfg.hn_noise_bands + int(self.pulsed), 1)
+        if self.pulsed:     # exp(k (cos - 1)) has mean power exp(-2k) I0(2k) over a period
+            k = cfg.hn_noise_pulse
+            self.pulse_norm = math.sqrt(math.exp(-2.0 * k) * float(np.i0(2.0 * k)))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         # A sinusoid of amplitude a peaks at a * W / 4 in a W-sample Hann-windowed DFT; white noise of
@@ -570,7 +580,7 @@ class HarmonicNoiseGenerator(Generator):
         self.parts = [self.pre, *self.convs]
 
     def state_shapes(self) -> list[tuple[int, int]]:
-        frame = 2 * self.cfg.hn_harmonics + 1 + self.cfg.hn_noise_bands
+        frame = 2 * self.cfg.hn_harmonics + 1 + self.cfg.hn_noise_bands + int(self.pulsed)
         return [*super().state_shapes(), (frame, 1), (1, 1), (1, self.cfg.hn_noise_taps - 1)]
 
     def frame_parameters(self, mel: Tensor, f0: Tensor, states: list[Tensor], cursor: list[int],
@@ -603,8 +613,12 @@ class HarmonicNoiseGenerator(Generator):
         below = torch.clamp((nyquist - freqs) / (0.05 * nyquist), 0.0, 1.0)
         amp = torch.exp(at_harmonics(log_env) + self.harmonic_gain) * below * voiced.unsqueeze(1)
         theta = at_harmonics(phase_env)
-        noise_log = log_env.index_select(1, self.band_bins) + y[:, self.bins :] + self.noise_gain
-        return torch.cat([amp * torch.cos(theta), amp * torch.sin(theta), f0.unsqueeze(1), torch.exp(noise_log)], 1)
+        bands = self.cfg.hn_noise_bands
+        noise_log = log_env.index_select(1, self.band_bins) + y[:, self.bins : self.bins + bands] + self.noise_gain
+        parts = [amp * torch.cos(theta), amp * torch.sin(theta), f0.unsqueeze(1), torch.exp(noise_log)]
+        if self.pulsed:     # how much of a voiced frame's noise comes in pulses
+            parts.append(torch.sigmoid(y[:, self.bins + bands :]) * voiced.unsqueeze(1))
+        return torch.cat(parts, 1)
 
     def step(self, mel: Tensor, f0: Tensor, noise: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         cursor, out = [0], []
@@ -647,7 +661,13 @@ class HarmonicNoiseGenerator(Generator):
         harmonic = series(old, old_phase) + series(new, new_phase)
         padded = torch.cat([prev_noise, noise], dim=2)
         bands = F.conv1d(padded, self.bank)                                                # (B, bands, T)
-        noisy = (bands * per_sample(start[:, 2 * k + 1 :], end[:, 2 * k + 1 :])).sum(1, keepdim=True)
+        gains = slice(2 * k + 1, 2 * k + 1 + self.cfg.hn_noise_bands)
+        noisy = (bands * per_sample(start[:, gains], end[:, gains])).sum(1, keepdim=True)
+        if self.pulsed:
+            mix = per_sample(start[:, -1:], end[:, -1:])                                   # (B, 1, T)
+            cycle = torch.cos(old_phase.reshape(b, 1, n * hop) * (2 * math.pi))
+            pulse = torch.exp(self.cfg.hn_noise_pulse * (cycle - 1.0)) / self.pulse_norm
+            noisy = noisy * (1.0 - mix + mix * pulse)
         out += [full[:, :, -1:], end_phase.view(b, 1, 1), padded[:, :, padded.shape[2] - (self.cfg.hn_noise_taps - 1) :]]
         return harmonic + noisy, out
 
