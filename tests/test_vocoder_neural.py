@@ -613,7 +613,7 @@ def test_harmonic_noise_generator_pulses_the_noise_of_voiced_frames_with_each_pe
     """With ``hn_noise_pulse`` and the network's mix at 1, a voiced frame's noise comes in a burst at the
     start of each period of the fundamental (here 200 Hz: 80 samples); steady noise has no such rhythm,
     and unvoiced frames are never pulsed."""
-    sr, frames, period = 16_000, 60, 80
+    frames, period = 60, 80
     mel = torch.full((1, 80, frames), -4.0)
     energy = {}
     for pulse, voiced in ((3.0, True), (0.0, True), (3.0, False)):
