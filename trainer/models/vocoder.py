@@ -585,7 +585,8 @@ class HarmonicNoiseGenerator(Generator):
 
     def frame_parameters(self, mel: Tensor, f0: Tensor, states: list[Tensor], cursor: list[int],
                          out: list[Tensor]) -> Tensor:
-        """``(B, 2K + 1 + bands, n)``: harmonic coefficients (real, imaginary), F0, noise band gains."""
+        """``(B, 2K + 1 + bands [+ 1], n)``: harmonic coefficients (real, imaginary), F0, noise band gains,
+        and with ``hn_noise_pulse`` the share of the noise that comes in pulses."""
         voiced = (f0 > 0).float()
         lf0 = torch.where(f0 > 0, torch.log(f0.clamp(min=1.0) / 200.0), torch.zeros_like(f0))
         amplitude = torch.matmul(self.pinv, torch.exp(mel))                               # (B, bins, n)
