@@ -135,27 +135,32 @@ class SingOptions(MelodyOptions, WorldOptions):
 class AlignSTSOptions(MelodyOptions):
     """``alignsts``: a model exported by ``voxflip export-alignsts`` (``None``: the shipped one), the
     vocoder (``dsp``, or the folder of a 24 kHz one exported by ``voxflip export-vocoder``), and the
-    seed of the diffusion decoder's noise."""
+    seed of the diffusion decoder's noise. ``content_model``: the folder of a causal content student
+    (``voxflip export-content``) that reads the speech in place of Whisper's encoder (``None``: Whisper,
+    which the model was trained on; with a student the whisper extra is not needed)."""
 
     model_path: str | Path | None = None
     vocoder: str | Path | None = None
     seed: int = 0
+    content_model: str | Path | None = None
 
 
 @dataclass(frozen=True)
 class Requirement:
-    """A module a converter imports at run time, and the extra that installs it."""
+    """A module a converter imports at run time, and the extra that installs it; not needed when the
+    converter's option ``unless`` is given."""
 
     module: str
     extra: str
     what: str
+    unless: str | None = None
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
 
 
 ONNX_RUNTIME = Requirement("onnxruntime", "cpu", "an ONNX runtime")
-WHISPER = Requirement("faster_whisper", "whisper", "Whisper's encoder for the speech's content")
+WHISPER = Requirement("faster_whisper", "whisper", "Whisper's encoder for the speech's content", unless="content_model")
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -222,6 +227,8 @@ class ConverterSpec:
     def build(self, options: ConverterOptions) -> Converter:
         """The converter, with its name; checks what it needs first."""
         for requirement in self.missing():
+            if requirement.unless is not None and getattr(options, requirement.unless, None) is not None:
+                continue
             raise MissingDependencyError(
                 f"{self.name} needs {requirement.what} ({requirement.module}), which is not installed: "
                 f"{install_hint(requirement.extra)}" + (", or \"voxflip[gpu]\" on a CUDA machine"
@@ -462,8 +469,16 @@ def _alignsts(options: AlignSTSOptions, chunk_frames: int) -> Converter:
         if vocoder.mel != target_mel():
             raise OptionError("vocoder", options.vocoder, "reads another mel setup; alignsts needs a vocoder trained on "
                               "the 24 kHz one (MelConfig.for_to_singing())")
+    content = None
+    if options.content_model is not None:
+        from .features.content_student import ContentStudentModel
+
+        try:
+            content = ContentStudentModel(options.content_model)
+        except ConfigError as exc:
+            raise OptionError("content_model", options.content_model, f"is not a content student: {exc}") from None
     return AlignSTSToSingingConverter(melody, AlignSTSModel(path), vocoder=vocoder, config=_sing_config(options),
-                                      chunk_frames=chunk_frames, seed=options.seed)
+                                      chunk_frames=chunk_frames, seed=options.seed, content=content)
 
 
 #: the WORLD and PSOLA converters: their output does not depend on the chunk (tests: each frame is

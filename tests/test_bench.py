@@ -6,6 +6,8 @@ per-chunk numbers with pytest-benchmark's statistics and history. Nothing here a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,25 @@ def test_bench_synthesiser_one_second(benchmark, frames_per_call):
             _, state = synth.step(f0[i : i + frames_per_call], sp[i : i + frames_per_call], ap[i : i + frames_per_call], state)
 
     benchmark(one_second)
+
+
+@pytest.mark.parametrize("block_ms", [10, 20])
+def test_bench_content_student_block(benchmark, tmp_path, block_ms):
+    """One block of 16 kHz speech through the causal content student of ``configs/content_student.toml``
+    (untrained: speed does not depend on the weights' values), one ONNX Runtime thread: its log-mel and
+    its step graph (real-time factor = time / block; docs/performance.md, "The content student")."""
+    torch = pytest.importorskip("torch")
+    from voxflip.engine.features.content_student import ContentStudentModel
+    from voxflip.trainer.content_export import export_model
+    from voxflip.trainer.content_train import load_content_config
+    from voxflip.trainer.models.content_student import ContentStudent
+
+    torch.manual_seed(0)
+    cfg = load_content_config(Path(__file__).resolve().parents[1] / "configs" / "content_student.toml").model
+    export_model(ContentStudent(cfg), tmp_path / "content.onnx")
+    stream = ContentStudentModel(tmp_path, threads=1).stream()
+    block = np.random.default_rng(0).standard_normal(16 * block_ms) * 0.05
+    stream.push(np.zeros(16_000))
+
+    benchmark.extra_info["rtf"] = f"time / {block_ms} ms"
+    benchmark(stream.push, block)

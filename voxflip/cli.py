@@ -47,6 +47,7 @@ FLAG_OF_OPTION: dict[str, str] = {
     "voice_floor_hz": "--voice-floor",
     "vocoder": "--vocoder",
     "seed": "--seed",
+    "content_model": "--content-model",
     "live_notes": "live notes (no --melody)",
 }
 
@@ -156,6 +157,9 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, metavar="N",
                         help=f"the noise of {_option_methods('seed')}'s diffusion decoder, a whole number >= 0 (default 0)")
     render.add_argument("--vocoder", metavar="NAME|DIR", help=_VOCODER_HELP)
+    render.add_argument("--content-model", metavar="DIR",
+                        help=f"{_option_methods('content_model')}: read the speech with the causal content student of "
+                             "voxflip export-content instead of Whisper's encoder (no whisper extra needed)")
     render.add_argument("--transpose", type=_finite_float, metavar="SEMITONES",
                         help="shift the melody (singing) or the speaking pitch (speech) by semitones (default 0)")
     render.add_argument("--tempo", type=_finite_float, metavar="FACTOR",
@@ -297,6 +301,10 @@ def get_parser() -> argparse.ArgumentParser:
         ("train-vocoder", "train a neural vocoder, HiFi-GAN or Parallel WaveGAN (docs/models.md)",
          "Train a vocoder from a TOML config (configs/vocoder_*.toml); resumes from the run folder's last checkpoint.",
          "TOML config (configs/vocoder_tiny.toml runs in seconds)"),
+        ("train-content", "distil Whisper's encoder into a causal content student (docs/models.md)",
+         "Train a causal content student from a TOML config (configs/content_student*.toml); resumes from the run "
+         "folder's last checkpoint. The teacher's states are Whisper encoder states (needs the whisper extra).",
+         "TOML config (configs/content_student_tiny.toml runs in seconds)"),
         ("train-alignsts", "train the AlignSTS speech -> singing model (docs/models.md)",
          "Train AlignSTS from a TOML config (configs/alignsts*.toml); resumes from the run folder's last "
          "checkpoint. Content features are Whisper encoder states (needs the eval extra).",
@@ -317,6 +325,13 @@ def get_parser() -> argparse.ArgumentParser:
                                             "is written).")
     export_sts.add_argument("checkpoint")
     export_sts.add_argument("-o", "--output", required=True, help="the .onnx path")
+    export_content = sub.add_parser("export-content", help="export a content student to ONNX graphs",
+                                    description="Write content.onnx (a streaming graph) and content.manifest.json from "
+                                                "a train-content checkpoint (ONNX Runtime is checked against torch, "
+                                                "whole and streamed, before the manifest is written).")
+    export_content.add_argument("checkpoint")
+    export_content.add_argument("-o", "--output", required=True,
+                                help="the .onnx path (its folder is what --content-model takes)")
     export_voc = sub.add_parser("export-vocoder", help="export a vocoder checkpoint to a streaming ONNX graph",
                                 description="Write vocoder.onnx and vocoder.manifest.json from a train-vocoder checkpoint "
                                             "(streamed parity with torch is checked before the manifest is written).")
@@ -375,6 +390,9 @@ def get_parser() -> argparse.ArgumentParser:
                          "baselines parekh, speechsplit2, speechsplit2-se; ref:NAME uses the same): an export of voxflip export-alignsts, or a train-alignsts checkpoint (.pt, exported on "
                          "first use); alignsts defaults to the shipped one. Use one --out per model, as converted "
                          "clips are cached")
+    ev.add_argument("--content-model", metavar="DIR",
+                    help="the causal content student (an export of voxflip export-content) that the systems "
+                         "student:alignsts and ref:student:alignsts read the speech with")
 
     demo = sub.add_parser(
         "demo",
@@ -404,6 +422,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("cli_train", "cmd_export"),
     "train-vocoder": ("cli_train", "cmd_train_vocoder"),
     "train-alignsts": ("cli_train", "cmd_train_alignsts"),
+    "train-content": ("cli_train", "cmd_train_content"),
+    "export-content": ("cli_train", "cmd_export_content"),
     "export-alignsts": ("cli_train", "cmd_export_alignsts"),
     "eval-vocoder": ("cli_train", "cmd_eval_vocoder"),
     "export-vocoder": ("cli_train", "cmd_export_vocoder"),

@@ -30,6 +30,7 @@ CONVERTER_FLAGS: dict[str, str] = {
     "voice_floor": "voice_floor_hz",
     "vocoder": "vocoder",
     "seed": "seed",
+    "content_model": "content_model",
 }
 
 

@@ -142,6 +142,10 @@ def cmd_train_alignsts(args: argparse.Namespace) -> int:
     return _run_training(args, "train-alignsts", "alignsts_train:load_alignsts_config", "alignsts_train:train_alignsts")
 
 
+def cmd_train_content(args: argparse.Namespace) -> int:
+    return _run_training(args, "train-content", "content_train:load_content_config", "content_train:train_content")
+
+
 def _export(args: argparse.Namespace, target: str):
     """Run the exporter ``target`` ("module:function" in voxflip.trainer) on ``args.checkpoint`` -> ``args.output``."""
     import importlib
@@ -160,6 +164,14 @@ def _export(args: argparse.Namespace, target: str):
 def cmd_export_alignsts(args: argparse.Namespace) -> int:
     manifest = _export(args, "alignsts_export:export_alignsts")
     print(f"exported: {args.output} (manifest {manifest})")
+    return 0
+
+
+def cmd_export_content(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    manifest = _export(args, "content_export:export_content")
+    print(f"exported: {args.output} (manifest {manifest}); use it with --content-model {Path(args.output).parent}")
     return 0
 
 
@@ -240,11 +252,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     vocoders = _named_paths(args.vocoder, "--vocoder", "DIR", NEURAL_VOCODERS)
     alignsts = _named_paths(args.alignsts, "--alignsts", "MODEL", ALIGNSTS_SYSTEMS)
+    if args.content_model is not None and not os.path.exists(args.content_model):
+        raise ConfigError(f"--content-model {args.content_model!r} does not exist (an export of voxflip export-content)")
     bar = _Bar("evaluating", "clip")
     try:
         result = evaluate(systems, args.manifest, args.out, split=args.split, limit=args.limit, asr=args.asr,
                           workers=args.workers, model=args.model, progress=bar, vocoders=vocoders,
-                          alignsts=alignsts, asr_draws=args.asr_draws)
+                          alignsts=alignsts, asr_draws=args.asr_draws, content_model=args.content_model)
     finally:
         bar.close()
     print(result.markdown())

@@ -57,7 +57,7 @@ class AlignSTSToSingingConverter(Converter):
 
     def __init__(self, melody: Melody | None, model: AlignSTSModel, *, f0_hz: np.ndarray | None = None, vocoder=None,
                  config: WorldToSingingConfig | None = None, chunk_frames: int | None = None, seed: int = 0,
-                 reference_mel: np.ndarray | None = None) -> None:
+                 reference_mel: np.ndarray | None = None, content=None) -> None:
         """Args:
             melody: the tune; the song lasts until its last note ends (at most 60 s).
             model: the exported model.
@@ -69,6 +69,8 @@ class AlignSTSToSingingConverter(Converter):
             seed: the diffusion decoder's noise.
             reference_mel: with ``f0_hz``, the reference singing's log-mel on the same frames, for a model that
                 reads the target's envelope (the SpeechSplit 2.0 "w/ SE" baseline, an oracle).
+            content: a causal content student (:class:`~..features.content_student.ContentStudentModel`) that
+                reads the speech in place of Whisper's encoder (``None``: Whisper, as the model was trained).
         """
         from ..vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
 
@@ -99,10 +101,13 @@ class AlignSTSToSingingConverter(Converter):
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed={seed!r} must be a whole number in 0..2**63-1 (the diffusion decoder's noise)")
         self.seed = int(seed)
-        check_encoder("AlignSTS")
+        self.content = content
+        if content is None:
+            check_encoder("AlignSTS")
 
     def describe(self) -> str:
-        return f"{self.name} @ {self.sample_rate} Hz ({self.model.describe()})"
+        heard = "" if self.content is None else f", content from the {self.content.describe()}"
+        return f"{self.name} @ {self.sample_rate} Hz ({self.model.describe()}{heard})"
 
     def init_state(self) -> AlignSTSState:
         return AlignSTSState()
@@ -136,7 +141,10 @@ class AlignSTSToSingingConverter(Converter):
         if level > 0:
             speech = (speech.astype(np.float64) / level * MODEL_RMS).astype(np.float32)
         gain = level / MODEL_RMS
-        content = whisper_states(speech, self.sample_rate)
+        if self.content is not None:
+            content = self.content.states(speech, self.sample_rate)
+        else:
+            content = whisper_states(speech, self.sample_rate)
         timbre = self.analyzer.log_mel(speech).astype(np.float32)
         f0 = (self.f0 * 2.0 ** (state.transpose / 12.0)).astype(np.float32)
         mel = self.model.sing(content, f0, timbre, seed=self.seed, target_mel=self.reference_mel)

@@ -276,7 +276,7 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
              limit: int | None = None, workers: int = 1, model: str | None = None, asr: str = DEFAULT_ASR,
              progress: Callable[[int, int], None] | None = None,
              vocoders: dict[str, str] | None = None, alignsts: dict[str, str] | None = None,
-             asr_draws: int = 1) -> EvalResult:
+             asr_draws: int = 1, content_model: str | None = None) -> EvalResult:
     """Run and score ``systems`` on ``split`` of ``manifest``; see the module docstring.
 
     Args:
@@ -286,6 +286,7 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
             CTranslate2 Whisper folder, or a hub model name.
         asr_draws: readings per clip (1..:data:`MAX_ASR_DRAWS`): CER and WER are their mean over the
             clip and ``asr_draws - 1`` copies dithered 96 dB down (:func:`_asr_scores`).
+        content_model: the exported content student the ``student:`` systems read the speech with.
     """
     if isinstance(asr_draws, bool) or not isinstance(asr_draws, int) or not 1 <= asr_draws <= MAX_ASR_DRAWS:
         raise ConfigError(f"--asr-draws {asr_draws!r} must be a whole number in 1..{MAX_ASR_DRAWS}")
@@ -317,7 +318,8 @@ def evaluate(systems: list[str], manifest: str | Path, out: str | Path, *, split
                 continue
             jobs.append((system.name, entry, str(clip_dir),
                          {"model": model, "asr": asr, "asr_draws": asr_draws, "manifest_dir": str(Path(manifest).parent),
-                          "vocoders": dict(vocoders or {}), "alignsts_models": dict(alignsts or {})}))
+                          "vocoders": dict(vocoders or {}), "alignsts_models": dict(alignsts or {}),
+                          "content_model": content_model}))
     result.languages = {entry.id: entry.language for entry in entries}
     total, done = len(jobs), 0
     if progress is not None:

@@ -325,21 +325,35 @@ def _exported(checkpoint: str, mtime_ns: int) -> Path:
     return folder
 
 
-def _alignsts(name: str, reference: bool) -> Runner:
+@functools.lru_cache(maxsize=2)
+def _content_student(path: str):
+    from voxflip.engine.features.content_student import ContentStudentModel
+
+    return ContentStudentModel(path)
+
+
+def _alignsts(name: str, reference: bool, student: bool = False) -> Runner:
     """The ``alignsts`` converter with the system's model on the entry's speech; the target F0 from its
-    notes (as ``world`` gets them), or with ``reference`` the real singing's own F0 (the paper's condition)."""
+    notes (as ``world`` gets them), or with ``reference`` the real singing's own F0 (the paper's condition).
+    With ``student``, the speech's content comes from the causal student ``--content-model DIR`` gives."""
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
         from voxflip.engine.converters.alignsts_to_singing import AlignSTSToSingingConverter
 
         from ..alignsts_infer import reference_features
 
         model = _alignsts_model(name, options)
+        content = None
+        if student:
+            if not options.get("content_model"):
+                raise ConfigError(f"system student:{name} needs a content student: voxflip eval --content-model DIR "
+                                  "(an export of voxflip export-content)")
+            content = _content_student(str(options["content_model"]))
         if reference:
             sung = reference_features(*read_audio(entry.singing))
-            converter = AlignSTSToSingingConverter(None, model, f0_hz=sung["f0_hz"],
+            converter = AlignSTSToSingingConverter(None, model, f0_hz=sung["f0_hz"], content=content,
                                                    reference_mel=sung["mel"] if model.needs_target_mel else None)
         else:
-            converter = AlignSTSToSingingConverter(melody_of(entry), model)
+            converter = AlignSTSToSingingConverter(melody_of(entry), model, content=content)
         converter.name = name
         return _convert(entry.speech, converter)
 
@@ -384,6 +398,12 @@ for _name, _what in ALIGNSTS_SYSTEMS.items():
                         _alignsts(_name, reference=False), ("speech", "melody")))
     register(System(f"ref:{_name}", _SINGING, f"{_what}, on the real singing's F0 (the paper's condition)",
                     _alignsts(_name, reference=True), ("speech", "singing")))
+    if _name not in REFERENCE_ONLY:
+        register(System(f"student:{_name}", _SINGING, f"{_what}, on the notes, the speech read by the causal content "
+                        "student (--content-model DIR) instead of Whisper", _alignsts(_name, False, student=True),
+                        ("speech", "melody")))
+        register(System(f"ref:student:{_name}", _SINGING, f"{_what}, on the real singing's F0, the speech read by the "
+                        "causal content student", _alignsts(_name, True, student=True), ("speech", "singing")))
 for _name in ("AlignSTS", "StyleSinger"):
     register(System(f"{_name.lower()}-published", _SINGING, f"{_name}'s published output for the same speech "
                     "(published.jsonl beside the manifest)", _published(_name), ("speech", "melody")))
