@@ -338,7 +338,7 @@ def train_content(config: ContentRunConfig, run_dir: str | Path, *, resume: bool
         lr = tc.lr_at(step)
         for group in opt.param_groups:
             group["lr"] = lr
-        pred = wrapped.forward_standard(mel) if world == 1 else wrapped.module.forward_standard(mel)
+        pred = wrapped(mel, standard=True)
         z = (states - mean) / std
         loss = (((pred - z) ** 2).mean(1) * mask).sum() / mask.sum().clamp(min=1.0)
         opt.zero_grad(set_to_none=True)

@@ -106,8 +106,11 @@ class ContentStudent(nn.Module):
             h = block(h)
         return self.out(self.norm(h))
 
-    def forward(self, mel: Tensor) -> Tensor:
-        return self.forward_standard(mel) * self.out_std[None, :, None] + self.out_mean[None, :, None]
+    def forward(self, mel: Tensor, standard: bool = False) -> Tensor:
+        """The states on Whisper's scale, or with ``standard`` standardised (through DistributedDataParallel
+        in training: its gradients are shared only through ``forward``)."""
+        y = self.forward_standard(mel)
+        return y if standard else y * self.out_std[None, :, None] + self.out_mean[None, :, None]
 
     def init_cache(self, batch: int = 1) -> list[Tensor]:
         return [self.inp.init_cache(batch)] + [b.conv.init_cache(batch) for b in self.blocks]
