@@ -29,11 +29,12 @@ from torch import Tensor, nn
 
 from voxflip.engine.converters.alignsts_context import AlignSTSContext
 from voxflip.engine.converters.alignsts_model import MODEL_KIND
-from voxflip.engine.errors import ArtifactMismatchError, ConfigError
+from voxflip.engine.errors import ArtifactMismatchError
 from voxflip.engine.features.mel import MelConfig
 
 from .alignsts_train import load_alignsts
 from .data.content import CONTENT_DIM, CONTENT_FRAME_S
+from .export import onnx_output
 from .models.alignsts import AlignSTS
 
 OPSET = 17
@@ -89,10 +90,7 @@ def export_alignsts(checkpoint: str | Path, output: str | Path) -> Path:
 
 
 def export_model(model: AlignSTS, output: str | Path, *, trained_steps: int = 0) -> Path:
-    output = Path(output)
-    if output.suffix != ".onnx":
-        raise ConfigError(f"-o {str(output)!r} must end in .onnx")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = onnx_output(output)
     cfg = model.cfg
     graph = _Graph(model.eval()).eval()
     example = _example(model, 40, 12, 30, seed=0)

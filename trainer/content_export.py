@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from voxflip.engine.errors import ArtifactMismatchError, ConfigError
+from voxflip.engine.errors import ArtifactMismatchError
 from voxflip.engine.features.content_student import FORMAT, MODEL_KIND, STUDENT_MEL
 
 from .content_train import load_student
+from .export import onnx_output
 from .models.content_student import TEACHER_KIND, ContentStudent
 
 OPSET = 17
@@ -46,10 +47,7 @@ def export_content(checkpoint: str | Path, output: str | Path) -> Path:
 
 
 def export_model(model: ContentStudent, output: str | Path, *, trained_steps: int = 0) -> Path:
-    output = Path(output)
-    if output.suffix != ".onnx":
-        raise ConfigError(f"-o {str(output)!r} must end in .onnx")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = onnx_output(output)
     model = model.eval()
     caches = model.init_cache(1)
     names = [f"cache_{i}" for i in range(len(caches))]

@@ -156,12 +156,18 @@ def config_hash(model: ToSpeechFlow) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def export_onnx(model: ToSpeechFlow, output: str | Path, *, chunk_frames: int = 2) -> Path:
-    """Write ``output`` (the step graph), ``*.decoder.onnx`` and ``*.manifest.json``; returns the manifest."""
+def onnx_output(output: str | Path) -> Path:
+    """An exporter's ``-o`` path: refused in one line unless it ends in ``.onnx``; its folder made."""
     output = Path(output)
     if output.suffix != ".onnx":
-        raise ValueError(f"-o {str(output)!r} must end in .onnx")
+        raise ConfigError(f"-o {str(output)!r} must end in .onnx")
     output.parent.mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def export_onnx(model: ToSpeechFlow, output: str | Path, *, chunk_frames: int = 2) -> Path:
+    """Write ``output`` (the step graph), ``*.decoder.onnx`` and ``*.manifest.json``; returns the manifest."""
+    output = onnx_output(output)
     model = model.eval()
     model.flow.refresh_inverse()
     names, shapes = state_spec(model)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from voxflip.engine.errors import ArtifactMismatchError, ConfigError
 from voxflip.engine.vocoder.neural import FORMAT_VERSION, MANIFEST_SUFFIX
 
+from .export import onnx_output
 from .models.vocoder import Generator, VocoderConfig, build_generator
 from .train import read_checkpoint
 
@@ -76,10 +77,7 @@ def export_vocoder(checkpoint: str | Path, output: str | Path, *, check_frames: 
     generator.remove_weight_norm()
     cfg = generator.cfg
     mel_cfg = cfg.mel()
-    output = Path(output)
-    if output.suffix != ".onnx":
-        raise ConfigError(f"-o {str(output)!r} must end in .onnx")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = onnx_output(output)
     graph = _StepGraph(generator).eval()
     shapes = generator.state_shapes()
     names = [f"s{i}" for i in range(len(shapes))]
