@@ -39,11 +39,11 @@ def main(argv: list[str]) -> int:
     panels = sorted({t for _, _, tags in runs for t in tags})
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, tag in zip(axes[0], panels, strict=True):
-        for label, folder, tags in runs:
+        for k, (label, folder, tags) in enumerate(runs):
             if tag in tags:
                 steps, values = scalars(folder, tag)
-                if steps:
-                    ax.plot(steps, values, label=label, marker="." if len(steps) < 30 else None)
+                if steps:   # one colour per run in every panel
+                    ax.plot(steps, values, label=label, color=f"C{k}", marker="." if len(steps) < 30 else None)
         ax.set_title(tag)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -141,7 +141,7 @@ class Clip:
     magnitude: np.ndarray   # (frames, n_mels) mel magnitudes before the log, float32
     states: np.ndarray      # (content frames, 512) the teacher's, float16
     level: float            # the clip's RMS at 16 kHz
-    audio: np.ndarray       # 16 kHz float32, for whole-clip validation
+    audio: np.ndarray       # 16 kHz float32, for whole-clip validation (dropped from training clips)
 
 
 def _clip(path: Path, side: str, cache: Path, lookahead: int) -> Clip:
@@ -192,6 +192,8 @@ def load_data(config: ContentRunConfig, progress: bool = True) -> tuple[list[Cli
     look = config.model.lookahead
     train, held = _clips_of(manifest, sides, cache, look, dc.max_items, "content features", progress)
     train = [c for c in train if c.magnitude.shape[0] >= dc.segment_frames // 2]
+    for clip in train:   # segments are drawn from the mel; only validation runs whole recordings
+        clip.audio = np.zeros(0, np.float32)
     if not train:
         raise ConfigError(f"{manifest}: no training recording of at least {dc.segment_frames // 2} mel frames")
     real: list[Clip] = []
