@@ -48,6 +48,7 @@ from .train import (
     _save,
     finish_run,
     latest_checkpoint,
+    optimiser_step,
     read_checkpoint,
     rng_states,
     run_outputs,
@@ -308,10 +309,7 @@ def train_alignsts(config: AlignSTSRunConfig, run_dir: str | Path, *, resume: bo
             scalars["disc"] = float(loss_d.detach())
             loss = loss + tc.adv_weight * adv
             scalars["adv"] = float(adv.detach())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
+        grad = optimiser_step(opt, loss, model.parameters(), tc.grad_clip)
         step += 1
         if rank != 0:
             continue

@@ -46,7 +46,16 @@ from voxflip.engine.features.mel import MelAnalyzer, band_edges_hz
 from .config import _build, read_tables
 from .data.content import cached_states
 from .models.content_student import TEACHER_KIND, ContentStudent, ContentStudentConfig, teacher_index
-from .train import _prune, _save, finish_run, latest_checkpoint, read_checkpoint, run_outputs, start_run
+from .train import (
+    _prune,
+    _save,
+    finish_run,
+    latest_checkpoint,
+    optimiser_step,
+    read_checkpoint,
+    run_outputs,
+    start_run,
+)
 
 log = logging.getLogger("voxflip.train_content")
 CHECKPOINT_FORMAT = 1
@@ -343,10 +352,7 @@ def train_content(config: ContentRunConfig, run_dir: str | Path, *, resume: bool
         pred = wrapped(mel, standard=True)
         z = (states - mean) / std
         loss = (((pred - z) ** 2).mean(1) * mask).sum() / mask.sum().clamp(min=1.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
+        grad = optimiser_step(opt, loss, model.parameters(), tc.grad_clip)
         step += 1
         if rank != 0:
             continue

@@ -69,6 +69,16 @@ def _prune(run_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
+def optimiser_step(optimiser: torch.optim.Optimizer, loss: torch.Tensor, parameters, clip: float) -> torch.Tensor:
+    """One update of every trainer: gradients of ``loss``, their norm clipped to ``clip``, a step; returns the
+    norm before clipping."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
+    optimiser.step()
+    return norm
+
+
 def rng_states() -> dict:
     """Every random generator's state as tensors and plain values (what ``weights_only`` loads)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -423,11 +433,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = True, progre
         for group in optimiser.param_groups:
             group["lr"] = lr
         out = wrapped(**batch)
-        optimiser.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for g in optimiser.param_groups for p in g["params"]],
-                                                   tc.grad_clip)
-        optimiser.step()
+        grad_norm = optimiser_step(optimiser, out["loss"], [p for g in optimiser.param_groups for p in g["params"]],
+                                   tc.grad_clip)
         step += 1
         if rank == 0:
             if bar is not None:

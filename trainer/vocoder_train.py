@@ -43,7 +43,16 @@ from voxflip.engine.features.mel import MelConfig, mel_filterbank
 
 from .config import _build, read_tables
 from .models.vocoder import VARIANTS, VocoderConfig, build_discriminator, build_generator
-from .train import _prune, _save, finish_run, latest_checkpoint, read_checkpoint, run_outputs, start_run
+from .train import (
+    _prune,
+    _save,
+    finish_run,
+    latest_checkpoint,
+    optimiser_step,
+    read_checkpoint,
+    run_outputs,
+    start_run,
+)
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -364,10 +373,7 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
         scalars: dict[str, float] = {}
         if adversarial:
             loss_d = discriminator_loss(disc_w(real), disc_w(fake.detach()))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            torch.nn.utils.clip_grad_norm_(discriminator.parameters(), tc.grad_clip)
-            opt_d.step()
+            optimiser_step(opt_d, loss_d, discriminator.parameters(), tc.grad_clip)
             scalars["disc"] = loss_d.item()
         loss_g = fake.new_zeros(())
         if weights_of["mel"]:
@@ -387,10 +393,7 @@ def train_vocoder(config: VocoderRunConfig, run_dir: str | Path, *, resume: bool
                 fm = feature_matching_loss(real_out, fake_out)
                 loss_g = loss_g + weights_of["fm"] * fm
                 scalars["fm"] = fm.item()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        grad = torch.nn.utils.clip_grad_norm_(generator.parameters(), tc.grad_clip)
-        opt_g.step()
+        grad = optimiser_step(opt_g, loss_g, generator.parameters(), tc.grad_clip)
         step += 1
         if rank != 0:
             continue
