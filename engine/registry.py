@@ -27,7 +27,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .converters.alignsts_context import alignsts_chunk_grid
+from .converters.alignsts_context import alignsts_chunk_grid, alignsts_stream_grid
 from .converters.base import ChunkGrid, Converter
 from .converters.flow_to_speech import flow_chunk_grid
 from .converters.world_pipeline import world_chunk_grid
@@ -146,6 +146,15 @@ class AlignSTSOptions(MelodyOptions):
 
 
 @dataclass(frozen=True)
+class AlignSTSStreamOptions(AlignSTSOptions):
+    """``alignsts-stream``: as ``alignsts``, with a model trained with absolute windows (``model_path``, needed)
+    and a content student (``content_model``, needed); ``pace``: seconds of speech per second of song, where
+    the song looks for what to sing (docs/converters.md)."""
+
+    pace: float = 0.63
+
+
+@dataclass(frozen=True)
 class Requirement:
     """A module a converter imports at run time, and the extra that installs it; not needed when the
     converter's option ``unless`` is given."""
@@ -185,6 +194,8 @@ class ConverterSpec:
             it runs no trained model).
         whole_input: it converts only once the input has ended (it plans over all of it), so it
             renders files and ``voxflip live`` refuses it.
+        required: options it cannot run without (models the user names); the benchmark's default
+            list leaves it out.
     """
 
     name: str
@@ -200,6 +211,7 @@ class ConverterSpec:
     live_form: str | None = None
     default_model: Callable[[], Path] | None = None
     whole_input: bool = False
+    required: tuple[str, ...] = ()
 
     @property
     def sample_rate(self) -> int:
@@ -447,19 +459,13 @@ def default_alignsts_model() -> Path:
     return Path(str(files("voxflip") / "data" / "models" / "alignsts"))
 
 
-def _alignsts(options: AlignSTSOptions, chunk_frames: int) -> Converter:
+def _alignsts_parts(options: AlignSTSOptions, path: Path) -> tuple[Any, Any, Any]:
+    """The model at ``path``, the vocoder and the content student an AlignSTS converter's options name."""
     from .converters.alignsts_model import AlignSTSModel, target_mel
-    from .converters.alignsts_to_singing import AlignSTSToSingingConverter
 
     _check_timing(options)
     if isinstance(options.seed, bool) or not isinstance(options.seed, numbers.Integral) or not 0 <= options.seed < 2**63:
         raise OptionError("seed", options.seed, "must be a whole number in 0..2**63-1 (the diffusion decoder's noise)")
-    path = Path(options.model_path) if options.model_path is not None else default_alignsts_model()
-    if options.model_path is None and not path.is_dir():
-        raise OptionError("model_path", MISSING, "is needed: no AlignSTS model is shipped with this installation; "
-                          "train one (voxflip train-alignsts), export it (voxflip export-alignsts CHECKPOINT -o "
-                          "DIR/alignsts.onnx) and pass DIR")
-    melody = _melody(options)
     vocoder = None
     folder = resolve_vocoder(options.vocoder)
     if folder is not None:
@@ -477,8 +483,43 @@ def _alignsts(options: AlignSTSOptions, chunk_frames: int) -> Converter:
             content = ContentStudentModel(options.content_model)
         except ConfigError as exc:
             raise OptionError("content_model", options.content_model, f"is not a content student: {exc}") from None
-    return AlignSTSToSingingConverter(melody, AlignSTSModel(path), vocoder=vocoder, config=_sing_config(options),
+    return AlignSTSModel(path), vocoder, content
+
+
+def _alignsts(options: AlignSTSOptions, chunk_frames: int) -> Converter:
+    from .converters.alignsts_to_singing import AlignSTSToSingingConverter
+
+    path = Path(options.model_path) if options.model_path is not None else default_alignsts_model()
+    if options.model_path is None and not path.is_dir():
+        raise OptionError("model_path", MISSING, "is needed: no AlignSTS model is shipped with this installation; "
+                          "train one (voxflip train-alignsts), export it (voxflip export-alignsts CHECKPOINT -o "
+                          "DIR/alignsts.onnx) and pass DIR")
+    model, vocoder, content = _alignsts_parts(options, path)
+    return AlignSTSToSingingConverter(_melody(options), model, vocoder=vocoder, config=_sing_config(options),
                                       chunk_frames=chunk_frames, seed=options.seed, content=content)
+
+
+def _alignsts_stream(options: AlignSTSStreamOptions, chunk_frames: int) -> Converter:
+    from .converters.alignsts_stream import PACE_RANGE, AlignSTSStreamToSingingConverter
+
+    if options.model_path is None:
+        raise OptionError("model_path", MISSING, "is needed: alignsts-stream runs a model trained with absolute windows "
+                          "(voxflip train-alignsts --set 'model.window_mode=\"absolute\"', then export-alignsts); the "
+                          "shipped one has the paper's relative windows")
+    if options.content_model is None:
+        raise OptionError("content_model", MISSING, "is needed: alignsts-stream reads the speech with a causal content "
+                          "student (voxflip train-content, then export-content)")
+    pace = options.pace
+    if isinstance(pace, bool) or not isinstance(pace, numbers.Real) or not PACE_RANGE[0] <= pace <= PACE_RANGE[1]:
+        raise OptionError("pace", pace, f"must be in {PACE_RANGE[0]:g}..{PACE_RANGE[1]:g} (seconds of speech per "
+                          "second of song)")
+    model, vocoder, content = _alignsts_parts(options, Path(options.model_path))
+    if not model.streams:
+        raise OptionError("model_path", options.model_path, "has the paper's relative windows (they need the whole "
+                          "speech); alignsts-stream needs a model trained with window_mode = \"absolute\"")
+    return AlignSTSStreamToSingingConverter(_melody(options), model, content, vocoder=vocoder,
+                                            config=_sing_config(options), chunk_frames=chunk_frames,
+                                            seed=options.seed, pace=float(pace))
 
 
 #: the WORLD and PSOLA converters: their output does not depend on the chunk (tests: each frame is
@@ -527,6 +568,11 @@ CONVERTERS: tuple[ConverterSpec, ...] = (
                   "sings once the speech has ended", AlignSTSOptions, _alignsts, time_preserving=False,
                   grid=alignsts_chunk_grid(), needs=(ONNX_RUNTIME, WHISPER), default_model=default_alignsts_model,
                   whole_input=True),
+    ConverterSpec("alignsts-stream", Direction.TO_SINGING,
+                  "the AlignSTS model as the speech arrives: content from a causal student, absolute windows, "
+                  "about 2 s behind the melody (--model and --content-model needed)", AlignSTSStreamOptions,
+                  _alignsts_stream, time_preserving=False, grid=alignsts_stream_grid(), needs=(ONNX_RUNTIME,),
+                  required=("model_path", "content_model")),
 )
 
 

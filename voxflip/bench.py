@@ -30,17 +30,19 @@ BLOCK_MS = (10, 20, 40)
 
 def default_converters(*, live: bool = True) -> tuple[str, ...]:
     """Every registered converter that can run here (what it needs is installed); for the live benchmark
-    not those that convert once the whole input has ended (a block's time means nothing for them)."""
+    not those that convert once the whole input has ended (a block's time means nothing for them); not those
+    that run only on models the user names (``alignsts-stream``: ``--model`` and ``--content-model``)."""
     from voxflip.engine.registry import converters
 
-    return tuple(spec.name for spec in converters() if not spec.missing() and not (live and spec.whole_input))
+    return tuple(spec.name for spec in converters()
+                 if not spec.missing() and not spec.required and not (live and spec.whole_input))
 
 
 def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: str | None = None,
-                    voice_floor_hz: float | None = None, vocoder: str | None = None):
+                    voice_floor_hz: float | None = None, vocoder: str | None = None, content_model: str | None = None):
     """The converter ``name`` as the benchmark runs it: at ``voxflip live``'s chunk unless ``chunk_ms``,
     a converter to singing on a generated melody that lasts ``seconds``; ``model``,
-    ``voice_floor_hz`` and ``vocoder`` go to the converters that take them."""
+    ``voice_floor_hz``, ``vocoder`` and ``content_model`` go to the converters that take them."""
     from voxflip.engine.registry import Direction, get_converter, make_converter
 
     spec = get_converter(name)
@@ -53,6 +55,8 @@ def bench_converter(name: str, chunk_ms: float | None, seconds: float, model: st
         options["voice_floor_hz"] = voice_floor_hz
     if vocoder is not None and "vocoder" in spec.option_names:
         options["vocoder"] = vocoder
+    if content_model is not None and "content_model" in spec.option_names:
+        options["content_model"] = content_model
     return make_converter(spec.direction, spec.name, **options)
 
 
@@ -79,7 +83,7 @@ class BenchResult:
 
 def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, signal_path: str, core: int | None,
            launched: float, model: str | None, voice_floor_hz: float | None = None,
-           vocoder: str | None = None) -> None:
+           vocoder: str | None = None, content_model: str | None = None) -> None:
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
     import resource
@@ -93,7 +97,7 @@ def _child(converter: str, block_ms: float, chunk_ms: float, device_rate: int, s
 
     audio = np.load(signal_path)
     seconds = audio.shape[0] / device_rate
-    conv = bench_converter(converter, chunk_ms or None, seconds, model, voice_floor_hz, vocoder)
+    conv = bench_converter(converter, chunk_ms or None, seconds, model, voice_floor_hz, vocoder, content_model)
     processor = RealtimeStreamer(Streamer(conv, device_rate, device_rate), device_rate)
     block = int(round(block_ms * device_rate / 1000))
     prefill = prefill_blocks_for(conv.chunk_samples / conv.sample_rate, device_rate, block)
@@ -144,7 +148,7 @@ def _bench_signal(device_rate: int, seconds: float, folder: str) -> str:
 def run_bench(converters: tuple[str, ...] | list[str] | None = None, block_ms=BLOCK_MS, device_rate: int = 48_000, seconds: float = 20.0,
               core: int | None = 0, progress=None, chunk_ms: float | None = None,
               model: str | None = None, voice_floor_hz: float | None = None,
-              vocoder: str | None = None) -> list[BenchResult]:
+              vocoder: str | None = None, content_model: str | None = None) -> list[BenchResult]:
     """Benchmark each converter (default: :func:`default_converters`) at each block size;
     ``chunk_ms=None`` takes what ``voxflip live`` uses; ``voice_floor_hz`` and ``vocoder`` go to
     the converters that take them."""
@@ -161,7 +165,7 @@ def run_bench(converters: tuple[str, ...] | list[str] | None = None, block_ms=BL
                 launched = time.time()
                 cmd = [sys.executable, "-m", "voxflip.bench", "--child", conv, str(ms), str(chunk), str(device_rate),
                        signal, "-1" if core is None else str(core), repr(launched), model or "",
-                       "" if voice_floor_hz is None else repr(voice_floor_hz), vocoder or ""]
+                       "" if voice_floor_hz is None else repr(voice_floor_hz), vocoder or "", content_model or ""]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise RuntimeError(f"benchmark of {conv} at {ms} ms failed: {done.stderr.strip()[-500:]}")
@@ -397,9 +401,9 @@ if __name__ == "__main__":
 
     keep_freed_memory()   # as the command line does (the baseline child too: the same process settings)
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        conv, ms, chunk, rate, signal, core, launched, model, floor, vocoder = sys.argv[2:12]
+        conv, ms, chunk, rate, signal, core, launched, model, floor, vocoder, content = sys.argv[2:13]
         _child(conv, float(ms), float(chunk), int(rate), signal, None if core == "-1" else int(core), float(launched),
-               model or None, float(floor) if floor else None, vocoder or None)
+               model or None, float(floor) if floor else None, vocoder or None, content or None)
     elif len(sys.argv) > 1 and sys.argv[1] == "--offline-child":
         conv, wav, folder, core, model, cores = sys.argv[2:8]
         _offline_child(conv, wav, folder, None if core == "-1" else int(core), model or None, int(cores))

@@ -48,6 +48,7 @@ FLAG_OF_OPTION: dict[str, str] = {
     "vocoder": "--vocoder",
     "seed": "--seed",
     "content_model": "--content-model",
+    "pace": "--pace",
     "live_notes": "live notes (no --melody)",
 }
 
@@ -55,6 +56,10 @@ FLAG_OF_OPTION: dict[str, str] = {
 _VOICE_FLOOR_HELP = ("the lowest F0 of the voice, 71..400 Hz, for the converters on the WORLD analysis: its windows "
                      "and the latency are sized for it (default: voices down to 60 Hz; 100 with --chunk-ms 5: "
                      "25 ms live at 48 kHz, docs/live.md). Frames well below it are analysed as unvoiced")
+
+
+_PACE_HELP = ("alignsts-stream: seconds of speech per second of song, 0.1..2 (default 0.63, dev-data's readings "
+              "against their singing): where in the speech the song looks for what to sing at each moment")
 
 
 _MELODY_PITCH_HELP = ("with a sung recording as --melody: 'sung' (its default) sings the pitch the singer sang, their "
@@ -160,6 +165,7 @@ def get_parser() -> argparse.ArgumentParser:
     render.add_argument("--content-model", metavar="DIR",
                         help=f"{_option_methods('content_model')}: read the speech with the causal content student of "
                              "voxflip export-content instead of Whisper's encoder (no whisper extra needed)")
+    render.add_argument("--pace", type=_finite_float, metavar="RATE", help=_PACE_HELP)
     render.add_argument("--transpose", type=_finite_float, metavar="SEMITONES",
                         help="shift the melody (singing) or the speaking pitch (speech) by semitones (default 0)")
     render.add_argument("--tempo", type=_finite_float, metavar="FACTOR",
@@ -198,6 +204,12 @@ def get_parser() -> argparse.ArgumentParser:
     live.add_argument("--model", help=f"a model exported by voxflip export (model.onnx) for "
                                       f"{_option_methods('model_path')} (default: the shipped one)")
     live.add_argument("--vocoder", metavar="NAME|DIR", help=_VOCODER_HELP)
+    live.add_argument("--content-model", metavar="DIR",
+                      help=f"{_option_methods('content_model')}: the causal content student of voxflip export-content "
+                           "that reads the speech")
+    live.add_argument("--pace", type=_finite_float, metavar="RATE", help=_PACE_HELP)
+    live.add_argument("--seed", type=int, metavar="N",
+                      help=f"the noise of {_option_methods('seed')}'s diffusion decoder (default 0)")
     live.add_argument("--melody", help="tune for singing (it plays from the start of the stream); without one, "
                                        "singing follows live notes (OSC /voxflip/note)")
     live.add_argument("--melody-pitch", metavar="notes|sung", help=_MELODY_PITCH_HELP)
@@ -250,6 +262,8 @@ def get_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default=None,
                        help=f"model for {_option_methods('model_path')} (default: the shipped one)")
     bench.add_argument("--vocoder", metavar="NAME|DIR", help=_VOCODER_HELP + " (the live benchmark)")
+    bench.add_argument("--content-model", metavar="DIR",
+                       help=f"{_option_methods('content_model')}: the content student to read the speech with")
     bench.add_argument("--cores", type=_positive_int, default=1, metavar="N",
                        help="with --offline: render the long file on N cores (default 1; the baseline stays on one)")
     bench.add_argument("--voice-floor", type=_finite_float, metavar="HZ",

@@ -31,6 +31,7 @@ CONVERTER_FLAGS: dict[str, str] = {
     "vocoder": "vocoder",
     "seed": "seed",
     "content_model": "content_model",
+    "pace": "pace",
 }
 
 
@@ -448,13 +449,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if with_model:
         from .bench import bench_converter
 
-        bench_converter(with_model[0].name, args.chunk_ms, 1.0, args.model, None, args.vocoder)  # a bad model fails here
+        bench_converter(with_model[0].name, args.chunk_ms, 1.0, args.model, None, args.vocoder,
+                        args.content_model)  # a bad model fails here
 
     def progress(r) -> None:
         print(f"bench: {r.converter} at {r.block_ms:g} ms: RTF p50 {r.rtf_p50:.2f}", file=sys.stderr)
 
     results = run_bench([s.name for s in specs], block_ms, args.rate, args.seconds or 20.0, progress=progress,
-                        chunk_ms=args.chunk_ms, model=args.model, voice_floor_hz=args.voice_floor, vocoder=args.vocoder)
+                        chunk_ms=args.chunk_ms, model=args.model, voice_floor_hz=args.voice_floor, vocoder=args.vocoder,
+                        content_model=args.content_model)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:

@@ -85,3 +85,10 @@ def alignsts_chunk_grid() -> ChunkGrid:
     live (it listens until the input ends, so the chunk changes only how often it is called)."""
     mel = MelConfig.for_to_singing()
     return ChunkGrid(mel.hop_samples, mel.sample_rate, default_frames=187, live_frames=2)
+
+
+def alignsts_stream_grid() -> ChunkGrid:
+    """``alignsts-stream``'s chunks, on the model's 24 kHz, 128-sample hop; a chunk is also the group of
+    output frames sung at once (each call of the model adds its context both sides): 1 s offline, 171 ms live."""
+    mel = MelConfig.for_to_singing()
+    return ChunkGrid(mel.hop_samples, mel.sample_rate, default_frames=187, live_frames=32)

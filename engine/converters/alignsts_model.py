@@ -17,6 +17,7 @@ is opened, and a bad one is one line.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,36 @@ _KEYS = ("format_version", "model", "onnx_opset", "files", "inputs", "mel", "con
 #: what a manifest's ``model_config.architecture`` may name: the paper's model and its baselines
 ARCHITECTURES = (MODEL_KIND, *BASELINES)
 INPUTS = ("content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "ratio")
+
+
+#: the diffusion decoder's noise for target frames ``[ta, tb)``: ``(steps, 1, n_mels, tb - ta)``
+NoiseSource = Callable[[int, int], np.ndarray]
+
+
+class BlockNoise:
+    """The diffusion decoder's noise for a song of unknown or unbounded length: frames in blocks of
+    :attr:`BLOCK` drawn from ``(seed, block)``, so any range comes out the same whenever it is asked for."""
+
+    BLOCK = 256
+
+    def __init__(self, seed: int, steps: int, n_mels: int) -> None:
+        self.seed, self.shape = int(seed), (steps, 1, n_mels)
+        self._blocks: dict[int, np.ndarray] = {}
+
+    def _block(self, k: int) -> np.ndarray:
+        if k not in self._blocks:
+            if len(self._blocks) > 64:     # a stream moves forward: forget the oldest
+                self._blocks.pop(min(self._blocks))
+            rng = np.random.default_rng([self.seed, k])
+            self._blocks[k] = rng.standard_normal((*self.shape, self.BLOCK), dtype=np.float32)
+        return self._blocks[k]
+
+    def __call__(self, ta: int, tb: int) -> np.ndarray:
+        if tb <= ta:
+            return np.zeros((*self.shape, 0), np.float32)
+        first, last = ta // self.BLOCK, (tb - 1) // self.BLOCK
+        joined = np.concatenate([self._block(k) for k in range(first, last + 1)], axis=-1)
+        return joined[..., ta - first * self.BLOCK : tb - first * self.BLOCK]
 
 
 def target_mel() -> MelConfig:
@@ -187,7 +218,8 @@ class AlignSTSModel:
                 f"{self.manifest.get('trained_steps', 0)} steps ({self.manifest_path.parent.name})")
 
     def sing(self, content: np.ndarray, f0_hz: np.ndarray, timbre_mel: np.ndarray, *, seed: int = 0,
-             chunk_frames: int = STREAM_CHUNK_FRAMES, target_mel: np.ndarray | None = None) -> np.ndarray:
+             chunk_frames: int = STREAM_CHUNK_FRAMES, target_mel: np.ndarray | None = None,
+             ratio: float | None = None, noise: NoiseSource | None = None) -> np.ndarray:
         """The sung ``(T, n_mels)`` log-mel.
 
         Args:
@@ -198,6 +230,10 @@ class AlignSTSModel:
             chunk_frames: target frames per call, for a model with absolute windows.
             target_mel: ``(T, n_mels)`` the real singing's log-mel on the same frames, for a model that
                 reads it (:attr:`needs_target_mel`); ignored otherwise.
+            ratio: content frames per target frame, where the windows are centred (``None``: ``N / T``,
+                the speech stretched over the song); another value only for a model with absolute windows.
+            noise: the diffusion decoder's noise by frame range (``None``: one draw for the whole song
+                from ``seed``); :class:`BlockNoise` gives a stream's.
         """
         if np.ndim(f0_hz) != 1 or np.shape(f0_hz)[0] == 0 or np.ndim(content) != 2 or np.shape(content)[0] == 0:
             raise ConfigError(f"AlignSTS sings a non-empty F0 contour (T,) from non-empty content (N, 512); got "
@@ -208,28 +244,56 @@ class AlignSTSModel:
             raise ConfigError(f"{self.describe()} reads the real singing's envelope: give its mel, ({len(f0_hz)}, "
                               f"{self.n_mels}) on the F0's frames (the ref: systems of voxflip eval do); got "
                               f"{None if target_mel is None else np.shape(target_mel)}")
+        if ratio is not None and self.context is None:
+            raise ConfigError(f"{self.describe()} centres its windows on the whole lengths (relative windows); a "
+                              "ratio of its own needs a model with absolute windows")
         target = (np.ascontiguousarray(np.asarray(target_mel, np.float32).T[None]) if self.needs_target_mel
                   else None)
-        content = np.ascontiguousarray(np.asarray(content, np.float32).T[None])
-        bins = f0_classes(f0_hz, *self._f0)[None]
-        timbre = np.ascontiguousarray(np.asarray(timbre_mel, np.float32).T[None])
+        content = self.content_input(content)
+        bins = self.f0_input(f0_hz)
+        timbre = self.timbre_input(timbre_mel)
         t_total, n_total = bins.shape[1], content.shape[2]
         if self.context is None and (t_total > MAX_TARGET_FRAMES or n_total > MAX_CONTENT_FRAMES):
             raise AudioInputError(f"this AlignSTS model (relative windows) converts at most 60 s of speech into 60 s of "
                               f"singing at once; got {n_total * CONTENT_FRAME_S:.1f} s of speech, "
-                              f"{t_total * target_mel().frame_s:.1f} s of singing: cut the input into phrases")
-        noise = (np.random.default_rng(seed).standard_normal((self.steps, 1, self.n_mels, t_total), dtype=np.float32)
-                 if self.decoder == "diffusion" else None)
-        ratio = n_total / t_total
+                              f"{t_total * MelConfig.for_to_singing().frame_s:.1f} s of singing: cut the input into phrases")
+        if noise is None and self.decoder == "diffusion":
+            whole = np.random.default_rng(seed).standard_normal((self.steps, 1, self.n_mels, t_total), dtype=np.float32)
+            noise = lambda ta, tb: whole[..., ta:tb]  # noqa: E731
+        ratio = n_total / t_total if ratio is None else float(ratio)
         if self.context is None:
             return self._run(content, bins, timbre, noise, target, 0, t_total, 0, n_total, ratio).T
-        pieces = []
-        for a in range(0, t_total, chunk_frames):
-            b = min(t_total, a + chunk_frames)
-            ta, tb, na, nb = self.context.slices(a, b, t_total, n_total, ratio)
-            mel = self._run(content, bins, timbre, noise, target, ta, tb, na, nb, ratio)
-            pieces.append(mel[:, a - ta : b - ta])
+        pieces = [self.frames(content, bins, timbre, a, min(t_total, a + chunk_frames), ratio=ratio, noise=noise,
+                              target=target) for a in range(0, t_total, chunk_frames)]
         return np.concatenate(pieces, axis=1).T
+
+    @staticmethod
+    def content_input(content: np.ndarray) -> np.ndarray:
+        """``(N, 512)`` content -> the graph's ``(1, 512, N)``."""
+        return np.ascontiguousarray(np.asarray(content, np.float32).T[None])
+
+    def f0_input(self, f0_hz: np.ndarray) -> np.ndarray:
+        """``(T,)`` F0 in Hz -> the graph's ``(1, T)`` classes."""
+        return f0_classes(f0_hz, *self._f0)[None]
+
+    @staticmethod
+    def timbre_input(timbre_mel: np.ndarray) -> np.ndarray:
+        """``(M, n_mels)`` log-mel of the voice -> the graph's ``(1, n_mels, M)``."""
+        return np.ascontiguousarray(np.asarray(timbre_mel, np.float32).T[None])
+
+    def frames(self, content: np.ndarray, bins: np.ndarray, timbre: np.ndarray, a: int, b: int, *, ratio: float,
+               noise: NoiseSource | None, target: np.ndarray | None = None) -> np.ndarray:
+        """Output frames ``[a, b)``, ``(n_mels, b - a)``, of a model with absolute windows, from the graph's inputs
+        (``content (1, 512, N)``, ``bins (1, T)``, ``timbre (1, n_mels, M)``): run on exactly the slices they reach
+        (:meth:`AlignSTSContext.slices`), so equal to the whole song's frames. ``N`` is every content frame
+        known; a stream calls this once frames ``[a, b)`` reach no further (:meth:`content_needed`)."""
+        ta, tb, na, nb = self.context.slices(a, b, bins.shape[1], content.shape[2], ratio)
+        return self._run(content, bins, timbre, noise, target, ta, tb, na, nb, ratio)[:, a - ta : b - ta]
+
+    def content_needed(self, a: int, b: int, t_total: int, ratio: float) -> int:
+        """How many content frames output frames ``[a, b)`` of a ``t_total``-frame song read (absolute windows)."""
+        ta, tb = max(0, a - self.context.target_frames), min(t_total, b + self.context.target_frames)
+        return max(0, self.context.content_span(ta, tb, ratio)[1])
 
     def _run(self, content, bins, timbre, noise, target, ta: int, tb: int, na: int, nb: int, ratio: float) -> np.ndarray:
         """The graph on target frames ``[ta, tb)`` and content frames ``[na, nb)``: ``(n_mels, tb - ta)``."""
@@ -239,7 +303,7 @@ class AlignSTSModel:
                 "t_offset": np.array([ta], np.float32), "n_offset": np.array([na], np.float32),
                 "ratio": np.array([ratio], np.float32)}
         if noise is not None:
-            feed["noise"] = np.ascontiguousarray(noise[..., ta:tb])
+            feed["noise"] = np.ascontiguousarray(noise(ta, tb), np.float32)
         if target is not None:
             feed["target_mel"] = np.ascontiguousarray(target[..., ta:tb])
         return self.session.run(["mel"], feed)[0][0]

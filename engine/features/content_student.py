@@ -14,6 +14,7 @@ any length with every layer's cache in and out; a whole recording is one call wi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
@@ -122,13 +123,48 @@ class ContentStudentModel:
         out = self.run_mel(student_log_mel(x, self.lookahead))
         return np.ascontiguousarray(out[content_positions(count, self.lookahead)], np.float32)
 
-    def stream(self) -> ContentStream:
-        """A :class:`ContentStream`: 16 kHz samples in, content frames out as soon as they are known."""
-        return ContentStream(self)
+    def stream(self, sample_rate: int = CONTENT_RATE) -> ContentStream:
+        """A :class:`ContentStream`: samples at ``sample_rate`` in, content frames out as soon as they are known."""
+        return ContentStream(self, sample_rate)
+
+    def samples_needed(self, count: int, sample_rate: int = CONTENT_RATE) -> int:
+        """Input samples at ``sample_rate`` after which a :meth:`stream` has given ``count`` content frames
+        (the mel window and the lookahead; at another rate, the resampler's delay too)."""
+        if count <= 0:
+            return 0
+        mel_frame = MEL_PER_CONTENT * count - 1 + self.lookahead
+        at_16k = mel_frame * STUDENT_MEL.hop_samples + STUDENT_MEL.win_samples // 2
+        if int(sample_rate) == CONTENT_RATE:
+            return at_16k
+        delay = _Resampler(int(sample_rate)).delay
+        return math.ceil(at_16k * int(sample_rate) / CONTENT_RATE) + delay + 1
+
+
+class _Resampler:
+    """pedalboard's streaming resampler to 16 kHz; its output is aligned with its input and does not
+    depend on the blocks (its delay: :attr:`delay` input samples held back)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        from pedalboard.io import StreamResampler
+
+        self._r = StreamResampler(float(sample_rate), float(CONTENT_RATE), 1)
+        self.delay = int(self._r.input_latency)
+        self._fed = False
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        if not x.shape[0]:
+            return np.zeros(0, np.float32)
+        self._fed = True
+        return self._r.process(np.asarray(x, np.float32)[None, :])[0]
+
+    def flush(self) -> np.ndarray:
+        return self._r.process()[0] if self._fed else np.zeros(0, np.float32)
 
 
 class ContentStream:
-    """The student chunk by chunk: :meth:`push` 16 kHz samples, get the content frames that became known.
+    """The student chunk by chunk: :meth:`push` samples, get the content frames that became known.
+
+    At a rate other than 16 kHz a streaming resampler (pedalboard's) goes first.
 
     Mel frame ``j`` (centred on sample ``160 j``, 25 ms window) is analysed once its window has
     arrived; content frame ``k`` is out with the student's output frame ``2k + 1 + lookahead``. After
@@ -136,8 +172,9 @@ class ContentStream:
     frames are those of the whole recording, whatever the blocks were.
     """
 
-    def __init__(self, model: ContentStudentModel) -> None:
+    def __init__(self, model: ContentStudentModel, sample_rate: int = CONTENT_RATE) -> None:
         self.model = model
+        self.resampler = None if int(sample_rate) == CONTENT_RATE else _Resampler(int(sample_rate))
         self.analyzer = MelAnalyzer(STUDENT_MEL)
         self.state = model.init_state()
         self.buffer = np.zeros(STUDENT_MEL.win_samples // 2)   # the whole analysis's zeros before the first sample
@@ -173,15 +210,21 @@ class ContentStream:
             self.content += 1
         return np.asarray(picks, np.float32).reshape(-1, CONTENT_DIM)
 
-    def push(self, audio_16k: np.ndarray) -> np.ndarray:
-        """``(new frames, 512)``: the content frames this block made known."""
-        x = np.asarray(audio_16k, np.float64).ravel()
+    def push(self, audio: np.ndarray) -> np.ndarray:
+        """``(new frames, 512)``: the content frames this block (at the stream's rate) made known."""
+        if self.resampler is not None:
+            audio = self.resampler.process(np.asarray(audio, np.float32).ravel())
+        x = np.asarray(audio, np.float64).ravel()
         self.samples += x.shape[0]
         self.buffer = np.concatenate([self.buffer, x])
         return self._content(self._frames())
 
     def flush(self) -> np.ndarray:
-        """The rest: every content frame of what was pushed (``ceil(samples / 320)`` in all)."""
+        """The rest: every content frame of what was pushed (``ceil(samples / 320)`` in all, at 16 kHz)."""
+        if self.resampler is not None:
+            x = np.asarray(self.resampler.flush(), np.float64)
+            self.samples += x.shape[0]
+            self.buffer = np.concatenate([self.buffer, x])
         count = content_frames(self.samples)
         needed = MEL_PER_CONTENT * count + self.model.lookahead
         tail = max(0, (needed - self.mel_frames) * STUDENT_MEL.hop_samples + STUDENT_MEL.win_samples)

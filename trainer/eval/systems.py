@@ -332,10 +332,12 @@ def _content_student(path: str):
     return ContentStudentModel(path)
 
 
-def _alignsts(name: str, reference: bool, student: bool = False) -> Runner:
+def _alignsts(name: str, reference: bool, student: bool = False, stream: bool = False) -> Runner:
     """The ``alignsts`` converter with the system's model on the entry's speech; the target F0 from its
     notes (as ``world`` gets them), or with ``reference`` the real singing's own F0 (the paper's condition).
-    With ``student``, the speech's content comes from the causal student ``--content-model DIR`` gives."""
+    With ``student``, the speech's content comes from the causal student ``--content-model DIR`` gives; with
+    ``stream`` (and the student), the model runs as ``alignsts-stream`` at the live chunk (the song on the
+    melody's clock, as a render of it gives it)."""
     def run(entry: ManifestEntry, options: dict) -> tuple[np.ndarray, int]:
         from voxflip.engine.converters.alignsts_to_singing import AlignSTSToSingingConverter
 
@@ -345,10 +347,17 @@ def _alignsts(name: str, reference: bool, student: bool = False) -> Runner:
         content = None
         if student:
             if not options.get("content_model"):
-                raise ConfigError(f"system student:{name} needs a content student: voxflip eval --content-model DIR "
+                prefix = "stream" if stream else "student"
+                raise ConfigError(f"system {prefix}:{name} needs a content student: voxflip eval --content-model DIR "
                                   "(an export of voxflip export-content)")
             content = _content_student(str(options["content_model"]))
-        if reference:
+        if stream:
+            from voxflip.engine.converters.alignsts_context import alignsts_stream_grid
+            from voxflip.engine.converters.alignsts_stream import AlignSTSStreamToSingingConverter
+
+            converter = AlignSTSStreamToSingingConverter(melody_of(entry), model, content,
+                                                         chunk_frames=alignsts_stream_grid().live_frames)
+        elif reference:
             sung = reference_features(*read_audio(entry.singing))
             converter = AlignSTSToSingingConverter(None, model, f0_hz=sung["f0_hz"], content=content,
                                                    reference_mel=sung["mel"] if model.needs_target_mel else None)
@@ -404,12 +413,16 @@ for _name, _what in ALIGNSTS_SYSTEMS.items():
                         ("speech", "melody")))
         register(System(f"ref:student:{_name}", _SINGING, f"{_what}, on the real singing's F0, the speech read by the "
                         "causal content student", _alignsts(_name, True, student=True), ("speech", "singing")))
+        register(System(f"stream:{_name}", _SINGING, f"{_what}, on the notes, as alignsts-stream sings it live: the "
+                        "content student, absolute windows at the default pace, the voice from the first 2 s (the "
+                        "model needs absolute windows)", _alignsts(_name, False, student=True, stream=True),
+                        ("speech", "melody")))
 for _name in ("AlignSTS", "StyleSinger"):
     register(System(f"{_name.lower()}-published", _SINGING, f"{_name}'s published output for the same speech "
                     "(published.jsonl beside the manifest)", _published(_name), ("speech", "melody")))
 for _spec in converters():
-    if _spec.name in ALIGNSTS_SYSTEMS:
-        continue   # registered above, with the model --alignsts gives
+    if _spec.name in ALIGNSTS_SYSTEMS or _spec.required:
+        continue   # registered above, with the model --alignsts gives (alignsts-stream: as stream:NAME)
     _needs = (_spec.direction.source,) if _spec.direction is _SPEECH else ("speech", "melody")
     register(System(_spec.name, _spec.direction, _spec.summary, _converter_runner(_spec), _needs))
     if _spec.direction is _SPEECH:

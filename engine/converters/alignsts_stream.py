@@ -1,0 +1,247 @@
+"""Speech -> singing with an AlignSTS model as the speech arrives: the registry's ``alignsts-stream``.
+
+``alignsts`` hears the whole speech first: Whisper's encoder reads 30 s windows, and the paper's
+attention windows are centred on ``t N / T``, which needs both whole lengths. This converter is its
+live form. What it changes, each a condition of streaming:
+
+- **Content** from a causal content student (``--content-model``, :mod:`..features.content_student`)
+  instead of Whisper: each 20 ms state is known 72.5 ms (the shipped student's lookahead) after it.
+- **Windows** on absolute frames (a model trained with ``window_mode = "absolute"``): the windows are
+  centred on ``t * ratio`` with the ratio fixed in advance, ``pace`` content frames per frame of real
+  time (``pace`` 0.63: the speech is read at 0.63 of the song's length, dev-data's median reading
+  against its singing; 1: the song sings at each moment what was said at that moment). Output frames
+  ``[a, b)`` read the inputs :class:`~.alignsts_context.AlignSTSContext` names and nothing else, so a
+  group of frames is sung once the content it reaches has arrived (:meth:`AlignSTSModel.frames`).
+- **Voice and level** from the first :data:`VOICE_S` seconds of the stream (``alignsts`` reads the
+  whole speech): the reference encoder's mel, and the active level that sets the song's.
+- **Noise**: the diffusion decoder's, drawn per block of frames from the seed (:class:`BlockNoise`), the
+  same whenever a frame is sung.
+
+The song follows the melody's clock from the stream's first sample, delayed by :attr:`latency_samples`:
+the longest wait, over the song, from a group's first sample's time to the moment its inputs are in,
+computed from the model's context, the student's lookahead, the resampler to 16 kHz and the chunk.
+Output frames are sung in groups of one chunk's length, at most one group per chunk of input (they
+fall due one chunk apart, so this keeps the bound and spreads the work); for a file the output does
+not depend on the block size (a test), and equals the model run on the whole song with the same
+content and ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..features.content import CONTENT_FRAME_S
+from ..features.content_student import ContentStream, ContentStudentModel
+from ..features.levels import active_rms, limit_output
+from ..features.mel import MelAnalyzer
+from ..melody import Melody
+from .alignsts_context import alignsts_stream_grid
+from .alignsts_model import AlignSTSModel, BlockNoise, notes_f0, target_mel
+from .alignsts_to_singing import MODEL_RMS
+from .base import Converter, ConverterReport, check_transpose
+from .world_to_singing import WorldToSingingConfig
+
+#: the stream's first seconds, whose mel is the voice the song is sung with and whose level sets the song's
+VOICE_S = 2.0
+#: content frames per frame of real time by default: dev-data's readings last 0.63 of their singing (median of 25)
+DEFAULT_PACE = 0.63
+PACE_RANGE = (0.1, 2.0)
+
+
+@dataclass
+class AlignSTSStreamState:
+    content: ContentStream             # the student, reading the 24 kHz input
+    frames: np.ndarray                 # (capacity, 512): content frames known so far (the first ``known``)
+    known: int = 0
+    voice: list[np.ndarray] = field(default_factory=list)
+    voice_samples: int = 0
+    timbre: np.ndarray | None = None   # the graph's (1, n_mels, M), once the voice is in
+    gain: float = 1.0
+    samples: int = 0                   # input samples taken (the chunk grid)
+    sung: int = 0                      # output frames sung
+    speech_samples: int = 0
+    last: tuple[np.ndarray, float] | None = None   # the last frame sung and its F0 (the vocoder's lookahead repeats it)
+    vocoder: Any = None
+    finished: bool = False
+    transpose: float = 0.0
+
+
+class AlignSTSStreamToSingingConverter(Converter):
+    """AlignSTS speech -> singing as the speech arrives (module docstring)."""
+
+    time_preserving = False
+
+    def __init__(self, melody: Melody, model: AlignSTSModel, content: ContentStudentModel, *, vocoder=None,
+                 config: WorldToSingingConfig | None = None, chunk_frames: int | None = None, seed: int = 0,
+                 pace: float = DEFAULT_PACE) -> None:
+        from ..vocoder.mel_vocoder import MelVocoder, MelVocoderConfig
+
+        if not model.streams:
+            raise ConfigError(f"alignsts-stream needs a model with absolute windows (window_mode = \"absolute\"); "
+                              f"{model.describe()} centres them on the whole lengths: train one with --set "
+                              "'model.window_mode=\"absolute\"' (docs/models.md), or render with alignsts")
+        if model.needs_target_mel:
+            raise ConfigError(f"{model.describe()} reads the real singing's envelope: it cannot stream")
+        if isinstance(pace, bool) or not isinstance(pace, int | float) or not PACE_RANGE[0] <= pace <= PACE_RANGE[1]:
+            raise ConfigError(f"pace={pace!r} must be a number in {PACE_RANGE[0]}..{PACE_RANGE[1]} (seconds of speech "
+                              "per second of song)")
+        grid = alignsts_stream_grid()
+        self.sample_rate = grid.sample_rate
+        self.group = grid.check_frames(chunk_frames or grid.default_frames)
+        self.chunk_samples = self.group * grid.hop_samples
+        self.model, self.student = model, content
+        self.config = config or WorldToSingingConfig()
+        check_transpose(self.config.transpose_semitones)
+        self.f0 = notes_f0(melody, config=self.config)
+        self.bins_total = self.f0.shape[0]
+        self.frame_s = target_mel().frame_s
+        self.pace = float(pace)
+        self.ratio = self.pace * self.frame_s / CONTENT_FRAME_S
+        self.seed = int(seed)
+        self.vocoder = vocoder if vocoder is not None else MelVocoder(MelVocoderConfig(mel=target_mel()))
+        self.analyzer = MelAnalyzer(target_mel())
+        self.voice_samples = int(round(VOICE_S * self.sample_rate))
+        self.lookahead_frames = int(getattr(self.vocoder, "lookahead_frames", 0))
+        self._latency = self._worst_wait()
+
+    # -- timing ------------------------------------------------------------------------------------
+    def _worst_wait(self) -> int:
+        """The latency: over every group of the song, how long after its first sample is due (vocoder
+        lookahead counted) its inputs are in, on the chunk grid."""
+        worst = 0
+        for a in range(0, self.bins_total, self.group):
+            b = min(self.bins_total, a + self.group)
+            need = max(self.voice_samples, self.student.samples_needed(
+                self.model.content_needed(a, b, self.bins_total, self.ratio), self.sample_rate))
+            ready = math.ceil(need / self.chunk_samples) * self.chunk_samples
+            due = max(0, a - self.lookahead_frames) * self.model_hop
+            worst = max(worst, ready - due)
+        return worst
+
+    @property
+    def model_hop(self) -> int:
+        return target_mel().hop_samples
+
+    @property
+    def latency_samples(self) -> int:
+        return self._latency
+
+    def describe(self) -> str:
+        return (f"{self.name} @ {self.sample_rate} Hz ({self.model.describe()}, content from the "
+                f"{self.student.describe()}, pace {self.pace:g}, {self._latency / self.sample_rate:.2f} s behind the "
+                "melody)")
+
+    # -- streaming ---------------------------------------------------------------------------------
+    def init_state(self) -> AlignSTSStreamState:
+        return AlignSTSStreamState(content=self.student.stream(self.sample_rate),
+                                   frames=np.zeros((256, 512), np.float32), vocoder=self.vocoder.init_state())
+
+    def step(self, window: np.ndarray, state: AlignSTSStreamState, *, input_end: int | None = None) -> np.ndarray:
+        start = state.samples
+        count = self.chunk_samples if input_end is None else max(0, min(self.chunk_samples, input_end - start))
+        state.samples += self.chunk_samples
+        self._listen(np.asarray(window[:count], np.float32), state)
+        # one group per chunk at most: groups fall due one chunk apart, and several ready at once (when the
+        # voice is in) would be one burst of work where a device has time for one chunk's
+        return self._sing(state, final=False, groups=1)
+
+    def finish(self, state: AlignSTSStreamState) -> np.ndarray:
+        pieces = list(self.finish_chunks(state))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def finish_chunks(self, state: AlignSTSStreamState) -> Iterator[np.ndarray]:
+        """The input has ended: the student's last frames, then the rest of the song group by group."""
+        if state.finished:
+            return
+        state.finished = True
+        self._keep(state, state.content.flush())
+        if state.timbre is None:
+            self._voice_in(state)
+        while state.sung < self.bins_total:
+            yield self._sing(state, final=True, groups=1)
+        tail = self.lookahead_frames
+        if tail and state.last is not None:
+            mel, f0 = state.last
+            audio, state.vocoder = self.vocoder.step(np.repeat(mel, tail, axis=0), np.full(tail, f0), state.vocoder)
+            yield limit_output(np.asarray(audio, np.float64) * state.gain)
+
+    def _listen(self, x: np.ndarray, state: AlignSTSStreamState) -> None:
+        if state.timbre is None:
+            take = min(x.shape[0], self.voice_samples - state.voice_samples)
+            state.voice.append(x[:take].copy())
+            state.voice_samples += take
+            if state.voice_samples >= self.voice_samples:
+                self._voice_in(state)
+        state.speech_samples += x.shape[0]
+        if x.shape[0]:
+            self._keep(state, state.content.push(x))
+
+    def _voice_in(self, state: AlignSTSStreamState) -> None:
+        voice = np.concatenate(state.voice) if state.voice else np.zeros(0, np.float32)
+        state.voice = []
+        win = self.analyzer.config.win_samples
+        if voice.shape[0] < win:
+            voice = np.pad(voice, (0, win - voice.shape[0]))
+        level = active_rms(voice, self.sample_rate)
+        if level > 0:
+            voice = (voice.astype(np.float64) / level * MODEL_RMS).astype(np.float32)
+            state.gain = level / MODEL_RMS
+        state.timbre = self.model.timbre_input(self.analyzer.log_mel(voice))
+
+    @staticmethod
+    def _keep(state: AlignSTSStreamState, frames: np.ndarray) -> None:
+        n = frames.shape[0]
+        if state.known + n > state.frames.shape[0]:
+            grown = np.zeros((max(2 * state.frames.shape[0], state.known + n), 512), np.float32)
+            grown[: state.known] = state.frames[: state.known]
+            state.frames = grown
+        state.frames[state.known : state.known + n] = frames
+        state.known += n
+
+    def _sing(self, state: AlignSTSStreamState, *, final: bool, groups: int | None = None) -> np.ndarray:
+        """Every group whose inputs are in (``final``: the input has ended, every remaining one, up to ``groups``)."""
+        out = []
+        while state.sung < self.bins_total and (groups is None or len(out) < groups):
+            a = state.sung
+            b = min(self.bins_total, a + self.group)
+            if not final and (state.timbre is None
+                              or self.model.content_needed(a, b, self.bins_total, self.ratio) > state.known):
+                break
+            out.append(self._sing_group(state, a, b))
+            state.sung = b
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def _sing_group(self, state: AlignSTSStreamState, a: int, b: int) -> np.ndarray:
+        f0 = (self.f0 * 2.0 ** (state.transpose / 12.0)).astype(np.float32)
+        content = state.frames[: max(1, state.known)]
+        mel = self.model.frames(self.model.content_input(content), self.model.f0_input(f0), state.timbre, a, b,
+                                ratio=self.ratio, noise=self._noise).T
+        state.last = (mel[-1:], float(f0[b - 1]))
+        audio, state.vocoder = self.vocoder.step(mel, f0[a:b].astype(np.float64), state.vocoder)
+        return limit_output(np.asarray(audio, np.float64) * state.gain)
+
+    @property
+    def _noise(self) -> BlockNoise | None:
+        if self.model.decoder != "diffusion":
+            return None
+        if not hasattr(self, "_block_noise"):
+            self._block_noise = BlockNoise(self.seed, self.model.steps, self.model.n_mels)
+        return self._block_noise
+
+    def set_param(self, state: AlignSTSStreamState, name: str, value: float | str) -> None:
+        """``transpose`` (semitones, -24..24): moves the notes from the next group sung."""
+        if name != "transpose":
+            super().set_param(state, name, value)
+        state.transpose = check_transpose(value, "transpose")
+
+    def report(self, state: AlignSTSStreamState) -> ConverterReport:
+        return ConverterReport(stats={"speech_s": state.speech_samples / self.sample_rate,
+                                      "song_s": self.bins_total * self.frame_s,
+                                      "behind_melody_s": self._latency / self.sample_rate})
+
