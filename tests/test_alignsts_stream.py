@@ -185,3 +185,15 @@ def test_the_eval_system_sings_a_pair_as_the_stream_does(models, pair_manifest):
         get_system("stream:alignsts").run(entry, {"alignsts_models": options["alignsts_models"]})
     with pytest.raises(ConfigError, match=r"alignsts-stream needs a model with absolute windows"):
         get_system("stream:alignsts").run(entry, {**options, "alignsts_models": {"alignsts": str(models / "relative")}})
+
+
+def test_a_long_stream_keeps_only_the_content_it_still_reads(models):
+    """Past rows go once no group reads them; the song is the same as with every row kept."""
+    tune = Melody(tuple(Note(0.3 * i, 0.3 * i + 0.27, 60.0 + (0, 2, 4, 5, 7)[i % 5]) for i in range(100)), "long")
+    speech = np.tile(_speech(seconds=3.0), 10)
+    dropping = _converter(models, melody=tune, pace=1.0)
+    keeping = _converter(models, melody=tune, pace=1.0)
+    keeping.drop_after = 10**9
+    song, streamer = _render(dropping, speech, 4800)
+    assert streamer.state.first > 1024 and streamer.state.frames.shape[0] <= 4096
+    assert np.array_equal(song, _render(keeping, speech, 4800)[0])

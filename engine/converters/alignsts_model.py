@@ -249,10 +249,10 @@ class AlignSTSModel:
                               "ratio of its own needs a model with absolute windows")
         target = (np.ascontiguousarray(np.asarray(target_mel, np.float32).T[None]) if self.needs_target_mel
                   else None)
-        content = self.content_input(content)
+        rows = np.asarray(content, np.float32)
         bins = self.f0_input(f0_hz)
         timbre = self.timbre_input(timbre_mel)
-        t_total, n_total = bins.shape[1], content.shape[2]
+        t_total, n_total = bins.shape[1], rows.shape[0]
         if self.context is None and (t_total > MAX_TARGET_FRAMES or n_total > MAX_CONTENT_FRAMES):
             raise AudioInputError(f"this AlignSTS model (relative windows) converts at most 60 s of speech into 60 s of "
                               f"singing at once; got {n_total * CONTENT_FRAME_S:.1f} s of speech, "
@@ -262,8 +262,8 @@ class AlignSTSModel:
             noise = lambda ta, tb: whole[..., ta:tb]  # noqa: E731
         ratio = n_total / t_total if ratio is None else float(ratio)
         if self.context is None:
-            return self._run(content, bins, timbre, noise, target, 0, t_total, 0, n_total, ratio).T
-        pieces = [self.frames(content, bins, timbre, a, min(t_total, a + chunk_frames), ratio=ratio, noise=noise,
+            return self._run(self.content_input(rows), bins, timbre, noise, target, 0, t_total, 0, n_total, ratio).T
+        pieces = [self.frames(rows, bins, timbre, a, min(t_total, a + chunk_frames), ratio=ratio, noise=noise,
                               target=target) for a in range(0, t_total, chunk_frames)]
         return np.concatenate(pieces, axis=1).T
 
@@ -282,13 +282,22 @@ class AlignSTSModel:
         return np.ascontiguousarray(np.asarray(timbre_mel, np.float32).T[None])
 
     def frames(self, content: np.ndarray, bins: np.ndarray, timbre: np.ndarray, a: int, b: int, *, ratio: float,
-               noise: NoiseSource | None, target: np.ndarray | None = None) -> np.ndarray:
-        """Output frames ``[a, b)``, ``(n_mels, b - a)``, of a model with absolute windows, from the graph's inputs
-        (``content (1, 512, N)``, ``bins (1, T)``, ``timbre (1, n_mels, M)``): run on exactly the slices they reach
-        (:meth:`AlignSTSContext.slices`), so equal to the whole song's frames. ``N`` is every content frame
-        known; a stream calls this once frames ``[a, b)`` reach no further (:meth:`content_needed`)."""
-        ta, tb, na, nb = self.context.slices(a, b, bins.shape[1], content.shape[2], ratio)
-        return self._run(content, bins, timbre, noise, target, ta, tb, na, nb, ratio)[:, a - ta : b - ta]
+               noise: NoiseSource | None, target: np.ndarray | None = None, first: int = 0) -> np.ndarray:
+        """Output frames ``[a, b)``, ``(n_mels, b - a)``, of a model with absolute windows, from the content's rows
+        ``(N, 512)`` and the graph's other inputs (``bins (1, T)``, ``timbre (1, n_mels, M)``, ``target (1, n_mels,
+        T)``): run on exactly the slices they reach (:meth:`AlignSTSContext.slices`), so equal to the whole song's
+        frames. ``content[i]`` is content frame ``first + i``, and ``first + N`` are all known (a stream drops
+        the frames no group reads any more, :meth:`content_first`, and calls this once frames ``[a, b)`` reach no
+        further, :meth:`content_needed`)."""
+        ta, tb, na, nb = self.context.slices(a, b, bins.shape[1], first + content.shape[0], ratio)
+        if na < first:
+            raise ValueError(f"content frame {na} was dropped (the rows start at {first})")
+        return self._run(self.content_input(content[na - first : nb - first]), bins[:, ta:tb], timbre, noise,
+                         None if target is None else target[..., ta:tb], ta, tb, na, nb, ratio)[:, a - ta : b - ta]
+
+    def content_first(self, a: int, ratio: float) -> int:
+        """The first content frame output frames from ``a`` on read (absolute windows)."""
+        return max(0, self.context.content_span(max(0, a - self.context.target_frames), a + 1, ratio)[0])
 
     def content_needed(self, a: int, b: int, t_total: int, ratio: float) -> int:
         """How many content frames output frames ``[a, b)`` of a ``t_total``-frame song read (absolute windows)."""
@@ -296,14 +305,15 @@ class AlignSTSModel:
         return max(0, self.context.content_span(ta, tb, ratio)[1])
 
     def _run(self, content, bins, timbre, noise, target, ta: int, tb: int, na: int, nb: int, ratio: float) -> np.ndarray:
-        """The graph on target frames ``[ta, tb)`` and content frames ``[na, nb)``: ``(n_mels, tb - ta)``."""
-        feed = {"content": content[:, :, na:nb], "content_len": np.array([nb - na], np.int64),
-                "f0_bins": bins[:, ta:tb], "t_len": np.array([tb - ta], np.int64),
+        """The graph on target frames ``[ta, tb)`` and content frames ``[na, nb)`` (``content``, ``bins`` and
+        ``target`` are those slices): ``(n_mels, tb - ta)``."""
+        feed = {"content": content, "content_len": np.array([nb - na], np.int64),
+                "f0_bins": bins, "t_len": np.array([tb - ta], np.int64),
                 "timbre_mel": timbre, "timbre_len": np.array([timbre.shape[2]], np.int64),
                 "t_offset": np.array([ta], np.float32), "n_offset": np.array([na], np.float32),
                 "ratio": np.array([ratio], np.float32)}
         if noise is not None:
             feed["noise"] = np.ascontiguousarray(noise(ta, tb), np.float32)
         if target is not None:
-            feed["target_mel"] = np.ascontiguousarray(target[..., ta:tb])
+            feed["target_mel"] = np.ascontiguousarray(target)
         return self.session.run(["mel"], feed)[0][0]

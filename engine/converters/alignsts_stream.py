@@ -57,8 +57,9 @@ PACE_RANGE = (0.1, 2.0)
 @dataclass
 class AlignSTSStreamState:
     content: ContentStream             # the student, reading the 24 kHz input
-    frames: np.ndarray                 # (capacity, 512): content frames known so far (the first ``known``)
+    frames: np.ndarray                 # (capacity, 512): content frames first .. known - 1
     known: int = 0
+    first: int = 0
     voice: list[np.ndarray] = field(default_factory=list)
     voice_samples: int = 0
     timbre: np.ndarray | None = None   # the graph's (1, n_mels, M), once the voice is in
@@ -67,6 +68,7 @@ class AlignSTSStreamState:
     sung: int = 0                      # output frames sung
     speech_samples: int = 0
     last: tuple[np.ndarray, float] | None = None   # the last frame sung and its F0 (the vocoder's lookahead repeats it)
+    bins: tuple[float, np.ndarray, np.ndarray] | None = None   # (transpose, F0, the graph's classes) of the song
     vocoder: Any = None
     finished: bool = False
     transpose: float = 0.0
@@ -76,6 +78,8 @@ class AlignSTSStreamToSingingConverter(Converter):
     """AlignSTS speech -> singing as the speech arrives (module docstring)."""
 
     time_preserving = False
+    #: content rows no group reads any more are dropped once there are this many (the copy is then rare)
+    drop_after = 1024
 
     def __init__(self, melody: Melody, model: AlignSTSModel, content: ContentStudentModel, *, vocoder=None,
                  config: WorldToSingingConfig | None = None, chunk_frames: int | None = None, seed: int = 0,
@@ -196,12 +200,12 @@ class AlignSTSStreamToSingingConverter(Converter):
 
     @staticmethod
     def _keep(state: AlignSTSStreamState, frames: np.ndarray) -> None:
-        n = frames.shape[0]
-        if state.known + n > state.frames.shape[0]:
-            grown = np.zeros((max(2 * state.frames.shape[0], state.known + n), 512), np.float32)
-            grown[: state.known] = state.frames[: state.known]
+        n, held = frames.shape[0], state.known - state.first
+        if held + n > state.frames.shape[0]:
+            grown = np.zeros((max(2 * state.frames.shape[0], held + n), 512), np.float32)
+            grown[:held] = state.frames[:held]
             state.frames = grown
-        state.frames[state.known : state.known + n] = frames
+        state.frames[held : held + n] = frames
         state.known += n
 
     def _sing(self, state: AlignSTSStreamState, *, final: bool, groups: int | None = None) -> np.ndarray:
@@ -218,10 +222,19 @@ class AlignSTSStreamToSingingConverter(Converter):
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _sing_group(self, state: AlignSTSStreamState, a: int, b: int) -> np.ndarray:
-        f0 = (self.f0 * 2.0 ** (state.transpose / 12.0)).astype(np.float32)
-        content = state.frames[: max(1, state.known)]
-        mel = self.model.frames(self.model.content_input(content), self.model.f0_input(f0), state.timbre, a, b,
-                                ratio=self.ratio, noise=self._noise).T
+        if state.bins is None or state.bins[0] != state.transpose:
+            f0 = (self.f0 * 2.0 ** (state.transpose / 12.0)).astype(np.float32)
+            state.bins = (state.transpose, f0, self.model.f0_input(f0))
+        _, f0, bins = state.bins
+        rows = state.frames[: max(1, state.known - state.first)]
+        mel = self.model.frames(rows, bins, state.timbre, a, b, ratio=self.ratio, noise=self._noise,
+                                first=state.first).T
+        # the rows no later group reads go (an hour of content would otherwise be 360 MB)
+        drop = min(self.model.content_first(b, self.ratio), state.known) - state.first
+        if drop > self.drop_after:
+            keep = state.known - state.first - drop
+            state.frames[:keep] = state.frames[drop : drop + keep]
+            state.first += drop
         state.last = (mel[-1:], float(f0[b - 1]))
         audio, state.vocoder = self.vocoder.step(mel, f0[a:b].astype(np.float64), state.vocoder)
         return limit_output(np.asarray(audio, np.float64) * state.gain)
