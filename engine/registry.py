@@ -222,8 +222,9 @@ class ConverterSpec:
         return tuple(f.name for f in fields(self.options))
 
     def ships_model(self) -> bool:
-        """Whether it runs as installed: it needs no trained model, or its default one is shipped."""
-        return self.default_model is None or self.default_model().exists()
+        """Whether it runs as installed: it needs no trained model, or its default one is shipped (not one that
+        runs only on models the user names, :attr:`required`)."""
+        return not self.required and (self.default_model is None or self.default_model().exists())
 
     def missing(self) -> list[Requirement]:
         """What it needs that is not installed here."""

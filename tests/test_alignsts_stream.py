@@ -197,3 +197,18 @@ def test_a_long_stream_keeps_only_the_content_it_still_reads(models):
     song, streamer = _render(dropping, speech, 4800)
     assert streamer.state.first > 1024 and streamer.state.frames.shape[0] <= 4096
     assert np.array_equal(song, _render(keeping, speech, 4800)[0])
+
+
+@pytest.mark.parametrize("gain", [1e-3, 100.0, 1e4])
+def test_quiet_or_loud_speech_sings_at_its_own_level_finite_and_as_long(models, gain):
+    """The level the voice's first 2 s set (loud in, loud out; the writer clips), never a non-finite sample."""
+    import warnings
+
+    speech = _speech()
+    normal = _render(_converter(models), speech, 4096)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        song = _render(_converter(models), speech * np.float32(gain), 4096)[0]
+    assert song.shape == normal.shape and np.all(np.isfinite(song))
+    ratio = np.sqrt(np.mean(song.astype(np.float64) ** 2) / np.mean(normal.astype(np.float64) ** 2))
+    assert 0.1 * gain < ratio < 10 * gain

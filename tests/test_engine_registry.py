@@ -35,9 +35,6 @@ TUNE = ROOT / "voxflip" / "data" / "tune.mid"
 def _build(spec, **options):
     if spec.missing() or not spec.ships_model():
         pytest.skip(f"{spec.name} needs what this checkout lacks")
-    if spec.required:
-        pytest.skip(f"{spec.name} runs only on models the user names ({', '.join(spec.required)}): "
-                    "tests/test_alignsts_stream.py builds it on tiny ones")
     if spec.direction is Direction.TO_SINGING and "live_notes" not in options:
         options.setdefault("melody", TUNE)
     return make_converter(spec.direction, spec.name, **options)

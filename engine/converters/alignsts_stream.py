@@ -44,7 +44,7 @@ from ..melody import Melody
 from .alignsts_context import alignsts_stream_grid
 from .alignsts_model import AlignSTSModel, BlockNoise, notes_f0, target_mel
 from .alignsts_to_singing import MODEL_RMS
-from .base import Converter, ConverterReport, check_transpose
+from .base import Converter, ConverterReport, check_transpose, joined
 from .world_to_singing import WorldToSingingConfig
 
 #: the stream's first seconds, whose mel is the voice the song is sung with and whose level sets the song's
@@ -156,8 +156,7 @@ class AlignSTSStreamToSingingConverter(Converter):
         return self._sing(state, final=False, groups=1)
 
     def finish(self, state: AlignSTSStreamState) -> np.ndarray:
-        pieces = list(self.finish_chunks(state))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return joined(self.finish_chunks(state))
 
     def finish_chunks(self, state: AlignSTSStreamState) -> Iterator[np.ndarray]:
         """The input has ended: the student's last frames, then the rest of the song group by group."""

@@ -29,7 +29,7 @@ from ..features.mel import MelAnalyzer
 from ..melody import Melody
 from .alignsts_context import alignsts_chunk_grid
 from .alignsts_model import MAX_CONTENT_FRAMES, MAX_TARGET_FRAMES, AlignSTSModel, notes_f0, target_mel
-from .base import Converter, ConverterReport, check_transpose
+from .base import Converter, ConverterReport, check_transpose, joined
 from .world_to_singing import WorldToSingingConfig
 
 #: the longest speech the converter takes with a relative-window model, in seconds (it reads all at once)
@@ -125,8 +125,7 @@ class AlignSTSToSingingConverter(Converter):
         return np.zeros(0, np.float32)
 
     def finish(self, state: AlignSTSState) -> np.ndarray:
-        pieces = list(self.finish_chunks(state))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return joined(self.finish_chunks(state))
 
     def finish_chunks(self, state: AlignSTSState) -> Iterator[np.ndarray]:
         """Sing the whole song, then vocode it :data:`PIECE_FRAMES` frames at a time."""

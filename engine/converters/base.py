@@ -22,13 +22,19 @@ its converted output leaving ``step``: one chunk plus the lookahead.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, OptionError
+
+
+def joined(pieces: Iterable[np.ndarray]) -> np.ndarray:
+    """The pieces of a :meth:`Converter.finish_chunks` as one array (what :meth:`Converter.finish` returns)."""
+    pieces = list(pieces)
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
 @dataclass

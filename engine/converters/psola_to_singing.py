@@ -29,7 +29,7 @@ from ..errors import OptionError
 from ..features.world import Frames
 from ..melody import Melody
 from ..vocoder.psola import PsolaConfig, PsolaState, PsolaSynth
-from .base import ConverterReport
+from .base import ConverterReport, joined
 from .note_alignment import MAX_ALIGNMENT_CELLS, MAX_ALIGNMENT_STEPS, AlignmentConfig, align, alignment_work
 from .psola_to_speech import feed_chunk
 from .syllable_units import Unit, UnitTracker
@@ -203,8 +203,7 @@ class _PsolaSinger(WorldToSingingConverter):
         return s
 
     def finish(self, state: PipelineState) -> np.ndarray:
-        pieces = list(self.finish_chunks(state))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return joined(self.finish_chunks(state))
 
 
 class PsolaToSingingConverter(_PsolaSinger):

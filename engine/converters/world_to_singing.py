@@ -32,7 +32,7 @@ from ..errors import ConfigError, OptionError
 from ..features.syllables import SyllableConfig
 from ..features.world import AnalysisConfig, Frames
 from ..melody import Melody, Note
-from .base import ConverterReport, check_transpose
+from .base import ConverterReport, check_transpose, joined
 from .syllable_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
 
@@ -457,8 +457,7 @@ class WorldToSingingConverter(WorldPipelineConverter):
             yield audio
 
     def finish(self, state: PipelineState) -> np.ndarray:
-        pieces = list(self.finish_chunks(state))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return joined(self.finish_chunks(state))
 
     def report(self, state: PipelineState) -> ConverterReport:
         s: ToSingingState = state.custom
