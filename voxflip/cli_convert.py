@@ -216,16 +216,24 @@ def live_converters(args: argparse.Namespace) -> dict[str, Any]:
     without ``--chunk-ms`` streams at its live chunk, and so does the other mode's when
     ``--chunk-ms`` is not on its grid.
     """
-    from voxflip.engine.registry import Direction, get_converter, live_default_converter, make_converter
+    from voxflip.engine.registry import (
+        Direction,
+        get_converter,
+        live_default_converter,
+        make_converter,
+        names,
+    )
 
     given = given_options(args)
     primary = Direction.parse(args.to)
     specs = {d: get_converter(args.method, d) if d is primary and args.method else live_default_converter(d)
              for d in Direction}
     if specs[primary].whole_input:
+        stream = f"{specs[primary].name}-stream"
+        also = f" or its streaming form {stream}" if stream in names(primary) else ""
         raise EngineError(f"--method {specs[primary].name} converts once the whole input has ended, so live it would "
                           f"play only silence: render files with it (voxflip render), or play "
-                          f"{live_default_converter(primary).name} live")
+                          f"{live_default_converter(primary).name}{also} live")
     built = {}
     for direction, spec in specs.items():
         others = {k for d, s in specs.items() if d is not direction for k in s.option_names}
