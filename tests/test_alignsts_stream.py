@@ -212,3 +212,13 @@ def test_quiet_or_loud_speech_sings_at_its_own_level_finite_and_as_long(models, 
     assert song.shape == normal.shape and np.all(np.isfinite(song))
     ratio = np.sqrt(np.mean(song.astype(np.float64) ** 2) / np.mean(normal.astype(np.float64) ** 2))
     assert 0.1 * gain < ratio < 10 * gain
+
+
+def test_a_song_longer_than_the_speech_hears_silence_past_its_end(models):
+    """At pace 1 a 3 s song needs 3 s of speech and more; given 0.5 s, the rest is sung from silence, as live."""
+    speech = _speech(seconds=0.5)
+    song = _render(_converter(models, pace=1.0), speech, 4096)[0]
+    padded = np.concatenate([speech, np.zeros(4 * RATE, np.float32)])
+    heard = _render(_converter(models, pace=1.0), padded, 4096)[0]
+    assert np.all(np.isfinite(song)) and song.shape == heard.shape
+    assert np.max(np.abs(song - heard)) <= 1e-6 * np.max(np.abs(heard))   # the student's calls split differently

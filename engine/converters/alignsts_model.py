@@ -290,8 +290,9 @@ class AlignSTSModel:
         the frames no group reads any more, :meth:`content_first`, and calls this once frames ``[a, b)`` reach no
         further, :meth:`content_needed`)."""
         ta, tb, na, nb = self.context.slices(a, b, bins.shape[1], first + content.shape[0], ratio)
-        if na < first:
-            raise ValueError(f"content frame {na} was dropped (the rows start at {first})")
+        if na < first or nb <= na:
+            raise ValueError(f"output frames [{a}, {b}) read content frames [{na}, {nb}) of {first}.."
+                             f"{first + content.shape[0]}: dropped or not there")
         return self._run(self.content_input(content[na - first : nb - first]), bins[:, ta:tb], timbre, noise,
                          None if target is None else target[..., ta:tb], ta, tb, na, nb, ratio)[:, a - ta : b - ta]
 

@@ -163,6 +163,12 @@ class AlignSTSStreamToSingingConverter(Converter):
         if state.finished:
             return
         state.finished = True
+        # a song that runs past the speech (at this pace) hears silence there, as it would live
+        last = (self.bins_total - 1) // self.group * self.group
+        need = self.model.content_needed(last, self.bins_total, self.bins_total, self.ratio)
+        missing = self.student.samples_needed(need, self.sample_rate) - state.speech_samples
+        if missing > 0:
+            self._listen(np.zeros(missing, np.float32), state)
         self._keep(state, state.content.flush())
         if state.timbre is None:
             self._voice_in(state)
