@@ -49,7 +49,7 @@ from .world_to_singing import WorldToSingingConfig
 
 #: the stream's first seconds, whose mel is the voice the song is sung with and whose level sets the song's
 VOICE_S = 2.0
-#: content frames per frame of real time by default: dev-data's readings last 0.63 of their singing (median of 25)
+#: seconds of speech per second of song by default: dev-data's readings last 0.63 of their singing (median of 25)
 DEFAULT_PACE = 0.63
 PACE_RANGE = (0.1, 2.0)
 

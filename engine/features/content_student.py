@@ -13,6 +13,7 @@ any length with every layer's cache in and out; a whole recording is one call wi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict
@@ -136,8 +137,13 @@ class ContentStudentModel:
         at_16k = mel_frame * STUDENT_MEL.hop_samples + STUDENT_MEL.win_samples // 2
         if int(sample_rate) == CONTENT_RATE:
             return at_16k
-        delay = _Resampler(int(sample_rate)).delay
-        return math.ceil(at_16k * int(sample_rate) / CONTENT_RATE) + delay + 1
+        return math.ceil(at_16k * int(sample_rate) / CONTENT_RATE) + _resampler_delay(int(sample_rate)) + 1
+
+
+@functools.lru_cache(maxsize=8)
+def _resampler_delay(sample_rate: int) -> int:
+    """Input samples :class:`_Resampler` holds back at ``sample_rate``."""
+    return _Resampler(sample_rate).delay
 
 
 class _Resampler:
