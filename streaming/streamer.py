@@ -22,6 +22,7 @@ import numpy as np
 
 from voxflip.engine.converters.base import Converter, ConverterReport
 from voxflip.engine.features.levels import OUTPUT_CEILING
+from voxflip.engine.features.resample import PedalboardResampler
 
 from .chunker import Chunker
 
@@ -83,32 +84,13 @@ def nyquist_prototype(ratio: int, taps_per_phase: int = FIR_TAPS_PER_PHASE, beta
     return h
 
 
-class _PedalboardStage:
-    """pedalboard's StreamResampler, for a ratio that is not an integer: the face of a polyphase stage."""
-
-    def __init__(self, source_rate: int, target_rate: int) -> None:
-        from pedalboard.io import StreamResampler
-
-        self._r = StreamResampler(float(source_rate), float(target_rate), 1)
-        self.latency = int(self._r.input_latency)
-
-    def process(self, x: np.ndarray) -> np.ndarray:
-        return self._r.process(x[None, :])[0] if x.shape[0] else x
-
-    def flush(self) -> np.ndarray:
-        return self._r.process()[0]
-
-    def reset(self) -> None:
-        self._r.reset()
-
-
 def _stage(source_rate: int, target_rate: int) -> Any:
     low, high = sorted((source_rate, target_rate))
     if high % low == 0:
         from ._polyphase import Polyphase
 
         return Polyphase(nyquist_prototype(high // low), high // low, target_rate > source_rate)
-    return _PedalboardStage(source_rate, target_rate)
+    return PedalboardResampler(source_rate, target_rate)
 
 
 class MonoResampler:

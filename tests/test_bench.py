@@ -108,10 +108,11 @@ def test_bench_neural_vocoder_chunk(benchmark, vocoder_exports, preset, frames):
 def test_bench_resample_one_second_by_two(benchmark, which, up):
     """One second of 24 <-> 48 kHz in 100 ms blocks: our polyphase filter against pedalboard's
     StreamResampler (what `MonoResampler` used for every ratio before)."""
-    from voxflip.streaming.streamer import MonoResampler, _PedalboardStage
+    from voxflip.engine.features.resample import PedalboardResampler
+    from voxflip.streaming.streamer import MonoResampler
 
     source, target = (24_000, 48_000) if up else (48_000, 24_000)
-    stage = MonoResampler(source, target) if which == "polyphase" else _PedalboardStage(source, target)
+    stage = MonoResampler(source, target) if which == "polyphase" else PedalboardResampler(source, target)
     x = np.random.default_rng(0).standard_normal(source).astype(np.float32)
     step = source // 10
 

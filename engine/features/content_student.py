@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import ConfigError
 from .content import CONTENT_DIM, CONTENT_HOP, CONTENT_RATE, content_frames
 from .mel import MelAnalyzer, MelConfig
+from .resample import PedalboardResampler
 
 #: the student's input: the low-latency flow model's mel (16 kHz, 10 ms hop, 25 ms window)
 STUDENT_MEL = MelConfig.for_to_speech(400)
@@ -142,29 +143,8 @@ class ContentStudentModel:
 
 @functools.lru_cache(maxsize=8)
 def _resampler_delay(sample_rate: int) -> int:
-    """Input samples :class:`_Resampler` holds back at ``sample_rate``."""
-    return _Resampler(sample_rate).delay
-
-
-class _Resampler:
-    """pedalboard's streaming resampler to 16 kHz; its output is aligned with its input and does not
-    depend on the blocks (its delay: :attr:`delay` input samples held back)."""
-
-    def __init__(self, sample_rate: int) -> None:
-        from pedalboard.io import StreamResampler
-
-        self._r = StreamResampler(float(sample_rate), float(CONTENT_RATE), 1)
-        self.delay = int(self._r.input_latency)
-        self._fed = False
-
-    def process(self, x: np.ndarray) -> np.ndarray:
-        if not x.shape[0]:
-            return np.zeros(0, np.float32)
-        self._fed = True
-        return self._r.process(np.asarray(x, np.float32)[None, :])[0]
-
-    def flush(self) -> np.ndarray:
-        return self._r.process()[0] if self._fed else np.zeros(0, np.float32)
+    """Input samples the stream's resampler to 16 kHz holds back at ``sample_rate``."""
+    return PedalboardResampler(sample_rate, CONTENT_RATE).latency
 
 
 class ContentStream:
@@ -180,7 +160,7 @@ class ContentStream:
 
     def __init__(self, model: ContentStudentModel, sample_rate: int = CONTENT_RATE) -> None:
         self.model = model
-        self.resampler = None if int(sample_rate) == CONTENT_RATE else _Resampler(int(sample_rate))
+        self.resampler = None if int(sample_rate) == CONTENT_RATE else PedalboardResampler(int(sample_rate), CONTENT_RATE)
         self.analyzer = MelAnalyzer(STUDENT_MEL)
         self.state = model.init_state()
         self.buffer = np.zeros(STUDENT_MEL.win_samples // 2)   # the whole analysis's zeros before the first sample
