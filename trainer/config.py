@@ -115,6 +115,17 @@ _TABLES = {"data": DataConfig, "model": ToSpeechFlowConfig, "train": TrainConfig
 _PATHS = {"data": ("manifest", "cache_dir"), "train": ("init_from",)}
 
 
+#: which recordings of each manifest row a trainer learns from (``data.sides``)
+SIDES = ("speech", "singing", "both")
+
+
+def recording_sides(value: str) -> tuple[str, ...]:
+    """``data.sides`` checked (one line otherwise), as the manifest columns it names."""
+    if value not in SIDES:
+        raise ConfigError(f"data.sides={value!r} must be one of {', '.join(SIDES)}")
+    return ("speech", "singing") if value == "both" else (value,)
+
+
 def _coerce(table: str, key: str, value: Any, default: Any) -> Any:
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

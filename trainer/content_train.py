@@ -43,7 +43,7 @@ from voxflip.engine.features.content_student import (
 )
 from voxflip.engine.features.mel import MelAnalyzer, band_edges_hz
 
-from .config import _build, read_tables
+from .config import _build, read_tables, recording_sides
 from .data.content import cached_states
 from .models.content_student import TEACHER_KIND, ContentStudent, ContentStudentConfig, teacher_index
 from .train import (
@@ -59,7 +59,6 @@ from .train import (
 
 log = logging.getLogger("voxflip.train_content")
 CHECKPOINT_FORMAT = 1
-SIDES = ("speech", "singing", "both")
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,7 @@ class ContentDataConfig:
     max_items: int = 0             # 0: every row
 
     def __post_init__(self) -> None:
-        if self.sides not in SIDES:
-            raise ConfigError(f"data.sides={self.sides!r} must be one of {', '.join(SIDES)}")
+        recording_sides(self.sides)
         if not 20 <= self.segment_frames <= 3000:
             raise ConfigError(f"data.segment_frames={self.segment_frames} must be in 20..3000")
 
@@ -197,7 +195,7 @@ def load_data(config: ContentRunConfig, progress: bool = True) -> tuple[list[Cli
     dc = config.data
     manifest = config.path(dc.manifest)
     cache = config.path(dc.cache_dir) if dc.cache_dir else manifest.parent / "content_features"
-    sides = ("speech", "singing") if dc.sides == "both" else (dc.sides,)
+    sides = recording_sides(dc.sides)
     look = config.model.lookahead
     train, held = _clips_of(manifest, sides, cache, look, dc.max_items, "content features", progress)
     train = [c for c in train if c.magnitude.shape[0] >= dc.segment_frames // 2]

@@ -41,7 +41,7 @@ from torch import Tensor
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.features.mel import MelConfig, mel_filterbank
 
-from .config import _build, read_tables
+from .config import _build, read_tables, recording_sides
 from .models.vocoder import VARIANTS, VocoderConfig, build_discriminator, build_generator
 from .train import (
     _prune,
@@ -56,7 +56,6 @@ from .train import (
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
-SIDES = ("speech", "singing", "both")
 
 
 @dataclass(frozen=True)
@@ -69,8 +68,7 @@ class VocoderDataConfig:
     max_items: int = 0             # 0: every row
 
     def __post_init__(self) -> None:
-        if self.sides not in SIDES:
-            raise ConfigError(f"data.sides={self.sides!r} must be one of {', '.join(SIDES)}")
+        recording_sides(self.sides)
         if not 8 <= self.segment_frames <= 400:
             raise ConfigError(f"data.segment_frames={self.segment_frames} must be in 8..400")
 
@@ -202,7 +200,7 @@ def load_clips(config: VocoderRunConfig, progress: bool = True) -> tuple[list[Cl
         held = entries[len(entries) - config.data.valid_items :] if config.data.valid_items else []
     held_ids = {e.id for e in held}
     cache = Path(config.data.cache_dir) if config.data.cache_dir else manifest.parent / "vocoder_features"
-    sides = ("speech", "singing") if config.data.sides == "both" else (config.data.sides,)
+    sides = recording_sides(config.data.sides)
     paths = [(e.id in held_ids, getattr(e, side)) for e in entries for side in sides if getattr(e, side) is not None]
     if not paths:
         raise ConfigError(f"{manifest}: no {config.data.sides} recordings to train on")
