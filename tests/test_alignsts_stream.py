@@ -8,6 +8,8 @@ than the latency it declares (and not much earlier), and runs through ``voxflip 
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -41,6 +43,12 @@ def models(tmp_path_factory):
     export_alignsts(AlignSTS(replace(cfg, window_mode="absolute", window_frames=5)).eval(),
                     root / "absolute" / "alignsts.onnx")
     export_alignsts(AlignSTS(cfg).eval(), root / "relative" / "alignsts.onnx")
+    # the same model as an export without step graphs (as one written before they were): the sliced path
+    (root / "sliced").mkdir()
+    manifest = json.loads((root / "absolute" / "alignsts.manifest.json").read_text())
+    del manifest["step"]
+    (root / "sliced" / "alignsts.manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(root / "absolute" / "alignsts.onnx", root / "sliced" / "alignsts.onnx")
     student = ContentStudent(ContentStudentConfig(hidden=24, dilations=(1, 2, 4), lookahead=3, dropout=0.0)).eval()
     student.set_stats(torch.full((80,), -6.0), torch.full((80,), 2.0), torch.randn(512), torch.rand(512) + 0.5)
     export_student(student, root / "student" / "content.onnx")
@@ -79,18 +87,30 @@ def test_the_song_does_not_depend_on_the_block_size(models):
         assert song.shape == songs[0].shape and np.array_equal(song, songs[0])
 
 
-def test_the_stream_sings_what_the_model_sings_on_the_whole_song(models):
+@pytest.mark.parametrize("by_step", [True, False], ids=["step-graphs", "sliced"])
+def test_the_stream_sings_what_the_model_sings_on_the_whole_song(models, by_step):
     """Group by group as the content arrives, the song equals one run over the whole song with the same
-    content, voice, noise and ratio (the frames at the speech's end read the content the stream ended with)."""
+    content, voice, noise and ratio (the frames at the speech's end read the content the stream ended with),
+    through the step graphs (state carried) and through the whole graph on slices."""
+    from voxflip.engine.converters.alignsts_stream import AlignSTSStreamToSingingConverter
     from voxflip.engine.converters.alignsts_to_singing import MODEL_RMS
     from voxflip.engine.features.levels import active_rms
     from voxflip.engine.features.mel import MelAnalyzer
 
-    converter = _converter(models, seed=5)
+    converter = _converter(models, seed=5, model_path=models / ("absolute" if by_step else "sliced"))
+    assert converter.by_step == by_step == converter.model.has_step_graphs
+    rows = []
+
+    def keep(state, frames):                # what the student gave the model, as it gave it
+        rows.append(frames.copy())
+        AlignSTSStreamToSingingConverter._keep(state, frames)
+
+    converter._keep = keep
     speech = _speech(seconds=2.4)          # shorter than the song: its last groups wait for the end
     song, streamer = _render(converter, speech, 1000)
     state = streamer.state
-    content = state.frames[: state.known]
+    content = np.concatenate(rows)
+    assert content.shape[0] == state.known and (state.steps is not None) == by_step
     voice = speech[: converter.voice_samples]
     level = active_rms(voice, RATE)
     timbre = MelAnalyzer(target_mel()).log_mel((voice.astype(np.float64) / level * MODEL_RMS).astype(np.float32))
@@ -108,23 +128,33 @@ def test_the_stream_sings_what_the_model_sings_on_the_whole_song(models):
     assert abs(state.known - speech.shape[0] / RATE / 0.02) <= 2
 
 
-@pytest.mark.parametrize("pace", [0.63, 1.0])
-def test_no_output_is_later_than_the_declared_latency(models, pace):
+@pytest.mark.parametrize("pace, group, by_step", [(0.63, 32, True), (1.0, 32, True), (0.63, 4, True),
+                                                   (0.63, 32, False), (1.0, 32, False)])
+def test_no_output_is_later_than_the_declared_latency(models, pace, group, by_step):
     """Driven in 256-sample blocks as a device would, song sample ``s`` is out by input time ``s +
-    latency``; the bound is tight within a group and a chunk (it is the worst wait, not a guess)."""
-    converter = _converter(models, pace=pace, chunk_ms=32 * target_mel().frame_s * 1000)
+    latency``; the bound is tight within a group and a chunk (it is the worst wait, not a guess). Through
+    the step graphs no chunk feeds more than FEED_GROUPS groups of frames (the context catches up)."""
+    from voxflip.engine.converters.alignsts_stream import FEED_GROUPS
+
+    converter = _converter(models, pace=pace, chunk_ms=group * target_mel().frame_s * 1000,
+                           model_path=models / ("absolute" if by_step else "sliced"))
+    assert converter.by_step == by_step
     latency = converter.latency_samples
     speech = _speech(seconds=5.0)
     streamer = Streamer(converter, RATE, RATE)
-    produced, slack = 0, []
+    produced, slack, fed = 0, [], [0]
     song_samples = int(np.ceil(TUNE.notes[-1].end_s / target_mel().frame_s)) * target_mel().hop_samples
     for i in range(0, speech.shape[0], 256):
         produced += streamer.process(speech[i : i + 256]).shape[0]
+        if by_step:
+            fed.append(streamer.state.steps.fed)
         due = min(song_samples, i + 256 - latency)
         if due > 0:
             slack.append(produced - due)
     assert min(slack) >= 0, f"output came {-min(slack)} samples later than the declared {latency}"
     assert min(slack) < converter.chunk_samples + 256
+    if by_step:
+        assert max(np.diff(fed)) <= FEED_GROUPS * group and fed[-1] > 0
     assert 1.0 < latency / RATE < 3.0
     assert converter.latency_samples == pytest.approx(latency)
 
@@ -191,12 +221,18 @@ def test_a_long_stream_keeps_only_the_content_it_still_reads(models):
     """Past rows go once no group reads them; the song is the same as with every row kept."""
     tune = Melody(tuple(Note(0.3 * i, 0.3 * i + 0.27, 60.0 + (0, 2, 4, 5, 7)[i % 5]) for i in range(100)), "long")
     speech = np.tile(_speech(seconds=3.0), 10)
-    dropping = _converter(models, melody=tune, pace=1.0)
-    keeping = _converter(models, melody=tune, pace=1.0)
+    dropping = _converter(models, melody=tune, pace=1.0, model_path=models / "sliced")
+    keeping = _converter(models, melody=tune, pace=1.0, model_path=models / "sliced")
     keeping.drop_after = 10**9
     song, streamer = _render(dropping, speech, 4800)
     assert streamer.state.first > 1024 and streamer.state.frames.shape[0] <= 4096
     assert np.array_equal(song, _render(keeping, speech, 4800)[0])
+    # the step graphs keep only the keys their next calls read, and sing the same 30 s song
+    stepped, streamer = _render(_converter(models, melody=tune, pace=1.0), speech, 4800)
+    steps = streamer.state.steps
+    assert steps.key_first > 1024 and steps.keys.shape[0] <= 512 and steps.mel.shape[1] == 0
+    assert stepped.shape == song.shape
+    assert np.max(np.abs(stepped - song)) <= 1e-3 * np.max(np.abs(song))
 
 
 @pytest.mark.parametrize("gain", [1e-3, 100.0, 1e4])

@@ -14,6 +14,12 @@ records what a runner needs and checks: format, opset, the mel setup, the conten
 the F0 classes, the decoder and its steps, the window rule, and the model configuration with
 its hash. Before the manifest is written the graph is run by ONNX Runtime on an input of
 other lengths than the one it was traced with and compared with torch (to 1e-4).
+
+A model that streams by step (AlignSTS with absolute windows and the diffusion decoder:
+:mod:`.models.alignsts_step`) also gets its three step graphs, ``alignsts.content.onnx``,
+``alignsts.timbre.onnx`` and ``alignsts.step.onnx``, named in the manifest's ``step`` section with
+their delays and the shapes of the state each carries. Each is run by ONNX Runtime with a chunk
+of another length and a state that is not zero, and compared with torch, before it is named.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from .alignsts_train import load_alignsts
 from .data.content import CONTENT_DIM, CONTENT_FRAME_S
 from .export import onnx_output
 from .models.alignsts import AlignSTS
+from .models.alignsts_step import ContentStep, TargetStep, TimbreGraph, streams_by_step
 
 OPSET = 17
 FORMAT_VERSION = 1
@@ -122,6 +129,8 @@ def export_model(model: AlignSTS, output: str | Path, *, trained_steps: int = 0)
         "config_hash": hashlib.sha256(json.dumps(model_config, sort_keys=True).encode()).hexdigest()[:16],
         "trained_steps": trained_steps,
     }
+    if streams_by_step(model):
+        manifest["step"] = export_step_graphs(model, output)
     path = output.with_name(output.stem + MANIFEST_SUFFIX)
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
@@ -143,3 +152,82 @@ def _check_parity(graph: _Graph, path: Path, inputs: list[str]) -> None:
         path.unlink(missing_ok=True)
         raise ArtifactMismatchError(f"the exported AlignSTS differs from torch: mel by {err:.2e} (allowed 1e-4), "
                                     f"rhythm codes {'equal' if codes_equal else 'not equal'}")
+
+
+# -- step graphs ----------------------------------------------------------------------------------
+def _states(shapes: list[tuple[int, ...]], gen: torch.Generator) -> list[Tensor]:
+    return [torch.randn(*shape, generator=gen) * 0.5 for shape in shapes]
+
+
+def _step_example(graph: nn.Module, c: int, seed: int) -> tuple[Tensor, ...]:
+    """Inputs of a step graph: a chunk of ``c`` frames (rows, or reference frames), somewhere in a stream."""
+    cfg = graph.model.cfg
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(graph, ContentStep):
+        return (torch.randn(1, cfg.content_dim, c, generator=gen), torch.tensor([float(3 + seed)]),
+                torch.tensor([float(5 + c + seed)]), *_states(graph.state_shapes(), gen))
+    if isinstance(graph, TimbreGraph):
+        return (torch.randn(1, cfg.n_mels, c, generator=gen) - 4.0,)
+    first, ratio = 200 + 17 * seed, 0.26
+    keys = 2 * cfg.window_frames + int(c * ratio) + 9
+    return (torch.randint(0, cfg.pitch_bins, (1, c), generator=gen),
+            torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, c, generator=gen),
+            torch.randn(1, keys, cfg.hidden, generator=gen), torch.tensor([float(first * ratio - cfg.window_frames
+                                                                                 - 12)]),
+            torch.tensor([float(first)]), torch.tensor([float(first + 40)]), torch.tensor([1e6]),
+            torch.tensor([ratio]), torch.randn(1, cfg.hidden, generator=gen), *_states(graph.state_shapes(), gen))
+
+
+#: each step graph: its file's suffix, inputs before the state, outputs before the state, dynamic axes
+_STEP_GRAPHS = {
+    "content": (".content.onnx", ["content", "first", "total"], ["rows"],
+                {"content": {2: "c"}, "rows": {1: "c"}}),
+    "timbre": (".timbre.onnx", ["timbre_mel"], ["timbre"], {"timbre_mel": {2: "m"}}),
+    "step": (".step.onnx", ["f0_bins", "noise", "keys", "key_first", "first", "total", "n_total", "ratio", "timbre"],
+             ["mel"], {"f0_bins": {1: "c"}, "noise": {3: "c"}, "keys": {1: "k"}, "mel": {2: "c"}}),
+}
+
+
+def export_step_graphs(model: AlignSTS, output: Path) -> dict:
+    """Write the step graphs beside ``output``; returns the manifest's ``step`` section."""
+    model = model.eval()
+    graphs = {"content": ContentStep(model).eval(), "timbre": TimbreGraph(model).eval(),
+              "step": TargetStep(model).eval()}
+    files = {}
+    for role, graph in graphs.items():
+        suffix, inputs, outputs, dynamic = _STEP_GRAPHS[role]
+        shapes = graph.state_shapes() if hasattr(graph, "state_shapes") else []
+        states_in, states_out = [f"state_{i}" for i in range(len(shapes))], [f"next_{i}" for i in range(len(shapes))]
+        path = output.with_name(output.stem + suffix)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with torch.no_grad():
+            torch.onnx.export(graph, _step_example(graph, 6, seed=0), str(tmp), input_names=inputs + states_in,
+                              output_names=outputs + states_out, dynamic_axes=dynamic, opset_version=OPSET,
+                              dynamo=False)
+        _check_step_parity(graph, tmp, inputs + states_in, role)
+        tmp.replace(path)
+        files[role] = path.name
+    target, content = graphs["step"], graphs["content"]
+    return {"files": files, "delay": target.delay, "content_delay": content.delay,
+            "noise_delays": target.noise_delays, "query_span": list(target.query_span()),
+            "state": [list(s) for s in target.state_shapes()],
+            "content_state": [list(s) for s in content.state_shapes()]}
+
+
+def _check_step_parity(graph: nn.Module, path: Path, inputs: list[str], role: str) -> None:
+    """ONNX Runtime against torch on chunks of other lengths than the traced one, the state included."""
+    from voxflip.engine.backends.runtime import import_onnxruntime
+
+    ort = import_onnxruntime("alignsts export")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for c in (1, 11):
+        example = _step_example(graph, c, seed=c)
+        with torch.no_grad():
+            want = graph(*example)
+        want = [t.numpy() for t in (want if isinstance(want, tuple) else (want,))]
+        got = session.run(None, {name: t.numpy() for name, t in zip(inputs, example, strict=True)})
+        err = max(float(np.max(np.abs(g - w))) if w.size else 0.0 for g, w in zip(got, want, strict=True))
+        if err >= 1e-4:
+            path.unlink(missing_ok=True)
+            raise ArtifactMismatchError(f"the exported AlignSTS {role} graph differs from torch by {err:.2e} on "
+                                        f"{c}-frame chunks (allowed 1e-4)")

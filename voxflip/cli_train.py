@@ -162,8 +162,13 @@ def _export(args: argparse.Namespace, target: str):
 
 
 def cmd_export_alignsts(args: argparse.Namespace) -> int:
+    import json
+
     manifest = _export(args, "alignsts_export:export_alignsts")
-    print(f"exported: {args.output} (manifest {manifest})")
+    step = json.loads(manifest.read_text()).get("step")
+    graphs = (f"; step graphs {', '.join(step['files'].values())} for alignsts-stream ({step['delay']} frames behind)"
+              if step else "")
+    print(f"exported: {args.output} (manifest {manifest}){graphs}")
     return 0
 
 

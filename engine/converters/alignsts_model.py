@@ -31,6 +31,7 @@ from ..features.content import CONTENT_DIM, CONTENT_FRAME_S, CONTENT_KIND
 from ..features.mel import MelConfig
 from ..melody import Melody
 from .alignsts_context import BASELINES, AlignSTSContext
+from .alignsts_step import StepGraphs, check_step_section
 from .world_to_singing import WorldToSingingConfig, midi_hz, sung_midi, sung_pitch_hz
 
 FORMAT_VERSION = 1
@@ -45,7 +46,7 @@ MAX_CONTENT_FRAMES = 3_000
 #: target frames per call for a model with absolute windows (each call adds its context on both sides)
 STREAM_CHUNK_FRAMES = 512
 _KEYS = ("format_version", "model", "onnx_opset", "files", "inputs", "mel", "content", "f0", "decoder",
-         "diffusion_steps", "window_mode", "stream_context", "model_config", "config_hash", "trained_steps")
+         "diffusion_steps", "window_mode", "stream_context", "model_config", "config_hash", "trained_steps", "step")
 #: what a manifest's ``model_config.architecture`` may name: the paper's model and its baselines
 ARCHITECTURES = (MODEL_KIND, *BASELINES)
 INPUTS = ("content", "content_len", "f0_bins", "t_len", "timbre_mel", "timbre_len", "t_offset", "n_offset", "ratio")
@@ -180,6 +181,12 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
         if context != wanted:
             raise ConfigError(f"{path}: stream_context={_show(context, 80)} must be {wanted} (what model_config's "
                               "layers reach) for a model with absolute windows")
+    if "step" in manifest:
+        if manifest["window_mode"] != "absolute" or decoder != "diffusion" or architecture != MODEL_KIND:
+            raise ConfigError(f"{path}: step graphs are for AlignSTS with absolute windows and the diffusion decoder; "
+                              f"this is {architecture} with {manifest['window_mode']} windows and the {decoder} decoder")
+        check_step_section(manifest["step"], path, target_frames=manifest["stream_context"]["target_frames"],
+                           steps=steps, content_delay=config["content_layers"] * (config["content_kernel"] // 2))
     single_graph(manifest, path, "alignsts.onnx")
     return manifest
 
@@ -200,12 +207,29 @@ class AlignSTSModel:
         self._f0 = (int(f0["bins"]), float(f0["min_hz"]), float(f0["max_hz"]))
         self.context = (AlignSTSContext(**self.manifest["stream_context"])
                         if self.manifest["window_mode"] == "absolute" else None)
+        self.threads = threads
+        self._step_graphs: StepGraphs | None = None
         self.session = ort_session(path.parent / self.manifest["files"]["graph"], threads, purpose="AlignSTS models",
                                    hint="; re-export it: voxflip export-alignsts CHECKPOINT -o alignsts.onnx")[0]
         graph_inputs = [i.name for i in self.session.get_inputs()]
         if graph_inputs != list(self.manifest["inputs"]):
             raise ArtifactMismatchError(f"{path}: the graph takes {graph_inputs}, the manifest says "
                                         f"{self.manifest['inputs']}; re-export it")
+
+    @property
+    def has_step_graphs(self) -> bool:
+        """Whether the export carries step graphs (:mod:`.alignsts_step`: a stream computes each frame once)."""
+        return "step" in self.manifest
+
+    def step_graphs(self) -> StepGraphs:
+        """The step graphs, opened on first use."""
+        if self._step_graphs is None:
+            if not self.has_step_graphs:
+                raise ConfigError(f"{self.describe()} has no step graphs; re-export it with voxflip export-alignsts")
+            self._step_graphs = StepGraphs(self.manifest_path, self.manifest["step"],
+                                           window_frames=int(self.manifest["model_config"]["window_frames"]),
+                                           n_mels=self.n_mels, steps=self.steps, threads=self.threads)
+        return self._step_graphs
 
     @property
     def streams(self) -> bool:

@@ -24,6 +24,15 @@ Output frames are sung in groups of one chunk's length, at most one group per ch
 fall due one chunk apart, so this keeps the bound and spreads the work); for a file the output does
 not depend on the block size (a test), and equals the model run on the whole song with the same
 content and ratio.
+
+**Step graphs.** An export that has them (:mod:`.alignsts_step`) computes each frame once, the state
+carried: song frames are fed as soon as the content they read and the voice are in, at most
+:data:`FEED_GROUPS` groups' worth a chunk (the context the first group needs catches up over a few
+chunks instead of landing in one), and a group is sung once its frames are out; the latency is that
+schedule played through (:meth:`_worst_wait_by_step`). An export without them runs the whole graph on
+each group's slice with its context (:meth:`AlignSTSModel.frames`). Both sing the same song to float
+rounding (a test); the step graphs run in real time at 21 ms chunks, the slices do not
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from ..features.mel import MelAnalyzer
 from ..melody import Melody
 from .alignsts_context import alignsts_stream_grid
 from .alignsts_model import AlignSTSModel, BlockNoise, notes_f0, target_mel
+from .alignsts_step import StepStream
 from .alignsts_to_singing import MODEL_RMS
 from .base import Converter, ConverterReport, check_transpose, joined
 from .world_to_singing import WorldToSingingConfig
@@ -52,6 +62,10 @@ VOICE_S = 2.0
 #: seconds of speech per second of song by default: dev-data's readings last 0.63 of their singing (median of 25)
 DEFAULT_PACE = 0.63
 PACE_RANGE = (0.1, 2.0)
+#: through the step graphs, song frames are fed ahead as the content and the voice allow, at most this many
+#: groups' worth a chunk: the context the first group needs (152 frames) catches up over a few chunks at
+#: this many times real time, where one burst of it overran 21 ms chunks (11 xruns at the voice's arrival)
+FEED_GROUPS = 8
 
 
 @dataclass
@@ -72,6 +86,7 @@ class AlignSTSStreamState:
     vocoder: Any = None
     finished: bool = False
     transpose: float = 0.0
+    steps: StepStream | None = None    # the step graphs' stream, for an export that has them
 
 
 class AlignSTSStreamToSingingConverter(Converter):
@@ -112,7 +127,9 @@ class AlignSTSStreamToSingingConverter(Converter):
         self.analyzer = MelAnalyzer(target_mel())
         self.voice_samples = int(round(VOICE_S * self.sample_rate))
         self.lookahead_frames = int(getattr(self.vocoder, "lookahead_frames", 0))
-        self._latency = self._worst_wait()
+        #: through the step graphs (each frame computed once) where the export has them, else the sliced graph
+        self.by_step = model.has_step_graphs
+        self._latency = self._worst_wait_by_step() if self.by_step else self._worst_wait()
 
     # -- timing ------------------------------------------------------------------------------------
     def _worst_wait(self) -> int:
@@ -128,6 +145,34 @@ class AlignSTSStreamToSingingConverter(Converter):
             worst = max(worst, ready - due)
         return worst
 
+    def _worst_wait_by_step(self) -> int:
+        """The latency through the step graphs: the stream played chunk by chunk as :meth:`step` runs it (rows
+        as the student gives them, frames fed ahead at most :data:`FEED_GROUPS` groups a chunk once the voice is
+        in, a group sung once fed, one a chunk), the longest wait of a group after it falls due."""
+        graphs = self.model.step_graphs()
+        delay, budget, end = graphs.delay, FEED_GROUPS * self.group, self.bins_total + graphs.delay
+        unknown = 1 << 40
+        rows = fed = sung = worst = 0
+        chunk = 0
+        while sung < self.bins_total:
+            chunk += 1
+            now = chunk * self.chunk_samples
+            while self.student.samples_needed(rows + 1, self.sample_rate) <= now:
+                rows += 1
+            if now < self.voice_samples:
+                continue
+            keys = rows - graphs.content_delay
+            lo, hi = fed, min(end, fed + budget)
+            while hi > lo:                       # the furthest frame whose keys are in
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if graphs.key_span(fed, mid - fed, self.ratio, unknown)[1] <= keys else (lo, mid - 1)
+            fed = lo
+            b = min(self.bins_total, sung + self.group)
+            if fed >= b + delay:
+                worst = max(worst, now - max(0, sung - self.lookahead_frames) * self.model_hop)
+                sung = b
+        return worst
+
     @property
     def model_hop(self) -> int:
         return target_mel().hop_samples
@@ -138,19 +183,26 @@ class AlignSTSStreamToSingingConverter(Converter):
 
     def describe(self) -> str:
         return (f"{self.name} @ {self.sample_rate} Hz ({self.model.describe()}, content from the "
-                f"{self.student.describe()}, pace {self.pace:g}, {self._latency / self.sample_rate:.2f} s behind the "
-                "melody)")
+                f"{self.student.describe()}, pace {self.pace:g}, "
+                f"{'step graphs' if self.by_step else 'sliced graph'}, {self._latency / self.sample_rate:.2f} s behind "
+                "the melody)")
 
     # -- streaming ---------------------------------------------------------------------------------
     def init_state(self) -> AlignSTSStreamState:
+        steps = (self.model.step_graphs().stream(self.ratio, self.bins_total, self._noise) if self.by_step else None)
         return AlignSTSStreamState(content=self.student.stream(self.sample_rate),
-                                   frames=np.zeros((256, 512), np.float32), vocoder=self.vocoder.init_state())
+                                   frames=np.zeros((0 if steps else 256, 512), np.float32),
+                                   vocoder=self.vocoder.init_state(), steps=steps)
 
     def step(self, window: np.ndarray, state: AlignSTSStreamState, *, input_end: int | None = None) -> np.ndarray:
         start = state.samples
         count = self.chunk_samples if input_end is None else max(0, min(self.chunk_samples, input_end - start))
         state.samples += self.chunk_samples
         self._listen(np.asarray(window[:count], np.float32), state)
+        if state.steps is not None and state.timbre is not None:
+            steps = state.steps
+            steps.feed(self._bins(state)[1], steps.feedable(min(self.bins_total + steps.graphs.delay,
+                                                                 steps.fed + FEED_GROUPS * self.group)))
         # one group per chunk at most: groups fall due one chunk apart, and several ready at once (when the
         # voice is in) would be one burst of work where a device has time for one chunk's
         return self._sing(state, final=False, groups=1)
@@ -170,6 +222,8 @@ class AlignSTSStreamToSingingConverter(Converter):
         if missing > 0:
             self._listen(np.zeros(missing, np.float32), state)
         self._keep(state, state.content.flush())
+        if state.steps is not None:
+            state.steps.end_content()
         if state.timbre is None:
             self._voice_in(state)
         while state.sung < self.bins_total:
@@ -202,9 +256,15 @@ class AlignSTSStreamToSingingConverter(Converter):
             voice = (voice.astype(np.float64) / level * MODEL_RMS).astype(np.float32)
             state.gain = level / MODEL_RMS
         state.timbre = self.model.timbre_input(self.analyzer.log_mel(voice))
+        if state.steps is not None:
+            state.steps.set_voice(state.timbre)
 
     @staticmethod
     def _keep(state: AlignSTSStreamState, frames: np.ndarray) -> None:
+        if state.steps is not None:
+            state.steps.push_content(frames)
+            state.known += frames.shape[0]
+            return
         n, held = frames.shape[0], state.known - state.first
         if held + n > state.frames.shape[0]:
             grown = np.zeros((max(2 * state.frames.shape[0], held + n), 512), np.float32)
@@ -219,18 +279,35 @@ class AlignSTSStreamToSingingConverter(Converter):
         while state.sung < self.bins_total and (groups is None or len(out) < groups):
             a = state.sung
             b = min(self.bins_total, a + self.group)
-            if not final and (state.timbre is None
-                              or self.model.content_needed(a, b, self.bins_total, self.ratio) > state.known):
+            if not final and (state.timbre is None or (
+                    state.steps.fed < b + state.steps.graphs.delay if state.steps is not None
+                    else self.model.content_needed(a, b, self.bins_total, self.ratio) > state.known)):
                 break
             out.append(self._sing_group(state, a, b))
             state.sung = b
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def _sing_group(self, state: AlignSTSStreamState, a: int, b: int) -> np.ndarray:
+    def _bins(self, state: AlignSTSStreamState) -> tuple[np.ndarray, np.ndarray]:
+        """The song's F0 and the graph's F0 classes, at the transposition now."""
         if state.bins is None or state.bins[0] != state.transpose:
             f0 = (self.f0 * 2.0 ** (state.transpose / 12.0)).astype(np.float32)
             state.bins = (state.transpose, f0, self.model.f0_input(f0))
-        _, f0, bins = state.bins
+        return state.bins[1], state.bins[2]
+
+    def _sing_group(self, state: AlignSTSStreamState, a: int, b: int) -> np.ndarray:
+        f0, bins = self._bins(state)
+        if state.steps is not None:
+            # live, the frames were fed ahead (step); once the input has ended, what is left is fed here
+            state.steps.feed(bins, max(state.steps.fed, b + state.steps.graphs.delay))
+            mel = state.steps.take(a, b).T
+        else:
+            mel = self._sliced(state, bins, a, b)
+        state.last = (mel[-1:], float(f0[b - 1]))
+        audio, state.vocoder = self.vocoder.step(mel, f0[a:b].astype(np.float64), state.vocoder)
+        return limit_output(np.asarray(audio, np.float64) * state.gain)
+
+    def _sliced(self, state: AlignSTSStreamState, bins: np.ndarray, a: int, b: int) -> np.ndarray:
+        """Frames ``[a, b)`` by the whole graph on the slices they reach (an export without step graphs)."""
         rows = state.frames[: max(1, state.known - state.first)]
         mel = self.model.frames(rows, bins, state.timbre, a, b, ratio=self.ratio, noise=self._noise,
                                 first=state.first).T
@@ -240,9 +317,7 @@ class AlignSTSStreamToSingingConverter(Converter):
             keep = state.known - state.first - drop
             state.frames[:keep] = state.frames[drop : drop + keep]
             state.first += drop
-        state.last = (mel[-1:], float(f0[b - 1]))
-        audio, state.vocoder = self.vocoder.step(mel, f0[a:b].astype(np.float64), state.vocoder)
-        return limit_output(np.asarray(audio, np.float64) * state.gain)
+        return mel
 
     @property
     def _noise(self) -> BlockNoise | None:
