@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from voxflip.engine.converters.alignsts_model import BlockNoise, target_mel  # noqa: E402
-from voxflip.engine.errors import OptionError  # noqa: E402
+from voxflip.engine.errors import ConfigError, OptionError  # noqa: E402
 from voxflip.engine.features.levels import limit_output  # noqa: E402
 from voxflip.engine.notes import Melody, Note  # noqa: E402
 from voxflip.engine.registry import make_converter  # noqa: E402
@@ -36,6 +36,7 @@ def models(tmp_path_factory):
     from voxflip.trainer.content_export import export_model as export_student
     from voxflip.trainer.models.alignsts import AlignSTS, AlignSTSConfig
     from voxflip.trainer.models.content_student import ContentStudent, ContentStudentConfig
+    from voxflip.trainer.models.sts_baselines import build_model
 
     root = tmp_path_factory.mktemp("alignsts_stream")
     torch.manual_seed(0)
@@ -43,6 +44,13 @@ def models(tmp_path_factory):
     export_alignsts(AlignSTS(replace(cfg, window_mode="absolute", window_frames=5)).eval(),
                     root / "absolute" / "alignsts.onnx")
     export_alignsts(AlignSTS(cfg).eval(), root / "relative" / "alignsts.onnx")
+    # the paper's other decoder and its baselines, with absolute windows: they stream on slices
+    absolute = replace(cfg, window_mode="absolute", window_frames=5)
+    export_alignsts(AlignSTS(replace(absolute, decoder="fs2", decoder_context=8)).eval(), root / "fs2" / "alignsts.onnx")
+    for name, arch in (("parekh", {"architecture": "parekh"}), ("speechsplit2", {"architecture": "speechsplit2"}),
+                       ("speechsplit2-se", {"architecture": "speechsplit2", "ss_rhythm_input": "target"})):
+        baseline = replace(absolute, decoder="conv", decoder_layers=2, baseline_layers=2, **arch)
+        export_alignsts(build_model(baseline).eval(), root / name / "alignsts.onnx")
     # the same model as an export without step graphs (as one written before they were): the sliced path
     (root / "sliced").mkdir()
     manifest = json.loads((root / "absolute" / "alignsts.manifest.json").read_text())
@@ -87,18 +95,21 @@ def test_the_song_does_not_depend_on_the_block_size(models):
         assert song.shape == songs[0].shape and np.array_equal(song, songs[0])
 
 
-@pytest.mark.parametrize("by_step", [True, False], ids=["step-graphs", "sliced"])
-def test_the_stream_sings_what_the_model_sings_on_the_whole_song(models, by_step):
+@pytest.mark.parametrize("name", ["absolute", "sliced", "fs2", "parekh", "speechsplit2"])
+def test_the_stream_sings_what_the_model_sings_on_the_whole_song(models, name):
     """Group by group as the content arrives, the song equals one run over the whole song with the same
-    content, voice, noise and ratio (the frames at the speech's end read the content the stream ended with),
-    through the step graphs (state carried) and through the whole graph on slices."""
+    content, voice, noise and ratio (the frames at the speech's end read the content the stream ended with):
+    AlignSTS through its step graphs (state carried) and through the whole graph on slices (an export
+    without them), the paper's fs2 decoder and its two baselines on slices."""
     from voxflip.engine.converters.alignsts_stream import AlignSTSStreamToSingingConverter
     from voxflip.engine.converters.alignsts_to_singing import MODEL_RMS
     from voxflip.engine.features.levels import active_rms
     from voxflip.engine.features.mel import MelAnalyzer
 
-    converter = _converter(models, seed=5, model_path=models / ("absolute" if by_step else "sliced"))
+    by_step = name == "absolute"
+    converter = _converter(models, seed=5, model_path=models / name)
     assert converter.by_step == by_step == converter.model.has_step_graphs
+    assert converter.model.architecture == {"parekh": "parekh", "speechsplit2": "speechsplit2"}.get(name, "alignsts")
     rows = []
 
     def keep(state, frames):                # what the student gave the model, as it gave it
@@ -115,8 +126,8 @@ def test_the_stream_sings_what_the_model_sings_on_the_whole_song(models, by_step
     level = active_rms(voice, RATE)
     timbre = MelAnalyzer(target_mel()).log_mel((voice.astype(np.float64) / level * MODEL_RMS).astype(np.float32))
     model = converter.model
-    mel = model.sing(content, converter.f0, timbre, ratio=converter.ratio, chunk_frames=64,
-                     noise=BlockNoise(5, model.steps, model.n_mels))
+    noise = BlockNoise(5, model.steps, model.n_mels) if model.decoder == "diffusion" else None
+    mel = model.sing(content, converter.f0, timbre, ratio=converter.ratio, chunk_frames=64, noise=noise)
     vocoder = converter.vocoder
     look = converter.lookahead_frames
     f0 = np.concatenate([converter.f0, np.repeat(converter.f0[-1:], look)]).astype(np.float64)
@@ -171,6 +182,11 @@ def test_bad_setups_are_one_line(models):
         with pytest.raises(OptionError, match=message) as info:
             _converter(models, **change)
         assert "\n" not in str(info.value)
+    # SpeechSplit 2.0 "w/ SE" reads the real singing's envelope, which a stream does not have
+    with pytest.raises(ConfigError, match=r"speechsplit2 baseline.* reads the real singing's envelope: it cannot "
+                                          r"stream") as info:
+        _converter(models, model_path=models / "speechsplit2-se")
+    assert "\n" not in str(info.value)
 
 
 def test_transpose_moves_the_notes_sung_from_then_on(models):

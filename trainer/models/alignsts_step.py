@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxflip.engine.converters.alignsts_context import AlignSTSContext
+from voxflip.engine.converters.alignsts_model import MODEL_KIND
 from voxflip.engine.converters.alignsts_step import key_span
 from voxflip.engine.errors import ConfigError
 
@@ -117,7 +118,7 @@ def _cross_step(layer: CrossAttentionLayer, query: Tensor, keys: Tensor, window:
 def streams_by_step(model: AlignSTS) -> bool:
     """Whether a model has step graphs: AlignSTS itself, absolute windows, the diffusion decoder."""
     cfg = model.cfg
-    return cfg.architecture == "alignsts" and cfg.window_mode == "absolute" and cfg.decoder == "diffusion"
+    return cfg.architecture == MODEL_KIND and cfg.window_mode == "absolute" and cfg.decoder == "diffusion"
 
 
 class ContentStep(nn.Module):
