@@ -145,7 +145,7 @@ def test_no_output_is_later_than_the_declared_latency(models, pace, group, by_st
     """Driven in 256-sample blocks as a device would, song sample ``s`` is out by input time ``s +
     latency``; the bound is tight within a group and a chunk (it is the worst wait, not a guess). Through
     the step graphs no chunk feeds more than FEED_GROUPS groups of frames (the context catches up)."""
-    from voxflip.engine.converters.alignsts_stream import FEED_GROUPS
+    from voxflip.engine.converters.alignsts_stream import FEED_GROUPS, LEAD_FRAMES
 
     converter = _converter(models, pace=pace, chunk_ms=group * target_mel().frame_s * 1000,
                            model_path=models / ("absolute" if by_step else "sliced"))
@@ -153,19 +153,22 @@ def test_no_output_is_later_than_the_declared_latency(models, pace, group, by_st
     latency = converter.latency_samples
     speech = _speech(seconds=5.0)
     streamer = Streamer(converter, RATE, RATE)
-    produced, slack, fed = 0, [], [0]
+    produced, slack, fed, ahead = 0, [], [0], []
     song_samples = int(np.ceil(TUNE.notes[-1].end_s / target_mel().frame_s)) * target_mel().hop_samples
     for i in range(0, speech.shape[0], 256):
         produced += streamer.process(speech[i : i + 256]).shape[0]
         if by_step:
             fed.append(streamer.state.steps.fed)
+            ahead.append(fed[-1] - streamer.state.sung)
         due = min(song_samples, i + 256 - latency)
         if due > 0:
             slack.append(produced - due)
     assert min(slack) >= 0, f"output came {-min(slack)} samples later than the declared {latency}"
     assert min(slack) < converter.chunk_samples + 256
-    if by_step:
+    if by_step:      # the context catches up over a few chunks, and the song's frames are never fed far ahead
+        delay = converter.model.step_graphs().delay
         assert max(np.diff(fed)) <= FEED_GROUPS * group and fed[-1] > 0
+        assert max(ahead) <= delay + group + max(group, LEAD_FRAMES)
     assert 1.0 < latency / RATE < 3.0
     assert converter.latency_samples == pytest.approx(latency)
 

@@ -28,7 +28,8 @@ content and ratio.
 **Step graphs.** An export that has them (:mod:`.alignsts_step`) computes each frame once, the state
 carried: song frames are fed as soon as the content they read and the voice are in, at most
 :data:`FEED_GROUPS` groups' worth a chunk (the context the first group needs catches up over a few
-chunks instead of landing in one), and a group is sung once its frames are out; the latency is that
+chunks instead of landing in one) and :data:`LEAD_FRAMES` past the next group's need, and a group is
+sung once its frames are out; the latency is that
 schedule played through (:meth:`_worst_wait_by_step`). An export without them runs the whole graph on
 each group's slice with its context (:meth:`AlignSTSModel.frames`). Both sing the same song to float
 rounding (a test); the step graphs run in real time at 21 ms chunks, the slices do not
@@ -66,6 +67,11 @@ PACE_RANGE = (0.1, 2.0)
 #: groups' worth a chunk: the context the first group needs (152 frames) catches up over a few chunks at
 #: this many times real time, where one burst of it overran 21 ms chunks (11 xruns at the voice's arrival)
 FEED_GROUPS = 8
+#: ... and no further than this many frames (at least a group) past what the next group to sing needs:
+#: speech read faster than the song (pace 0.63) would otherwise let the frames fed run ever further ahead
+#: of the song, and a transposition with them. Small groups are fed in batches of about this many frames
+#: once less than a group is in beyond the next (a call costs about 5 ms whatever its length).
+LEAD_FRAMES = 32
 
 
 @dataclass
@@ -150,7 +156,7 @@ class AlignSTSStreamToSingingConverter(Converter):
         as the student gives them, frames fed ahead at most :data:`FEED_GROUPS` groups a chunk once the voice is
         in, a group sung once fed, one a chunk), the longest wait of a group after it falls due."""
         graphs = self.model.step_graphs()
-        delay, budget, end = graphs.delay, FEED_GROUPS * self.group, self.bins_total + graphs.delay
+        delay = graphs.delay
         unknown = 1 << 40
         rows = fed = sung = worst = 0
         chunk = 0
@@ -162,7 +168,7 @@ class AlignSTSStreamToSingingConverter(Converter):
             if now < self.voice_samples:
                 continue
             keys = rows - graphs.content_delay
-            lo, hi = fed, min(end, fed + budget)
+            lo, hi = fed, self._feed_limit(fed, sung)
             while hi > lo:                       # the furthest frame whose keys are in
                 mid = (lo + hi + 1) // 2
                 lo, hi = (mid, hi) if graphs.key_span(fed, mid - fed, self.ratio, unknown)[1] <= keys else (lo, mid - 1)
@@ -172,6 +178,15 @@ class AlignSTSStreamToSingingConverter(Converter):
                 worst = max(worst, now - max(0, sung - self.lookahead_frames) * self.model_hop)
                 sung = b
         return worst
+
+    def _feed_limit(self, fed: int, sung: int) -> int:
+        """How far the step graphs are fed this chunk: nothing while a group beyond the next one to sing is in;
+        else :data:`FEED_GROUPS` groups on at most, :data:`LEAD_FRAMES` past the next group's need, the song's end."""
+        need = sung + self.group + self.model.step_graphs().delay
+        if fed >= need + self.group:
+            return fed
+        return min(self.bins_total + self.model.step_graphs().delay, fed + FEED_GROUPS * self.group,
+                   need + max(self.group, LEAD_FRAMES))
 
     @property
     def model_hop(self) -> int:
@@ -201,8 +216,7 @@ class AlignSTSStreamToSingingConverter(Converter):
         self._listen(np.asarray(window[:count], np.float32), state)
         if state.steps is not None and state.timbre is not None:
             steps = state.steps
-            steps.feed(self._bins(state)[1], steps.feedable(min(self.bins_total + steps.graphs.delay,
-                                                                 steps.fed + FEED_GROUPS * self.group)))
+            steps.feed(self._bins(state)[1], steps.feedable(self._feed_limit(steps.fed, state.sung)))
         # one group per chunk at most: groups fall due one chunk apart, and several ready at once (when the
         # voice is in) would be one burst of work where a device has time for one chunk's
         return self._sing(state, final=False, groups=1)
