@@ -52,11 +52,20 @@ def _inputs(t: int, n: int, seed: int = 0):
     return content, f0, timbre
 
 
+@pytest.fixture(scope="module")
+def fs2_model():
+    torch.manual_seed(4)
+    return AlignSTS(replace(CFG, decoder="fs2", decoder_context=6, decoder_layers=2)).eval()
+
+
 @pytest.mark.parametrize("chunk", [1, 5, 37])
 @pytest.mark.parametrize("ratio", [0.2, 0.31], ids=["speech-longer", "song-outruns-speech"])
-def test_torch_steps_equal_the_whole_song(model, chunk, ratio):
+@pytest.mark.parametrize("decoder", ["diffusion", "fs2"])
+def test_torch_steps_equal_the_whole_song(model, fs2_model, chunk, ratio, decoder):
     """Content rows and song frames fed ``chunk`` at a time, the state carried: the whole utterance's mel,
-    ``delay`` frames behind (at 0.31 the windows' centres pass the speech's last row and are held there)."""
+    ``delay`` frames behind (at 0.31 the windows' centres pass the speech's last row and are held there),
+    with either decoder."""
+    model = model if decoder == "diffusion" else fs2_model
     t, n = 240, 64
     content, f0, timbre = _inputs(t, n)
     steps = CFG.diffusion_steps
@@ -91,7 +100,7 @@ def test_torch_steps_equal_the_whole_song(model, chunk, ratio):
                     if 0 <= first - d + j < t:
                         draws[k, :, :, j] = noise[k, :, :, first - d + j]
             a, b = target.key_span(first, count, ratio, n)
-            out = target(chunk_bins, draws, keys[:, a:b], torch.tensor([float(a)]), torch.tensor([float(first)]),
+            out = target(chunk_bins, draws if decoder == "diffusion" else None, keys[:, a:b], torch.tensor([float(a)]), torch.tensor([float(first)]),
                          torch.tensor([float(t)]), torch.tensor([float(n)]), torch.tensor([ratio]), voice, *state)
             mel.append(out[0])
             state = list(out[1:])
@@ -114,15 +123,26 @@ def test_the_delays_are_the_models_context(model):
     assert target.noise_delays[0] == target.cond_delay and len(target.noise_delays) == CFG.diffusion_steps
 
 
+@pytest.fixture(scope="module")
+def exported_fs2(fs2_model, tmp_path_factory):
+    from voxflip.trainer.alignsts_export import export_model
+
+    folder = tmp_path_factory.mktemp("alignsts_step_fs2") / "model"
+    export_model(fs2_model, folder / "alignsts.onnx")
+    return folder
+
+
 @pytest.mark.parametrize("chunks", [(7, 9), (1, 1), (64, 333)], ids=["small", "one-frame", "large"])
-def test_the_exported_graphs_sing_the_whole_song(exported, chunks):
+@pytest.mark.parametrize("decoder", ["diffusion", "fs2"])
+def test_the_exported_graphs_sing_the_whole_song(exported, exported_fs2, chunks, decoder):
     """Through ONNX Runtime (no torch in the engine's runner): equal to the whole graph on the whole song."""
-    model = AlignSTSModel(exported)
+    model = AlignSTSModel(exported if decoder == "diffusion" else exported_fs2)
+    assert ("noise" in [i.name for i in model.step_graphs().sessions["step"].get_inputs()]) == (decoder == "diffusion")
     assert model.has_step_graphs
     content_chunk, song_chunk = chunks
     t, n, ratio = 300, 60, 0.25
     content, f0, timbre = _inputs(t, n, seed=2)
-    noise = BlockNoise(3, model.steps, model.n_mels)
+    noise = BlockNoise(3, model.steps, model.n_mels) if decoder == "diffusion" else None
     want = model.sing(content, f0, timbre, ratio=ratio, noise=noise)
     graphs = model.step_graphs()
     stream = graphs.stream(ratio, t, noise)
@@ -156,15 +176,18 @@ def test_a_feed_before_its_keys_is_refused(exported):
 
 
 def test_models_without_step_graphs(tmp_path, model):
-    """Relative windows and the fs2 decoder keep the whole graph (no step section); the torch module says why."""
+    """Relative windows, the baselines and kernels that carry no frames (1) keep the whole graph: the export has
+    no step section and loads; the torch module says why."""
     from voxflip.trainer.alignsts_export import export_model
+    from voxflip.trainer.models.sts_baselines import build_model
 
     torch.manual_seed(0)
-    for name, cfg in (("relative", replace(CFG, window_mode="relative")), ("fs2", replace(CFG, decoder="fs2"))):
-        m = AlignSTS(cfg).eval()
-        manifest = json.loads(export_model(m, tmp_path / name / "alignsts.onnx").read_text())
+    parekh = replace(CFG, architecture="parekh", decoder="conv", decoder_layers=2, baseline_layers=2)
+    for name, m in (("relative", AlignSTS(replace(CFG, window_mode="relative"))), ("parekh", build_model(parekh)),
+                    ("kernel-1", AlignSTS(replace(CFG, rp_conv_kernel=1, content_kernel=1)))):
+        manifest = json.loads(export_model(m.eval(), tmp_path / name / "alignsts.onnx").read_text())
         assert "step" not in manifest and not AlignSTSModel(tmp_path / name).has_step_graphs
-        with pytest.raises(ConfigError, match=r"step graphs need AlignSTS with absolute windows and the diffusion"):
+        with pytest.raises(ConfigError, match=r"step graphs need AlignSTS with absolute windows, odd kernels"):
             TargetStep(m)
     with pytest.raises(ConfigError, match=r"has no step graphs; re-export it"):
         AlignSTSModel(tmp_path / "relative").step_graphs()
@@ -173,8 +196,10 @@ def test_models_without_step_graphs(tmp_path, model):
 @pytest.mark.parametrize("change, message", [
     (lambda s: s.update(delay=s["delay"] + 1), r"step\.delay=.* must be"),
     (lambda s: s["files"].update(step="../elsewhere.onnx"), r"step\.files\.step=.*inside the manifest's folder"),
-    (lambda s: s.update(noise_delays=s["noise_delays"][::-1]), r"step\.noise_delays=.* rising"),
-    (lambda s: s.update(state=[[1, 32, 0]]), r"step\.state=.* shapes \[1, channels, frames\]"),
+    (lambda s: s.update(noise_delays=s["noise_delays"][::-1]), r"step\.noise_delays=.* must be \[20, 36"),
+    (lambda s: s.update(state=[[1, 32, 0]]), r"step\.state=.* must be .*what model_config's layers give"),
+    (lambda s: s.update(query_span=[0, 0]), r"step\.query_span=\[0, 0\] must be \[16, 6\]"),
+    (lambda s: s["content_state"][0].__setitem__(2, 5), r"step\.content_state=.* must be"),
     (lambda s: s.pop("query_span"), r"step must be an object with the fields"),
     (lambda s: s["files"].pop("timbre"), r"step\.files=.* must name the graphs content, timbre, step"),
 ])

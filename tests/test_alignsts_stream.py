@@ -99,14 +99,14 @@ def test_the_song_does_not_depend_on_the_block_size(models):
 def test_the_stream_sings_what_the_model_sings_on_the_whole_song(models, name):
     """Group by group as the content arrives, the song equals one run over the whole song with the same
     content, voice, noise and ratio (the frames at the speech's end read the content the stream ended with):
-    AlignSTS through its step graphs (state carried) and through the whole graph on slices (an export
-    without them), the paper's fs2 decoder and its two baselines on slices."""
+    AlignSTS through its step graphs (state carried; either decoder) and through the whole graph on slices
+    (an export without them), and the paper's two baselines on slices."""
     from voxflip.engine.converters.alignsts_stream import AlignSTSStreamToSingingConverter
     from voxflip.engine.converters.alignsts_to_singing import MODEL_RMS
     from voxflip.engine.features.levels import active_rms
     from voxflip.engine.features.mel import MelAnalyzer
 
-    by_step = name == "absolute"
+    by_step = name in ("absolute", "fs2")
     converter = _converter(models, seed=5, model_path=models / name)
     assert converter.by_step == by_step == converter.model.has_step_graphs
     assert converter.model.architecture == {"parekh": "parekh", "speechsplit2": "speechsplit2"}.get(name, "alignsts")
@@ -190,6 +190,33 @@ def test_bad_setups_are_one_line(models):
                                           r"stream") as info:
         _converter(models, model_path=models / "speechsplit2-se")
     assert "\n" not in str(info.value)
+
+
+def test_through_step_graphs_a_transposition_moves_the_notes_fed_from_then_on(models):
+    """The frames fed after the change carry the new notes, and the vocoder sings the notes each frame was fed
+    with (the mel and its F0 agree)."""
+    converter = _converter(models, chunk_ms=4 * target_mel().frame_s * 1000)
+    speech = _speech(seconds=4.0)
+    streamer = Streamer(converter, RATE, RATE)
+    half = RATE * 5 // 2
+    streamer.process(speech[:half])
+    fed = streamer.state.steps.fed
+    assert fed > 0
+    converter.set_param(streamer.state, "transpose", 12.0)
+    streamer.process(speech[half:])
+    streamer.flush()
+    f0, sung = converter.f0, streamer.state.fed_f0
+    assert np.allclose(sung[:fed], f0[:fed]) and np.allclose(sung[fed:], 2.0 * f0[fed:], rtol=1e-5)
+
+
+def test_speech_faster_than_the_song_computes_only_the_content_it_reads(models):
+    """At pace 0.63 the speech outruns the song: the content graph stops at the rows the song reads, and the
+    keys held stay bounded."""
+    tune = Melody(tuple(Note(0.3 * i, 0.3 * i + 0.27, 60.0 + (0, 2, 4, 5, 7)[i % 5]) for i in range(40)), "12 s")
+    song, streamer = _render(_converter(models, melody=tune, pace=0.63), np.tile(_speech(seconds=3.0), 5), 4800)
+    steps = streamer.state.steps
+    assert steps.n_total == steps.rows_read < streamer.state.known      # (the end then flushes the encoder)
+    assert steps.keys.shape[0] <= steps.rows_read and np.all(np.isfinite(song))
 
 
 def test_transpose_moves_the_notes_sung_from_then_on(models):

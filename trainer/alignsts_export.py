@@ -170,8 +170,8 @@ def _step_example(graph: nn.Module, c: int, seed: int) -> tuple[Tensor, ...]:
         return (torch.randn(1, cfg.n_mels, c, generator=gen) - 4.0,)
     first, ratio = 200 + 17 * seed, 0.26
     keys = 2 * cfg.window_frames + int(c * ratio) + 9
-    return (torch.randint(0, cfg.pitch_bins, (1, c), generator=gen),
-            torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, c, generator=gen),
+    noise = (torch.randn(cfg.diffusion_steps, 1, cfg.n_mels, c, generator=gen),) if _has_noise(graph) else ()
+    return (torch.randint(0, cfg.pitch_bins, (1, c), generator=gen), *noise,
             torch.randn(1, keys, cfg.hidden, generator=gen), torch.tensor([float(first * ratio - cfg.window_frames
                                                                                  - 12)]),
             torch.tensor([float(first)]), torch.tensor([float(first + 40)]), torch.tensor([1e6]),
@@ -188,14 +188,37 @@ _STEP_GRAPHS = {
 }
 
 
+def _has_noise(graph: nn.Module) -> bool:
+    """Whether a step graph takes the diffusion decoder's noise (the fs2 decoder's takes none)."""
+    return isinstance(graph, TargetStep) and graph.diffusion
+
+
+class _WithoutNoise(nn.Module):
+    """The fs2 decoder's step graph: :class:`TargetStep` without the ``noise`` input."""
+
+    def __init__(self, step: TargetStep) -> None:
+        super().__init__()
+        self.step, self.model = step, step.model
+
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        return self.step.state_shapes()
+
+    def forward(self, f0_bins: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        return self.step(f0_bins, None, *rest)
+
+
 def export_step_graphs(model: AlignSTS, output: Path) -> dict:
     """Write the step graphs beside ``output``; returns the manifest's ``step`` section."""
     model = model.eval()
+    target = TargetStep(model).eval()
     graphs = {"content": ContentStep(model).eval(), "timbre": TimbreGraph(model).eval(),
-              "step": TargetStep(model).eval()}
+              "step": target if target.diffusion else _WithoutNoise(target).eval()}
     files = {}
     for role, graph in graphs.items():
         suffix, inputs, outputs, dynamic = _STEP_GRAPHS[role]
+        if role == "step" and not target.diffusion:
+            inputs = [name for name in inputs if name != "noise"]
+            dynamic = {k: v for k, v in dynamic.items() if k != "noise"}
         shapes = graph.state_shapes() if hasattr(graph, "state_shapes") else []
         states_in, states_out = [f"state_{i}" for i in range(len(shapes))], [f"next_{i}" for i in range(len(shapes))]
         path = output.with_name(output.stem + suffix)
@@ -207,7 +230,7 @@ def export_step_graphs(model: AlignSTS, output: Path) -> dict:
         _check_step_parity(graph, tmp, inputs + states_in, role)
         tmp.replace(path)
         files[role] = path.name
-    target, content = graphs["step"], graphs["content"]
+    content = graphs["content"]
     return {"files": files, "delay": target.delay, "content_delay": content.delay,
             "noise_delays": target.noise_delays, "query_span": list(target.query_span()),
             "state": [list(s) for s in target.state_shapes()],

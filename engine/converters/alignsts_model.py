@@ -182,11 +182,7 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: stream_context={_show(context, 80)} must be {wanted} (what model_config's "
                               "layers reach) for a model with absolute windows")
     if "step" in manifest:
-        if manifest["window_mode"] != "absolute" or decoder != "diffusion" or architecture != MODEL_KIND:
-            raise ConfigError(f"{path}: step graphs are for AlignSTS with absolute windows and the diffusion decoder; "
-                              f"this is {architecture} with {manifest['window_mode']} windows and the {decoder} decoder")
-        check_step_section(manifest["step"], path, target_frames=manifest["stream_context"]["target_frames"],
-                           steps=steps, content_delay=config["content_layers"] * (config["content_kernel"] // 2))
+        check_step_section(manifest["step"], path, config)
     single_graph(manifest, path, "alignsts.onnx")
     return manifest
 

@@ -1,7 +1,6 @@
 """AlignSTS through its step graphs: every frame of every layer computed once, the state carried.
 
-``voxflip export-alignsts`` writes them for AlignSTS with absolute windows and the diffusion
-decoder (:mod:`voxflip.trainer.models.alignsts_step` says how they work) and names them in the
+``voxflip export-alignsts`` writes them for AlignSTS with absolute windows (either decoder) (:mod:`voxflip.trainer.models.alignsts_step` says how they work) and names them in the
 manifest's ``step`` section, checked here before anything is opened. :class:`StepStream` runs one
 stream: content rows in as they arrive (the content graph turns them into the attention's keys,
 ``content_delay`` rows behind), the voice once, then the song's F0 frames; it answers with the sung
@@ -20,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.onnx_step import MAX_STATE_DIM, MAX_STATE_TENSORS, MAX_STATE_VALUES, _file_in, _show, _whole
+from ..backends.onnx_step import MAX_STATE_DIM, MAX_STATE_TENSORS, MAX_STATE_VALUES, _file_in, _show
 from ..backends.runtime import ort_session
 from ..errors import ArtifactMismatchError, ConfigError
+from .alignsts_context import ALIGNER_FFN_KERNEL, BASELINES
 
 #: the step graphs, by role: their inputs before the state
 STEP_INPUTS = {
@@ -35,18 +35,60 @@ UNKNOWN_TOTAL = float(2**24)
 _STEP_KEYS = ["content_delay", "content_state", "delay", "files", "noise_delays", "query_span", "state"]
 
 
-def _shapes(value: Any, where: str, path: Path) -> list[tuple[int, ...]]:
-    if not isinstance(value, list) or len(value) > MAX_STATE_TENSORS or not all(
-            isinstance(s, list) and len(s) == 3 and all(_whole(d, 1, MAX_STATE_DIM) for d in s) and s[0] == 1
-            for s in value):
-        raise ConfigError(f"{path}: step.{where}={_show(value, 80)} must be a list of at most {MAX_STATE_TENSORS} "
-                          f"shapes [1, channels, frames], each 1..{MAX_STATE_DIM}")
-    return [tuple(s) for s in value]
+def step_layout(cfg: dict) -> dict | None:
+    """What a model configuration's step graphs are, torch-free: the delays, the noise draws' offsets, the
+    attention queries' span and the shapes of the state each graph carries (lists, as a manifest writes them).
+    ``None`` where there are none: not AlignSTS with absolute windows, a convolution kernel that is even or
+    below 3 (it would carry no frames), no aligner layer, or a state beyond the manifest limits."""
+    try:
+        if cfg.get("architecture") in BASELINES or cfg["window_mode"] != "absolute" or cfg["decoder"] not in (
+                "diffusion", "fs2"):
+            return None
+        fs2 = cfg["decoder"] == "fs2"
+        kernels = [cfg["pitch_kernel"], cfg["content_kernel"], cfg["rp_ffn_kernel"], cfg["rp_conv_kernel"],
+                   ALIGNER_FFN_KERNEL, *([cfg["decoder_kernel"]] if fs2 else [])]
+        if any(k < 3 or k % 2 == 0 for k in kernels) or cfg["aligner_layers"] < 1:
+            return None
+        h, half = cfg["hidden"], (lambda k: k // 2)
+        pitch = cfg["pitch_layers"] * half(cfg["pitch_kernel"])
+        rp = half(cfg["rp_ffn_kernel"]) + cfg["rp_conv_layers"] * half(cfg["rp_conv_kernel"])
+        aligner = cfg["aligner_layers"] * half(ALIGNER_FFN_KERNEL)
+        cond = pitch + rp + aligner
+        state = ([[1, h, cfg["pitch_kernel"] - 1]] * cfg["pitch_layers"] + [[1, h, cfg["rp_ffn_kernel"] - 1]]
+                 + [[1, h, cfg["rp_conv_kernel"] - 1]] * cfg["rp_conv_layers"]
+                 + [[1, h, ALIGNER_FFN_KERNEL - 1]] * cfg["aligner_layers"] + [[1, h, rp + aligner], [1, h, aligner]])
+        if fs2:
+            ctx = cfg["decoder_context"]
+            if ctx < 1:
+                return None
+            delay, noise = cond + cfg["decoder_layers"] * (ctx + half(cfg["decoder_kernel"])), []
+            state += [[1, h, 2 * ctx], [1, h, cfg["decoder_kernel"] - 1]] * cfg["decoder_layers"]
+        else:
+            steps, ch = cfg["diffusion_steps"], cfg["diffusion_channels"]
+            dilations = [2 ** (i % cfg["diffusion_dilation_cycle"]) for i in range(5 * cfg["decoder_layers"])]
+            step = sum(dilations)
+            delay, noise = cond + steps * step, [cond + k * step for k in range(steps)]
+            state.append([1, h, steps * step])
+            for k in range(steps):
+                state += [shape for d in dilations for shape in ([1, ch, 2 * d], [1, ch, d])]
+                if k + 1 < steps:
+                    state.append([1, cfg["n_mels"], step])
+        content_state = [[1, h, cfg["content_kernel"] - 1]] * cfg["content_layers"]
+        layout = {"delay": delay, "content_delay": cfg["content_layers"] * half(cfg["content_kernel"]),
+                  "noise_delays": noise, "query_span": [cond - half(ALIGNER_FFN_KERNEL), pitch], "state": state,
+                  "content_state": content_state}
+    except (KeyError, TypeError):
+        return None
+    shapes = state + content_state
+    if (len(state) > MAX_STATE_TENSORS or any(not 1 <= d <= MAX_STATE_DIM for s in shapes for d in s)
+            or sum(math.prod(s) for s in shapes) > MAX_STATE_VALUES):
+        return None
+    return layout
 
 
-def check_step_section(step: Any, path: Path, *, target_frames: int, steps: int, content_delay: int) -> dict:
-    """The manifest's ``step`` section: its fields, the files inside the folder, delays that agree with the
-    model configuration's (``target_frames``, the decoder's ``steps``, the content encoder's ``content_delay``)."""
+def check_step_section(step: Any, path: Path, config: dict) -> dict:
+    """The manifest's ``step`` section: its fields, the files inside the folder, and delays, offsets and state
+    shapes exactly what ``config`` (the manifest's ``model_config``) gives (:func:`step_layout`)."""
     if not isinstance(step, dict) or sorted(step) != _STEP_KEYS:
         raise ConfigError(f"{path}: step must be an object with the fields {', '.join(_STEP_KEYS)}; re-export it")
     files = step["files"]
@@ -54,20 +96,14 @@ def check_step_section(step: Any, path: Path, *, target_frames: int, steps: int,
         raise ConfigError(f"{path}: step.files={_show(files, 80)} must name the graphs {', '.join(STEP_INPUTS)}")
     for role, name in files.items():
         _file_in(path.parent, name, f"step.files.{role}", path)
-    if step["delay"] != target_frames or step["content_delay"] != content_delay:
-        raise ConfigError(f"{path}: step.delay={_show(step['delay'])}, content_delay={_show(step['content_delay'])} "
-                          f"must be {target_frames} and {content_delay} (what model_config's layers reach)")
-    noise = step["noise_delays"]
-    if (not isinstance(noise, list) or len(noise) != steps or not all(_whole(d, 0, target_frames) for d in noise)
-            or noise != sorted(noise)):
-        raise ConfigError(f"{path}: step.noise_delays={_show(noise, 80)} must be {steps} rising whole numbers "
-                          f"0..{target_frames}")
-    span = step["query_span"]
-    if not isinstance(span, list) or len(span) != 2 or not all(_whole(d, 0, target_frames) for d in span):
-        raise ConfigError(f"{path}: step.query_span={_show(span, 80)} must be two whole numbers 0..{target_frames}")
-    state, content_state = _shapes(step["state"], "state", path), _shapes(step["content_state"], "content_state", path)
-    if sum(math.prod(s) for s in state + content_state) > MAX_STATE_VALUES:
-        raise ConfigError(f"{path}: the step state holds more than {MAX_STATE_VALUES} values; is it the right file?")
+    layout = step_layout(config)
+    if layout is None:
+        raise ConfigError(f"{path}: model_config has no step graphs (AlignSTS with absolute windows and odd kernels "
+                          "of 3 or more has them); re-export it")
+    for key, wanted in layout.items():
+        if step[key] != wanted:
+            raise ConfigError(f"{path}: step.{key}={_show(step[key], 80)} must be {_show(wanted, 80)} (what "
+                              "model_config's layers give); re-export it")
     return step
 
 
@@ -98,6 +134,8 @@ class StepGraphs:
         hint = "; re-export it: voxflip export-alignsts CHECKPOINT -o alignsts.onnx"
         self.sessions = {}
         for role, names in STEP_INPUTS.items():
+            if role == "step" and steps == 0:                # the fs2 decoder draws no noise
+                names = [n for n in names if n != "noise"]
             shapes = {"content": self.content_shapes, "step": self.state_shapes}.get(role, [])
             session = ort_session(manifest_path.parent / step["files"][role], threads, purpose="AlignSTS models",
                                   hint=hint)[0]
@@ -106,6 +144,10 @@ class StepGraphs:
             if got != wanted:
                 raise ArtifactMismatchError(f"{manifest_path}: the {role} graph takes {_show(got, 120)}, the manifest "
                                             f"says {_show(wanted, 120)}{hint}")
+            for i, (meta, shape) in enumerate(zip(session.get_inputs()[len(names):], shapes, strict=True)):
+                if list(meta.shape) != list(shape):
+                    raise ArtifactMismatchError(f"{manifest_path}: the {role} graph's state_{i} is {meta.shape}, the "
+                                                f"manifest says {list(shape)}{hint}")
             self.sessions[role] = session
 
     def key_span(self, first: int, count: int, ratio: float, n_total: int) -> tuple[int, int]:
@@ -132,8 +174,13 @@ class StepStream:
         self.state = [np.zeros(s, np.float32) for s in graphs.state_shapes]
         self.rows_in = 0                          # content rows pushed
         self.n_total: int | None = None           # content rows in all, once the content has ended
-        self.keys = np.zeros((0, 0), np.float32)  # the content encoder's rows key_first .. key_first + len
+        # the content encoder's rows key_first .. key_first + held, in a buffer that grows by doubling
+        self._keys = np.zeros((0, 0), np.float32)
+        self._held = 0
         self.key_first = 0
+        #: the rows the whole song reads, and the encoder's delay: rows past them are not computed (speech
+        #: read faster than the song would otherwise pile up keys no frame reads)
+        self.rows_read = graphs.key_span(0, self.total + graphs.delay, self.ratio, 1 << 40)[1] + graphs.content_delay
         self.timbre: np.ndarray | None = None
         self.fed = 0                              # song frames fed
         self.mel = np.zeros((graphs.n_mels, 0), np.float32)   # sung frames mel_first .. (log mel)
@@ -141,14 +188,21 @@ class StepStream:
 
     # -- inputs ------------------------------------------------------------------------------------
     @property
+    def keys(self) -> np.ndarray:
+        """The keys held: the content encoder's rows ``key_first ..`` ``(held, H)``."""
+        return self._keys[: self._held]
+
+    @property
     def keys_known(self) -> int:
         """Content rows whose keys are computed."""
-        return self.key_first + self.keys.shape[0]
+        return self.key_first + self._held
 
     def push_content(self, rows: np.ndarray) -> None:
-        """``(n, content_dim)`` content rows, the next ones of the speech."""
-        if rows.shape[0]:
-            self._content(np.asarray(rows, np.float32), UNKNOWN_TOTAL)
+        """``(n, content_dim)`` content rows, the next ones of the speech (those past :attr:`rows_read` are
+        not computed: no frame of the song reads them)."""
+        room = self.rows_read - self.rows_in
+        if rows.shape[0] and room > 0:
+            self._content(np.asarray(rows[:room], np.float32), UNKNOWN_TOTAL)
 
     def end_content(self) -> None:
         """The content has ended: the encoder's last ``content_delay`` rows come out."""
@@ -174,7 +228,15 @@ class StepStream:
             new = new[-first:]
         if self.n_total is not None:
             new = new[: max(0, self.n_total - self.keys_known)]
-        self.keys = new if self.keys.size == 0 else np.concatenate([self.keys, new])
+        if not new.shape[0]:
+            return
+        if self._held + new.shape[0] > self._keys.shape[0]:
+            grown = np.zeros((max(256, 2 * self._keys.shape[0], self._held + new.shape[0]), new.shape[1]), np.float32)
+            if self._held:
+                grown[: self._held] = self._keys[: self._held]
+            self._keys = grown
+        self._keys[self._held : self._held + new.shape[0]] = new
+        self._held += new.shape[0]
 
     def set_voice(self, timbre_mel: np.ndarray) -> None:
         """The voice: the graph's ``(1, n_mels, M)`` reference mel."""
@@ -211,12 +273,14 @@ class StepStream:
         chunk = np.zeros((1, count), np.int64)
         have = bins[:, first : min(upto, self.total)]
         chunk[:, : have.shape[1]] = have
-        feed = {"f0_bins": chunk, "noise": self._noise(first, count),
+        feed = {"f0_bins": chunk,
                 "keys": np.ascontiguousarray(self.keys[a - self.key_first : b - self.key_first][None]),
                 "key_first": np.array([float(a)], np.float32), "first": np.array([float(first)], np.float32),
                 "total": np.array([float(self.total)], np.float32),
                 "n_total": np.array([float(self.n_total) if self.n_total is not None else UNKNOWN_TOTAL], np.float32),
                 "ratio": np.array([self.ratio], np.float32), "timbre": self.timbre}
+        if g.steps:
+            feed["noise"] = self._noise(first, count)
         feed.update({f"state_{i}": s for i, s in enumerate(self.state)})
         out = g.sessions["step"].run(None, feed)
         self.state = out[1:]
@@ -230,8 +294,10 @@ class StepStream:
             self.mel = np.concatenate([self.mel, mel], axis=1)
         # the keys no later call reads go
         keep = g.key_span(self.fed, 1, self.ratio, n_total)[0]
-        if keep - self.key_first > 256:
-            self.keys = self.keys[keep - self.key_first :].copy()
+        drop = keep - self.key_first
+        if drop > 256:
+            self._keys[: self._held - drop] = self._keys[drop : self._held]
+            self._held -= drop
             self.key_first = keep
 
     def _noise(self, first: int, count: int) -> np.ndarray:

@@ -93,6 +93,7 @@ class AlignSTSStreamState:
     finished: bool = False
     transpose: float = 0.0
     steps: StepStream | None = None    # the step graphs' stream, for an export that has them
+    fed_f0: np.ndarray | None = None   # through them: the song's F0 as fed (transposed then), frame by frame
 
 
 class AlignSTSStreamToSingingConverter(Converter):
@@ -215,8 +216,7 @@ class AlignSTSStreamToSingingConverter(Converter):
         state.samples += self.chunk_samples
         self._listen(np.asarray(window[:count], np.float32), state)
         if state.steps is not None and state.timbre is not None:
-            steps = state.steps
-            steps.feed(self._bins(state)[1], steps.feedable(self._feed_limit(steps.fed, state.sung)))
+            self._feed(state, state.steps.feedable(self._feed_limit(state.steps.fed, state.sung)))
         # one group per chunk at most: groups fall due one chunk apart, and several ready at once (when the
         # voice is in) would be one burst of work where a device has time for one chunk's
         return self._sing(state, final=False, groups=1)
@@ -301,6 +301,18 @@ class AlignSTSStreamToSingingConverter(Converter):
             state.sung = b
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
+    def _feed(self, state: AlignSTSStreamState, upto: int) -> None:
+        """Feed the step graphs the song's frames up to ``upto``, at the transposition now; their F0 is kept, for
+        the vocoder to sing the notes the model was given."""
+        steps = state.steps
+        if upto <= steps.fed:
+            return
+        f0, bins = self._bins(state)
+        if state.fed_f0 is None:
+            state.fed_f0 = np.zeros(self.bins_total, np.float32)
+        state.fed_f0[steps.fed : upto] = f0[steps.fed : upto]
+        steps.feed(bins, upto)
+
     def _bins(self, state: AlignSTSStreamState) -> tuple[np.ndarray, np.ndarray]:
         """The song's F0 and the graph's F0 classes, at the transposition now."""
         if state.bins is None or state.bins[0] != state.transpose:
@@ -312,8 +324,9 @@ class AlignSTSStreamToSingingConverter(Converter):
         f0, bins = self._bins(state)
         if state.steps is not None:
             # live, the frames were fed ahead (step); once the input has ended, what is left is fed here
-            state.steps.feed(bins, max(state.steps.fed, b + state.steps.graphs.delay))
+            self._feed(state, b + state.steps.graphs.delay)
             mel = state.steps.take(a, b).T
+            f0 = state.fed_f0              # the notes as they were fed: what the mel sings
         else:
             mel = self._sliced(state, bins, a, b)
         state.last = (mel[-1:], float(f0[b - 1]))
@@ -342,7 +355,10 @@ class AlignSTSStreamToSingingConverter(Converter):
         return self._block_noise
 
     def set_param(self, state: AlignSTSStreamState, name: str, value: float | str) -> None:
-        """``transpose`` (semitones, -24..24): moves the notes from the next group sung."""
+        """``transpose`` (semitones, -24..24): moves the notes from the next group sung, or through the step
+        graphs from the next frame fed (sung ``delay`` and at most ``group + max(group, LEAD_FRAMES)`` frames
+        later; the model's context blends it in over ``delay`` frames either side, as a melody that changed
+        there would)."""
         if name != "transpose":
             super().set_param(state, name, value)
         state.transpose = check_transpose(value, "transpose")

@@ -16,13 +16,15 @@ Three graphs, as their inputs arrive at three rates:
 - :class:`ContentStep`: content rows (20 ms) -> the content encoder's rows ``x_c``, ``delay``
   rows behind. The stream keeps them: the attention's keys.
 - :class:`TimbreGraph`: the reference mel -> the timbre vector, once per stream.
-- :class:`TargetStep`: F0 classes and the decoder's noise (5.3 ms frames), the keys that this
+- :class:`TargetStep`: F0 classes and the diffusion decoder's noise (5.3 ms frames), the keys that this
   call's queries reach, the timbre -> the sung mel, :attr:`TargetStep.delay` frames behind.
 
 Masks follow the frames' absolute indices: a frame is real when ``0 <= index < total`` (``total``
 is an input: the song's frames, the content's rows; the engine's ``UNKNOWN_TOTAL`` while unknown), as the whole
-utterance's zero padding makes them. Only the diffusion decoder streams this way (the ``fs2``
-decoder's windowed self-attention would need its keys' future too; it keeps the sliced path).
+utterance's zero padding makes them. Both decoders stream this way: the diffusion decoder's
+denoiser passes one behind the other, each with its skip sums and its input on delay lines; the
+``fs2`` decoder's blocks each keep their last ``2 x decoder_context`` inputs as the keys of their
+windowed self-attention and answer ``decoder_context`` (plus their feed-forward's half) behind.
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxflip.engine.converters.alignsts_context import AlignSTSContext
-from voxflip.engine.converters.alignsts_model import MODEL_KIND
-from voxflip.engine.converters.alignsts_step import key_span
+from voxflip.engine.converters.alignsts_step import key_span, step_layout
 from voxflip.engine.errors import ConfigError
 
 from .alignsts import AlignSTS, ConvStack, CrossAttentionLayer, sinusoid
@@ -116,9 +117,15 @@ def _cross_step(layer: CrossAttentionLayer, query: Tensor, keys: Tensor, window:
 
 
 def streams_by_step(model: AlignSTS) -> bool:
-    """Whether a model has step graphs: AlignSTS itself, absolute windows, the diffusion decoder."""
-    cfg = model.cfg
-    return cfg.architecture == MODEL_KIND and cfg.window_mode == "absolute" and cfg.decoder == "diffusion"
+    """Whether a model has step graphs: AlignSTS (either decoder) with absolute windows (the engine's
+    :func:`step_layout` says exactly which; the modules here check themselves against it)."""
+    return step_layout(model.cfg.to_dict()) is not None
+
+
+def _check_layout(what: str, got: dict, layout: dict) -> None:
+    for key, value in got.items():
+        if value != layout[key]:
+            raise AssertionError(f"the {what} step graph's {key} {value} is not the engine's layout {layout[key]}")
 
 
 class ContentStep(nn.Module):
@@ -129,6 +136,10 @@ class ContentStep(nn.Module):
         super().__init__()
         self.model = model
         self.delay = sum(conv.kernel_size[0] // 2 for conv in model.content_encoder.convs)
+        layout = step_layout(model.cfg.to_dict())
+        if layout is not None:
+            _check_layout("content", {"content_delay": self.delay,
+                                      "content_state": [list(s) for s in self.state_shapes()]}, layout)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         return [(1, conv.in_channels, conv.kernel_size[0] - 1) for conv in self.model.content_encoder.convs]
@@ -170,8 +181,9 @@ class TargetStep(nn.Module):
         super().__init__()
         if not streams_by_step(model):
             cfg = model.cfg
-            raise ConfigError(f"step graphs need AlignSTS with absolute windows and the diffusion decoder; this model "
-                              f"is {cfg.architecture} with {cfg.window_mode} windows and the {cfg.decoder} decoder")
+            raise ConfigError(f"step graphs need AlignSTS with absolute windows, odd kernels of 3 or more and an "
+                              f"aligner layer; this model is {cfg.architecture} with {cfg.window_mode} windows and the "
+                              f"{cfg.decoder} decoder")
         self.model = model
         cfg = model.cfg
         half = lambda conv: (conv.kernel_size[0] // 2) * conv.dilation[0]  # noqa: E731
@@ -180,19 +192,31 @@ class TargetStep(nn.Module):
         self.aligner_delay = sum(half(layer.ffn_conv) for layer in model.aligner)
         #: frames between the F0 fed in and the decoder's condition
         self.cond_delay = self.pitch_delay + self.rp_delay + self.aligner_delay
-        #: frames one diffusion step's denoiser answers behind its input
-        self.step_delay = sum(half(c) for c in model.decoder.net.dilated)
+        self.diffusion = cfg.decoder == "diffusion"
+        if self.diffusion:
+            #: frames one diffusion step's denoiser answers behind its input
+            self.step_delay = sum(half(c) for c in model.decoder.net.dilated)
+            decoder_delay = cfg.diffusion_steps * self.step_delay
+        else:
+            # each FFT block: its self-attention window's future, then its feed-forward convolution's
+            self.step_delay = 0
+            decoder_delay = sum(model.decoder.context + half(b.layer.ffn_conv) for b in model.decoder.blocks)
         #: frames between the F0 fed in and the mel out
-        self.delay = self.cond_delay + cfg.diffusion_steps * self.step_delay
+        self.delay = self.cond_delay + decoder_delay
         if self.delay != AlignSTSContext.of(cfg.to_dict()).target_frames:
             raise AssertionError("the step graph's delay and the model's context disagree")
-        #: draw ``k`` of the noise is read on the frames from ``first - noise_delays[k]``
-        self.noise_delays = [self.cond_delay + k * self.step_delay for k in range(cfg.diffusion_steps)]
-        decoder = model.decoder
-        steps = torch.arange(cfg.diffusion_steps, 0, -1, dtype=torch.float32)[:, None]
-        with torch.no_grad():
-            emb = decoder.net.step_mlp(sinusoid(steps * 100.0, decoder.net.channels))[:, 0]    # (steps, channels)
-        self.register_buffer("step_embedding", emb, persistent=False)
+        #: draw ``k`` of the noise is read on the frames from ``first - noise_delays[k]`` (no noise for fs2)
+        steps = cfg.diffusion_steps if self.diffusion else 0
+        self.noise_delays = [self.cond_delay + k * self.step_delay for k in range(steps)]
+        if self.diffusion:
+            net = model.decoder.net
+            t = torch.arange(steps, 0, -1, dtype=torch.float32)[:, None]
+            with torch.no_grad():
+                emb = net.step_mlp(sinusoid(t * 100.0, net.channels))[:, 0]                   # (steps, channels)
+            self.register_buffer("step_embedding", emb, persistent=False)
+        _check_layout("target", {"delay": self.delay, "noise_delays": self.noise_delays,
+                                 "query_span": list(self.query_span()),
+                                 "state": [list(s) for s in self.state_shapes()]}, step_layout(cfg.to_dict()))
 
     # -- what the host needs ----------------------------------------------------------------------
     def query_span(self) -> tuple[int, int]:
@@ -213,6 +237,10 @@ class TargetStep(nn.Module):
         shapes += [(1, h, layer.ffn_conv.kernel_size[0] - 1) for layer in m.aligner]
         shapes.append((1, h, self.cond_delay - self.pitch_delay))         # x_p until the fusion
         shapes.append((1, h, self.aligner_delay))                         # x_r until the fusion
+        if not self.diffusion:
+            for block in m.decoder.blocks:                                # its keys, its feed-forward's inputs
+                shapes += [(1, h, 2 * m.decoder.context), (1, h, block.layer.ffn_conv.kernel_size[0] - 1)]
+            return shapes
         shapes.append((1, h, cfg.diffusion_steps * self.step_delay))      # the condition for every layer
         net = m.decoder.net
         for k in range(cfg.diffusion_steps):
@@ -266,7 +294,29 @@ class TargetStep(nn.Module):
         x_r, line = _delay(x_r.transpose(1, 2), st.take())
         st.give(line)
         cond = (q.transpose(1, 2) + x_r + x_p + timbre[:, :, None]) * real.at(back)
+        if not self.diffusion:
+            return (self._fs2(cond, first, total, back, real, st), *st.outputs)
         return (self._decode(cond, noise, back, real, st), *st.outputs)
+
+    def _fs2(self, cond: Tensor, first: Tensor, total: Tensor, back: int, real: _Real, st: _States) -> Tensor:
+        """FastSpeech 2's decoder: each block's self-attention reads ``context`` frames either side, so it
+        answers ``context`` frames behind its newest input, from its last ``2 x context`` inputs kept as keys."""
+        m, dec = self.model, self.model.decoder
+        ctx = dec.context
+        x = cond                                                                    # (1, H, C) from first - back
+        for block in dec.blocks:
+            keys = torch.cat([st.take(), x], dim=2)                                 # from first - back - 2 ctx
+            st.give(keys[:, :, -2 * ctx :])
+            query = _behind(keys, 2 * ctx, ctx).transpose(1, 2)                     # from first - back - ctx
+            c, k = query.shape[1], keys.shape[2]
+            t = first[:, :, None] - (back + ctx) + torch.arange(c, dtype=torch.float32)[None, :, None]
+            n = first[:, :, None] - (back + 2 * ctx) + torch.arange(k, dtype=torch.float32)[None, None, :]
+            window = ((t - n).abs() <= ctx) & (n >= 0) & (n < total[:, :, None])
+            y, back = _cross_step(block.layer, query, keys.transpose(1, 2), window, back + ctx, real, st)
+            x = y.transpose(1, 2)
+        norm = m.decoder.out(x.transpose(1, 2)).transpose(1, 2) * real.at(back)
+        mel = norm * m.mel_std[None, :, None] + m.mel_mean[None, :, None]
+        return mel * real.at(back)
 
     def _decode(self, cond: Tensor, noise: Tensor, back: int, real: _Real, st: _States) -> Tensor:
         """The diffusion decoder's walk ``t = steps .. 1``, each step's denoiser ``step_delay`` frames behind."""
