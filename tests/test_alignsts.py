@@ -301,6 +301,25 @@ def test_cli_exports_a_checkpoint(tiny_checkpoint, tmp_path, capsys):
     assert main(["export-alignsts", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "b.onnx")]) != 0
 
 
+def test_cli_exports_the_step_graphs_of_a_model_with_absolute_windows(pair_manifest, tmp_path, capsys):
+    """A checkpoint with absolute windows gets its step graphs beside the whole graph, named in the manifest
+    and in what the command prints; the engine opens them."""
+    from voxflip.cli import main
+    from voxflip.engine.converters.alignsts_model import AlignSTSModel
+    from voxflip.trainer.alignsts_train import load_alignsts_config, train_alignsts
+
+    config = load_alignsts_config(CONFIGS / "alignsts_tiny.toml", [
+        f"data.manifest={json.dumps(str(pair_manifest))}", "train.max_steps=1", 'model.window_mode="absolute"',
+        "model.window_frames=5"])
+    checkpoint = train_alignsts(config, tmp_path / "run", progress=False)
+    assert main(["export-alignsts", str(checkpoint), "-o", str(tmp_path / "out" / "a.onnx")]) == 0
+    printed = capsys.readouterr().out
+    assert "step graphs a.content.onnx, a.timbre.onnx, a.step.onnx for alignsts-stream" in printed
+    step = json.loads((tmp_path / "out" / "a.manifest.json").read_text())["step"]
+    assert all((tmp_path / "out" / name).is_file() for name in step["files"].values())
+    assert AlignSTSModel(tmp_path / "out").step_graphs().delay == step["delay"]
+
+
 def test_eval_systems_sing_the_notes_or_the_reference_contour(tiny_checkpoint, pair_manifest):
     from voxflip.trainer.data.manifest import read_manifest
     from voxflip.trainer.eval.systems import get_system
