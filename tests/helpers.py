@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -155,3 +159,17 @@ def sts_batch(seed: int = 0, t=(120, 90), n=(30, 22), m=(70, 50)) -> dict:
         "mel": torch.randn(b, 80, max(t), generator=gen) - 4, "mel_len": torch.tensor(t),
         "timbre_mel": torch.randn(b, 80, max(m), generator=gen) - 4, "timbre_len": torch.tensor(m),
     }
+
+
+def torchrun_two_processes(command: str, *args: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 -m voxflip COMMAND ARGS`` on CPU (one thread a process);
+    fails with the ranks' own lines (torchrun's closing summary names only a signal). Skips without torchrun."""
+    import pytest
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun not found")
+    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "voxflip", command, *args],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-600:]
+    return done

@@ -300,19 +300,9 @@ def test_init_from_starts_from_a_students_weights(pair_manifest, tmp_path):
 
 
 def test_torchrun_with_two_processes_trains_a_student(pair_manifest, tmp_path):
-    import os
-    import shutil
-    import subprocess
-    import sys
+    from helpers import torchrun_two_processes
 
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    if not Path(torchrun).exists():
-        pytest.skip("torchrun not found")
-    done = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "voxflip", "train-content",
-         str(CONFIGS / "content_student_tiny.toml"), "--run-dir", str(tmp_path / "ddp"),
-         "--set", f"data.manifest={json.dumps(str(pair_manifest))}"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-1500:]
+    torchrun_two_processes("train-content", str(CONFIGS / "content_student_tiny.toml"), "--run-dir", str(tmp_path / "ddp"),
+                           "--set", f"data.manifest={json.dumps(str(pair_manifest))}")
     weights = torch.load(tmp_path / "ddp" / "checkpoints" / "step_00000004.pt", weights_only=True)["model"]
     assert all(torch.isfinite(v).all() for v in weights.values())

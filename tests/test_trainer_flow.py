@@ -18,7 +18,7 @@ import soundfile as sf
 torch = pytest.importorskip("torch", reason="the train extra (torch) is needed")
 pytest.importorskip("onnxruntime", reason="an ONNX runtime (the cpu or gpu extra) is needed")
 
-from helpers import synth_from_plan  # noqa: E402
+from helpers import synth_from_plan, torchrun_two_processes  # noqa: E402
 
 from voxflip.engine.registry import make_converter  # noqa: E402
 from voxflip.trainer.config import load_config  # noqa: E402
@@ -168,17 +168,10 @@ def test_a_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: P
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun not found")
 def test_torchrun_with_two_processes_trains_without_code_changes(tiny_corpus: Path, tmp_path: Path):
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    done = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "voxflip", "train", str(REPO / "configs" / "tiny.toml"),
-         "--run-dir", str(tmp_path / "ddp"), "--set", f'data.manifest="{tiny_corpus}"', "--set", "train.max_steps=4",
-         "--set", "train.checkpoint_every=2"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-1500:]
+    torchrun_two_processes("train", str(REPO / "configs" / "tiny.toml"), "--run-dir", str(tmp_path / "ddp"),
+                           "--set", f'data.manifest="{tiny_corpus}"', "--set", "train.max_steps=4",
+                           "--set", "train.checkpoint_every=2")
     assert (tmp_path / "ddp" / "checkpoints" / "step_00000004.pt").exists()
 
 

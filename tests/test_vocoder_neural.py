@@ -339,24 +339,15 @@ def test_cli_train_and_export_vocoder(voice_manifest, tmp_path, capsys):
 
 def test_torchrun_with_two_processes(voice_manifest, tmp_path):
     """Two processes share each batch (DistributedDataParallel, gloo); rank 0 caches the features first."""
-    import os
-    import subprocess
-    import sys
+    from helpers import torchrun_two_processes
 
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    if not Path(torchrun).exists():
-        pytest.skip("torchrun not found")
     manifest = tmp_path / "m.jsonl"      # a fresh folder: no feature cache yet, both ranks start together
     shutil.copy(voice_manifest, manifest)
     for wav in voice_manifest.parent.glob("*.wav"):
         shutil.copy(wav, tmp_path / wav.name)
-    done = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "voxflip", "train-vocoder",
-         str(CONFIGS / "vocoder_tiny.toml"), "--run-dir", str(tmp_path / "ddp"), "--set",
-         f"data.manifest={json.dumps(str(manifest))}", "--set", "train.max_steps=2", "--set", "train.batch_size=4"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-1500:]
+    done = torchrun_two_processes(
+        "train-vocoder", str(CONFIGS / "vocoder_tiny.toml"), "--run-dir", str(tmp_path / "ddp"),
+        "--set", f"data.manifest={json.dumps(str(manifest))}", "--set", "train.max_steps=2", "--set", "train.batch_size=4")
     assert (tmp_path / "ddp" / "checkpoints" / "step_00000002.pt").exists()
     assert done.stdout.count("checkpoint:") == 1
 

@@ -50,6 +50,14 @@ def _dist() -> tuple[int, int]:
     return rank, world
 
 
+def leave_process_group() -> None:
+    """Tear down torchrun's process group, if this process joined one. Called by the CLI once training
+    returns or raises: a process that exits with the gloo group still up can abort (SIGABRT) in interpreter
+    finalisation, when gloo's worker threads release tensors after the interpreter has gone."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     folder = run_dir / "checkpoints"
     found = sorted(p for p in folder.glob("step_*.pt") if _CKPT.search(p.name)) if folder.is_dir() else []

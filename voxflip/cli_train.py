@@ -101,8 +101,13 @@ def _run_training(args: argparse.Namespace, command: str, load: str, run: str) -
     except ImportError as exc:
         raise MissingDependencyError(f"training needs torch (pinned): {install_hint('train')} ({exc})") from None
     logging.basicConfig(level=logging.INFO, format=f"voxflip {command}: %(message)s")
+    from voxflip.trainer.train import leave_process_group
+
     config = load_config(args.config, args.set)
-    checkpoint = train(config, args.run_dir, resume=not args.no_resume, stop_after=args.steps)
+    try:
+        checkpoint = train(config, args.run_dir, resume=not args.no_resume, stop_after=args.steps)
+    finally:
+        leave_process_group()
     if os.environ.get("RANK", "0") == "0":
         print(f"checkpoint: {checkpoint}")
     return 0
