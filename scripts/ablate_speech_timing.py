@@ -54,13 +54,35 @@ VARIANTS = {
     "abl-psola-nodur-formant106": ("psola-formant1.06", False, SHIPPED),
     "abl-psola-nodur-formant112": ("psola-formant1.12", False, SHIPPED),
     "abl-psola-mild": ("psola", True, replace(SHIPPED, timing=MILD)),
+    # the reference pitch shifter (GPL; the separate `rubberband` program, never a voxflip dependency):
+    # the sung F0 lowered as `abl-psola-nodur-shifted` lowers it, formants kept (-F), R3 engine (--fine)
+    "abl-rubberband-shifted": ("rubberband", False, replace(SHIPPED, pitch="sung-shifted")),
     "abl-psola-ease120": ("psola", True, replace(SHIPPED, timing=EASE120)),
     "abl-psola-ease160": ("psola", True, replace(SHIPPED, timing=EASE160)),
 }
 
 
+def _rubberband(singing: Path, semitones: float):
+    """The singing through the ``rubberband`` program, pitch moved by ``semitones``, formants kept."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from voxflip.engine.audio_io import read_audio
+
+    if shutil.which("rubberband") is None:
+        raise SystemExit("abl-rubberband-*: the rubberband program is not installed (apt install rubberband-cli)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.wav"
+        subprocess.run(["rubberband", "--fine", "-F", "-p", f"{semitones:g}", str(singing), str(out)],
+                       check=True, capture_output=True)
+        return read_audio(out)
+
+
 def _register(name: str, synthesis: str, shorten: bool, config: WorldSpeechTimingConfig) -> None:
     def run(entry, options):  # type: ignore[no-untyped-def]
+        if synthesis == "rubberband":
+            return _rubberband(entry.singing, config.intonation.speaking_shift_semitones)
         if synthesis.startswith("psola"):
             converter = PsolaToSpeechConverter(config, shorten=shorten)
             if synthesis == "psola-wide":
