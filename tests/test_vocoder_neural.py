@@ -44,15 +44,18 @@ def _inputs(frames: int, seed: int = 0):
 
 def _config(preset: str) -> VocoderConfig:
     """A preset, ``hifigan-tiny-repeat`` (the tiny HiFi-GAN with repetition upsampling) or
-    ``hn-tiny-pulse`` (the tiny harmonic-plus-noise generator with pulsed noise)."""
+    ``hn-tiny-pulse`` / ``hn-tiny-comb`` (the tiny harmonic-plus-noise generator with pulsed noise / with
+    its noise combed at the harmonics, from a 60 Hz floor)."""
     if preset == "hifigan-tiny-repeat":
         return replace(VARIANTS["hifigan-tiny"], upsample="repeat")
     if preset == "hn-tiny-pulse":
         return replace(VARIANTS["hn-tiny"], hn_noise_pulse=3.0)
+    if preset == "hn-tiny-comb":
+        return replace(VARIANTS["hn-tiny"], hn_noise_comb=60.0)
     return VARIANTS[preset]
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny", "hn-tiny-pulse"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny", "hn-tiny-pulse", "hn-tiny-comb"])
 def test_chunked_equals_whole_in_torch(preset):
     g = build_generator(_config(preset)).eval()
     mel, f0, noise = _inputs(37)
@@ -67,7 +70,7 @@ def test_chunked_equals_whole_in_torch(preset):
     np.testing.assert_allclose(torch.cat(pieces, 2).numpy(), whole.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny", "hn-tiny-pulse"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hifigan-tiny-repeat", "hn-tiny", "hn-tiny-pulse", "hn-tiny-comb"])
 def test_generators_are_causal(preset):
     """Output block j depends on frames <= j only: changing frame 20 leaves every earlier sample."""
     g = build_generator(_config(preset)).eval()
@@ -116,6 +119,8 @@ def test_config_errors_are_one_line():
         VocoderConfig(kind="hn", source_harmonics=0, hn_smoothing_hz=-5.0)
     with pytest.raises(ConfigError, match=r"model.hn_noise_pulse=30.0 must be in 0..20 \(0: steady noise\)"):
         VocoderConfig(kind="hn", source_harmonics=0, hn_noise_pulse=30.0)
+    with pytest.raises(ConfigError, match=r"model.hn_noise_comb=5.0 must be 0 \(no comb\) or an F0 floor in 20..500 Hz"):
+        VocoderConfig(kind="hn", source_harmonics=0, hn_noise_comb=5.0)
     with pytest.raises(ConfigError, match=r"\[model\] has unknown key\(s\) hidden"):
         load_vocoder_config(CONFIGS / "vocoder_tiny.toml", ["model.hidden=3"])
 
@@ -209,10 +214,10 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     """Fresh (untrained) tiny generators of both kinds, exported, reading the shipped flow model's mel frames."""
     return {preset: _export_fresh(tmp_path_factory.mktemp(preset),
                                   replace(_config(preset), mel_window=_shipped_flow_window()))
-            for preset in ("hifigan-tiny", "pwg-tiny", "hn-tiny", "hn-tiny-pulse")}
+            for preset in ("hifigan-tiny", "pwg-tiny", "hn-tiny", "hn-tiny-pulse", "hn-tiny-comb")}
 
 
-@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hn-tiny", "hn-tiny-pulse"])
+@pytest.mark.parametrize("preset", ["hifigan-tiny", "pwg-tiny", "hn-tiny", "hn-tiny-pulse", "hn-tiny-comb"])
 def test_onnx_runner_streams_like_torch(exported, preset):
     from voxflip.trainer.vocoder_export import load_generator
 
@@ -620,3 +625,29 @@ def test_harmonic_noise_generator_pulses_the_noise_of_voiced_frames_with_each_pe
         energy[pulse, voiced] = folded[np.r_[0:8, 72:80]].mean() / folded[32:48].mean()   # period start / middle
     assert energy[3.0, True] > 20.0, energy
     assert 0.5 < energy[0.0, True] < 2.0 and 0.5 < energy[3.0, False] < 2.0, energy
+
+
+def test_harmonic_noise_generator_combs_the_noise_of_voiced_frames_at_the_harmonics():
+    """With ``hn_noise_comb`` and the network's comb share at 1, a voiced frame's noise sits at the harmonics
+    of its F0 (here 200 Hz) with little between them; without the comb, or unvoiced, it is flat."""
+    frames = 120
+    mel = torch.full((1, 80, frames), -4.0)
+    ratio = {}
+    for comb, voiced in ((60.0, True), (0.0, True), (60.0, False)):
+        torch.manual_seed(0)
+        g = build_generator(replace(VARIANTS["hn-tiny"], hn_noise_comb=comb)).eval()
+        with torch.no_grad():
+            g.harmonic_gain.fill_(-50.0)            # the noise alone
+            if comb:
+                bands = g.cfg.hn_noise_bands
+                g.head.bias[g.bins + bands : g.bins + 2 * bands] = 20.0     # every band combed
+            f0 = torch.full((1, frames), 200.0 if voiced else 0.0)
+            y = g(mel, f0, torch.randn(1, 1, frames * HOP, generator=torch.Generator().manual_seed(1)))[0, 0]
+        x = y[10 * HOP :].numpy()
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2
+        hz = np.fft.rfftfreq(x.size, 1 / 16_000)
+        at = np.mean([spectrum[np.abs(hz - 200.0 * h) < 15].mean() for h in range(3, 30)])
+        between = np.mean([spectrum[np.abs(hz - 200.0 * h - 100.0) < 15].mean() for h in range(3, 30)])
+        ratio[comb, voiced] = at / between
+    assert ratio[60.0, True] > 20.0, ratio
+    assert 0.5 < ratio[0.0, True] < 2.0 and 0.5 < ratio[60.0, False] < 2.0, ratio

@@ -77,6 +77,10 @@ class VocoderConfig:
         hn_noise_pulse: 0, or the concentration of a pulse at each period's start (a von Mises bump of
             the fundamental's phase, its mean power 1) that the network may mix into the noise of voiced
             frames, per frame, as a voice's breath noise comes in bursts with each glottal closure.
+        hn_noise_comb: 0, or the lowest F0 (Hz) of a comb that the network may put, band by band and frame
+            by frame, on the noise of voiced frames: ``(n[t] + 2 n[t - P] + n[t - 2P]) / sqrt(6)`` with ``P``
+            the period, a response of ``cos^2`` that peaks at the harmonics and is zero between them, so
+            the noise of a voiced band can sit at the harmonics instead of filling the gaps between them.
     """
 
     kind: str = "hifigan"
@@ -107,6 +111,7 @@ class VocoderConfig:
     hn_jump_ratio: float = 1.25
     hn_smoothing_hz: float = 0.0
     hn_noise_pulse: float = 0.0
+    hn_noise_comb: float = 0.0
 
     def __post_init__(self) -> None:
         base = MEL_PRESETS[self.mel_preset()]()
@@ -143,6 +148,9 @@ class VocoderConfig:
                 raise ConfigError(f"model.hn_smoothing_hz={self.hn_smoothing_hz} must be in 0..1000 (0: no smoothing)")
             if not 0.0 <= self.hn_noise_pulse <= 20.0:
                 raise ConfigError(f"model.hn_noise_pulse={self.hn_noise_pulse} must be in 0..20 (0: steady noise)")
+            if self.hn_noise_comb != 0.0 and not 20.0 <= self.hn_noise_comb <= 500.0:
+                raise ConfigError(f"model.hn_noise_comb={self.hn_noise_comb} must be 0 (no comb) or an F0 floor "
+                                  "in 20..500 Hz")
             if self.hn_noise_taps < 3 or self.hn_noise_taps % 2 == 0 or not self.hn_dilations:
                 raise ConfigError(f"model.hn_noise_taps={self.hn_noise_taps} must be odd and >= 3, and "
                                   "model.hn_dilations not empty")
@@ -566,12 +574,19 @@ class HarmonicNoiseGenerator(Generator):
         self.pre = CausalConv1d(cfg.n_mels + 2, ch, 3)
         self.convs = nn.ModuleList(CausalConv1d(ch, ch, 3, dilation=d) for d in cfg.hn_dilations)
         self.pulsed = cfg.hn_noise_pulse > 0
-        self.head = nn.Conv1d(ch, self.bins + cfg.hn_noise_bands + int(self.pulsed), 1)
+        self.combed = cfg.hn_noise_comb > 0
+        #: the comb's longest delay (two periods of its F0 floor) and the raw noise history it needs
+        self.comb_span = 2 * math.ceil(cfg.sample_rate / cfg.hn_noise_comb) if self.combed else 0
+        self.noise_history = max(cfg.hn_noise_taps - 1, self.comb_span + 1)
+        self.head = nn.Conv1d(ch, self.bins + cfg.hn_noise_bands * (1 + int(self.combed)) + int(self.pulsed), 1)
         if self.pulsed:     # exp(k (cos - 1)) has mean power exp(-2k) I0(2k) over a period
             k = cfg.hn_noise_pulse
             self.pulse_norm = math.sqrt(math.exp(-2.0 * k) * float(np.i0(2.0 * k)))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if self.combed:     # the comb's share starts near 0: the generator starts as the plain one
+            bands = cfg.hn_noise_bands
+            nn.init.constant_(self.head.bias[self.bins + bands : self.bins + 2 * bands], -4.0)
         # A sinusoid of amplitude a peaks at a * W / 4 in a W-sample Hann-windowed DFT; white noise of
         # unit variance reads sqrt(3 W / 8) there. The noise starts 10 dB under the envelope.
         w = mel.win_samples
@@ -580,13 +595,15 @@ class HarmonicNoiseGenerator(Generator):
         self.parts = [self.pre, *self.convs]
 
     def state_shapes(self) -> list[tuple[int, int]]:
-        frame = 2 * self.cfg.hn_harmonics + 1 + self.cfg.hn_noise_bands + int(self.pulsed)
-        return [*super().state_shapes(), (frame, 1), (1, 1), (1, self.cfg.hn_noise_taps - 1)]
+        frame = 2 * self.cfg.hn_harmonics + 1 + self.cfg.hn_noise_bands * (1 + int(self.combed)) + int(self.pulsed)
+        noise = [(1, self.noise_history)] + ([(1, self.cfg.hn_noise_taps - 1)] if self.combed else [])
+        return [*super().state_shapes(), (frame, 1), (1, 1), *noise]
 
     def frame_parameters(self, mel: Tensor, f0: Tensor, states: list[Tensor], cursor: list[int],
                          out: list[Tensor]) -> Tensor:
-        """``(B, 2K + 1 + bands [+ 1], n)``: harmonic coefficients (real, imaginary), F0, noise band gains,
-        and with ``hn_noise_pulse`` the share of the noise that comes in pulses."""
+        """``(B, 2K + 1 + bands [+ bands] [+ 1], n)``: harmonic coefficients (real, imaginary), F0, noise band
+        gains, with ``hn_noise_comb`` each band's share of combed noise, and with ``hn_noise_pulse`` the
+        share of the noise that comes in pulses."""
         voiced = (f0 > 0).float()
         lf0 = torch.where(f0 > 0, torch.log(f0.clamp(min=1.0) / 200.0), torch.zeros_like(f0))
         amplitude = torch.matmul(self.pinv, torch.exp(mel))                               # (B, bins, n)
@@ -617,14 +634,17 @@ class HarmonicNoiseGenerator(Generator):
         bands = self.cfg.hn_noise_bands
         noise_log = log_env.index_select(1, self.band_bins) + y[:, self.bins : self.bins + bands] + self.noise_gain
         parts = [amp * torch.cos(theta), amp * torch.sin(theta), f0.unsqueeze(1), torch.exp(noise_log)]
+        if self.combed:     # how much of each band of a voiced frame's noise is combed
+            parts.append(torch.sigmoid(y[:, self.bins + bands : self.bins + 2 * bands]) * voiced.unsqueeze(1))
         if self.pulsed:     # how much of a voiced frame's noise comes in pulses
-            parts.append(torch.sigmoid(y[:, self.bins + bands :]) * voiced.unsqueeze(1))
+            parts.append(torch.sigmoid(y[:, -1:]) * voiced.unsqueeze(1))
         return torch.cat(parts, 1)
 
     def step(self, mel: Tensor, f0: Tensor, noise: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         cursor, out = [0], []
         params = self.frame_parameters(mel, f0, states, cursor, out)
         prev_params, prev_phase, prev_noise = states[cursor[0] : cursor[0] + 3]
+        prev_comb = states[cursor[0] + 3] if self.combed else None
         k, hop, b, n = self.cfg.hn_harmonics, self.cfg.hop_samples, mel.shape[0], mel.shape[2]
         full = torch.cat([prev_params, params], dim=2)
         start, end = full[:, :, :-1], full[:, :, 1:]                                       # (B, C, n)
@@ -660,17 +680,50 @@ class HarmonicNoiseGenerator(Generator):
             return (coef[:, :k] * torch.cos(cycles) - coef[:, k:] * torch.sin(cycles)).sum(1, keepdim=True)
 
         harmonic = series(old, old_phase) + series(new, new_phase)
-        padded = torch.cat([prev_noise, noise], dim=2)
+        taps = self.cfg.hn_noise_taps
+        history = torch.cat([prev_noise, noise], dim=2)                                  # (B, 1, H + T)
+        padded = history[:, :, self.noise_history - (taps - 1) :]
         bands = F.conv1d(padded, self.bank)                                                # (B, bands, T)
-        gains = slice(2 * k + 1, 2 * k + 1 + self.cfg.hn_noise_bands)
-        noisy = (bands * per_sample(start[:, gains], end[:, gains])).sum(1, keepdim=True)
+        nb = self.cfg.hn_noise_bands
+        gains = per_sample(start[:, 2 * k + 1 : 2 * k + 1 + nb], end[:, 2 * k + 1 : 2 * k + 1 + nb])
+        out_comb: list[Tensor] = []
+        if self.combed:
+            mix = per_sample(start[:, 2 * k + 1 + nb : 2 * k + 1 + 2 * nb], end[:, 2 * k + 1 + nb : 2 * k + 1 + 2 * nb])
+            combed = self._comb(history, fa, fb, b, n)
+            padded_comb = torch.cat([prev_comb, combed], dim=2)
+            comb_bands = F.conv1d(padded_comb, self.bank)
+            bands = bands * (1 - mix) + comb_bands * mix
+            out_comb = [padded_comb[:, :, padded_comb.shape[2] - (taps - 1) :]]
+        noisy = (bands * gains).sum(1, keepdim=True)
         if self.pulsed:
             mix = per_sample(start[:, -1:], end[:, -1:])                                   # (B, 1, T)
             cycle = torch.cos(old_phase.reshape(b, 1, n * hop) * (2 * math.pi))
             pulse = torch.exp(self.cfg.hn_noise_pulse * (cycle - 1.0)) / self.pulse_norm
             noisy = noisy * (1.0 - mix + mix * pulse)
-        out += [full[:, :, -1:], end_phase.view(b, 1, 1), padded[:, :, padded.shape[2] - (self.cfg.hn_noise_taps - 1) :]]
+        out += [full[:, :, -1:], end_phase.view(b, 1, 1), history[:, :, history.shape[2] - self.noise_history :],
+                *out_comb]
         return harmonic + noisy, out
+
+    def _comb(self, history: Tensor, fa: Tensor, fb: Tensor, b: int, n: int) -> Tensor:
+        """The block's noise through ``(1 + z^-P)^2 / sqrt(6)``, ``P`` the period of the F0 gliding from ``fa`` to
+        ``fb`` over each block (frame ends, unvoiced ones filled from their neighbour; capped at the floor's
+        period), delays fractional (linear interpolation). ``history``: ``(B, 1, H + T)``, the last ``H`` raw
+        noise samples then the block's ``T``."""
+        hop, rate = self.cfg.hop_samples, float(self.cfg.sample_rate)
+        w = self.ramp
+        f = (fa.unsqueeze(2) * (1 - w) + fb.unsqueeze(2) * w).reshape(b, 1, n * hop)
+        period = rate / torch.clamp(f, min=2.0 * rate / self.comb_span)                    # samples, <= span / 2
+        now = self.noise_history + torch.arange(n * hop, dtype=torch.float32).view(1, 1, -1)
+
+        def delayed(by: Tensor) -> Tensor:
+            at = now - by
+            lo = torch.floor(at)
+            frac = at - lo
+            lo = lo.long().expand(b, 1, -1)
+            return history.gather(2, lo) * (1 - frac) + history.gather(2, lo + 1) * frac
+
+        current = history[:, :, self.noise_history :]
+        return (current + 2.0 * delayed(period) + delayed(2.0 * period)) / math.sqrt(6.0)
 
 
 def build_generator(cfg: VocoderConfig) -> Generator:
