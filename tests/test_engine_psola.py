@@ -22,10 +22,10 @@ def _one_note():
 
 def _render(x: np.ndarray, f0_in: np.ndarray, source: np.ndarray, covers: np.ndarray, f0_out: np.ndarray,
             pieces: int = 1, narrow_raised: bool = False, blend: bool = False, below_f0: float = 0.0,
-            wide_lowered: bool = False, peak_marks: bool = False) -> np.ndarray:
+            wide_lowered: bool = False, peak_marks: bool = False, dc_block_hz: float = 0.0) -> np.ndarray:
     """Feed the synthesiser in ``pieces`` installments (input, analysis and output frames alike)."""
     synth = PsolaSynth(PsolaConfig(SR, HOP, narrow_raised=narrow_raised, blend=blend, below_f0=below_f0,
-                                   wide_lowered=wide_lowered, peak_marks=peak_marks))
+                                   wide_lowered=wide_lowered, peak_marks=peak_marks, dc_block_hz=dc_block_hz))
     state = synth.init_state()
     synth.add_input(x, 0, state)
     synth.add_analysis(f0_in, 0, state)
@@ -300,6 +300,61 @@ def test_below_f0_keeps_filtering_after_a_final_render():
 def test_below_f0_outside_its_range_is_refused_with_the_value(ratio):
     with pytest.raises(ConfigError, match=rf"below_f0={ratio!r} must be 0 \(off\) or within 0.1..0.95"):
         PsolaConfig(SR, HOP, below_f0=ratio)
+
+
+def test_raised_grains_sum_to_an_offset_that_dc_block_takes_away_leaving_the_voice():
+    """A voice at 120 Hz sung at 300 Hz: two and a half times as many windowed grains as the input had
+    periods overlap, each with the mean of its piece of the pulse-and-resonance wave, and their sum
+    sits off zero; ``dc_block_hz`` takes the offset away and leaves the voice (F0, and every band from
+    70 Hz up) as it was."""
+    x = _uneven_voice(120.0, 0.8)
+    frames = x.shape[0] // HOP
+    source = np.arange(2 * frames - 2) / 2.0
+    covers = np.full(source.shape[0], 0.5)
+    f0_out = np.full(source.shape[0], 300.0)
+    mid = slice(SR // 2, -SR // 4)
+    off = _render(x, np.full(frames, 120.0), source, covers, f0_out, narrow_raised=True)[mid]
+    on = _render(x, np.full(frames, 120.0), source, covers, f0_out, narrow_raised=True, dc_block_hz=20.0)[mid]
+    assert abs(off.mean()) > 0.05 * off.std()                   # the offset is there to take
+    assert abs(on.mean()) < 0.005 * on.std()
+    assert abs(_band_db(on, 70.0, 6000.0) - _band_db(off - off.mean(), 70.0, 6000.0)) < 0.2
+    assert abs(12 * np.log2(_f0_of(on) / 300.0)) < 0.3
+
+
+def test_dc_block_does_not_depend_on_how_the_frames_arrive():
+    x = _uneven_voice(130.0, 0.5)
+    frames = x.shape[0] // HOP
+    source = np.arange(2 * frames - 2) / 2.0
+    covers = np.full(source.shape[0], 0.5)
+    f0_out = np.where(np.arange(source.shape[0]) < 100, 220.0, 330.0)
+    whole = _render(x, np.full(frames, 130.0), source, covers, f0_out, dc_block_hz=20.0)
+    for pieces in (3, 17, len(source)):
+        np.testing.assert_array_equal(_render(x, np.full(frames, 130.0), source, covers, f0_out, pieces=pieces,
+                                              dc_block_hz=20.0), whole)
+
+
+@pytest.mark.parametrize("hz", [-1.0, 2.0, 100.0])
+def test_dc_block_outside_its_range_is_refused_with_the_value(hz):
+    with pytest.raises(ConfigError, match=rf"dc_block_hz={hz!r} must be 0 \(off\) or within 5..60 Hz"):
+        PsolaConfig(SR, HOP, dc_block_hz=hz)
+
+
+def test_the_psola_singers_take_the_offset_away_by_default(example_speech):
+    """The bundled sentence sung an octave and more above its speaking pitch: without the fixed
+    high-pass its song sits off zero; as shipped it does not."""
+    from voxflip.engine.converters.psola_to_singing import SINGING_DC_BLOCK_HZ
+    from voxflip.engine.melody import Melody, Note
+
+    audio, rate = example_speech
+    tune = Melody(tuple(Note(0.2 + 0.4 * k, 0.55 + 0.4 * k, 62.0 + (k % 3)) for k in range(6)), "test")
+    shipped = make_converter("singing", "psola", melody=tune)
+    assert shipped.dc_block_hz == SINGING_DC_BLOCK_HZ == 20.0
+    plain = make_converter("singing", "psola", melody=tune)
+    plain.dc_block_hz = 0.0
+    out_on = stream_in_blocks(Streamer(shipped), audio, 4096)
+    out_off = stream_in_blocks(Streamer(plain), audio, 4096)
+    assert abs(out_off.mean()) > 10 * abs(out_on.mean())
+    assert abs(out_on.mean()) < 0.002 * out_on.std()
 
 
 def test_psola_tsm_passes_consonants_through_unchanged():

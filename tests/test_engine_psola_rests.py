@@ -44,7 +44,8 @@ def test_rests_play_the_speechs_room_tone_at_its_level(example_speech):
 
 
 def test_rests_add_nothing_the_speech_did_not_have():
-    """Pauses of exact zeros give rests of exact zeros: no comfort noise is made up."""
+    """Pauses of exact zeros give rests of exact zeros, but for the tail of the fixed high-pass under
+    the note before (``dc_block_hz``), 120 dB down: no comfort noise is made up."""
     rate = 16_000
     t = np.arange(int(0.6 * rate)) / rate
     vowel = (0.3 * np.sin(2 * np.pi * 140 * t) + 0.1 * np.sin(2 * np.pi * 280 * t)).astype(np.float32)
@@ -52,5 +53,5 @@ def test_rests_add_nothing_the_speech_did_not_have():
     speech = np.concatenate([gap, vowel, gap, vowel, gap])
     melody = Melody((Note(0.0, 0.8, 60), Note(1.8, 2.6, 64)), "with a rest")
     out = stream_in_blocks(Streamer(PsolaToSingingConverter(melody), rate), speech, 4096)
-    assert np.max(np.abs(out[int(1.1 * rate):int(1.5 * rate)])) == 0.0
+    assert np.max(np.abs(out[int(1.1 * rate):int(1.5 * rate)])) < 1e-6
     assert np.max(np.abs(out[int(2.0 * rate):int(2.4 * rate)])) > 0.1

@@ -39,6 +39,8 @@ from .world_to_singing import ToSingingState, WorldToSingingConfig, WorldToSingi
 
 #: the most syllables per note, on average, before a melody too short for the speech is repeated
 SHARE_LIMIT = 2
+#: the fixed high-pass under the PSOLA singers' output (Hz): the offset raised grains sum to, taken away
+SINGING_DC_BLOCK_HZ = 20.0
 #: frames kept clear of a syllable's ends when the speech's pauses are gathered for the rests
 REST_MARGIN_FRAMES = 4
 #: a pause frame is played in a rest only this far (dB) or more below the speech's median syllable level
@@ -147,8 +149,11 @@ class _PsolaSinger(WorldToSingingConverter):
         analysis = self.config.analysis
         # Grains two output periods long where the note is above the speech (nearly always): on dev-data
         # CER 0.462 against 0.481 with input-period grains, DNSMOS 2.46 against 2.38 (docs/results.md).
+        # The offset that raised grains sum to, taken away (PsolaConfig.dc_block_hz; docs/results.md, "An
+        # offset under the songs").
         self.psola = PsolaSynth(PsolaConfig(analysis.sample_rate, analysis.hop_samples,
-                                            min_f0_hz=analysis.envelope_f0_floor_hz, narrow_raised=True))
+                                            min_f0_hz=analysis.envelope_f0_floor_hz, narrow_raised=True,
+                                            dc_block_hz=SINGING_DC_BLOCK_HZ))
 
     @property
     def blend(self) -> bool:
@@ -173,6 +178,16 @@ class _PsolaSinger(WorldToSingingConverter):
     @below_f0.setter
     def below_f0(self, ratio: float) -> None:
         self.psola = PsolaSynth(replace(self.psola.config, below_f0=float(ratio)))
+
+    @property
+    def dc_block_hz(self) -> float:
+        """The output's fixed high-pass cut-off, 0 = off (:class:`PsolaConfig` ``dc_block_hz``;
+        :data:`SINGING_DC_BLOCK_HZ` by default); set before a stream starts."""
+        return self.psola.config.dc_block_hz
+
+    @dc_block_hz.setter
+    def dc_block_hz(self, hz: float) -> None:
+        self.psola = PsolaSynth(replace(self.psola.config, dc_block_hz=float(hz)))
 
     def init_state(self) -> PsolaSingingState:
         custom: ToSingingState = self.init_custom()

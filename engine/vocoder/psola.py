@@ -69,6 +69,12 @@ class PsolaConfig:
             fourth-order Butterworth whose cut-off follows the output frames' F0 (held through
             unvoiced frames, :data:`BELOW_F0_FLOOR_HZ` before the first voiced one) removes it
             and leaves the fundamental (at 0.75: -0.05 dB at F0, -14 dB at F0 / 2).
+        dc_block_hz: high-pass the output at this fixed cut-off (0: off; else 5..60 Hz), a
+            fourth-order Butterworth, causal. Raising the pitch overlaps more grains than the input
+            had periods, and each windowed grain of an asymmetric glottal wave has a mean of its own:
+            their sum is an offset (up to a fifth of the output's RMS on dev-data's songs) that
+            wanders with the grain rate. At 20 Hz it takes that away and leaves every voice
+            (-0.003 dB at 70 Hz).
     """
 
     sample_rate: int = 24_000
@@ -80,12 +86,15 @@ class PsolaConfig:
     formant_scale: float = 1.0
     blend: bool = False
     below_f0: float = 0.0
+    dc_block_hz: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.hop_samples <= 0:
             raise ConfigError("psola.sample_rate and psola.hop_samples must be > 0")
         if not (self.below_f0 == 0.0 or 0.1 <= self.below_f0 <= 0.95):
             raise ConfigError(f"psola.below_f0={self.below_f0!r} must be 0 (off) or within 0.1..0.95 of the F0")
+        if not (self.dc_block_hz == 0.0 or 5.0 <= self.dc_block_hz <= 60.0):
+            raise ConfigError(f"psola.dc_block_hz={self.dc_block_hz!r} must be 0 (off) or within 5..60 Hz")
         if not 0.8 <= self.formant_scale <= 1.25:
             raise ConfigError(f"psola.formant_scale={self.formant_scale!r} must be within 0.8..1.25")
         if not 20.0 <= self.min_f0_hz <= 400.0:
@@ -124,6 +133,7 @@ class PsolaState:
     cutoff_base: int = 0
     cutoff_held: float = 0.0
     highpass: np.ndarray = field(default_factory=lambda: np.zeros(5))
+    dc_block: np.ndarray = field(default_factory=lambda: np.zeros(5))   # dc_block_hz: the filter's integrators
 
 
 class PsolaSynth:
@@ -245,6 +255,9 @@ class PsolaSynth:
         out = state.acc[:n]
         if self.config.below_f0 > 0.0 and n:
             out = self._below_f0(out, state)
+        if self.config.dc_block_hz > 0.0 and n:
+            out = _spectral.tracking_highpass(out, np.full(n, self.config.dc_block_hz), float(self.config.sample_rate),
+                                              state.dc_block, 0.0)
         out = limit_output(out)
         state.acc = state.acc[n:]
         state.acc_start += n
