@@ -223,3 +223,40 @@ def test_an_overshoot_out_of_range_is_refused_with_the_value():
 
     with pytest.raises(OptionError, match=r"overshoot=0.8 is outside 0..0.5"):
         WorldToSingingConfig(overshoot=0.8)
+
+
+def _vibrato_cycles(cents: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The length (s) and peak (cents) of each vibrato cycle, from one upward zero crossing to the next."""
+    up = np.flatnonzero((cents[:-1] < 0) & (cents[1:] >= 0))
+    return np.diff(up) * step_s, np.array([np.abs(cents[a:b]).max() for a, b in zip(up[:-1], up[1:], strict=True)])
+
+
+def test_wander_moves_the_vibratos_rate_and_depth_within_their_bounds():
+    """A steady vibrato repeats one cycle; with ``wander`` its cycles speed up and slow down by up to a
+    quarter of ``wander`` and its depth swells and shrinks by up to ``wander``, as real singers' do."""
+    from voxflip.engine.converters.world_to_singing import WorldToSingingConfig
+
+    step = 0.0005
+    t = np.arange(0.4, 6.0, step)
+    for wander in (0.0, 0.5):
+        cfg = WorldToSingingConfig(vibrato_cents=24.0, vibrato_hz=4.9, wander=wander)
+        cents = np.array([(_sung_midi(x, cfg, 64.0, None) - 64.0) * 100.0 for x in t])
+        lengths, peaks = _vibrato_cycles(cents, step)
+        rates = 1.0 / lengths
+        if wander == 0.0:
+            assert np.ptp(rates) < 0.02 and np.ptp(peaks) < 0.1
+        else:
+            assert rates.min() < 4.9 * 0.95 and rates.max() > 4.9 * 1.05          # it wanders
+            assert rates.min() > 4.9 * (1 - 0.125) - 0.1 and rates.max() < 4.9 * 1.125 + 0.1
+            assert peaks.min() < 24.0 * 0.75 and peaks.max() > 24.0 * 1.25
+            assert peaks.max() <= 24.0 * 1.5 + 0.1
+
+
+def test_wander_is_the_same_for_the_same_note_and_out_of_range_is_refused():
+    from voxflip.engine.converters.world_to_singing import WorldToSingingConfig
+
+    cfg = WorldToSingingConfig(wander=0.5)
+    assert _sung_midi(1.234, cfg) == _sung_midi(1.234, cfg)
+    assert _sung_midi(1.234, cfg, 64.0, 60.0) != _sung_midi(1.234, cfg, 65.0, 60.0)   # another note, another phase
+    with pytest.raises(OptionError, match=r"wander=1.5 is outside 0..1"):
+        WorldToSingingConfig(wander=1.5)
