@@ -18,7 +18,8 @@ glides of up to 0.4 s, singers 0-50 cents off A4 = 440 Hz, some drifting by a qu
      frames within ``HARMONIC_REFERENCE_S`` around it is moved back by that interval. On the dev
      data YIN locks onto the third harmonic of a pharyngeal tenor for up to 0.3 s, and onto half
      or double the pitch for up to 0.2 s elsewhere; one second of context outvotes such runs
-     (frames more than 3 semitones from pyworld's Harvest: 233 before, 55 after, of 16,400 voiced).
+     (frames more than 3 semitones from pyworld's Harvest: 233 before, 55 after, of 16,400 voiced,
+     with the tracker of before 2026-12-07, whose harmonic check has since halved its octave errors).
      A real octave leap to a note shorter than about half a second would be folded too;
    - a ``SPIKE_MEDIAN_S`` running median over the voiced frames removes the one- and two-frame
      errors that are left.

@@ -44,6 +44,26 @@ def test_f0_is_not_fooled_by_a_dominant_third_harmonic():
     assert np.median(est[10:-10]) == pytest.approx(220.0, rel=0.01)
 
 
+def test_f0_is_not_fooled_by_a_third_harmonic_that_dwarfs_the_rest():
+    # The third harmonic 20 dB above the others: a third of the period is already clearly periodic
+    # (the normalised difference under 0.05), yet its double is no more so, and the period is.
+    est = estimate_f0(harmonic_tone(np.full(RATE, 220.0), weights=[0.1, 0.05, 1.0, 0.05, 0.02]), RATE, 120)
+    assert np.all(np.abs(1200 * np.log2(est[10:-10] / 220.0)) < 5.0)
+
+
+def test_f0_of_a_voice_with_a_faint_subharmonic_is_its_pitch_not_the_octave_below():
+    # A strong second harmonic puts YIN's first dip at half the period; a faint component at half
+    # the pitch (-23 dB under the second harmonic, as a pressed tenor's vibrato on dev-data has
+    # one) makes two periods repeat about as well as one. The pitch heard, and Praat's, is the
+    # period's: the lowest multiple of the dip that is a period, not the most periodic multiple.
+    t = np.arange(RATE) / RATE
+    f0 = 278.0 * 2 ** (0.3 / 12 * np.sin(2 * np.pi * 5.5 * t))
+    x = harmonic_tone(f0, weights=[0.2, 1.0, 0.1, 0.4]) + 0.3 * 0.07 * np.sin(np.pi * np.cumsum(f0) / RATE)
+    est = estimate_f0(x, RATE, 120)
+    truth = f0[np.arange(est.shape[0]) * 120]
+    assert np.all(np.abs(1200 * np.log2(est[10:-10] / truth[10:-10])) < 50.0)
+
+
 def test_silence_and_noise_are_unvoiced():
     silence = np.zeros(RATE)
     noise = np.random.default_rng(0).standard_normal(RATE) * 0.1

@@ -509,24 +509,41 @@ py::tuple yin(const py::array_t<double, py::array::c_style | py::array::forcecas
         for (int lag = min_lag + 1; lag <= max_lag; ++lag)
           if (cmnd[lag] < cmnd[best]) best = lag;
       }
-      // a multiple of the lag much more periodic than the lag: the lag was a harmonic
+      // A multiple of the lag much more periodic than the lag: the lag was a harmonic (a singer's
+      // formant, a pharyngeal voice). The lowest such multiple is taken, never the most periodic one:
+      // a true period's multiples are periods too, and the most periodic is as often an octave below
+      // (a voice with a faint subharmonic repeats better over two periods than over one). Each is
+      // searched within +-m/2 samples of m * lag (the integer lag's rounding, m times over) and
+      // followed down to its own minimum; from there again, while the lag is not clearly periodic.
+      // "Much more": under half. A lag already under 0.05 moves only where its double is no better
+      // (over 0.7 of it: a dominant third or fourth harmonic repeats as well over two of its
+      // periods as over one) and its third or fourth multiple is under a quarter of it; a true
+      // period's double is better (the normalisation divides by the mean over more lags).
       int lag = best;
-      const double at_lag = cmnd[lag];
-      double chosen = INFINITY;
-      int chosen_lag = lag;
-      for (int m = 2; m <= 4; ++m) {
-        const int multiple = lag * m;
-        if (multiple > max_lag - 1) continue;
-        int near = multiple - 1;
-        for (int d = 0; d <= 1; ++d)
-          if (cmnd[multiple + d] < cmnd[near]) near = multiple + d;
-        const double value = cmnd[near];
-        if (at_lag > 0.05 && value < 0.5 * at_lag && value < chosen) {
-          chosen = value;
-          chosen_lag = near;
+      const auto near_multiple = [&](int m, int of) {
+        const int reach = (m + 1) / 2, lo = m * of - reach, hi = m * of + reach;
+        if (hi > max_lag - 1) return -1;
+        int near = lo;
+        for (int d = lo + 1; d <= hi; ++d)
+          if (cmnd[d] < cmnd[near]) near = d;
+        return near;
+      };
+      for (int round = 0; round < 3 && cmnd[lag] > 0.01; ++round) {
+        const double at = cmnd[lag];
+        const int twice = near_multiple(2, lag);
+        const bool clear = at <= 0.05;
+        if (clear && (twice < 0 || cmnd[twice] < 0.7 * at)) break;
+        int found = -1;
+        for (int m = clear ? 3 : 2; m <= 4 && found < 0; ++m) {
+          const int near = near_multiple(m, lag);
+          if (near < 0) break;
+          if (cmnd[near] < (clear ? 0.25 : 0.5) * at) found = near;
         }
+        if (found < 0) break;
+        while (found > min_lag && cmnd[found - 1] < cmnd[found]) --found;
+        while (found < max_lag - 1 && cmnd[found + 1] < cmnd[found]) ++found;
+        lag = found;
       }
-      lag = chosen_lag;
       const double left = cmnd[lag - 1], mid = cmnd[lag], right = cmnd[lag + 1];
       const double denom = left - 2.0 * mid + right;
       double shift = std::fabs(denom) > 1e-12 ? 0.5 * (left - right) / denom : 0.0;

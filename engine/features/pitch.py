@@ -88,8 +88,13 @@ def yin_frames(frames: np.ndarray, sample_rate: int, config: PitchConfig) -> tup
     # - the cumulative mean normalised difference; the lowest value of the first run of lags
     #   under ``threshold``, else the lowest of all lags;
     # - a strong upper harmonic (a singer's formant, pharyngeal voice) can dip below the threshold
-    #   at a fraction of the period: if a multiple of the chosen lag (2-4 times, +-1) is under half
-    #   its value (and the lag's is above 0.05), the lag was a harmonic and the multiple is taken;
+    #   at a fraction of the period: if a multiple of the chosen lag (2-4 times, within +-m/2) is
+    #   under half its value (the lag's above 0.05), the lag was a harmonic and the *lowest* such
+    #   multiple is taken, then checked in turn. Not the most periodic multiple: a voice with a faint
+    #   subharmonic repeats better over two periods than over one, and that choice sang a pressed
+    #   tenor an octave low for 12% of a song. A lag already under 0.05 moves only where its double
+    #   is no better (over 0.7 of it) and its third or fourth multiple is under a quarter of it: a
+    #   dominant third harmonic (pharyngeal voice) repeats as well over two of its periods as one;
     # - parabolic interpolation around the lag (not at the ends of the range);
     # - voiced where the normalised difference is under ``voicing_threshold``, the RMS level above
     #   ``silence_db``, and the minimum not at the longest lag (the edge of the search: the voice
