@@ -7,7 +7,8 @@ Per chunk of ``chunk_frames`` frames:
    one-frame voiced blips, repair one-frame octave jumps;
 3. ``transform`` the tidy frames into output frames (the converter's own
    business: a new F0 contour, dropped or repeated frames, ...);
-4. synthesise the output frames (:class:`SourceFilterSynth`, one frame behind).
+4. synthesise the output frames (:class:`SourceFilterSynth`, one frame behind), high-passed at
+   :data:`WORLD_DC_BLOCK_HZ` (the synthesiser's rumble under 20 Hz; causal, no latency).
 
 Analysis runs ``LOOKAHEAD_FRAMES`` frame ahead of synthesis, because the
 synthesiser interpolates towards the next frame. The tidy step needs only the
@@ -30,6 +31,10 @@ from ..vocoder.source_filter import SourceFilterSynth, SynthConfig, SynthState
 from .base import ChunkGrid, Converter
 
 LOOKAHEAD_FRAMES = 1
+#: the output high-pass of every WORLD converter (``SynthConfig.dc_block_hz``): the pulse synthesiser
+#: adds energy under 20 Hz that the input did not have (median +24 dB over the singing on dev-data),
+#: which a fourth-order Butterworth at 20 Hz takes away, leaving every voice (-0.003 dB at 70 Hz)
+WORLD_DC_BLOCK_HZ = 20.0
 
 
 #: the chunk of an offline render (ms): the output does not depend on it (tests), and a long chunk
@@ -68,7 +73,8 @@ class WorldPipelineConverter(Converter):
         self.analysis = analysis
         self.analyzer = WorldAnalyzer(analysis)
         self.synth = SourceFilterSynth(
-            SynthConfig(sample_rate=analysis.sample_rate, hop_samples=analysis.hop_samples, fft_size=analysis.fft_size)
+            SynthConfig(sample_rate=analysis.sample_rate, hop_samples=analysis.hop_samples, fft_size=analysis.fft_size,
+                        dc_block_hz=WORLD_DC_BLOCK_HZ)
         )
         self.sample_rate = analysis.sample_rate
         self.hop_samples = analysis.hop_samples

@@ -26,12 +26,18 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from ..errors import ConfigError
+from . import _spectral
+
 #: peak above which a frame is analysed scaled down (full scale)
 FULL_SCALE = 1.0
 #: the largest magnitude a converter returns: +600 dBFS. Anything near it is clipped to [-1, 1]
 #: by the output writer anyway; the ceiling keeps every float32 stage after the converter
 #: (resampling, effects, gain: at most a few hundred times the level) far from float32's 3.4e38.
 OUTPUT_CEILING = 1e30
+#: the cut-offs an output's fixed high-pass (``dc_block_hz``) may take, in Hz: from 5, where an
+#: offset's wander is gone within a fraction of a second, to 60, under every voice's fundamental
+DC_BLOCK_RANGE_HZ = (5.0, 60.0)
 
 
 def frame_peaks(segment: np.ndarray, centres: np.ndarray, half_width: int) -> np.ndarray:
@@ -103,3 +109,18 @@ def active_rms(audio: np.ndarray, sample_rate: int, *, frame_s: float = 0.02, ra
     loud = np.percentile(energy, 95)
     active = energy[energy >= loud * 10.0 ** (-range_db / 10.0)]
     return float(np.ldexp(np.sqrt(np.mean(active)), k))
+
+
+def check_dc_block_hz(owner: str, hz: float) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``hz`` is 0 (off) or within :data:`DC_BLOCK_RANGE_HZ`."""
+    low, high = DC_BLOCK_RANGE_HZ
+    if not (hz == 0.0 or low <= hz <= high):
+        raise ConfigError(f"{owner}.dc_block_hz={hz!r} must be 0 (off) or within {low:g}..{high:g} Hz")
+
+
+def block_dc(audio: np.ndarray, hz: float, sample_rate: int, state: np.ndarray) -> np.ndarray:
+    """``audio`` high-passed at ``hz``: a fourth-order Butterworth, causal, no latency (the engine's
+    compiled ``tracking_highpass`` at a fixed cut-off). ``state`` (5 values, zeros to start) is updated
+    in place, so a signal filtered in pieces equals the whole."""
+    return _spectral.tracking_highpass(np.asarray(audio, np.float64), np.full(audio.shape[0], float(hz)),
+                                       float(sample_rate), state, 0.0)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..features import _spectral
-from ..features.levels import limit_output
+from ..features.levels import block_dc, check_dc_block_hz, limit_output
 
 #: the cut-off of ``below_f0`` before the output's first voiced frame
 BELOW_F0_FLOOR_HZ = 50.0
@@ -93,8 +93,7 @@ class PsolaConfig:
             raise ConfigError("psola.sample_rate and psola.hop_samples must be > 0")
         if not (self.below_f0 == 0.0 or 0.1 <= self.below_f0 <= 0.95):
             raise ConfigError(f"psola.below_f0={self.below_f0!r} must be 0 (off) or within 0.1..0.95 of the F0")
-        if not (self.dc_block_hz == 0.0 or 5.0 <= self.dc_block_hz <= 60.0):
-            raise ConfigError(f"psola.dc_block_hz={self.dc_block_hz!r} must be 0 (off) or within 5..60 Hz")
+        check_dc_block_hz("psola", self.dc_block_hz)
         if not 0.8 <= self.formant_scale <= 1.25:
             raise ConfigError(f"psola.formant_scale={self.formant_scale!r} must be within 0.8..1.25")
         if not 20.0 <= self.min_f0_hz <= 400.0:
@@ -256,8 +255,7 @@ class PsolaSynth:
         if self.config.below_f0 > 0.0 and n:
             out = self._below_f0(out, state)
         if self.config.dc_block_hz > 0.0 and n:
-            out = _spectral.tracking_highpass(out, np.full(n, self.config.dc_block_hz), float(self.config.sample_rate),
-                                              state.dc_block, 0.0)
+            out = block_dc(out, self.config.dc_block_hz, self.config.sample_rate, state.dc_block)
         out = limit_output(out)
         state.acc = state.acc[n:]
         state.acc_start += n
