@@ -75,7 +75,7 @@ def test_dc_block_takes_away_the_rumble_under_20_hz_and_leaves_the_voice(world_p
 
 @pytest.mark.parametrize("hz", [-1.0, 3.0, 80.0])
 def test_dc_block_outside_its_range_is_refused_with_the_value(hz):
-    with pytest.raises(ConfigError, match=rf"synth.dc_block_hz={hz!r} must be 0 \(off\) or within 5..60 Hz"):
+    with pytest.raises(ConfigError, match=rf"SynthConfig.dc_block_hz={hz!r} must be 0 \(off\) or within 5..60 Hz"):
         SynthConfig(dc_block_hz=hz)
 
 

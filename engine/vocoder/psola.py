@@ -93,7 +93,7 @@ class PsolaConfig:
             raise ConfigError("psola.sample_rate and psola.hop_samples must be > 0")
         if not (self.below_f0 == 0.0 or 0.1 <= self.below_f0 <= 0.95):
             raise ConfigError(f"psola.below_f0={self.below_f0!r} must be 0 (off) or within 0.1..0.95 of the F0")
-        check_dc_block_hz("psola", self.dc_block_hz)
+        check_dc_block_hz(type(self).__name__, self.dc_block_hz)
         if not 0.8 <= self.formant_scale <= 1.25:
             raise ConfigError(f"psola.formant_scale={self.formant_scale!r} must be within 0.8..1.25")
         if not 20.0 <= self.min_f0_hz <= 400.0:

@@ -80,7 +80,7 @@ class SynthConfig:
     dc_block_hz: float = 0.0
 
     def __post_init__(self) -> None:
-        check_dc_block_hz("synth", self.dc_block_hz)
+        check_dc_block_hz(type(self).__name__, self.dc_block_hz)
         if self.fft_size < 64 or self.fft_size & (self.fft_size - 1):
             raise ConfigError(f"synth.fft_size={self.fft_size!r} must be a power of two >= 64")
         if self.hop_samples <= 0:
