@@ -5,17 +5,24 @@ and synthesiser (`input-world` of `voxflip eval`) with its F0 track replaced, an
 aperiodicity recomputed for that track with pyworld's CheapTrick and D4C (voxflip's agree with them
 to rounding: the `ours` row equals `input-world` within 0.01):
 
-- `ours`: voxflip's own track (YIN and the tidy step, as the converters see it);
+- `ours`: voxflip's own track (YIN, its instantaneous-frequency refinement and the tidy step, as the
+  converters see it);
+- `ours-unrefined`: the same without the refinement (`PitchConfig.refine` off);
 - `harvest`: pyworld's Harvest (a whole-file tracker, with a path search);
 - `harvest-voicing`: voxflip's values, voiced where Harvest is (Harvest's values where only it voices);
-- `ours-voicing-harvest-values`: voiced where voxflip is, with Harvest's values where both voice.
+- `ours-voicing-harvest-values`: voiced where voxflip is, with Harvest's values where both voice;
+- `ours-stonemask`: voxflip's track refined by pyworld's StoneMask (instantaneous frequency of the
+  first harmonics, each frame alone): does a finer value in each frame give what Harvest's values do?
+- `ours-median5`: voxflip's values through a 5-frame median within each voiced run (smoother values);
+- `ours-extended-N`: voxflip's voicing extended by N frames at both ends of every voiced run (the edge
+  F0 held): does Harvest's longer voicing give its gain by itself?
 
 Prints DNSMOS OVRL per variant and each variant paired against `ours` (mean, 95% interval, clips up
 and down), and the clips where the variants differ most.
 
     python scripts/world_f0_probe.py --manifest ../shared/dev-data/manifest.jsonl [--workers 2]
 
-About 8 minutes on two cores. Needs the eval extra (pyworld, speechmos).
+About 18 minutes on two cores. Needs the eval extra (pyworld, speechmos).
 """
 
 from __future__ import annotations
@@ -30,11 +37,38 @@ import numpy as np
 
 RATE = 24_000
 HOP = 120
-VARIANTS = ("ours", "harvest", "harvest-voicing", "ours-voicing-harvest-values")
+VARIANTS = ("ours", "ours-unrefined", "harvest", "harvest-voicing", "ours-voicing-harvest-values", "ours-stonemask", "ours-median5",
+            "ours-extended-2", "ours-extended-6")
 
 
-def _copy_synthesis(x: np.ndarray, override: dict | None, log: list | None) -> np.ndarray:
+def _runs(voiced: np.ndarray) -> list[tuple[int, int]]:
+    """The voiced runs of a track, as (start, stop) frame pairs."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _median5(f0: np.ndarray) -> np.ndarray:
+    from scipy.signal import medfilt
+
+    out = f0.copy()
+    for a, b in _runs(f0 > 0):
+        if b - a >= 5:
+            out[a:b] = medfilt(f0[a:b], 5)
+    return out
+
+
+def _extended(f0: np.ndarray, n: int) -> np.ndarray:
+    out = f0.copy()
+    for a, b in _runs(f0 > 0):
+        lo, hi = max(0, a - n), min(f0.shape[0], b + n)
+        out[lo:a] = np.where(out[lo:a] > 0, out[lo:a], f0[a])
+        out[b:hi] = np.where(out[b:hi] > 0, out[b:hi], f0[b - 1])
+    return out
+
+
+def _copy_synthesis(x: np.ndarray, override: dict | None, log: list | None, *, refine: bool = True) -> np.ndarray:
     from voxflip.engine.converters.world_pipeline import WorldPipelineConverter
+    from voxflip.engine.features.pitch import PitchConfig
     from voxflip.engine.features.world import AnalysisConfig, Frames
     from voxflip.streaming.streamer import Streamer
 
@@ -51,7 +85,7 @@ def _copy_synthesis(x: np.ndarray, override: dict | None, log: list | None) -> n
             return Frames(override["f0"][at], frames.periodicity, frames.level_db, override["sp"][at],
                           override["ap"][at], frames.scale_exponent)
 
-    streamer = Streamer(Copy(AnalysisConfig()), RATE, RATE)
+    streamer = Streamer(Copy(AnalysisConfig(pitch=PitchConfig(refine=refine))), RATE, RATE)
     return np.concatenate([streamer.process(x.astype(np.float32)), streamer.flush()])
 
 
@@ -66,21 +100,30 @@ def score_clip(path: str) -> dict[str, float]:
     audio, rate = sf.read(path, dtype="float64")
     x = resample_poly(audio, RATE // 100, rate // 100) if rate != RATE else audio
     frames = -(-x.shape[0] // HOP) + 1
-    log: list = []
-    _copy_synthesis(x, None, log)
-    ours = np.zeros(frames)
-    for first, f0 in log:
-        stop = min(frames, first + f0.shape[0])
-        ours[first:stop] = f0[: stop - first]
+    def track(refine: bool) -> np.ndarray:
+        log: list = []
+        _copy_synthesis(x, None, log, refine=refine)
+        out = np.zeros(frames)
+        for first, f0 in log:
+            stop = min(frames, first + f0.shape[0])
+            out[first:stop] = f0[: stop - first]
+        return out
+
+    ours = track(True)
     harvest, _ = pyworld.harvest(x, RATE, f0_floor=71.0, f0_ceil=800.0, frame_period=1000.0 * HOP / RATE)
     harvest = np.pad(harvest, (0, max(0, frames - harvest.shape[0])))[:frames]
     tracks = {
         "ours": ours,
+        "ours-unrefined": track(False),
         "harvest": harvest,
         "harvest-voicing": np.where(harvest > 0, np.where(ours > 0, ours, harvest), 0.0),
         "ours-voicing-harvest-values": np.where(ours > 0, np.where(harvest > 0, harvest, ours), 0.0),
     }
     times = np.arange(frames) * HOP / RATE
+    tracks["ours-stonemask"] = np.where(ours > 0, pyworld.stonemask(x, np.ascontiguousarray(ours), times, RATE), 0.0)
+    tracks["ours-median5"] = _median5(ours)
+    tracks["ours-extended-2"] = _extended(ours, 2)
+    tracks["ours-extended-6"] = _extended(ours, 6)
     scores = {}
     for name, f0 in tracks.items():
         f0 = np.ascontiguousarray(f0)

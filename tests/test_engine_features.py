@@ -8,7 +8,7 @@ import pytest
 from voxflip.engine.errors import ConfigError
 from voxflip.engine.features.frames import frame_count, frame_matrix, pad_for_frames
 from voxflip.engine.features.mel import MelAnalyzer, MelConfig, hz_to_mel, mel_filterbank, mel_to_hz
-from voxflip.engine.features.pitch import PitchConfig, estimate_f0
+from voxflip.engine.features.pitch import PitchConfig, estimate_f0, refine_f0
 from voxflip.engine.features.rhythm import rhythm, rhythm_distance
 from voxflip.engine.features.world import AnalysisConfig, WorldAnalyzer
 
@@ -62,6 +62,49 @@ def test_f0_of_a_voice_with_a_faint_subharmonic_is_its_pitch_not_the_octave_belo
     est = estimate_f0(x, RATE, 120)
     truth = f0[np.arange(est.shape[0]) * 120]
     assert np.all(np.abs(1200 * np.log2(est[10:-10] / truth[10:-10])) < 50.0)
+
+
+def _cents_rms(est: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((1200 * np.log2(est / truth)) ** 2)))
+
+
+@pytest.mark.parametrize("base_hz", [100.0, 220.0, 440.0])
+def test_refined_f0_follows_a_vibrato_within_its_window(base_hz):
+    # A 5.5 Hz vibrato of +-50 cents moves the pitch within YIN's 33 ms window; the harmonics'
+    # instantaneous frequency at the frame's centre follows it. Noise 40 dB down, random phases.
+    t = np.arange(2 * RATE) / RATE
+    f0 = base_hz * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 5.5 * t))
+    rng = np.random.default_rng(0)
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    x = sum(np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 20) if k * base_hz < 11_000)
+    x = 0.3 * x + 0.003 * rng.standard_normal(t.shape[0])
+    plain = estimate_f0(x, RATE, 120)
+    refined = estimate_f0(x, RATE, 120, PitchConfig(refine=True))
+    truth = f0[np.arange(plain.shape[0]) * 120]
+    inner = slice(10, -10)
+    assert np.array_equal(plain > 0, refined > 0)   # voicing is YIN's
+    assert _cents_rms(refined[inner], truth[inner]) < 0.6 * _cents_rms(plain[inner], truth[inner])
+    assert _cents_rms(refined[inner], truth[inner]) < 0.8
+
+
+def test_refine_f0_keeps_what_it_cannot_read():
+    config = PitchConfig()
+    win = config.window_samples(RATE)
+    x = harmonic_tone(np.full(RATE, 220.0))
+    rows = frame_matrix(*pad_for_frames(x, 120, win)[:2], 40, 5, 120, win)
+    # unvoiced stays unvoiced, silence keeps what it is given, and a guess an octave high is not
+    # dragged down toward the fundamental its window cannot resolve (that reading moves too far to
+    # be taken): it stays within 50 cents of its octave, as YIN's octave error was
+    assert np.all(refine_f0(rows, np.zeros(5), RATE) == 0)
+    assert np.all(refine_f0(np.zeros_like(rows), np.full(5, 220.0), RATE) == 220.0)
+    assert np.all(np.abs(1200 * np.log2(refine_f0(rows, np.full(5, 445.0), RATE) / 440.0)) < 50.0)
+    # a wrong F0 is moved onto the tone: 23.5 cents off, and 8% (133 cents) off
+    for given in (223.0, 220.0 * 1.08):
+        assert np.all(np.abs(1200 * np.log2(refine_f0(rows, np.full(5, given), RATE) / 220.0)) < 1.0)
+    # under 1.5 times the search floor three periods do not fit the window: YIN's value stays
+    low = harmonic_tone(np.full(RATE, 80.0))
+    rows = frame_matrix(*pad_for_frames(low, 120, win)[:2], 40, 5, 120, win)
+    assert np.all(refine_f0(rows, np.full(5, 80.3), RATE) == 80.3)
 
 
 def test_silence_and_noise_are_unvoiced():

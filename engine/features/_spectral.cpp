@@ -559,6 +559,92 @@ py::tuple yin(const py::array_t<double, py::array::c_style | py::array::forcecas
   return py::make_tuple(f0_out, periodicity_out);
 }
 
+// Each voiced row's F0 refined from the instantaneous frequency of its first harmonics (the
+// spectrum's phase derivative: the frequency reassigned by a window and its derivative), on a
+// Blackman window three periods long centred on the row. Each harmonic k under `max_hz` (at most
+// `harmonics` of them) reads k F0 at its own frequency; a reading further than `harmonic_tolerance`
+// from k F0 is left out, the rest are averaged weighted by power, and the average replaces the F0
+// where it lies within `max_move` of it (a window sized for a guess an octave high does not resolve
+// the fundamental, which drags its reading part of the way down: not taken); then again from there
+// (`passes` times in all: after a large move the harmonics are read where they are, on a window of
+// the new period). Rows whose three periods do not fit the window (an F0 under 3 sample_rate /
+// length) keep their F0. The Python face and what it is for: engine/features/pitch.py (refine_f0).
+py::array_t<double> refine_f0(const py::array_t<double, py::array::c_style | py::array::forcecast>& frames,
+                              const Samples& f0_in, int sample_rate, int harmonics, double max_hz,
+                              double harmonic_tolerance, double max_move, int passes) {
+  if (frames.ndim() != 2) throw std::invalid_argument("frames must be 2-D (frames, window)");
+  const py::ssize_t count = frames.shape(0);
+  const int length = static_cast<int>(frames.shape(1));
+  if (f0_in.ndim() != 1 || f0_in.shape(0) != count) throw std::invalid_argument("need one F0 per row of frames");
+  if (harmonics < 1 || sample_rate <= 0 || passes < 1)
+    throw std::invalid_argument("need harmonics >= 1, sample_rate > 0 and passes >= 1");
+  py::array_t<double> out(count);
+  const double* all = frames.data();
+  const double* f0 = f0_in.data();
+  double* refined = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    const int centre = length / 2;
+    const int most = std::min(centre, length - 1 - centre);
+    std::vector<std::vector<double>> windows(most + 1), slopes(most + 1);
+    // the power-weighted reading of row `row` around `guess` (0: none fits)
+    const auto read = [&](py::ssize_t row, double guess) {
+      const int half = static_cast<int>(std::lround(1.5 * sample_rate / guess));
+      if (half > most || half < 2) return 0.0;
+      // Blackman window over n = -half..half and its derivative per sample, made once per length
+      std::vector<double>& window = windows[half];
+      std::vector<double>& slope = slopes[half];
+      if (window.empty()) {
+        window.resize(2 * half + 1);
+        slope.resize(2 * half + 1);
+        const double step = kPi / half;
+        for (int i = 0; i <= 2 * half; ++i) {
+          const double a = step * i;
+          window[i] = 0.42 - 0.5 * std::cos(a) + 0.08 * std::cos(2.0 * a);
+          slope[i] = (0.5 * std::sin(a) - 0.16 * std::sin(2.0 * a)) * step;
+        }
+      }
+      const double* x = all + row * length + centre - half;
+      const int top = std::max(1, std::min(harmonics, static_cast<int>(max_hz / guess)));
+      double sum = 0.0, weight = 0.0;
+      for (int k = 1; k <= top; ++k) {
+        const double omega = 2.0 * kPi * k * guess / sample_rate;
+        // sums over n of x(n) w(n) e^{-j omega n} and the same with w's derivative, n from -half
+        double xr = 0.0, xi = 0.0, dr = 0.0, di = 0.0;
+        const double cr = std::cos(omega), ci = -std::sin(omega);
+        double pr = std::cos(omega * half), pi = std::sin(omega * half);   // e^{-j omega (-half)}
+        for (int i = 0; i <= 2 * half; ++i) {
+          const double a = x[i] * window[i], b = x[i] * slope[i];
+          xr += a * pr; xi += a * pi;
+          dr += b * pr; di += b * pi;
+          const double nr = pr * cr - pi * ci;
+          pi = pr * ci + pi * cr;
+          pr = nr;
+        }
+        const double power = xr * xr + xi * xi;
+        if (!(power > 0.0)) continue;
+        // the reassigned frequency: omega - Im(D conj(X)) / |X|^2
+        const double instant = omega - (di * xr - dr * xi) / power;
+        const double reading = instant * sample_rate / (2.0 * kPi * k);
+        if (std::fabs(reading / guess - 1.0) > harmonic_tolerance) continue;
+        sum += power * reading;
+        weight += power;
+      }
+      return weight > 0.0 ? sum / weight : 0.0;
+    };
+    for (py::ssize_t f = 0; f < count; ++f) {
+      double value = f0[f];
+      for (int pass = 0; pass < passes && value > 0.0; ++pass) {
+        const double next = read(f, value);
+        if (!(next > 0.0) || std::fabs(next / value - 1.0) > max_move) break;
+        value = next;
+      }
+      refined[f] = value;
+    }
+  }
+  return out;
+}
+
 // A fourth-order Butterworth high-pass whose cut-off may change at every sample: two second-order
 // state-variable sections (trapezoidal integrators, after Simper's "linear trapezoidal" SVF), whose
 // state is the integrators' and so stays meaningful when the coefficients move (a direct-form
@@ -670,6 +756,8 @@ PYBIND11_MODULE(_spectral, m) {
   m.def("yin", &yin, py::arg("frames"), py::arg("sample_rate"), py::arg("min_lag"), py::arg("max_lag"),
         py::arg("threshold"), py::arg("voicing_threshold"), py::arg("silence_db"),
         "F0 (0 where unvoiced) and periodicity of each row of `frames` (see pitch.yin_frames).");
+  m.def("refine_f0", &refine_f0, py::arg("frames"), py::arg("f0"), py::arg("sample_rate"), py::arg("harmonics"),
+        py::arg("max_hz"), py::arg("harmonic_tolerance"), py::arg("max_move"), py::arg("passes"), "Each voiced row's F0 refined from its harmonics' instantaneous frequency (see pitch.refine_f0).");
   m.def("tracking_highpass", &tracking_highpass, py::arg("samples"), py::arg("cutoff_hz"), py::arg("sample_rate"),
         py::arg("state"), py::arg("smooth_ms") = 5.0,
         "Fourth-order Butterworth high-pass with a cut-off per sample, followed through a one-pole smoother of "

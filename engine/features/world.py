@@ -47,7 +47,8 @@ class AnalysisConfig:
             frame is analysed as unvoiced); bounded by ``fft_size``.
         d4c_min_f0_hz: F0 values below this are raised to it for D4C only, which
             caps D4C's window (two periods each side) and so the lookahead.
-        pitch: F0 estimator settings.
+        pitch: F0 estimator settings; refined (``PitchConfig.refine``: each voiced frame's value read
+            again from its harmonics' instantaneous frequency, inside the same window).
         envelope, aperiodicity: whether CheapTrick and D4C run. A converter that never reads a
             frame's ``sp`` (``ap``) turns it off; the frames then carry ones there. Nothing else
             changes (not the margins, so not the latency), and CheapTrick and D4C are two thirds of
@@ -60,7 +61,7 @@ class AnalysisConfig:
     fft_size: int = 1024
     envelope_f0_floor_hz: float = 71.0
     d4c_min_f0_hz: float = DEFAULT_D4C_MIN_F0_HZ
-    pitch: PitchConfig = PitchConfig()
+    pitch: PitchConfig = PitchConfig(refine=True)
     envelope: bool = True
     aperiodicity: bool = True
 
