@@ -586,7 +586,12 @@ py::array_t<double> refine_f0(const py::array_t<double, py::array::c_style | py:
     py::gil_scoped_release release;
     const int centre = length / 2;
     const int most = std::min(centre, length - 1 - centre);
-    std::vector<std::vector<double>> windows(most + 1), slopes(most + 1);
+    // windows by half-length, kept between calls (live calls carry two or three frames each)
+    thread_local std::vector<std::vector<double>> windows, slopes;
+    if (windows.size() < static_cast<std::size_t>(most + 1)) {
+      windows.resize(most + 1);
+      slopes.resize(most + 1);
+    }
     // the power-weighted reading of row `row` around `guess` (0: none fits)
     const auto read = [&](py::ssize_t row, double guess) {
       const int half = static_cast<int>(std::lround(1.5 * sample_rate / guess));
