@@ -125,10 +125,16 @@ class SingOptions(MelodyOptions, WorldOptions):
     or with ``live_notes`` no melody but the notes played live (``/voxflip/note``).
 
     ``melody_octave`` (``psola`` only, which hears the whole speech first): ``"auto"`` (its default)
-    sings a melody far above the speaker's voice octaves lower; ``"keep"`` sings it as written."""
+    sings a melody far above the speaker's voice octaves lower; ``"keep"`` sings it as written.
+
+    ``singers_formant_db`` and ``brightness_db`` (-12..12 dB; ``None`` keeps the defaults of
+    :class:`~voxflip.engine.vocoder.shaping.ShapingConfig` in :class:`WorldToSingingConfig`): the depth of
+    a peak at 3 kHz, the singer's formant, and of a shelf above 4 kHz, on the output."""
 
     live_notes: bool = False
     melody_octave: str | None = None
+    singers_formant_db: float | None = None
+    brightness_db: float | None = None
 
 
 @dataclass(frozen=True)
@@ -418,13 +424,29 @@ def _melody(options: MelodyOptions) -> Melody:
     return melody
 
 
+def _shaped(options: SingOptions, config: WorldToSingingConfig) -> WorldToSingingConfig:
+    """``config`` with the shaping depths the options give (``singers_formant_db``, ``brightness_db``)."""
+    from .vocoder.shaping import GAIN_RANGE_DB
+
+    shaping = config.shaping
+    for option, name in (("singers_formant_db", "formant_db"), ("brightness_db", "brightness_db")):
+        value = getattr(options, option)
+        if value is None:
+            continue
+        try:
+            shaping = replace(shaping, **{name: value})
+        except ConfigError:
+            raise OptionError(option, value, "is outside {:g}..{:g} dB".format(*GAIN_RANGE_DB)) from None
+    return replace(config, shaping=shaping)
+
+
 def _to_singing(options: SingOptions, chunk_frames: int, *, psola: bool, stream: bool = False) -> Converter:
     from .converters.psola_to_singing import PsolaStreamToSingingConverter, PsolaToSingingConverter
     from .converters.world_to_singing import WorldToSingingConverter
     from .converters.world_to_singing_live import LiveNotesToSingingConverter
 
     _check_timing(options)
-    config = _sing_config(options)
+    config = _shaped(options, _sing_config(options))
     config = replace(config, analysis=_analysis(options, config.analysis))
     if options.live_notes:
         if options.melody is not None:

@@ -31,8 +31,10 @@ from voxflip.trainer.eval.runner import evaluate
 SHIPPED = WorldSpeechTimingConfig()
 PLAIN = replace(SHIPPED, intonation=IntonationConfig())      # the rule-based contour without the tune
 MILD = SpeechTimingConfig(steady_db=7.0, vowel_keep_ms=120.0, vowel_rate=0.25)
-#: the shipped keep and rate, reached by a rate falling from 1 over vowel_ease_ms
+#: the shipped keep and rate, reached by a rate falling from 1 over vowel_ease_ms (120 ms: shipped since 2026-12-07)
 EASE120 = SpeechTimingConfig(vowel_keep_ms=80.0, vowel_ease_ms=120.0, vowel_rate=0.15)
+#: the same keep and rate reached at once (shipped until 2026-12-07)
+NO_EASE = SpeechTimingConfig(vowel_keep_ms=80.0, vowel_ease_ms=0.0, vowel_rate=0.15)
 EASE160 = SpeechTimingConfig(vowel_keep_ms=60.0, vowel_ease_ms=160.0, vowel_rate=0.10)
 
 #: name -> (synthesis, shorten, config)
@@ -59,6 +61,7 @@ VARIANTS = {
     "abl-rubberband-shifted": ("rubberband", False, replace(SHIPPED, pitch="sung-shifted")),
     "abl-psola-ease120": ("psola", True, replace(SHIPPED, timing=EASE120)),
     "abl-psola-ease160": ("psola", True, replace(SHIPPED, timing=EASE160)),
+    "abl-psola-no-ease": ("psola", True, replace(SHIPPED, timing=NO_EASE)),
 }
 
 

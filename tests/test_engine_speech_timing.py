@@ -96,9 +96,12 @@ def test_held_vowels_are_time_scaled_and_long_pauses_cut(timing):
     cfg = timing.config
     a = np.flatnonzero(kinds == "a")
     in_a = (source >= a[0]) & (source <= a[-1])
-    # 0.8 s of steady /a/: 0.12 s kept as sung, the rest at a quarter of the pace (edges judged transient).
-    expected = cfg.vowel_keep_ms / 1000 + (0.8 - cfg.vowel_keep_ms / 1000) * cfg.vowel_rate
-    assert covers[in_a].sum() == len(a)
+    # 0.8 s of steady /a/: the keep as sung, the rest at the vowel rate, plus what the ease adds (the area
+    # under its ramp; edges judged transient).
+    keep, ease = cfg.vowel_keep_ms / 1000, cfg.vowel_ease_ms / 1000
+    expected = keep + (0.8 - keep) * cfg.vowel_rate + (1 - cfg.vowel_rate) * ease / 2
+    # every /a/ frame is covered, and at most the glide's first three frames (still steady) join its last bin
+    assert len(a) <= covers[in_a].sum() <= len(a) + 3
     assert abs(in_a.sum() * FRAME_S - expected) < 0.04
     # The compressed frames are means of the frames they cover (log envelope).
     j = np.flatnonzero(in_a & (covers > 1))[0]
@@ -118,7 +121,8 @@ def test_an_eased_rate_shortens_long_vowels_like_the_plain_one_and_short_ones_le
     keep, ease, rate = 0.08, 0.12, 0.15
     eased = SpeechTiming(SpeechTimingConfig(vowel_keep_ms=keep * 1000, vowel_ease_ms=ease * 1000, vowel_rate=rate),
                          FRAME_S, 24_000, 1024)
-    plain = SpeechTiming(SpeechTimingConfig(vowel_keep_ms=keep * 1000, vowel_rate=rate), FRAME_S, 24_000, 1024)
+    plain = SpeechTiming(SpeechTimingConfig(vowel_keep_ms=keep * 1000, vowel_ease_ms=0.0, vowel_rate=rate), FRAME_S, 24_000,
+                         1024)
     # The rate: 1 through the keep, then falling linearly to the plain rate by the end of the ease.
     rates = [eased.vowel_rate(run) for run in range(1, 60)]
     k, e = round(keep / FRAME_S), round(ease / FRAME_S)

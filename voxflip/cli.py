@@ -44,6 +44,8 @@ FLAG_OF_OPTION: dict[str, str] = {
     "max_output_s": "--max-output-s",
     "melody_pitch": "--melody-pitch",
     "melody_octave": "--melody-octave",
+    "singers_formant_db": "--singers-formant-db",
+    "brightness_db": "--brightness-db",
     "voice_floor_hz": "--voice-floor",
     "vocoder": "--vocoder",
     "seed": "--seed",
@@ -52,6 +54,11 @@ FLAG_OF_OPTION: dict[str, str] = {
     "live_notes": "live notes (no --melody)",
 }
 
+
+_SINGERS_FORMANT_HELP = ("--to singing (world, psola, psola-stream): a peak at 3 kHz, the singer's formant, "
+                         "-12..12 dB (default 0: dev-data's singers show none; docs/converters.md)")
+_BRIGHTNESS_HELP = ("--to singing (world, psola, psola-stream): a shelf above 4 kHz, -12..12 dB (default: "
+                    "docs/converters.md)")
 
 _VOICE_FLOOR_HELP = ("the lowest F0 of the voice, 71..400 Hz, for the converters on the WORLD analysis: its windows "
                      "and the latency are sized for it (default: voices down to 60 Hz; 100 with --chunk-ms 5: "
@@ -174,6 +181,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help=f"how far {_option_methods('duration')} shortens sustained vowels, 0..1 (default 1)")
     render.add_argument("--vibrato-cents", type=_finite_float, metavar="CENTS", help="singing vibrato depth (default 24)")
     render.add_argument("--portamento-ms", type=_finite_float, metavar="MS", help="singing glide between legato notes (default 30)")
+    render.add_argument("--singers-formant-db", type=_finite_float, metavar="DB", help=_SINGERS_FORMANT_HELP)
+    render.add_argument("--brightness-db", type=_finite_float, metavar="DB", help=_BRIGHTNESS_HELP)
     render.add_argument("--chunk-ms", type=_finite_float, metavar="MS",
                         help=f"processing chunk, a multiple of the converter's hop ({_chunk_help(live=False)})")
     render.add_argument("--voice-floor", type=_finite_float, metavar="HZ", help=_VOICE_FLOOR_HELP)
@@ -221,6 +230,8 @@ def get_parser() -> argparse.ArgumentParser:
                       help=f"converter chunk, a multiple of its hop (live defaults: {_chunk_help(live=True)}; "
                            "shorter: less latency, more per-call overhead)")
     live.add_argument("--voice-floor", type=_finite_float, metavar="HZ", help=_VOICE_FLOOR_HELP)
+    live.add_argument("--singers-formant-db", type=_finite_float, metavar="DB", help=_SINGERS_FORMANT_HELP)
+    live.add_argument("--brightness-db", type=_finite_float, metavar="DB", help=_BRIGHTNESS_HELP)
     live.add_argument("--input-device", type=int, metavar="ID", help="input device id (see voxflip devices)")
     live.add_argument("--output-device", type=int, metavar="ID", help="output device id (see voxflip devices)")
     live.add_argument("--sample-rate", type=_positive_int, metavar="HZ", help="device rate (default: 48000, or the input file's)")

@@ -27,6 +27,8 @@ CONVERTER_FLAGS: dict[str, str] = {
     "max_output_s": "max_output_s",
     "melody_pitch": "melody_pitch",
     "melody_octave": "melody_octave",
+    "singers_formant_db": "singers_formant_db",
+    "brightness_db": "brightness_db",
     "voice_floor": "voice_floor_hz",
     "vocoder": "vocoder",
     "seed": "seed",

@@ -153,7 +153,7 @@ class _PsolaSinger(WorldToSingingConverter):
         # offset under the songs").
         self.psola = PsolaSynth(PsolaConfig(analysis.sample_rate, analysis.hop_samples,
                                             min_f0_hz=analysis.envelope_f0_floor_hz, narrow_raised=True,
-                                            dc_block_hz=SINGING_DC_BLOCK_HZ))
+                                            dc_block_hz=SINGING_DC_BLOCK_HZ, shaping=self.config.shaping))
 
     @property
     def blend(self) -> bool:

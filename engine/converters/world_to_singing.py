@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,8 @@ from ..errors import ConfigError, OptionError
 from ..features.syllables import SyllableConfig
 from ..features.world import AnalysisConfig, Frames
 from ..melody import Melody, Note
+from ..vocoder.shaping import ShapingConfig
+from ..vocoder.source_filter import SourceFilterSynth
 from .base import ConverterReport, check_transpose, joined
 from .syllable_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
@@ -64,6 +66,9 @@ class WorldToSingingConfig:
             (docs/results.md, "A vibrato that wanders"), so it stays 0.
         edge_ms: length of the nucleus transitions kept at spoken speed.
         max_onset_fraction: the onset consonants take at most this fraction of a note.
+        shaping: the singer's-formant peak and brightness shelf on the output of ``world``, ``psola``
+            and ``psola-stream`` (:class:`~voxflip.engine.vocoder.shaping.ShapingConfig`; the
+            singers' ``--singers-formant-db`` and ``--brightness-db``).
     """
 
     transpose_semitones: float = 0.0
@@ -79,6 +84,7 @@ class WorldToSingingConfig:
     max_onset_fraction: float = 0.5
     analysis: AnalysisConfig = AnalysisConfig()
     syllables: SyllableConfig = SyllableConfig()
+    shaping: ShapingConfig = ShapingConfig()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.vibrato_cents <= 200.0:
@@ -211,6 +217,8 @@ class WorldToSingingConverter(WorldPipelineConverter):
                  chunk_frames: int | None = None) -> None:
         config = config or WorldToSingingConfig()
         super().__init__(config.analysis, chunk_frames)
+        if config.shaping.active:
+            self.synth = SourceFilterSynth(replace(self.synth.config, shaping=config.shaping))
         self.config = config
         self.melody = melody
         self._frame_s = config.analysis.hop_samples / config.analysis.sample_rate

@@ -47,6 +47,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..features.levels import block_dc, check_dc_block_hz, limit_output
 from . import _pulses
+from .shaping import Shaper, ShapingConfig
 
 #: pulses whose responses are computed together: a fixed grouping, so that the output does not depend
 #: on how the groups are shared between threads (:meth:`SourceFilterSynth.share_with`)
@@ -70,6 +71,8 @@ class SynthConfig:
             that stays high down to 0 Hz, placed at a varying rate and level, add energy under 20 Hz
             that the analysed voice did not have (WORLD copy synthesis of dev-data's singing: a median
             +25 dB there); the WORLD converters take it away at 20 Hz (docs/results.md).
+        shaping: a singer's-formant peak and a brightness shelf on the output (:mod:`.shaping`;
+            0 dB each, the default: untouched), after the high-pass, causal, state carried.
     """
 
     sample_rate: int = 24_000
@@ -78,6 +81,7 @@ class SynthConfig:
     unvoiced_pulse_hz: float = 200.0
     seed: int = 0
     dc_block_hz: float = 0.0
+    shaping: ShapingConfig = ShapingConfig()
 
     def __post_init__(self) -> None:
         check_dc_block_hz(type(self).__name__, self.dc_block_hz)
@@ -104,6 +108,7 @@ class SynthState:
     samples_out: int = 0
     pulses: int = field(default=0)
     dc_block: np.ndarray = field(default_factory=lambda: np.zeros(5))   # dc_block_hz: the filter's integrators
+    shaping: np.ndarray | None = None       # the shaping sections' state, from the first sample shaped
 
 
 class SourceFilterSynth:
@@ -111,6 +116,7 @@ class SourceFilterSynth:
 
     def __init__(self, config: SynthConfig) -> None:
         self.config = config
+        self.shaper = Shaper(config.shaping, config.sample_rate)
         n = config.fft_size
         # advance[q]: the phase ramp that moves a response q / DELAY_STEPS samples earlier
         self._advance = np.exp(2j * np.pi * np.outer(np.arange(DELAY_STEPS + 1) / DELAY_STEPS,
@@ -198,6 +204,10 @@ class SourceFilterSynth:
         state.samples_out += total
         if cfg.dc_block_hz > 0.0:
             out = block_dc(out, cfg.dc_block_hz, cfg.sample_rate, state.dc_block)
+        if cfg.shaping.active and out.shape[0]:
+            if state.shaping is None:
+                state.shaping = self.shaper.init_state()
+            out = self.shaper(out, state.shaping)
         return limit_output(out), state
 
     def _in_groups(self, count: int, fill) -> None:
