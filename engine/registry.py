@@ -436,7 +436,7 @@ def _shaped(options: SingOptions, config: WorldToSingingConfig) -> WorldToSingin
         try:
             shaping = replace(shaping, **{name: value})
         except ConfigError:
-            raise OptionError(option, value, "is outside {:g}..{:g} dB".format(*GAIN_RANGE_DB)) from None
+            raise OptionError(option, value, "must be a number of dB within {:g}..{:g}".format(*GAIN_RANGE_DB)) from None
     return replace(config, shaping=shaping)
 
 

@@ -9,8 +9,9 @@ band from 100 Hz to 12.5 kHz, the mean over the pairs of singing minus reading a
 ``psola``, with 95% intervals over pairs, and the number of pairs above zero.
 
 With ``--shape``, each song is also shaped by the variants in :data:`VARIANTS` (``ShapingConfig``:
-the singer's-formant peak and the brightness shelf, applied to the finished song, as the converter
-applies them) and every version is scored as ``voxflip eval`` scores speech -> singing: Whisper base
+the singer's-formant peak and the brightness shelf, applied to the finished song at the reading's rate;
+the converter applies them at its own rate before the output is resampled, the same filter up to the
+resampler) and every version is scored as ``voxflip eval`` scores speech -> singing: Whisper base
 CER against the lyric, DNSMOS, LSD and speaker similarity against the real singing, and the mean
 absolute band difference from the singing's spectrum (100 Hz-12.5 kHz); each variant paired against
 the unshaped song.

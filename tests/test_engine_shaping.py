@@ -112,3 +112,12 @@ def test_a_shaped_song_is_the_same_whatever_the_block_size(example_speech, metho
     for block in (333, 1000):
         out, _ = _song(audio, rate, method, block, brightness_db=-4.5, singers_formant_db=2.0)
         np.testing.assert_array_equal(out, reference, err_msg=f"{block}-sample blocks")
+
+
+def test_live_notes_shape_their_singing_too():
+    """``voxflip live --to singing`` without a melody sings live notes: the shaping reaches that synthesiser."""
+    from voxflip.engine.registry import make_converter
+
+    converter = make_converter("singing", "world", live_notes=True, brightness_db=-3.0, singers_formant_db=2.0)
+    assert converter.synth.config.shaping == ShapingConfig(formant_db=2.0, brightness_db=-3.0)
+    assert converter.synth.shaper.sos.shape == (2, 6)

@@ -160,7 +160,7 @@ def test_unwritable_output_gives_one_line_exit_2(tmp_path: Path, speech_wav: Pat
         (["--to", "speech", "--method", "world-nodur", "--voice-floor", "40"],
          "--voice-floor=40.0 must be within 71..400 Hz (the lowest F0 of the voice)"),
         (["--to", "speech", "--method", "flow", "--voice-floor", "100"], "--voice-floor=100.0 does not apply to flow"),
-        (["--to", "singing", "--melody", TUNE, "--brightness-db", "20"], "--brightness-db=20.0 is outside -12..12 dB"),
+        (["--to", "singing", "--melody", TUNE, "--brightness-db", "20"], "--brightness-db=20.0 must be a number of dB within -12..12"),
         (["--to", "speech", "--singers-formant-db", "3"], "--singers-formant-db=3.0 does not apply to psola-tsm"),
     ],
 )

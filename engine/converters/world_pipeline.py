@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..features.world import AnalysisConfig, Frames, WorldAnalyzer
+from ..vocoder.shaping import ShapingConfig
 from ..vocoder.source_filter import SourceFilterSynth, SynthConfig, SynthState
 from .base import ChunkGrid, Converter
 
@@ -67,14 +68,16 @@ class PipelineState:
 class WorldPipelineConverter(Converter):
     """Base of the WORLD converters; subclasses implement :meth:`transform`."""
 
-    def __init__(self, analysis: AnalysisConfig, chunk_frames: int | None = None) -> None:
+    def __init__(self, analysis: AnalysisConfig, chunk_frames: int | None = None, *,
+                 shaping: ShapingConfig | None = None) -> None:
+        """``shaping``: the singers' spectral shaping of the synthesiser's output (none by default)."""
         grid = world_chunk_grid(analysis)
         chunk_frames = grid.default_frames if chunk_frames is None else grid.check_frames(chunk_frames)
         self.analysis = analysis
         self.analyzer = WorldAnalyzer(analysis)
         self.synth = SourceFilterSynth(
             SynthConfig(sample_rate=analysis.sample_rate, hop_samples=analysis.hop_samples, fft_size=analysis.fft_size,
-                        dc_block_hz=WORLD_DC_BLOCK_HZ)
+                        dc_block_hz=WORLD_DC_BLOCK_HZ, shaping=shaping or ShapingConfig())
         )
         self.sample_rate = analysis.sample_rate
         self.hop_samples = analysis.hop_samples

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,6 @@ from ..features.syllables import SyllableConfig
 from ..features.world import AnalysisConfig, Frames
 from ..melody import Melody, Note
 from ..vocoder.shaping import ShapingConfig
-from ..vocoder.source_filter import SourceFilterSynth
 from .base import ConverterReport, check_transpose, joined
 from .syllable_units import Unit, UnitTracker
 from .world_pipeline import PipelineState, WorldPipelineConverter
@@ -216,9 +215,7 @@ class WorldToSingingConverter(WorldPipelineConverter):
     def __init__(self, melody: Melody, config: WorldToSingingConfig | None = None, *,
                  chunk_frames: int | None = None) -> None:
         config = config or WorldToSingingConfig()
-        super().__init__(config.analysis, chunk_frames)
-        if config.shaping.active:
-            self.synth = SourceFilterSynth(replace(self.synth.config, shaping=config.shaping))
+        super().__init__(config.analysis, chunk_frames, shaping=config.shaping)
         self.config = config
         self.melody = melody
         self._frame_s = config.analysis.hop_samples / config.analysis.sample_rate

@@ -79,7 +79,7 @@ class LiveNotesToSingingConverter(WorldPipelineConverter):
         # move every note to the next second).
         if chunk_frames is None:
             chunk_frames = world_chunk_grid(config.analysis).live_frames
-        super().__init__(config.analysis, chunk_frames)
+        super().__init__(config.analysis, chunk_frames, shaping=config.shaping)
         if not 0 < max_wait_ms <= 10_000 or not 0 <= wait_ms <= 2000:
             raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be in (0, 10000] and wait_ms={wait_ms!r} in 0..2000")
         self.config = config

@@ -14,8 +14,8 @@ with their state carried from call to call, so a signal shaped in pieces equals 
 latency is added. At 0 dB a section is left out (the output is untouched to the bit).
 
 Both default to 0 dB. dev-data's real singers, against their own readings, show no singer's formant
-and a darker treble, and neither band moved ``psola``'s songs nearer their singing on any measure
-(``scripts/sung_spectrum_probe.py``; docs/results.md, "The singer's formant and brightness").
+and a darker treble, and neither band moved ``psola``'s songs nearer their singing on any frame-wise
+measure (``scripts/sung_spectrum_probe.py``; docs/results.md, "The singer's formant and brightness").
 """
 
 from __future__ import annotations
@@ -113,6 +113,10 @@ class Shaper:
     def __init__(self, config: ShapingConfig, sample_rate: int) -> None:
         self.config = config
         self.sos = config.sections(sample_rate)
+        if self.sos.shape[0]:   # imported here, not in the audio thread's first shaped call
+            from scipy.signal import sosfilt
+
+            self._sosfilt = sosfilt
 
     def init_state(self) -> np.ndarray:
         return np.zeros((self.sos.shape[0], 2))
@@ -121,9 +125,7 @@ class Shaper:
         """``audio`` shaped (float64); ``state`` (from :meth:`init_state`) is updated in place."""
         if self.sos.shape[0] == 0 or audio.shape[0] == 0:
             return np.asarray(audio, np.float64)
-        from scipy.signal import sosfilt
-
-        out, state[...] = sosfilt(self.sos, np.asarray(audio, np.float64), zi=state)
+        out, state[...] = self._sosfilt(self.sos, np.asarray(audio, np.float64), zi=state)
         return out
 
     def response_db(self, freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
