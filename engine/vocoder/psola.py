@@ -262,10 +262,7 @@ class PsolaSynth:
             out = self._below_f0(out, state)
         if self.config.dc_block_hz > 0.0 and n:
             out = block_dc(out, self.config.dc_block_hz, self.config.sample_rate, state.dc_block)
-        if self.config.shaping.active and n:
-            if state.shaping is None:
-                state.shaping = self.shaper.init_state()
-            out = self.shaper(out, state.shaping)
+        out, state.shaping = self.shaper.run(out, state.shaping)
         out = limit_output(out)
         state.acc = state.acc[n:]
         state.acc_start += n

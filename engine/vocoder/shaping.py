@@ -128,6 +128,15 @@ class Shaper:
         out, state[...] = self._sosfilt(self.sos, np.asarray(audio, np.float64), zi=state)
         return out
 
+    def run(self, audio: np.ndarray, state: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """What a synthesiser calls on each output piece: ``audio`` shaped, and the state to keep (``None``,
+        the state a stream starts with, until there is a section to run; with none, ``audio`` as it came)."""
+        if self.sos.shape[0] == 0 or audio.shape[0] == 0:
+            return audio, state
+        if state is None:
+            state = self.init_state()
+        return self(audio, state), state
+
     def response_db(self, freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
         """The shaping's gain (dB) at ``freqs_hz``."""
         if self.sos.shape[0] == 0:

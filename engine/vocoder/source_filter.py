@@ -204,10 +204,7 @@ class SourceFilterSynth:
         state.samples_out += total
         if cfg.dc_block_hz > 0.0:
             out = block_dc(out, cfg.dc_block_hz, cfg.sample_rate, state.dc_block)
-        if cfg.shaping.active and out.shape[0]:
-            if state.shaping is None:
-                state.shaping = self.shaper.init_state()
-            out = self.shaper(out, state.shaping)
+        out, state.shaping = self.shaper.run(out, state.shaping)
         return limit_output(out), state
 
     def _in_groups(self, count: int, fill) -> None:
