@@ -10,7 +10,10 @@ its median over 300-3000 Hz removed (the level is not the question), clipped to 
 linear-phase FIR at half and at full strength. Each version is scored against the clip's own reading
 as ``voxflip eval`` scores (resemblyzer cosine, DNSMOS OVRL), with paired 95% intervals over clips.
 
-    python scripts/speaker_eq_probe.py --manifest ../shared/dev-data/manifest.jsonl
+``--own`` equalises toward the clip's *own* reading instead, for every clip: an oracle, the most any
+long-term spectral correction could bring (no converter has the reading it is scored against).
+
+    python scripts/speaker_eq_probe.py --manifest ../shared/dev-data/manifest.jsonl [--own]
 
 About a minute on two cores. Nothing is written.
 """
@@ -106,22 +109,30 @@ def main() -> None:
 
     from voxflip.trainer.eval.metrics import confidence_interval
 
-    args, rows = parse(__doc__.split("\n\n")[0])
+    def more(parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("--own", action="store_true",
+                            help="equalise toward the clip's own reading (an oracle) instead of the singer's others")
+
+    args, rows = parse(__doc__.split("\n\n")[0], more)
     jobs = []
     for row in rows:
         singer = row["singer"] or row["id"]
-        others = [o for o in rows if (o["singer"] or o["id"]) == singer and o["id"] != row["id"]]
+        others = [row] if args.own else [o for o in rows if (o["singer"] or o["id"]) == singer and o["id"] != row["id"]]
         if others:
             jobs.append((row, others, args.manifest.parent))
     with Pool(args.workers) as pool:
         table = np.array(pool.starmap(_score, jobs))
-    print(f"{len(jobs)} clips whose singer has other readings; similarity to the clip's own reading:")
-    print(f"  the singer's other readings themselves: {table[:, 2].mean():.3f}")
+    toward = "the clip's own reading (oracle)" if args.own else "the other readings"
+    if args.own:
+        print(f"{len(jobs)} clips; similarity to the clip's own reading:")
+    else:
+        print(f"{len(jobs)} clips whose singer has other readings; similarity to the clip's own reading:")
+        print(f"  the singer's other readings themselves: {table[:, 2].mean():.3f}")
     print(f"  psola-tsm as shipped: similarity {table[:, 0].mean():.3f}, DNSMOS {table[:, 1].mean():.3f}")
     for k, strength in enumerate(STRENGTHS):
         sim, dns = table[:, 3 + 2 * k], table[:, 4 + 2 * k]
         (ds, hs, n), (dd, hd, _) = confidence_interval(sim - table[:, 0]), confidence_interval(dns - table[:, 1])
-        print(f"  equalised toward the other readings at {strength:g}: similarity {sim.mean():.3f} "
+        print(f"  equalised toward {toward} at {strength:g}: similarity {sim.mean():.3f} "
               f"(paired {ds:+.3f} ± {hs:.3f}, {int(np.sum(sim > table[:, 0]))} of {n} up), "
               f"DNSMOS {dns.mean():.3f} (paired {dd:+.3f} ± {hd:.3f})")
 
