@@ -81,3 +81,40 @@ def test_early_consonants_start_before_the_note_and_take_from_the_previous_vowel
     assert (plan[0].start, plan[0].end) == (0, 188)       # the legato vowel gives up the 12-frame onset
     assert (plan[1].start, plan[1].end) == (188, 400)
     assert (plan[2].start, plan[2].end) == (480, 600)     # the rest gives the 20-frame onset
+
+
+def _onset_frames(onset_stretch: float, note_frames: int) -> list[float]:
+    """The input frames the onset of one syllable (20 frames of consonant, then a 40-frame vowel) is read at,
+    sung on a note of ``note_frames`` output frames."""
+    from types import SimpleNamespace
+
+    from voxflip.engine.converters.psola_to_singing import PsolaToSingingConverter
+    from voxflip.engine.converters.syllable_units import Unit
+    from voxflip.engine.converters.world_to_singing import WorldToSingingConfig, _Slot
+    from voxflip.engine.melody import Melody, Note
+
+    note = Note(0.0, 2.0, 60)
+    converter = PsolaToSingingConverter(Melody((note,), "t"), WorldToSingingConfig(onset_stretch=onset_stretch))
+    unit = Unit(onset=100, nucleus=120, coda=160, end=160)
+    state = SimpleNamespace(sources=[], gains=[], transpose_semitones=0.0)
+    slot = _Slot(note, 0, note_frames, unit, False, None)
+    for pos in range(note_frames):
+        converter._sing_frame(slot, pos, state)
+    return [src for src in state.sources if src < unit.nucleus]
+
+
+def test_onset_stretch_lengthens_the_onset_consonants_within_their_share_of_the_note():
+    spoken = _onset_frames(1.0, 300)
+    assert spoken == list(range(100, 120))                       # as spoken: one input frame per output frame
+    slower = _onset_frames(1.5, 300)
+    assert len(slower) == 30 and slower[0] == 100 and max(slower) < 120      # the same sounds, 1.5 times as long
+    capped = _onset_frames(4.0, 100)                  # 80 frames wanted, half the 100-frame note allowed
+    assert len(capped) == 50 and capped[0] == 100 and 118 <= max(capped) < 120   # the whole onset still read
+
+
+def test_onset_stretch_out_of_range_is_refused_with_the_value():
+    from voxflip.engine.converters.world_to_singing import WorldToSingingConfig
+    from voxflip.engine.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"onset_stretch=0.5 is outside 1..4"):
+        WorldToSingingConfig(onset_stretch=0.5)

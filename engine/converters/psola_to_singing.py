@@ -412,7 +412,8 @@ class PsolaToSingingConverter(_PsolaSinger):
         the previous slot, which keeps at least two thirds of its length)."""
         prev_end = 0
         for k, slot in enumerate(plan):
-            onset = slot.unit.nucleus - slot.unit.onset if slot.unit is not None else 0
+            unit = slot.unit
+            onset = round((unit.nucleus - unit.onset) * self.config.onset_stretch) if unit is not None else 0
             onset = min(onset, int(self.config.max_onset_fraction * (slot.end - slot.start)))
             if onset > 0:
                 room = slot.start - prev_end
