@@ -66,7 +66,8 @@ class WorldToSingingConfig:
         edge_ms: length of the nucleus transitions kept at spoken speed.
         max_onset_fraction: the onset consonants take at most this fraction of a note.
         onset_stretch: the onset consonants last this many times their spoken length, within
-            ``max_onset_fraction`` (1, the default: as spoken). Over 100 dev-data songs by ``psola``,
+            ``max_onset_fraction`` (1, the default: as spoken; the live-notes singer keeps them as
+            spoken whatever it is). Over 100 dev-data songs by ``psola``,
             1.6 followed the notes worse (RCA -0.036, every song) and kept no more words (docs/results.md,
             "Longer onsets"), so it stays 1.
         shaping: the singer's-formant peak and brightness shelf on the output of ``world``, ``psola``
@@ -387,7 +388,7 @@ class WorldToSingingConverter(WorldPipelineConverter):
             k_len = min(coda_len, max(0, int(0.6 * length) - o_len))
             m_len = length - o_len - k_len
             if pos < o_len:
-                src = unit.onset + pos * (onset_len / o_len)   # onset consonants at their spoken speed
+                src = unit.onset + pos * (onset_len / o_len)   # onset consonants at their spoken speed (or slower)
                 voiced = self._onset_voiced(unit, src, s)
             elif pos >= length - k_len:
                 q = pos - (length - k_len)
